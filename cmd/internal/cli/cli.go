@@ -1,0 +1,182 @@
+// Package cli maps the command lines of herd, dolly, dollyS and dollyC onto
+// the ring's sender and relay. Every entry point has the signature of
+// Main: it parses args, runs, and returns the process exit status.
+//
+// Exit status: 0 when every node verified every file (or the node's session
+// succeeded), 1 when the session ran and some node failed, 2 for bad usage,
+// a bad configuration file or a bad input (nothing was sent).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/ring/dollyconf"
+	"github.com/herdproject/herd/ring/plan"
+	"github.com/herdproject/herd/ring/relay"
+	"github.com/herdproject/herd/ring/report"
+	"github.com/herdproject/herd/ring/sender"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+)
+
+// Version is herd's version, printed by -V.
+var Version = "0.1.0"
+
+// Env is what a command sees of its process.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// Main is the signature of every entry point.
+type Main func(ctx context.Context, args []string, env Env) int
+
+// Exit statuses.
+const (
+	ExitOK     = 0
+	ExitFailed = 1
+	ExitUsage  = 2
+)
+
+// usageError is bad input found before anything was sent.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// status maps an error to an exit status.
+func status(env Env, prog string, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stderr, "%s: %v\n", prog, err)
+	var ue usageError
+	var se *sender.SetupError
+	var pe *dollyconf.ParseError
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		return ExitOK
+	case errors.As(err, &ue), errors.As(err, &se), errors.As(err, &pe):
+		return ExitUsage
+	}
+	return ExitFailed
+}
+
+// sendOpts is what every sender spelling fills in.
+type sendOpts struct {
+	prog       string
+	cfg        sender.Config
+	verbose    bool
+	quiet      bool
+	logFile    string
+	uncompSize int64
+	serverFlag string // "-s" checks the configuration's server name
+}
+
+// runSend runs a session, draws progress, prints the summary and writes
+// the -o log.
+func runSend(ctx context.Context, env Env, o *sendOpts) error {
+	if o.serverFlag == "-s" && o.cfg.Plan.Server != "" {
+		if hn, err := os.Hostname(); err == nil && !sameHost(hn, o.cfg.Plan.Server) {
+			fmt.Fprintf(env.Stderr, "%s: warning: the configuration names server %q but this is %q (use -S to silence)\n", o.prog, o.cfg.Plan.Server, hn)
+		}
+	}
+	if o.verbose {
+		o.cfg.Log = env.Stderr
+	}
+	var prog *report.Progress
+	if !o.quiet {
+		tty := false
+		if f, ok := env.Stderr.(*os.File); ok {
+			tty = term.IsTerminal(int(f.Fd()))
+		}
+		prog = report.NewProgress(env.Stderr, tty, 5*time.Second)
+		o.cfg.Watch = prog.Update
+	}
+	rep, err := sender.Send(ctx, o.cfg)
+	if rep != nil && rep.Done {
+		if o.uncompSize > 0 {
+			rep.Total = o.uncompSize
+		}
+		report.Summary(env.Stdout, rep)
+		if o.logFile != "" {
+			if lerr := appendLog(o.logFile, rep, o.cfg.Plan.SegSize, o.verbose); lerr != nil {
+				fmt.Fprintf(env.Stderr, "%s: %v\n", o.prog, lerr)
+				if err == nil {
+					err = lerr
+				}
+			}
+		}
+	}
+	return err
+}
+
+func appendLog(path string, rep *sender.Report, segsize int, verbose bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("log file (-o): %w", err)
+	}
+	if err := report.Log(f, rep, segsize, verbose); err != nil {
+		f.Close()
+		return fmt.Errorf("write log file %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func sameHost(a, b string) bool {
+	short := func(s string) string { return strings.ToLower(strings.SplitN(s, ".", 2)[0]) }
+	return short(a) == short(b)
+}
+
+// loadConfig reads a dolly/dolly+ configuration file into the plan,
+// printing its warnings.
+func loadConfig(env Env, prog, path string, p *plan.Plan) error {
+	c, err := dollyconf.ParseFile(path)
+	if err != nil {
+		return err
+	}
+	for _, w := range c.Warnings {
+		fmt.Fprintf(env.Stderr, "%s: warning: %s\n", prog, w)
+	}
+	*p = c.Plan
+	return nil
+}
+
+// runRecv runs a node.
+func runRecv(ctx context.Context, env Env, prog string, cfg relay.Config) error {
+	if cfg.Log == nil {
+		cfg.Log = env.Stderr
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = env.Stdout
+	}
+	if l, err := systemdListener(env.Getenv); err != nil {
+		return err
+	} else if l != nil {
+		cfg.ReportListener = l
+	}
+	n, err := relay.Listen(cfg)
+	if err != nil {
+		return err
+	}
+	return n.Serve(ctx)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}

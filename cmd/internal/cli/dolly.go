@@ -1,0 +1,255 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/ring/hostlist"
+	"github.com/herdproject/herd/ring/plan"
+	"github.com/herdproject/herd/ring/relay"
+	"github.com/herdproject/herd/ring/sender"
+	"github.com/spf13/pflag"
+)
+
+const dollyUsage = `Usage: dolly [-h] [-V] [-v] [-s|-S] [-q] [-R|-6] [-n] [-d] [-c SIZE] [-t SECONDS]
+             [-u SIZE] [-b SIZE] [-a TIMEOUT] [-r RETRIES] [-o LOGFILE]
+             [-f CONFIG | -I INFILE [-O OUTFILE|-] -H HOST[,HOST...] | -D DIR[,DIR] [-X PATTERN,...] -O TARGET]
+
+dolly (herd's implementation) clones files, partitions and disks to many
+machines at once through a virtual TCP ring: every client stores the stream
+and forwards it to the next client at the same time.
+
+Server (sender), with a configuration file or -I/-O/-H:
+  dolly -v -s -f dolly.cfg
+  dolly -v -r 40 -S SERVER -H node1,node2,node3 -I /dev/vdd -O /dev/vdd
+  dolly -H 10.0.1.45-80 -I image.img -O /data/image.img
+Client (receiver), one session then exit:
+  dolly -v
+  dolly -v --listen 127.0.0.2     several clients on one machine
+
+Exit status: 0 every client verified its data; 1 some client failed;
+2 bad usage, configuration or input (nothing was sent).
+
+Options:
+`
+
+// Dolly is the dolly command line (ETH dolly, openSUSE dolly 0.7x).
+func Dolly(ctx context.Context, args []string, env Env) int {
+	return status(env, "dolly", dolly(ctx, args, env))
+}
+
+func dolly(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("dolly", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	var (
+		server      = fs.BoolP("server", "s", false, "this is the server (sender); warn when the configuration names another")
+		serverQuiet = fs.BoolP("server-no-check", "S", false, "like -s, without the server name check")
+		verbose     = fs.BoolP("verbose", "v", false, "verbose: set-up messages, and on clients their own progress")
+		config      = fs.StringP("config", "f", "", "configuration `FILE` (dolly, openSUSE dolly or dolly+ format)")
+		input       = fs.StringP("input", "I", "", "input `FILE` or device on the server")
+		output      = fs.StringP("output", "O", "", "output `FILE`, device or - (standard output) on the clients; default: same as -I")
+		hosts       = fs.StringP("hosts", "H", "", "comma-separated clients in ring order; ranges like 10.0.1.45-80")
+		timeout     = fs.IntP("timeout", "a", 0, "give up when no data moved for `SECONDS` (0: wait forever)")
+		retries     = fs.IntP("retries", "r", 5, "try to reach each client `N` times, a second apart")
+		logFile     = fs.StringP("log", "o", "", "append statistics to `LOGFILE` (dolly's format)")
+		noSync      = fs.BoolP("no-sync", "n", false, "clients do not fsync before exit")
+		quiet       = fs.BoolP("quiet", "q", false, "no progress display")
+		resolve4    = fs.BoolP("ipv4", "R", false, "resolve host names to IPv4 addresses (the default)")
+		resolve6    = fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses")
+		uncomp      = fs.StringP("uncompressed-size", "c", "", "uncompressed `SIZE` of a compressed input, for the statistics")
+		dummy       = fs.IntP("dummy", "t", 0, "dummy mode: send generated data for about `SECONDS`; clients write nothing")
+		sockBuf     = fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE` (k, M suffixes)")
+		block       = fs.StringP("block-size", "b", "1M", "transfer block `SIZE`: the largest read and frame")
+		activate    = fs.BoolP("systemd", "d", false, "start the clients through their systemd socket on the report port (9996)")
+		password    = fs.StringP("password", "P", "", "ring `PASSWORD` (openSUSE dolly 0.72)")
+		dirs        = fs.StringP("dirs", "D", "", "copy these `DIR[,DIR]` trees to -O TARGET on the clients")
+		exclude     = fs.StringP("exclude", "X", "", "with -D, leave out `PATTERN[,PATTERN]`")
+		version     = fs.BoolP("version", "V", false, "print the version and exit")
+		listen      = fs.String("listen", "", "client: listen on this `ADDRESS` only (and find yourself in the host list by it)")
+		fanout      = fs.Int("fanout", 0, "server: build a tree with `K` children per node (1: a chain)")
+		requireAll  = fs.Bool("require-all", false, "server: abort before writing when any client fails set-up")
+	)
+	ports := addPortFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, dollyUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if *version {
+		fmt.Fprintf(env.Stdout, "dolly (herd) %s\n", Version)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see dolly -h)", fs.Arg(0))
+	}
+	if *password != "" {
+		return usagef("-P: ring authentication is not available in this herd version; refusing to run unauthenticated when a password was asked for")
+	}
+	isServer := *server || *serverQuiet || *config != "" || *input != "" || *hosts != "" || *dummy > 0 || *dirs != ""
+	if !isServer {
+		cfg := relay.Config{ListenAddr: *listen, Once: true, Verbose: *verbose, NoSync: *noSync, Timeout: time.Duration(*timeout) * time.Second}
+		ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		return runRecv(ctx, env, "dolly", cfg)
+	}
+
+	o := &sendOpts{prog: "dolly", verbose: *verbose, quiet: *quiet, logFile: *logFile}
+	if *server {
+		o.serverFlag = "-s"
+	}
+	c := &o.cfg
+	var err error
+	if c.ChunkSize, err = parseSize(*block, "-b"); err != nil {
+		return err
+	}
+	if *sockBuf != "" {
+		if c.SockBuf, err = parseSize(*sockBuf, "-u"); err != nil {
+			return err
+		}
+	}
+	if *uncomp != "" {
+		n, err := parseSize(*uncomp, "-c")
+		if err != nil {
+			return err
+		}
+		o.uncompSize = int64(n)
+	}
+	switch {
+	case *config != "":
+		if *input != "" || *hosts != "" || *dirs != "" {
+			return usagef("-f cannot be combined with -I, -H or -D")
+		}
+		if err := loadConfig(env, "dolly", *config, &c.Plan); err != nil {
+			return err
+		}
+		if *output != "" {
+			for i := range c.Plan.Files {
+				c.Plan.Files[i].Output = *output
+			}
+		}
+	default:
+		if err := commandLinePlan(&c.Plan, *input, *output, *hosts, *dirs, *exclude, *dummy > 0); err != nil {
+			return err
+		}
+	}
+	if *fanout > 0 {
+		c.Plan.Fanout = *fanout
+	}
+	c.Timeout = time.Duration(*timeout) * time.Second
+	c.Retries = *retries
+	c.NoSync = *noSync
+	c.Dummy = time.Duration(*dummy) * time.Second
+	c.Activate = *activate
+	c.RequireAll = *requireAll
+	c.Network = "ip4"
+	if *resolve6 && !*resolve4 {
+		c.Network = "ip6"
+	}
+	ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
+	return runSend(ctx, env, o)
+}
+
+// commandLinePlan builds a one-file plan from -I/-O/-H (or -D/-X).
+func commandLinePlan(p *plan.Plan, input, output, hosts, dirs, exclude string, dummy bool) error {
+	if hosts == "" {
+		return usagef("no clients: give -H HOST[,HOST...] or -f CONFIG")
+	}
+	list, err := hostlist.Expand(hosts)
+	if err != nil {
+		return usagef("-H: %w", err)
+	}
+	p.Hosts = list
+	f := plan.File{Input: input, Output: output}
+	switch {
+	case dirs != "":
+		if input != "" {
+			return usagef("-D and -I cannot be combined: -D copies directories, -I a file or device")
+		}
+		if output == "" {
+			return usagef("-D needs -O TARGET, the directory the trees go under on the clients")
+		}
+		f.Dirs, f.Exclude, f.Mode = splitList(dirs), splitList(exclude), plan.Cooked
+	case dummy:
+		if input == "" {
+			f.Input = "dummy"
+		}
+		if f.Output == "" {
+			f.Output = "dummy"
+		}
+	case input == "":
+		return usagef("no input: give -I FILE (or -f CONFIG, or -D DIR)")
+	}
+	if f.Output == "" {
+		f.Output = f.Input
+	}
+	if exclude != "" && dirs == "" {
+		return usagef("-X only applies to -D")
+	}
+	p.Files = []plan.File{f}
+	return nil
+}
+
+// portFlags are the port options every spelling shares.
+type portFlags struct{ data, control, report *int }
+
+func addPortFlags(fs *pflag.FlagSet) portFlags {
+	return portFlags{
+		data:    fs.Int("data-port", relay.DefaultDataPort, "data `PORT`"),
+		control: fs.Int("control-port", relay.DefaultControlPort, "control `PORT`"),
+		report:  fs.Int("report-port", relay.DefaultReportPort, "report (ping, systemd socket) `PORT`"),
+	}
+}
+
+func (p portFlags) apply(data, control, report *int) {
+	*data, *control, *report = *p.data, *p.control, *p.report
+}
+
+// parseSize reads 4096, 64k, 1M, 2G (powers of 1024).
+func parseSize(s, flag string) (int, error) {
+	s = strings.TrimSpace(s)
+	mult := 1
+	if s != "" {
+		switch s[len(s)-1] {
+		case 'k', 'K':
+			mult = 1 << 10
+		case 'm', 'M':
+			mult = 1 << 20
+		case 'g', 'G':
+			mult = 1 << 30
+		}
+		if mult != 1 {
+			s = s[:len(s)-1]
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, usagef("%s %q: want a positive size like 4096, 64k or 1M", flag, s)
+	}
+	return n * mult, nil
+}
+
+// systemdListener returns the socket systemd passed (LISTEN_FDS), if any.
+func systemdListener(getenv func(string) string) (net.Listener, error) {
+	if getenv == nil || getenv("LISTEN_FDS") != "1" || getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil, nil
+	}
+	f := os.NewFile(3, "systemd-socket")
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("socket from systemd (LISTEN_FDS): %w", err)
+	}
+	f.Close()
+	return l, nil
+}
+
+var _ = sender.Send

@@ -1,0 +1,259 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/ring/plan"
+	"github.com/herdproject/herd/ring/relay"
+	"github.com/spf13/pflag"
+)
+
+const herdUsage = `Usage: herd COMMAND [OPTIONS]
+
+herd installs and refreshes Linux clusters over the network. Its transfer
+engine streams images through a TCP ring (or tree) of nodes: each node
+writes the stream and forwards it at the same time, so cloning to 500
+nodes takes about as long as cloning to one.
+
+Commands:
+  send      send files, devices or directory trees through a ring of nodes
+  recv      be a ring node: receive, write, verify and forward one session
+  version   print the version
+
+The compatibility entry points dolly, dollyS and dollyC take the command
+lines of dolly and dolly+; herd also answers to those names when called
+through a link.
+
+Run 'herd COMMAND --help' for a command's options.
+`
+
+// Herd is the herd command.
+func Herd(ctx context.Context, args []string, env Env) int {
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, herdUsage)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "send":
+		return status(env, "herd send", herdSend(ctx, args[1:], env))
+	case "recv", "receive":
+		return status(env, "herd recv", herdRecv(ctx, args[1:], env))
+	case "version", "--version", "-V":
+		fmt.Fprintf(env.Stdout, "herd %s\n", Version)
+		return ExitOK
+	case "help", "--help", "-h":
+		fmt.Fprint(env.Stdout, herdUsage)
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stderr, "herd: unknown command %q\n\n%s", args[0], herdUsage)
+	return ExitUsage
+}
+
+// ByName picks the entry point for a program name (argv[0]), so one
+// binary can be installed as herd, dolly, dollyS and dollyC.
+func ByName(argv0 string) Main {
+	switch strings.TrimSuffix(filepath.Base(argv0), ".exe") {
+	case "dolly":
+		return Dolly
+	case "dollyS":
+		return DollyS
+	case "dollyC":
+		return DollyC
+	}
+	return Herd
+}
+
+const sendUsage = `Usage: herd send [OPTIONS] (--config FILE | --hosts LIST (--input IN [--output OUT] | --file 'IN > OUT'... | --dirs DIR,...))
+
+Send files, block devices or directory trees to every node of a ring.
+
+Each node must run 'herd recv' (or dolly, dollyC). herd send contacts every
+node on its control port (9997), and each node checks that it can write
+every output -- it writes nothing yet. Nodes that cannot be reached or
+refuse are reported failed; the others are linked into a chain (or a tree
+with --fanout) and the inputs are read once and streamed through it. Every
+node writes the stream and forwards it at the same time, computes the
+SHA-256 of what it wrote and reports it; herd send compares it with its own.
+
+Files:
+  --input/--output send one file; --file 'IN > OUT' (raw) or 'IN >> OUT'
+  (cooked: decoded by the input's name: .gz .zst .xz .Z .tar .tar.gz .tgz
+  .tar.Z .tar.zst .cpio .cpio.gz .cpio.Z; archives unpack under OUT) may be
+  repeated, as dolly+'s iofiles. --config takes dolly's, openSUSE dolly's
+  or dolly+'s configuration files. OUT "-" writes to the node's standard
+  output. Zero blocks travel as holes: regular files stay sparse, block
+  devices get zeros written.
+
+Output:
+  live progress on standard error (a table on a terminal, a line every 5
+  seconds otherwise), then one line per node on standard output:
+  NODE STATE BYTES SECONDS MB/s VERIFIED REASON, and dolly's totals
+  (Time, MBytes/s, Aggregate MBytes/s).
+
+Exit status:
+  0 every node verified every file; 1 the session ran and some node
+  failed; 2 bad usage, configuration or input (nothing was sent).
+
+Options:
+`
+
+func herdSend(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("herd send", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	config := fs.StringP("config", "f", "", "dolly/dolly+ configuration `FILE`")
+	hosts := fs.StringP("hosts", "H", "", "nodes in ring order, comma-separated; ranges like 10.0.1.45-80 or node[01-16]")
+	input := fs.StringP("input", "I", "", "input `FILE` or device")
+	output := fs.StringP("output", "O", "", "output `PATH` on the nodes (default: same as --input); - for standard output")
+	files := fs.StringArray("file", nil, "`'IN > OUT'` (raw) or 'IN >> OUT' (cooked); repeatable")
+	dirs := fs.StringP("dirs", "D", "", "send these directory trees (`DIR[,DIR]`) to --output on the nodes")
+	exclude := fs.StringP("exclude", "X", "", "with --dirs, leave out `PATTERN[,PATTERN]`")
+	fanout := fs.Int("fanout", 1, "children per node: 1 is a chain, 2 a binary tree, ...")
+	timeout := fs.DurationP("timeout", "a", 0, "fail when no data moved for this `DURATION` (e.g. 30s); 0 waits forever")
+	retries := fs.IntP("retries", "r", 5, "tries to reach each node, a second apart")
+	requireAll := fs.Bool("require-all", false, "abort before anything is written when any node fails set-up")
+	block := fs.StringP("block-size", "b", "1M", "transfer block `SIZE`")
+	chunks := fs.Int("chunks", 16, "blocks in flight per process (memory = chunks x block size)")
+	sockBuf := fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`")
+	noSync := fs.BoolP("no-sync", "n", false, "nodes do not fsync their outputs")
+	ipv6 := fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses")
+	dummy := fs.DurationP("dummy", "t", 0, "benchmark: send generated data for this `DURATION`; nodes write nothing")
+	activate := fs.BoolP("systemd", "d", false, "poke each node's report port first (systemd socket activation)")
+	logFile := fs.StringP("log", "o", "", "append dolly's statistics lines to `FILE`")
+	verbose := fs.BoolP("verbose", "v", false, "print set-up messages")
+	quiet := fs.BoolP("quiet", "q", false, "no progress display")
+	ports := addPortFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, sendUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see herd send --help)", fs.Arg(0))
+	}
+	o := &sendOpts{prog: "herd send", verbose: *verbose, quiet: *quiet, logFile: *logFile}
+	c := &o.cfg
+	var err error
+	if c.ChunkSize, err = parseSize(*block, "--block-size"); err != nil {
+		return err
+	}
+	if *sockBuf != "" {
+		if c.SockBuf, err = parseSize(*sockBuf, "--buffer-size"); err != nil {
+			return err
+		}
+	}
+	switch {
+	case *config != "":
+		if *hosts != "" || *input != "" || len(*files) > 0 || *dirs != "" {
+			return usagef("--config cannot be combined with --hosts, --input, --file or --dirs")
+		}
+		if err := loadConfig(env, "herd send", *config, &c.Plan); err != nil {
+			return err
+		}
+	case len(*files) > 0:
+		if *input != "" || *dirs != "" {
+			return usagef("--file cannot be combined with --input or --dirs")
+		}
+		if err := commandLinePlan(&c.Plan, "x", "x", *hosts, "", "", false); err != nil {
+			return err
+		}
+		c.Plan.Files = nil
+		for _, spec := range *files {
+			f, err := parseFileSpec(spec)
+			if err != nil {
+				return err
+			}
+			c.Plan.Files = append(c.Plan.Files, f)
+		}
+	default:
+		if err := commandLinePlan(&c.Plan, *input, *output, *hosts, *dirs, *exclude, *dummy > 0); err != nil {
+			return err
+		}
+	}
+	if fs.Changed("fanout") || c.Plan.Fanout == 0 {
+		c.Plan.Fanout = *fanout
+	}
+	c.PoolChunks = *chunks
+	c.Timeout = *timeout
+	c.Retries = *retries
+	c.RequireAll = *requireAll
+	c.NoSync = *noSync
+	c.Dummy = *dummy
+	c.Activate = *activate
+	if *ipv6 {
+		c.Network = "ip6"
+	}
+	ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
+	return runSend(ctx, env, o)
+}
+
+// parseFileSpec reads "IN > OUT" or "IN >> OUT".
+func parseFileSpec(spec string) (plan.File, error) {
+	mode, sep := plan.Raw, ">"
+	if strings.Contains(spec, ">>") {
+		mode, sep = plan.Cooked, ">>"
+	}
+	in, out, ok := strings.Cut(spec, sep)
+	in, out = strings.TrimSpace(in), strings.TrimSpace(out)
+	if !ok || in == "" || out == "" || strings.Contains(out, ">") {
+		return plan.File{}, usagef("--file %q: want 'IN > OUT' or 'IN >> OUT'", spec)
+	}
+	return plan.File{Input: in, Output: out, Mode: mode}, nil
+}
+
+const recvUsage = `Usage: herd recv [OPTIONS]
+
+Be a ring node: wait for a sender (herd send, dolly -s, dollyS) on the
+control port, check the outputs it asks for, receive the stream on the data
+port from the previous node while writing it, hashing it and forwarding it
+to the next node(s), then report the SHA-256 of every file written.
+
+A node finds itself in the sender's host list by the address the sender
+reached it on (or --listen), then its interface addresses, then MYNODENAME,
+HOSTNAME or HOST, then its host name. Several nodes can share one machine
+with --listen 127.0.0.2, --listen 127.0.0.3, ...
+
+Exit status: 0 the session's files were all written and hashed; 1 it
+failed; 2 bad usage.
+
+Options:
+`
+
+func herdRecv(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("herd recv", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	listen := fs.StringP("listen", "L", "", "listen on this `ADDRESS` only")
+	serve := fs.Bool("serve", false, "keep serving sessions instead of exiting after one")
+	timeout := fs.DurationP("timeout", "a", 0, "fail when no data arrived for this `DURATION`")
+	noSync := fs.BoolP("no-sync", "n", false, "do not fsync outputs")
+	chunks := fs.Int("chunks", 16, "blocks in flight")
+	verbose := fs.BoolP("verbose", "v", false, "print progress")
+	ports := addPortFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, recvUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see herd recv --help)", fs.Arg(0))
+	}
+	cfg := relay.Config{ListenAddr: *listen, Once: !*serve, Verbose: *verbose, NoSync: *noSync, Timeout: *timeout, PoolChunks: *chunks}
+	ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+	_ = time.Second
+	return runRecv(ctx, env, "herd recv", cfg)
+}

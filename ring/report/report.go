@@ -1,0 +1,176 @@
+// Package report renders a session for humans and scripts: the live
+// progress table (redrawn on a terminal, a line every few seconds
+// otherwise), the final per-node summary with dolly's totals, and dolly's
+// -o log file lines.
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herdproject/herd/ring/sender"
+)
+
+// MB is dolly's megabyte for rates: 10^6 bytes.
+const MB = 1e6
+
+// Progress draws a session's progress on w.
+type Progress struct {
+	w        io.Writer
+	tty      bool
+	every    time.Duration
+	mu       sync.Mutex
+	lines    int
+	lastLine time.Time
+}
+
+// NewProgress draws on w; tty redraws a table in place (ANSI), otherwise a
+// summary line goes out every interval (0 = 5 s).
+func NewProgress(w io.Writer, tty bool, interval time.Duration) *Progress {
+	if interval == 0 {
+		interval = 5 * time.Second
+	}
+	return &Progress{w: w, tty: tty, every: interval}
+}
+
+// Update is a sender.Config.Watch function.
+func (p *Progress) Update(r *sender.Report) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty {
+		p.table(r)
+		return
+	}
+	if r.Done || time.Since(p.lastLine) < p.every {
+		return
+	}
+	p.lastLine = time.Now()
+	fmt.Fprintln(p.w, Line(r))
+}
+
+// Line is a one-line summary of the session so far.
+func Line(r *sender.Report) string {
+	counts := map[sender.State]int{}
+	var rate, least float64
+	least = -1
+	for _, n := range r.Nodes {
+		counts[n.State]++
+		if n.State == sender.StateReceiving {
+			rate += n.Rate
+			if least < 0 || float64(n.Received) < least {
+				least = float64(n.Received)
+			}
+		}
+	}
+	s := fmt.Sprintf("herd: %.1fs sent %s", r.Seconds, size(r.Sent))
+	if r.Total > 0 {
+		s += " of " + size(r.Total)
+	}
+	s += fmt.Sprintf(", nodes: %d receiving, %d done, %d failed", counts[sender.StateReceiving], counts[sender.StateDone], counts[sender.StateFailed])
+	if n := counts[sender.StateReceiving]; n > 0 {
+		s += fmt.Sprintf(", %.1f MB/s per node", rate/float64(n)/MB)
+	}
+	return s
+}
+
+func (p *Progress) table(r *sender.Report) {
+	var b strings.Builder
+	if p.lines > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", p.lines)
+	}
+	fmt.Fprintf(&b, "\x1b[2K%-20s %-10s %12s %10s %8s\n", "NODE", "STATE", "BYTES", "MB/s", "ETA")
+	for _, n := range r.Nodes {
+		eta := "-"
+		if n.State == sender.StateReceiving && n.Rate > 0 && r.Total > 0 {
+			eta = (time.Duration(float64(r.Total-n.Received)/n.Rate) * time.Second).Round(time.Second).String()
+		}
+		fmt.Fprintf(&b, "\x1b[2K%-20s %-10s %12s %10.1f %8s\n", trim(n.Name, 20), n.State, size(n.Received), n.Rate/MB, eta)
+	}
+	fmt.Fprintf(&b, "\x1b[2K%s\n", Line(r))
+	p.lines = len(r.Nodes) + 2
+	io.WriteString(p.w, b.String())
+}
+
+func trim(s string, n int) string {
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// Totals are dolly's closing figures.
+type Totals struct {
+	Seconds   float64
+	MBps      float64 // stream bytes / time: what each node got per second
+	Aggregate float64 // MBps × nodes that verified
+	Hosts     int
+}
+
+// Compute derives dolly's totals from a finished report.
+func Compute(r *sender.Report) Totals {
+	t := Totals{Seconds: r.Seconds, Hosts: len(r.Nodes)}
+	if r.Seconds > 0 && r.Total > 0 {
+		t.MBps = float64(r.Total) / MB / r.Seconds
+	}
+	done := len(r.Nodes) - len(r.Failed())
+	t.Aggregate = t.MBps * float64(done)
+	return t
+}
+
+// Summary writes one line per node and dolly's totals.
+func Summary(w io.Writer, r *sender.Report) {
+	fmt.Fprintf(w, "%-24s %-7s %14s %9s %9s %-8s %s\n", "NODE", "STATE", "BYTES", "SECONDS", "MB/s", "VERIFIED", "REASON")
+	for _, n := range r.Nodes {
+		mbps := 0.0
+		if n.Seconds > 0 {
+			mbps = float64(n.Received) / MB / n.Seconds
+		}
+		v := "no"
+		if n.Verified {
+			v = "yes"
+		}
+		fmt.Fprintf(w, "%-24s %-7s %14d %9.2f %9.1f %-8s %s\n", n.Name, n.State, n.Received, n.Seconds, mbps, v, n.Reason)
+	}
+	t := Compute(r)
+	fmt.Fprintf(w, "Time: %f\nMBytes/s: %.3f\nAggregate MBytes/s: %.3f\n", t.Seconds, t.MBps, t.Aggregate)
+	if f := r.Failed(); len(f) > 0 {
+		names := make([]string, len(f))
+		for i, n := range f {
+			names[i] = n.Name
+		}
+		fmt.Fprintf(w, "FAILED: %d of %d node(s): %s\n", len(f), len(r.Nodes), strings.Join(names, ","))
+	}
+}
+
+// Log appends dolly's -o lines for a finished session: the output, the
+// statistics line "<segsize> <clients> <seconds> <MB/s> <aggregate MB/s>",
+// and with verbose the lines "Nr of hosts", "MBytes/s" and
+// "Aggregate MBytes/s".
+func Log(w io.Writer, r *sender.Report, segsize int, verbose bool) error {
+	t := Compute(r)
+	var b strings.Builder
+	for _, o := range r.Outputs {
+		fmt.Fprintf(&b, "outfile = '%s'\n", o)
+	}
+	fmt.Fprintf(&b, "%d %d %.3f %.3f %.3f\n", segsize, t.Hosts, t.Seconds, t.MBps, t.Aggregate)
+	if verbose {
+		fmt.Fprintf(&b, "Nr of hosts = %d\nMBytes/s: %.3f\nAggregate MBytes/s: %.3f\n", t.Hosts, t.MBps, t.Aggregate)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,665 @@
+package sender
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/plan"
+	"github.com/herdproject/herd/ring/relay"
+	"github.com/herdproject/herd/ring/source"
+	"github.com/herdproject/herd/ring/stream"
+	"github.com/herdproject/herd/ring/wire"
+)
+
+// nodeConn is the control connection to one node.
+type nodeConn struct {
+	i    int
+	conn net.Conn
+	mu   sync.Mutex // serialises writes
+}
+
+func (n *nodeConn) send(t wire.Type, v any) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_ = n.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	return wire.WriteMsg(n.conn, t, v)
+}
+
+func (s *session) run(ctx context.Context) (*Report, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s.ctl = make([]*nodeConn, len(s.hosts))
+	defer func() {
+		for _, c := range s.ctl {
+			if c != nil {
+				c.conn.Close()
+			}
+		}
+	}()
+
+	// 1. Set-up: every node checks its outputs and writes nothing.
+	setups := s.setups()
+	s.logf("Setting up %d node(s) for session %s...", len(s.hosts), s.id)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range s.hosts {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := s.setupNode(ctx, i, setups[i]); err != nil {
+				s.setState(i, StateFailed, err.Error())
+				s.logf("node %s: %v", s.hosts[i].Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	var live []int
+	for i := range s.hosts {
+		if s.rep.Nodes[i].State == StateReady {
+			live = append(live, i)
+		}
+	}
+	if len(live) == 0 || (s.cfg.RequireAll && len(live) < len(s.hosts)) {
+		s.abortAll("session not set up: " + s.failedSummary())
+		err := fmt.Errorf("no node is ready; nothing was written: %s", s.failedSummary())
+		if len(live) > 0 {
+			err = fmt.Errorf("%d of %d nodes failed set-up (--require-all); nothing was written: %s", len(s.hosts)-len(live), len(s.hosts), s.failedSummary())
+		}
+		return s.snapshot(), err
+	}
+
+	// 2. Connect the ready nodes into a chain or tree, leaves first so
+	// that every node's children are listening for it.
+	fanout := max(s.cfg.Plan.Fanout, 1)
+	for j := len(live) - 1; j >= 0; j-- {
+		i := live[j]
+		var kids []wire.Peer
+		for _, k := range plan.Children(len(live), fanout, j) {
+			kids = append(kids, wire.Peer{Name: s.hosts[live[k]].Name, Addr: s.dataAddr(live[k])})
+		}
+		c := s.ctl[i]
+		err := c.send(wire.TConnect, wire.Connect{Children: kids, SegSize: s.cfg.Plan.SegSize})
+		if err == nil {
+			_ = c.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+			err = wire.Expect(c.conn, wire.TConnected, nil)
+			_ = c.conn.SetReadDeadline(time.Time{})
+		}
+		if err != nil {
+			// A node that cannot build its part of the ring makes the
+			// topology unusable: stop before anything is written.
+			s.setState(i, StateFailed, "building the ring: "+err.Error())
+			s.abortAll("ring not built")
+			return s.snapshot(), fmt.Errorf("building the ring at node %s: %w; nothing was written", s.hosts[i].Name, err)
+		}
+	}
+	var conns []net.Conn
+	for _, k := range plan.Children(len(live), fanout, -1) {
+		c, err := relay.DialData(ctx, s.dataAddr(live[k]), s.id, s.cfg.Name, s.cfg.Plan.SegSize, s.cfg.SockBuf)
+		if err != nil {
+			s.abortAll("ring not built")
+			return s.snapshot(), fmt.Errorf("connect to first node %s: %w; nothing was written", s.hosts[live[k]].Name, err)
+		}
+		conns = append(conns, c)
+		defer c.Close()
+	}
+	for _, i := range live {
+		s.setState(i, StateReceiving, "")
+	}
+	s.logf("Ring built: %d node(s), fanout %d. Sending...", len(live), fanout)
+
+	// 3. Stream, while the nodes report progress and verdicts.
+	start := time.Now()
+	s.mu.Lock()
+	s.moved = start
+	s.mu.Unlock()
+	verdicts := make(chan int, len(live))
+	for _, i := range live {
+		go s.listen(ctx, i, start, verdicts)
+	}
+	stopWatch := s.startWatch(ctx, start)
+	serr := s.stream(ctx, conns)
+	if serr != nil {
+		s.abortAll("sender failed: " + serr.Error())
+		for _, i := range live {
+			s.setState(i, StateFailed, "sender failed: "+serr.Error())
+		}
+	}
+
+	// 4. Wait for every verdict (a node whose control connection drops
+	// reports failed through listen), bounded by -a.
+	pending := len(live)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for pending > 0 && serr == nil {
+		select {
+		case <-verdicts:
+			pending--
+		case <-tick.C:
+			if s.cfg.Timeout > 0 {
+				s.mu.Lock()
+				idle := time.Since(s.moved)
+				s.mu.Unlock()
+				if idle > s.cfg.Timeout {
+					reason := fmt.Sprintf("no data moved for %v (-a %v)", idle.Round(time.Second), s.cfg.Timeout)
+					for _, i := range live {
+						s.setState(i, StateFailed, reason)
+					}
+					s.abortAll(reason)
+					pending = 0
+				}
+			}
+		case <-ctx.Done():
+			for _, i := range live {
+				s.setState(i, StateFailed, "interrupted")
+			}
+			s.abortAll("sender interrupted")
+			pending = 0
+		}
+	}
+	for _, i := range live {
+		_ = s.ctl[i].send(wire.TBye, nil)
+	}
+	s.mu.Lock()
+	s.rep.Seconds = time.Since(start).Seconds()
+	s.rep.Done = true
+	s.mu.Unlock()
+	stopWatch()
+	rep := s.snapshot()
+	if serr != nil {
+		return rep, serr
+	}
+	if f := rep.Failed(); len(f) > 0 {
+		return rep, fmt.Errorf("%w: %d of %d", ErrNodesFailed, len(f), len(rep.Nodes))
+	}
+	return rep, nil
+}
+
+func (s *session) setups() []wire.Setup {
+	var files []wire.SetupFile
+	for i, f := range s.cfg.Plan.Files {
+		sf := wire.SetupFile{Output: f.Output, InputName: f.Input, Size: -1, DataSize: -1, Split: f.SplitOut}
+		if s.cfg.Dummy > 0 {
+			sf.Discard = true
+		} else {
+			sf.Size, sf.DataSize = s.sources[i].Size(), s.sources[i].DataSize()
+		}
+		if k := s.kinds[i]; k != nil {
+			sf.Cooked = true
+			sf.InputName = cookName(f, *k)
+		}
+		files = append(files, sf)
+	}
+	var names, addrs []string
+	for _, h := range s.hosts {
+		names = append(names, h.Name)
+		addrs = append(addrs, h.Addr.String())
+	}
+	out := make([]wire.Setup, len(s.hosts))
+	for i := range out {
+		out[i] = wire.Setup{
+			Session: s.id, Hosts: names, Addrs: addrs, Index: i, Server: s.cfg.Name,
+			Files: files, ChunkSize: s.cfg.ChunkSize, NoSync: s.cfg.NoSync,
+			TimeoutMilli: s.cfg.Timeout.Milliseconds(), HyphenNormal: s.cfg.Plan.HyphenNormal,
+			SockBuf: s.cfg.SockBuf,
+		}
+	}
+	return out
+}
+
+// cookName is the name a node decodes a cooked file by: the input's own
+// name when it says what it is, else one that does.
+func cookName(f plan.File, k cook.Kind) string {
+	if got, err := cook.KindOf(f.Input); err == nil && got == k {
+		return f.Input
+	}
+	name := f.Input
+	if len(f.Dirs) > 0 {
+		name = strings.Join(f.Dirs, ",")
+	}
+	if k.Archive != "" {
+		name += "." + k.Archive
+	}
+	if k.Compression != "" {
+		name += "." + k.Compression
+	}
+	return name
+}
+
+// setupNode connects to node i's control port (with -r retries) and
+// exchanges Hello, Setup and Ready.
+func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error {
+	h := s.hosts[i]
+	ctlAddr := net.JoinHostPort(h.Addr.String(), strconv.Itoa(s.cfg.ControlPort))
+	if s.cfg.Activate {
+		pokeReport(ctx, net.JoinHostPort(h.Addr.String(), strconv.Itoa(s.cfg.ReportPort)))
+	}
+	var conn net.Conn
+	var err error
+	d := net.Dialer{Timeout: 5 * time.Second}
+	for try := 1; try <= s.cfg.Retries; try++ {
+		conn, err = d.DialContext(ctx, "tcp", ctlAddr)
+		if err == nil {
+			break
+		}
+		if try < s.cfg.Retries {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cannot reach %s after %d tries: %w (is herd recv / dolly running there?)", ctlAddr, s.cfg.Retries, err)
+	}
+	nc := &nodeConn{i: i, conn: conn}
+	s.mu.Lock()
+	s.ctl[i] = nc
+	s.mu.Unlock()
+	if err := nc.send(wire.THello, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name}); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	if err := nc.send(wire.TSetup, setup); err != nil {
+		return fmt.Errorf("set-up: %w", err)
+	}
+	wait := 60 * time.Second
+	if s.cfg.Timeout > 0 {
+		wait = s.cfg.Timeout
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	var r wire.Ready
+	if err := wire.Expect(conn, wire.TReady, &r); err != nil {
+		var pe *wire.PeerError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("refused the session: %s", pe.Reason)
+		}
+		return fmt.Errorf("set-up: %w", err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	s.setState(i, StateReady, "")
+	s.logf("Host ready '%s' (%s).", h.Name, r.Name)
+	return nil
+}
+
+// pokeReport connects to a node's report port and reads its answer, which
+// makes systemd start the node's service when socket-activated (dolly -d).
+func pokeReport(ctx context.Context, addr string) {
+	d := net.Dialer{Timeout: 3 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 256))
+	c.Close()
+}
+
+func (s *session) abortAll(reason string) {
+	for _, c := range s.ctl {
+		if c != nil {
+			_ = c.send(wire.TAbort, wire.Fail{Reason: reason})
+		}
+	}
+}
+
+func (s *session) failedSummary() string {
+	var parts []string
+	for _, n := range s.rep.Nodes {
+		if n.State == StateFailed {
+			parts = append(parts, n.Name+": "+n.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (s *session) snapshot() *Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rep
+	r.Nodes = append([]NodeReport(nil), s.rep.Nodes...)
+	r.Digests = append([]string(nil), s.rep.Digests...)
+	return &r
+}
+
+// listen reads node i's progress and verdict.
+func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts chan<- int) {
+	defer func() { verdicts <- i }()
+	c := s.ctl[i]
+	var lastT time.Time
+	var lastB int64
+	for {
+		h, body, err := wire.ReadMsg(c.conn)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.setState(i, StateFailed, fmt.Sprintf("lost contact: %v", err))
+			}
+			return
+		}
+		switch h.Type {
+		case wire.TProgress:
+			var p wire.Progress
+			if json.Unmarshal(body, &p) == nil {
+				now := time.Now()
+				s.mu.Lock()
+				n := &s.rep.Nodes[i]
+				if p.Received > n.Received {
+					s.moved = now
+				}
+				if !lastT.IsZero() {
+					n.Rate = float64(p.Received-lastB) / now.Sub(lastT).Seconds()
+				}
+				lastT, lastB = now, p.Received
+				n.Received, n.Written = p.Received, p.Written
+				n.Seconds = now.Sub(start).Seconds()
+				s.mu.Unlock()
+			}
+		case wire.TVerdict:
+			var v wire.Verdict
+			if err := json.Unmarshal(body, &v); err != nil {
+				s.setState(i, StateFailed, "bad verdict: "+err.Error())
+				return
+			}
+			s.judge(i, v)
+			return
+		case wire.TFail, wire.TAbort:
+			var f wire.Fail
+			_ = json.Unmarshal(body, &f)
+			s.setState(i, StateFailed, f.Reason)
+			return
+		}
+	}
+}
+
+// judge compares a node's verdict with the sender's digests.
+func (s *session) judge(i int, v wire.Verdict) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := &s.rep.Nodes[i]
+	n.Files = v.Files
+	n.Seconds = v.Seconds
+	var bytes int64
+	for _, f := range v.Files {
+		bytes += f.Bytes
+	}
+	n.Received = bytes
+	var problems []string
+	if v.Error != "" {
+		problems = append(problems, v.Error)
+	}
+	for k, f := range v.Files {
+		want := ""
+		if k < len(s.rep.Digests) {
+			want = s.rep.Digests[k]
+		}
+		switch {
+		case f.Error != "":
+			problems = append(problems, fmt.Sprintf("file %d: %s", k+1, f.Error))
+		case want == "":
+			problems = append(problems, fmt.Sprintf("file %d: the sender has no digest to compare", k+1))
+		case f.SHA256 != want:
+			problems = append(problems, fmt.Sprintf("file %d: verify failed: SHA-256 %s, sender has %s", k+1, short(f.SHA256), short(want)))
+		}
+	}
+	if len(v.Files) != len(s.cfg.Plan.Files) {
+		problems = append(problems, fmt.Sprintf("reported %d of %d files", len(v.Files), len(s.cfg.Plan.Files)))
+	}
+	if len(problems) > 0 {
+		n.State, n.Verified = StateFailed, false
+		if n.Reason == "" {
+			n.Reason = strings.Join(problems, "; ")
+		}
+		return
+	}
+	if n.State != StateFailed {
+		n.State, n.Verified = StateDone, true
+	}
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12] + "…"
+	}
+	return h
+}
+
+// stream reads every input once and sends it through the ring, hashing as
+// it goes (and decoding cooked files to know their decoded digest).
+func (s *session) stream(ctx context.Context, conns []net.Conn) error {
+	pool := stream.NewPool(s.cfg.PoolChunks, s.cfg.ChunkSize)
+	depth := pool.Cap()
+	var stages []stream.Stage
+	var fwds []*stream.Forwarder
+	for _, c := range conns {
+		f := stream.NewForwarder(c.RemoteAddr().String(), c, depth, s.cfg.Timeout)
+		fwds = append(fwds, f)
+		stages = append(stages, f)
+	}
+	hs := stream.NewHasher(depth)
+	stages = append(stages, hs)
+	dg := newDigester(s.kinds, depth)
+	stages = append(stages, dg)
+
+	err := s.produce(ctx, pool, stages)
+	var ferr []error
+	for _, f := range fwds {
+		if e := f.Close(); e != nil {
+			ferr = append(ferr, e)
+		}
+	}
+	hs.Close()
+	dsums := dg.close()
+	if err != nil {
+		return err
+	}
+	digests := make([]string, len(s.cfg.Plan.Files))
+	for i := range digests {
+		if d, ok := dsums[i]; ok {
+			digests[i] = d
+		} else if sum, ok := hs.Sum(uint32(i)); ok {
+			digests[i] = sum.Hex()
+		}
+	}
+	s.mu.Lock()
+	s.rep.Digests = digests
+	s.mu.Unlock()
+	if len(ferr) == len(fwds) {
+		return fmt.Errorf("every first node dropped the stream: %w", errors.Join(ferr...))
+	}
+	return nil
+}
+
+func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []stream.Stage) error {
+	send := func(c *stream.Chunk) {
+		s.mu.Lock()
+		s.rep.Sent += c.Bytes()
+		s.moved = time.Now()
+		s.mu.Unlock()
+		stream.Dispatch(c, stages)
+	}
+	ctrl := func(h wire.Header) error {
+		c, err := pool.Get(ctx)
+		if err != nil {
+			return err
+		}
+		c.Add(h, 0, 0)
+		send(c)
+		return nil
+	}
+	var total int64
+	for i := range s.cfg.Plan.Files {
+		var r io.Reader
+		var name string
+		if s.cfg.Dummy > 0 {
+			r, name = source.Dummy(-1), "dummy data"
+			r = &deadlineReader{r: r, end: time.Now().Add(s.cfg.Dummy)}
+		} else {
+			r, name = s.sources[i], s.sources[i].Name()
+		}
+		f := uint32(i)
+		if err := ctrl(wire.Header{Type: wire.TFileStart, File: f}); err != nil {
+			return err
+		}
+		var off uint64
+		for {
+			c, err := pool.Get(ctx)
+			if err != nil {
+				return err
+			}
+			n, rerr := io.ReadFull(r, c.Buf)
+			if n > 0 {
+				c.Segment(f, off, n)
+				off += uint64(n)
+				send(c)
+			} else {
+				stream.Dispatch(c, nil) // nothing read: back to the pool
+			}
+			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+				break
+			}
+			if rerr != nil {
+				return fmt.Errorf("read %s at offset %d: %w", name, off, rerr)
+			}
+		}
+		if err := ctrl(wire.Header{Type: wire.TFileEnd, File: f, Offset: off}); err != nil {
+			return err
+		}
+		total += int64(off)
+	}
+	s.mu.Lock()
+	s.rep.Total = total
+	s.mu.Unlock()
+	return ctrl(wire.Header{Type: wire.TEnd})
+}
+
+// deadlineReader ends a reader at a point in time (dolly's -t).
+type deadlineReader struct {
+	r   io.Reader
+	end time.Time
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if time.Now().After(d.end) {
+		return 0, io.EOF
+	}
+	return d.r.Read(p)
+}
+
+// digester decodes cooked files as they go out, to know the SHA-256 of the
+// bytes the nodes will write.
+type digester struct {
+	in    chan *stream.Chunk
+	done  chan struct{}
+	kinds []*cook.Kind
+	sums  map[int]string
+	errs  map[int]error
+}
+
+func newDigester(kinds []*cook.Kind, depth int) *digester {
+	d := &digester{in: make(chan *stream.Chunk, depth), done: make(chan struct{}), kinds: kinds, sums: map[int]string{}, errs: map[int]error{}}
+	go d.run()
+	return d
+}
+
+func (d *digester) In() chan<- *stream.Chunk { return d.in }
+
+func (d *digester) run() {
+	defer close(d.done)
+	var pw *io.PipeWriter
+	var res chan string
+	var cur int
+	for c := range d.in {
+		for i, sg := range c.Segs {
+			f := int(sg.H.File)
+			switch sg.H.Type {
+			case wire.TFileStart:
+				if f < len(d.kinds) && d.kinds[f] != nil {
+					var pr *io.PipeReader
+					pr, pw = io.Pipe()
+					res, cur = make(chan string, 1), f
+					k := *d.kinds[f]
+					go func() {
+						_, sum, err := cook.Digest(k, pr)
+						if err != nil {
+							pr.CloseWithError(err)
+							res <- "error: " + err.Error()
+							return
+						}
+						_, _ = io.Copy(io.Discard, pr)
+						res <- hex.EncodeToString(sum)
+					}()
+				}
+			case wire.TData:
+				if pw != nil {
+					_, _ = pw.Write(c.Payload(i))
+				}
+			case wire.THole:
+				if pw != nil {
+					for left := int64(sg.H.Length); left > 0; {
+						k := min(left, int64(len(stream.Zeros)))
+						_, _ = pw.Write(stream.Zeros[:k])
+						left -= k
+					}
+				}
+			case wire.TFileEnd:
+				if pw != nil {
+					pw.Close()
+					d.sums[cur] = <-res
+					pw = nil
+				}
+			}
+		}
+		c.Release()
+	}
+	if pw != nil {
+		pw.CloseWithError(errors.New("stream ended"))
+		<-res
+	}
+}
+
+func (d *digester) close() map[int]string {
+	close(d.in)
+	<-d.done
+	return d.sums
+}
+
+// startWatch calls cfg.Watch twice a second until the returned function is
+// called, which calls it a last time.
+func (s *session) startWatch(ctx context.Context, start time.Time) (stop func()) {
+	if s.cfg.Watch == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r := s.snapshot()
+				r.Seconds = time.Since(start).Seconds()
+				s.cfg.Watch(r)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		s.cfg.Watch(s.snapshot())
+	}
+}

@@ -1,0 +1,296 @@
+// Package sender is the ring's source: it checks the inputs, sets up every
+// node (which checks its outputs and writes nothing yet), connects them into
+// a chain or a tree, streams the files once through the ring, collects each
+// node's verdict and checks it against its own digests.
+package sender
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/hostlist"
+	"github.com/herdproject/herd/ring/plan"
+	"github.com/herdproject/herd/ring/relay"
+	"github.com/herdproject/herd/ring/source"
+	"github.com/herdproject/herd/ring/wire"
+)
+
+// Config is a session to send. Zero values mean dolly's defaults.
+type Config struct {
+	// Plan is what to send where.
+	Plan plan.Plan
+	// DataPort, ControlPort, ReportPort of the nodes; 0 = 9998, 9997, 9996.
+	DataPort, ControlPort, ReportPort int
+	// ChunkSize is the size of one read and of the largest data frame in
+	// bytes (dolly's -b); 0 = 1 MiB.
+	ChunkSize int
+	// PoolChunks is the number of chunks in flight; 0 = 16.
+	PoolChunks int
+	// SockBuf is dolly's -u: the TCP send and receive buffer size of data
+	// connections in bytes; 0 leaves the system's.
+	SockBuf int
+	// Timeout is dolly's -a: the session fails when no data moved for this
+	// long, set-up and transfer alike. 0 waits forever.
+	Timeout time.Duration
+	// Retries is dolly's -r: how many times to try to reach each node's
+	// control port, a second apart. 0 = 5.
+	Retries int
+	// Network is "ip4" (dolly -R, the default) or "ip6" (-6).
+	Network string
+	// Dummy, when > 0, is dolly's -t: send generated data for about this
+	// long instead of the plan's inputs; nodes write nothing.
+	Dummy time.Duration
+	// NoSync is dolly's -n: nodes skip fsync.
+	NoSync bool
+	// RequireAll aborts the session before anything is written when any
+	// node fails set-up; by default the others go on and the failed ones
+	// are reported.
+	RequireAll bool
+	// Activate is dolly's -d: first connect to each node's report port so
+	// that systemd starts the node's service, then connect as usual.
+	Activate bool
+	// Name is the sender's name sent to the nodes; "" = the hostname.
+	Name string
+	// Log receives set-up messages; nil discards them.
+	Log io.Writer
+	// Watch, when set, is called about twice a second with the state of
+	// every node, and once more at the end.
+	Watch func(*Report)
+	// Resolver resolves host names; nil = net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+func (c *Config) setDefaults() {
+	if c.DataPort == 0 {
+		c.DataPort = relay.DefaultDataPort
+	}
+	if c.ControlPort == 0 {
+		c.ControlPort = relay.DefaultControlPort
+	}
+	if c.ReportPort == 0 {
+		c.ReportPort = relay.DefaultReportPort
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = 1 << 20
+	}
+	if c.PoolChunks == 0 {
+		c.PoolChunks = 16
+	}
+	if c.Retries == 0 {
+		c.Retries = 5
+	}
+	if c.Network == "" {
+		c.Network = "ip4"
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+}
+
+// State of a node in a session.
+type State string
+
+// Node states, in the order a healthy node goes through them.
+const (
+	StateConnecting State = "connecting"
+	StateReady      State = "ready"
+	StateReceiving  State = "receiving"
+	StateVerifying  State = "verifying"
+	StateDone       State = "done"
+	StateFailed     State = "failed"
+)
+
+// NodeReport is one node's state and, at the end, its result.
+type NodeReport struct {
+	Index    int
+	Name     string
+	Addr     string
+	State    State
+	Reason   string // why it failed
+	Received int64  // stream bytes received so far
+	Written  int64
+	Seconds  float64
+	Verified bool
+	Files    []wire.FileResult
+	// Rate is the recent receive rate in bytes per second.
+	Rate float64
+}
+
+// Report is the session as the sender sees it.
+type Report struct {
+	Nodes []NodeReport
+	// Total is the length of the stream (all files), once known; during
+	// the transfer, the expected length or -1.
+	Total int64
+	// Sent is how many stream bytes the sender produced so far.
+	Sent int64
+	// Seconds from the start of the transfer to the last verdict.
+	Seconds float64
+	// Outputs are the plan's outputs, for logs.
+	Outputs []string
+	// Digests are the sender's SHA-256 per file (hex): of the stream for
+	// raw files, of the decoded bytes for cooked ones.
+	Digests []string
+	Done    bool
+}
+
+// Failed returns the nodes that did not verify every file.
+func (r *Report) Failed() []NodeReport {
+	var out []NodeReport
+	for _, n := range r.Nodes {
+		if n.State != StateDone || !n.Verified {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ErrNodesFailed is returned (wrapped) when the session ran but at least
+// one node did not verify its data.
+var ErrNodesFailed = errors.New("some nodes failed")
+
+// SetupError is a problem found before any node was contacted (bad input,
+// bad host list): nothing was sent or written.
+type SetupError struct{ Err error }
+
+func (e *SetupError) Error() string { return e.Err.Error() }
+func (e *SetupError) Unwrap() error { return e.Err }
+
+type session struct {
+	cfg     Config
+	id      string
+	hosts   []hostlist.Resolved
+	sources []*source.Source
+	kinds   []*cook.Kind // non-nil for cooked files
+
+	mu    sync.Mutex
+	rep   Report
+	ctl   []*nodeConn
+	moved time.Time // last time any byte moved, for -a
+}
+
+// Send runs a session and returns its report. The error is a *SetupError
+// when nothing was sent, wraps ErrNodesFailed when some nodes failed, and
+// is nil only when every node verified every file.
+func Send(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.setDefaults()
+	s := &session{cfg: cfg}
+	if err := s.prepare(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, src := range s.sources {
+			if src != nil {
+				src.Close()
+			}
+		}
+	}()
+	return s.run(ctx)
+}
+
+// prepare checks everything that can be checked without a node.
+func (s *session) prepare(ctx context.Context) error {
+	p := &s.cfg.Plan
+	if s.cfg.Dummy > 0 && len(p.Files) == 0 {
+		p.Files = []plan.File{{Input: "dummy", Output: "dummy"}}
+	}
+	if err := p.Validate(); err != nil {
+		return &SetupError{err}
+	}
+	if s.cfg.ChunkSize < 4096 || s.cfg.ChunkSize > wire.MaxData {
+		return &SetupError{fmt.Errorf("block size %d: must be between 4096 and %d bytes", s.cfg.ChunkSize, wire.MaxData)}
+	}
+	s.kinds = make([]*cook.Kind, len(p.Files))
+	for i, f := range p.Files {
+		if s.cfg.Dummy > 0 {
+			continue
+		}
+		if err := source.Check(f); err != nil {
+			return &SetupError{err}
+		}
+		if k, ok, err := cookKind(f); err != nil {
+			return &SetupError{fmt.Errorf("file %d (%s): %w", i+1, f.Input, err)}
+		} else if ok {
+			s.kinds[i] = &k
+		}
+	}
+	hosts, err := hostlist.Resolve(ctx, s.cfg.Resolver, p.Hosts, s.cfg.Network)
+	if err != nil {
+		return &SetupError{err}
+	}
+	s.hosts = hosts
+	if s.cfg.Dummy == 0 {
+		for _, f := range p.Files {
+			src, err := source.Open(f)
+			if err != nil {
+				return &SetupError{err}
+			}
+			s.sources = append(s.sources, src)
+		}
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	s.id = hex.EncodeToString(b)
+	s.rep.Nodes = make([]NodeReport, len(hosts))
+	for i, h := range hosts {
+		s.rep.Nodes[i] = NodeReport{Index: i, Name: h.Name, Addr: h.Addr.String(), State: StateConnecting}
+	}
+	s.rep.Total = -1
+	for _, f := range p.Files {
+		s.rep.Outputs = append(s.rep.Outputs, f.Output)
+	}
+	return nil
+}
+
+// cookKind says how nodes decode file f, if at all: dolly+'s ">>" by the
+// input's name, dolly's "compressed infile" as gzip (unless the output is
+// compressed too, then the bytes are stored as they are).
+func cookKind(f plan.File) (cook.Kind, bool, error) {
+	switch {
+	case f.Mode == plan.Cooked && len(f.Dirs) == 0:
+		k, err := cook.KindOf(f.Input)
+		return k, err == nil, err
+	case len(f.Dirs) > 0:
+		return cook.Kind{Archive: "tar"}, true, nil
+	case f.CompressedIn && !f.CompressedOut:
+		return cook.Kind{Compression: "gz"}, true, nil
+	}
+	return cook.Kind{}, false, nil
+}
+
+func (s *session) logf(format string, args ...any) {
+	fmt.Fprintf(s.cfg.Log, format+"\n", args...)
+}
+
+func (s *session) dataAddr(i int) string {
+	return net.JoinHostPort(s.hosts[i].Addr.String(), strconv.Itoa(s.cfg.DataPort))
+}
+
+func (s *session) setState(i int, st State, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := &s.rep.Nodes[i]
+	if n.State == StateFailed || n.State == StateDone {
+		return
+	}
+	n.State = st
+	if reason != "" {
+		n.Reason = reason
+	}
+}

@@ -1,0 +1,169 @@
+package stream
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herdproject/herd/ring/wire"
+)
+
+// Forwarder sends every chunk's frames to one downstream peer. A peer that
+// fails is marked dead and later chunks are only released, so one dead
+// child never stalls its siblings or the local disk.
+type Forwarder struct {
+	// Name is the peer's name for messages.
+	Name string
+	conn net.Conn
+	in   chan *Chunk
+	done chan struct{}
+	// timeout bounds each write; 0 waits forever.
+	timeout time.Duration
+
+	mu   sync.Mutex
+	err  error
+	sent atomic.Int64
+}
+
+// NewForwarder starts a forwarder to conn with a queue of depth chunks.
+// timeout, when > 0, is how long one chunk may take to go out before the
+// peer counts as stalled.
+func NewForwarder(name string, conn net.Conn, depth int, timeout time.Duration) *Forwarder {
+	f := &Forwarder{Name: name, conn: conn, in: make(chan *Chunk, depth), done: make(chan struct{}), timeout: timeout}
+	go f.run()
+	return f
+}
+
+// In implements Stage.
+func (f *Forwarder) In() chan<- *Chunk { return f.in }
+
+func (f *Forwarder) run() {
+	defer close(f.done)
+	bufs := make(net.Buffers, 0, 16)
+	for c := range f.in {
+		if f.Err() == nil {
+			bufs = bufs[:0]
+			for i := range c.Segs {
+				bufs = append(bufs, c.Header(i))
+				if p := c.Payload(i); len(p) > 0 {
+					bufs = append(bufs, p)
+				}
+			}
+			if f.timeout > 0 {
+				_ = f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
+			}
+			b := bufs // WriteTo consumes its receiver
+			if n, err := b.WriteTo(f.conn); err != nil {
+				f.fail(fmt.Errorf("send to %s: %w", f.Name, err))
+			} else {
+				f.sent.Add(n)
+			}
+		}
+		c.Release()
+	}
+}
+
+func (f *Forwarder) fail(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+		_ = f.conn.Close()
+	}
+	f.mu.Unlock()
+}
+
+// Err is the first error sending to the peer, nil while it is healthy.
+func (f *Forwarder) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// Sent is the number of bytes (headers included) sent so far.
+func (f *Forwarder) Sent() int64 { return f.sent.Load() }
+
+// Close waits until every queued chunk went out, then returns the first
+// error. It does not close the connection.
+func (f *Forwarder) Close() error {
+	close(f.in)
+	<-f.done
+	return f.Err()
+}
+
+// Sum is one file's digest as a stage computed it.
+type Sum struct {
+	Bytes  int64
+	SHA256 []byte
+}
+
+// Hex is the digest in hex.
+func (s Sum) Hex() string { return hex.EncodeToString(s.SHA256) }
+
+// Hasher computes the SHA-256 of every file's stream, holes hashed as
+// zeros, in a goroutine of its own.
+type Hasher struct {
+	in   chan *Chunk
+	done chan struct{}
+
+	h    hash.Hash
+	n    int64
+	mu   sync.Mutex
+	sums map[uint32]Sum
+}
+
+// NewHasher starts a hasher with a queue of depth chunks.
+func NewHasher(depth int) *Hasher {
+	h := &Hasher{in: make(chan *Chunk, depth), done: make(chan struct{}), h: sha256.New(), sums: map[uint32]Sum{}}
+	go h.run()
+	return h
+}
+
+// In implements Stage.
+func (h *Hasher) In() chan<- *Chunk { return h.in }
+
+func (h *Hasher) run() {
+	defer close(h.done)
+	for c := range h.in {
+		for i, s := range c.Segs {
+			switch s.H.Type {
+			case wire.TFileStart:
+				h.h.Reset()
+				h.n = 0
+			case wire.TData:
+				h.h.Write(c.Payload(i))
+				h.n += int64(s.Len)
+			case wire.THole:
+				for left := int64(s.H.Length); left > 0; {
+					k := min(left, int64(len(Zeros)))
+					h.h.Write(Zeros[:k])
+					left -= k
+				}
+				h.n += int64(s.H.Length)
+			case wire.TFileEnd:
+				h.mu.Lock()
+				h.sums[s.H.File] = Sum{Bytes: h.n, SHA256: h.h.Sum(nil)}
+				h.mu.Unlock()
+			}
+		}
+		c.Release()
+	}
+}
+
+// Close waits for the queued chunks to be hashed.
+func (h *Hasher) Close() {
+	close(h.in)
+	<-h.done
+}
+
+// Sum returns file's digest once its FileEnd was hashed.
+func (h *Hasher) Sum(file uint32) (Sum, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, ok := h.sums[file]
+	return s, ok
+}

@@ -1,0 +1,115 @@
+package wire
+
+// Hello opens a control connection from the sender to a node.
+type Hello struct {
+	Version int    `json:"version"`
+	Session string `json:"session"`
+	Sender  string `json:"sender"`
+}
+
+// SetupFile is one file of a session as a node sees it.
+type SetupFile struct {
+	// Output is where the node writes ("-" = standard output).
+	Output string `json:"output"`
+	// Cooked is dolly+'s ">>": decode by InputName's suffix.
+	Cooked bool `json:"cooked,omitempty"`
+	// InputName is the sender's name of the input (for cooking and logs).
+	InputName string `json:"input"`
+	// Size is the stream length in bytes, -1 when unknown.
+	Size int64 `json:"size"`
+	// DataSize is the length without holes, -1 when unknown.
+	DataSize int64 `json:"data_size"`
+	// Split, when > 0, writes Output_0, Output_1, ... of at most Split bytes.
+	Split int64 `json:"split,omitempty"`
+	// Discard writes nothing (dolly's dummy mode, -t).
+	Discard bool `json:"discard,omitempty"`
+}
+
+// Setup tells a node about the session; the node checks it can write every
+// output and answers Ready or Fail, writing nothing yet.
+type Setup struct {
+	Session string `json:"session"`
+	// Hosts are all nodes in ring order; Index is the sender's idea of
+	// which one the receiving node is.
+	Hosts []string `json:"hosts"`
+	// Addrs are the hosts' addresses as the sender resolved them.
+	Addrs []string `json:"addrs"`
+	Index int      `json:"index"`
+	// Server is the sender's name.
+	Server       string      `json:"server"`
+	Files        []SetupFile `json:"files"`
+	ChunkSize    int         `json:"chunk_size"`
+	NoSync       bool        `json:"no_sync,omitempty"`
+	TimeoutMilli int64       `json:"timeout_ms,omitempty"`
+	HyphenNormal bool        `json:"hyphen_normal,omitempty"`
+	// SockBuf, when > 0, is the TCP buffer size for data connections.
+	SockBuf int `json:"sockbuf,omitempty"`
+}
+
+// Ready is a node's positive answer to Setup.
+type Ready struct {
+	// Name is how the node found itself in the host list, e.g.
+	// "127.0.0.3 (listen address)".
+	Name string `json:"name"`
+}
+
+// Fail is a node's (or sender's) refusal, with a reason for humans.
+type Fail struct {
+	Reason string `json:"reason"`
+}
+
+// Peer is one data connection to open.
+type Peer struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"` // host:port of the peer's data port
+}
+
+// Connect tells a node which children to feed.
+type Connect struct {
+	Children []Peer `json:"children"`
+	// SegSize sets TCP_MAXSEG on the data connections (dolly's segsize).
+	SegSize int `json:"segsize,omitempty"`
+}
+
+// Connected is a node's answer to Connect once its children accepted.
+type Connected struct{}
+
+// Progress is a node's periodic report during the transfer.
+type Progress struct {
+	Received int64  `json:"received"`
+	Written  int64  `json:"written"`
+	File     int    `json:"file"`
+	State    string `json:"state"`
+}
+
+// FileResult is one file as a node wrote it.
+type FileResult struct {
+	// Bytes is the stream length received.
+	Bytes int64 `json:"bytes"`
+	// Written is the length written: the stream's for raw files, the
+	// decoded length for cooked files.
+	Written int64 `json:"written"`
+	// StreamSHA256 is the SHA-256 of the stream as received, hex.
+	StreamSHA256 string `json:"stream_sha256"`
+	// SHA256 is the SHA-256 of what was written, hex (for raw files the
+	// same as StreamSHA256).
+	SHA256 string `json:"sha256"`
+	// Error says why the file failed; empty when it did not.
+	Error string `json:"error,omitempty"`
+}
+
+// Verdict is a node's final report.
+type Verdict struct {
+	Files   []FileResult `json:"files"`
+	Error   string       `json:"error,omitempty"`
+	Seconds float64      `json:"seconds"`
+}
+
+// Abort tells a peer to give up the session.
+type Abort = Fail
+
+// DataHello opens a data connection.
+type DataHello struct {
+	Session string `json:"session"`
+	From    string `json:"from"`
+}
