@@ -417,6 +417,12 @@ func readUpstream(ctx context.Context, up net.Conn, pool *stream.Pool, stages []
 			return err
 		}
 		if h.Type == wire.TData {
+			// Waiting for a free chunk is backpressure from this node's
+			// own stages (a stalled child, a slow disk), not upstream
+			// inactivity: the payload gets a full -a period of its own.
+			if timeout > 0 {
+				_ = up.SetReadDeadline(time.Now().Add(timeout))
+			}
 			if _, err := io.ReadFull(br, c.Buf[:h.Length]); err != nil {
 				c.Add(h, 0, 0)
 				stream.Dispatch(c, nil)

@@ -123,11 +123,16 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	s.moved = start
 	s.mu.Unlock()
 	verdicts := make(chan int, len(live))
+	// A node may finish before the sender's own hashing does (a single
+	// fast node, or the last chunks still in the sender's hasher): its
+	// verdict is judged once the sender's digests are known.
+	digestsReady := make(chan struct{})
 	for _, i := range live {
-		go s.listen(ctx, i, start, verdicts)
+		go s.listen(ctx, i, start, verdicts, digestsReady)
 	}
 	stopWatch := s.startWatch(ctx, start)
 	serr := s.stream(ctx, conns)
+	close(digestsReady)
 	if serr != nil {
 		s.abortAll("sender failed: " + serr.Error())
 		for _, i := range live {
@@ -331,8 +336,9 @@ func (s *session) snapshot() *Report {
 	return &r
 }
 
-// listen reads node i's progress and verdict.
-func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts chan<- int) {
+// listen reads node i's progress and verdict; it judges the verdict once
+// digestsReady is closed (the sender's stream, and so its digests, done).
+func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts chan<- int, digestsReady <-chan struct{}) {
 	defer func() { verdicts <- i }()
 	c := s.ctl[i]
 	var lastT time.Time
@@ -368,6 +374,10 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 			if err := json.Unmarshal(body, &v); err != nil {
 				s.setState(i, StateFailed, "bad verdict: "+err.Error())
 				return
+			}
+			select {
+			case <-digestsReady:
+			case <-ctx.Done():
 			}
 			s.judge(i, v)
 			return

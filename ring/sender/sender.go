@@ -266,6 +266,8 @@ func cookKind(f plan.File) (cook.Kind, bool, error) {
 	case f.Mode == plan.Cooked && len(f.Dirs) == 0:
 		k, err := cook.KindOf(f.Input)
 		return k, err == nil, err
+	case len(f.Dirs) > 0 && f.CompressedOut:
+		return cook.Kind{Archive: "tar", Compression: "gz"}, true, nil
 	case len(f.Dirs) > 0:
 		return cook.Kind{Archive: "tar"}, true, nil
 	case f.CompressedIn && !f.CompressedOut:

@@ -141,7 +141,13 @@ func sameHost(a, b string) bool {
 func loadConfig(env Env, prog, path string, p *plan.Plan) error {
 	c, err := dollyconf.ParseFile(path)
 	if err != nil {
-		return err
+		var pe *dollyconf.ParseError
+		if errors.As(err, &pe) {
+			return err
+		}
+		// A configuration file that cannot be opened or read is bad
+		// usage too (exit status 2): nothing was sent.
+		return usageError{err}
 	}
 	for _, w := range c.Warnings {
 		fmt.Fprintf(env.Stderr, "%s: warning: %s\n", prog, w)

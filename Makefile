@@ -1,0 +1,47 @@
+# herd — make targets. `make test` installs what it needs (Debian packages,
+# Go modules) and runs every test level that exists so far.
+GO       ?= go
+BIN      := bin
+PKGS     := ./...
+FUZZTIME ?= 5s
+# Debian packages the tests use: real compress(1), xz, zstd, cpio to
+# cross-check the cooking decoders; util-linux for loop devices; iproute2
+# for network namespaces.
+DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs
+
+.PHONY: all build deps test unit fuzz ring-test lint bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# deps installs the system packages once (skipped when all are present).
+deps:
+	@scripts/install-deps.sh $(DEB_PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 $(PKGS)
+
+# Every fuzz target runs for FUZZTIME.
+fuzz:
+	@scripts/fuzz-all.sh $(FUZZTIME)
+
+# Ring tests: real herd processes on 127.0.0.x.
+ring-test: build
+	$(GO) test -count=1 -tags ringtest -timeout 20m ./ring/ringtest/
+
+test: deps lint unit fuzz ring-test
+
+bench: build
+	$(GO) test -count=1 -tags ringtest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/ringtest/
+
+demo: deps build
+	@scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)
