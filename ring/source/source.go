@@ -93,7 +93,7 @@ func Check(f plan.File) error {
 			return err
 		}
 		for _, p := range parts {
-			in, err := openInput(p)
+			in, err := openInput(p, false)
 			if err != nil {
 				return err
 			}
@@ -101,7 +101,7 @@ func Check(f plan.File) error {
 		}
 		return nil
 	default:
-		in, err := openInput(f.Input)
+		in, err := openInput(f.Input, false)
 		if err != nil {
 			return err
 		}
@@ -159,8 +159,10 @@ type input struct {
 	dataSize int64
 }
 
-// openInput opens a file or block device for reading and measures it.
-func openInput(path string) (*input, error) {
+// openInput opens a file or block device for reading and measures its size;
+// with measure, also its data size (SEEK_DATA walks the whole file, so
+// checks skip it).
+func openInput(path string, measure bool) (*input, error) {
 	if path == "" {
 		return nil, errors.New("no input: give a file or device (-I) or directories (-D)")
 	}
@@ -180,7 +182,9 @@ func openInput(path string) (*input, error) {
 		return nil, fmt.Errorf("input %s is a directory: use -D DIR to copy a directory tree (or give a file or device)", path)
 	case m.IsRegular():
 		in.size = fi.Size()
-		in.dataSize = dataSize(f, in.size)
+		if measure {
+			in.dataSize = dataSize(f, in.size)
+		}
 	case m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0:
 		size, err := deviceSize(f)
 		if err != nil {
@@ -210,7 +214,7 @@ func inputError(path string, err error) error {
 }
 
 func (s *Source) openFile(path string) error {
-	in, err := openInput(path)
+	in, err := openInput(path, true)
 	if err != nil {
 		return err
 	}

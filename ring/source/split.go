@@ -40,7 +40,7 @@ func (s *Source) openSplit(base string) error {
 	// Measure every part now; read them one after the other.
 	size, data := int64(0), int64(0)
 	for _, p := range parts {
-		in, err := openInput(p)
+		in, err := openInput(p, true)
 		if err != nil {
 			return err
 		}
@@ -82,7 +82,7 @@ func (r *splitReader) Read(p []byte) (int, error) {
 				r.mu.Unlock()
 				return 0, io.EOF
 			}
-			in, err := openInput(r.parts[r.next])
+			in, err := openInput(r.parts[r.next], false)
 			if err != nil {
 				r.mu.Unlock()
 				return 0, err
