@@ -401,7 +401,7 @@ func (s *session) judge(i int, v wire.Verdict) {
 	for _, f := range v.Files {
 		bytes += f.Bytes
 	}
-	n.Received = bytes
+	n.Received = max(n.Received, bytes) // a partial file reports 0 bytes
 	var problems []string
 	if v.Error != "" {
 		problems = append(problems, v.Error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,7 +114,7 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 	dirs := fs.StringP("dirs", "D", "", "send these directory trees (`DIR[,DIR]`) to --output on the nodes")
 	exclude := fs.StringP("exclude", "X", "", "with --dirs, leave out `PATTERN[,PATTERN]`")
 	fanout := fs.Int("fanout", 1, "children per node: 1 is a chain, 2 a binary tree, ...")
-	timeout := fs.DurationP("timeout", "a", 0, "fail when no data moved for this `DURATION` (e.g. 30s); 0 waits forever")
+	timeout := secondsFlag(fs, "timeout", "a", "fail when no data moved for this `DURATION` (30 or 30s, 2m); 0 waits forever")
 	retries := fs.IntP("retries", "r", 5, "tries to reach each node, a second apart")
 	requireAll := fs.Bool("require-all", false, "abort before anything is written when any node fails set-up")
 	block := fs.StringP("block-size", "b", "1M", "transfer block `SIZE`")
@@ -121,7 +122,7 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 	sockBuf := fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`")
 	noSync := fs.BoolP("no-sync", "n", false, "nodes do not fsync their outputs")
 	ipv6 := fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses")
-	dummy := fs.DurationP("dummy", "t", 0, "benchmark: send generated data for this `DURATION`; nodes write nothing")
+	dummy := secondsFlag(fs, "dummy", "t", "benchmark: send generated data for this `DURATION` (10 or 10s); nodes write nothing")
 	activate := fs.BoolP("systemd", "d", false, "poke each node's report port first (systemd socket activation)")
 	logFile := fs.StringP("log", "o", "", "append dolly's statistics lines to `FILE`")
 	verbose := fs.BoolP("verbose", "v", false, "print set-up messages")
@@ -234,7 +235,7 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 	fs.SortFlags = false
 	listen := fs.StringP("listen", "L", "", "listen on this `ADDRESS` only")
 	serve := fs.Bool("serve", false, "keep serving sessions instead of exiting after one")
-	timeout := fs.DurationP("timeout", "a", 0, "fail when no data arrived for this `DURATION`")
+	timeout := secondsFlag(fs, "timeout", "a", "fail when no data arrived for this `DURATION` (30 or 30s)")
 	noSync := fs.BoolP("no-sync", "n", false, "do not fsync outputs")
 	chunks := fs.Int("chunks", 16, "blocks in flight")
 	verbose := fs.BoolP("verbose", "v", false, "print progress")
@@ -254,6 +255,30 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 	}
 	cfg := relay.Config{ListenAddr: *listen, Once: !*serve, Verbose: *verbose, NoSync: *noSync, Timeout: *timeout, PoolChunks: *chunks}
 	ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
-	_ = time.Second
 	return runRecv(ctx, env, "herd recv", cfg)
+}
+
+// seconds is a duration flag that also takes a plain number of seconds, as
+// dolly's -a and -t do.
+type seconds time.Duration
+
+func (s *seconds) String() string { return time.Duration(*s).String() }
+func (s *seconds) Type() string   { return "duration" }
+func (s *seconds) Set(v string) error {
+	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+		*s = seconds(time.Duration(n * float64(time.Second)))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want seconds (30) or a duration (30s, 2m)")
+	}
+	*s = seconds(d)
+	return nil
+}
+
+func secondsFlag(fs *pflag.FlagSet, name, short, usage string) *time.Duration {
+	var s seconds
+	fs.VarP(&s, name, short, usage)
+	return (*time.Duration)(&s)
 }

@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/herdproject/herd/ring/plan"
+	"github.com/spf13/pflag"
+)
+
+func run(m Main, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := m(context.Background(), args, Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }})
+	return code, out.String(), errb.String()
+}
+
+// Usage errors exit 2 with a message naming what is wrong, before any
+// network or disk is touched.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		m    Main
+		args []string
+		want string
+	}{
+		{"dolly no hosts", Dolly, []string{"-s", "-I", "/etc/hostname"}, "no clients"},
+		{"dolly no input", Dolly, []string{"-H", "127.0.0.9"}, "no input"},
+		{"dolly password", Dolly, []string{"-P", "secret", "-H", "127.0.0.9", "-I", "/x"}, "-P"},
+		{"dolly bad -b", Dolly, []string{"-b", "big", "-H", "127.0.0.9", "-I", "/x"}, "-b"},
+		{"dolly -X without -D", Dolly, []string{"-H", "127.0.0.9", "-I", "/x", "-X", "a"}, "-X only applies to -D"},
+		{"dolly -f with -H", Dolly, []string{"-f", "a.cfg", "-H", "127.0.0.9"}, "cannot be combined"},
+		{"dolly bad range", Dolly, []string{"-H", "10.0.0.9-3", "-I", "/x"}, "-H"},
+		{"dolly stray arg", Dolly, []string{"-v", "extra"}, "unexpected argument"},
+		{"dollyS no config", DollyS, []string{"-v"}, "no configuration file"},
+		{"dollyC -P and --dataport", DollyC, []string{"-P", "12000", "--dataport", "5"}, "do not combine"},
+		{"herd send bad --file", Herd, []string{"send", "-H", "127.0.0.9", "--file", "a b"}, "want 'IN > OUT'"},
+		{"herd unknown", Herd, []string{"frobnicate"}, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := run(tt.m, tt.args...)
+			if code != ExitUsage {
+				t.Errorf("exit %d, want %d; stderr: %s", code, ExitUsage, stderr)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr %q lacks %q", stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseFileSpec(t *testing.T) {
+	tests := []struct {
+		spec string
+		want plan.File
+		bad  bool
+	}{
+		{spec: "/dev/hda1 > /tmp/dev/hda1", want: plan.File{Input: "/dev/hda1", Output: "/tmp/dev/hda1"}},
+		{spec: "boot.tar.Z >> /boot", want: plan.File{Input: "boot.tar.Z", Output: "/boot", Mode: plan.Cooked}},
+		{spec: "a>>b", want: plan.File{Input: "a", Output: "b", Mode: plan.Cooked}},
+		{spec: "a > ", bad: true},
+		{spec: "a >>> b", bad: true},
+		{spec: "nothing", bad: true},
+	}
+	for _, tt := range tests {
+		got, err := parseFileSpec(tt.spec)
+		if (err != nil) != tt.bad {
+			t.Errorf("%q: err %v", tt.spec, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); !tt.bad && diff != "" {
+			t.Errorf("%q (-want +got):\n%s", tt.spec, diff)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int{"4096": 4096, "64k": 65536, "1M": 1 << 20, "2g": 2 << 30} {
+		if got, err := parseSize(in, "-b"); err != nil || got != want {
+			t.Errorf("%s: %d, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "0", "-1", "1X", "k"} {
+		if _, err := parseSize(in, "-b"); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+// dolly+'s -P BASE sets report=BASE, control=BASE+1, data=BASE+2.
+func TestDollyPlusPortBase(t *testing.T) {
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	p := addDollyPlusPorts(fs)
+	if err := fs.Parse([]string{"-P", "12000"}); err != nil {
+		t.Fatal(err)
+	}
+	var d, c, r int
+	if err := p.apply(fs, &d, &c, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r != 12000 || c != 12001 || d != 12002 {
+		t.Errorf("report %d control %d data %d", r, c, d)
+	}
+}
+
+func TestByName(t *testing.T) {
+	code, out, _ := run(ByName("/usr/sbin/dolly"), "-V")
+	if code != 0 || !strings.HasPrefix(out, "dolly (herd) ") {
+		t.Errorf("dolly -V: %d %q", code, out)
+	}
+	code, out, _ = run(ByName("herd"), "version")
+	if code != 0 || !strings.HasPrefix(out, "herd ") {
+		t.Errorf("herd version: %d %q", code, out)
+	}
+}
+
+// -a and -t take dolly's plain seconds as well as Go durations.
+func TestSecondsFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{"3": 3 * time.Second, "0.5": 500 * time.Millisecond, "2m": 2 * time.Minute, "0": 0} {
+		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+		d := secondsFlag(fs, "timeout", "a", "")
+		if err := fs.Parse([]string{"-a", in}); err != nil || *d != want {
+			t.Errorf("-a %s: %v, %v", in, *d, err)
+		}
+	}
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	secondsFlag(fs, "timeout", "a", "")
+	if err := fs.Parse([]string{"-a", "-3"}); err == nil {
+		t.Error("-a -3 accepted")
+	}
+}

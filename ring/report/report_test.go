@@ -1,0 +1,70 @@
+package report
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/herdproject/herd/ring/sender"
+)
+
+func finished() *sender.Report {
+	return &sender.Report{
+		Total: 200e6, Seconds: 2, Done: true, Outputs: []string{"/dev/sda"},
+		Nodes: []sender.NodeReport{
+			{Name: "node1", State: sender.StateDone, Verified: true, Received: 200e6, Seconds: 2},
+			{Name: "node2", State: sender.StateDone, Verified: true, Received: 200e6, Seconds: 1.9},
+			{Name: "node3", State: sender.StateFailed, Reason: "lost contact", Received: 5e6, Seconds: 0.5},
+		},
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	var b bytes.Buffer
+	if err := Log(&b, finished(), 0, true); err != nil {
+		t.Fatal(err)
+	}
+	want := "outfile = '/dev/sda'\n0 3 2.000 100.000 200.000\nNr of hosts = 3\nMBytes/s: 100.000\nAggregate MBytes/s: 200.000\n"
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+	b.Reset()
+	_ = Log(&b, finished(), 1460, false)
+	if got := b.String(); got != "outfile = '/dev/sda'\n1460 3 2.000 100.000 200.000\n" {
+		t.Errorf("without -v: %q", got)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	var b bytes.Buffer
+	Summary(&b, finished())
+	out := b.String()
+	for _, want := range []string{
+		"node1                    done         200000000      2.00     100.0 yes",
+		"node3                    failed         5000000      0.50      10.0 no       lost contact",
+		"Time: 2.000000\nMBytes/s: 100.000\nAggregate MBytes/s: 200.000\n",
+		"FAILED: 1 of 3 node(s): node3\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	r := finished()
+	r.Done = false
+	r.Nodes[0].State, r.Nodes[0].Rate = sender.StateReceiving, 50e6
+	var b bytes.Buffer
+	p := NewProgress(&b, false, 1)
+	p.Update(r)
+	if got := b.String(); !strings.Contains(got, "1 receiving, 1 done, 1 failed, 50.0 MB/s per node") {
+		t.Errorf("progress line: %q", got)
+	}
+	b.Reset()
+	NewProgress(&b, true, 0).Update(r)
+	if got := b.String(); !strings.Contains(got, "NODE") || strings.Count(got, "\n") != len(r.Nodes)+2 {
+		t.Errorf("table: %q", got)
+	}
+}
