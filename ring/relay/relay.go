@@ -55,7 +55,7 @@ type Config struct {
 	// Timeout is dolly's -a: give up when no data moved for this long;
 	// 0 waits forever (the sender's Setup may set one too).
 	Timeout time.Duration
-	// PoolChunks is the number of chunks in flight; 0 means 16.
+	// PoolChunks is the number of chunks in flight; 0 means 8.
 	PoolChunks int
 	// Getenv and Hostname find this node in the host list; nil means
 	// os.Getenv and os.Hostname.
@@ -80,7 +80,7 @@ func (c *Config) setDefaults() {
 		c.Stdout = os.Stdout
 	}
 	if c.PoolChunks == 0 {
-		c.PoolChunks = 16
+		c.PoolChunks = 8
 	}
 	if c.Getenv == nil {
 		c.Getenv = os.Getenv

@@ -71,9 +71,18 @@ func Line(r *sender.Report) string {
 	}
 	s += fmt.Sprintf(", nodes: %d receiving, %d done, %d failed", counts[sender.StateReceiving], counts[sender.StateDone], counts[sender.StateFailed])
 	if n := counts[sender.StateReceiving]; n > 0 {
-		s += fmt.Sprintf(", %.1f MB/s per node", rate/float64(n)/MB)
+		per := rate / float64(n)
+		s += fmt.Sprintf(", %.1f MB/s per node", per/MB)
+		if r.Total > 0 && per > 0 && least >= 0 {
+			s += ", ETA " + eta(float64(r.Total)-least, per)
+		}
 	}
 	return s
+}
+
+// eta is the time to move left bytes at rate bytes per second.
+func eta(left, rate float64) string {
+	return (time.Duration(left / rate * float64(time.Second))).Round(time.Second).String()
 }
 
 func (p *Progress) table(r *sender.Report) {
@@ -83,11 +92,11 @@ func (p *Progress) table(r *sender.Report) {
 	}
 	fmt.Fprintf(&b, "\x1b[2K%-20s %-10s %12s %10s %8s\n", "NODE", "STATE", "BYTES", "MB/s", "ETA")
 	for _, n := range r.Nodes {
-		eta := "-"
+		left := "-"
 		if n.State == sender.StateReceiving && n.Rate > 0 && r.Total > 0 {
-			eta = (time.Duration(float64(r.Total-n.Received)/n.Rate) * time.Second).Round(time.Second).String()
+			left = eta(float64(r.Total-n.Received), n.Rate)
 		}
-		fmt.Fprintf(&b, "\x1b[2K%-20s %-10s %12s %10.1f %8s\n", trim(n.Name, 20), n.State, size(n.Received), n.Rate/MB, eta)
+		fmt.Fprintf(&b, "\x1b[2K%-20s %-10s %12s %10.1f %8s\n", trim(n.Name, 20), n.State, size(n.Received), n.Rate/MB, left)
 	}
 	fmt.Fprintf(&b, "\x1b[2K%s\n", Line(r))
 	p.lines = len(r.Nodes) + 2

@@ -55,11 +55,11 @@ func TestSummary(t *testing.T) {
 func TestProgressLine(t *testing.T) {
 	r := finished()
 	r.Done = false
-	r.Nodes[0].State, r.Nodes[0].Rate = sender.StateReceiving, 50e6
+	r.Nodes[0].State, r.Nodes[0].Rate, r.Nodes[0].Received = sender.StateReceiving, 50e6, 100e6
 	var b bytes.Buffer
 	p := NewProgress(&b, false, 1)
 	p.Update(r)
-	if got := b.String(); !strings.Contains(got, "1 receiving, 1 done, 1 failed, 50.0 MB/s per node") {
+	if got := b.String(); !strings.Contains(got, "1 receiving, 1 done, 1 failed, 50.0 MB/s per node, ETA 2s") {
 		t.Errorf("progress line: %q", got)
 	}
 	b.Reset()

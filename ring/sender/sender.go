@@ -34,7 +34,7 @@ type Config struct {
 	// ChunkSize is the size of one read and of the largest data frame in
 	// bytes (dolly's -b); 0 = 1 MiB.
 	ChunkSize int
-	// PoolChunks is the number of chunks in flight; 0 = 16.
+	// PoolChunks is the number of chunks in flight; 0 = 8.
 	PoolChunks int
 	// SockBuf is dolly's -u: the TCP send and receive buffer size of data
 	// connections in bytes; 0 leaves the system's.
@@ -84,7 +84,7 @@ func (c *Config) setDefaults() {
 		c.ChunkSize = 1 << 20
 	}
 	if c.PoolChunks == 0 {
-		c.PoolChunks = 16
+		c.PoolChunks = 8
 	}
 	if c.Retries == 0 {
 		c.Retries = 5

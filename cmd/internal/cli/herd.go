@@ -118,7 +118,7 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 	retries := fs.IntP("retries", "r", 5, "tries to reach each node, a second apart")
 	requireAll := fs.Bool("require-all", false, "abort before anything is written when any node fails set-up")
 	block := fs.StringP("block-size", "b", "1M", "transfer block `SIZE`")
-	chunks := fs.Int("chunks", 16, "blocks in flight per process (memory = chunks x block size)")
+	chunks := fs.Int("chunks", 8, "blocks in flight per process (memory = chunks x block size)")
 	sockBuf := fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`")
 	noSync := fs.BoolP("no-sync", "n", false, "nodes do not fsync their outputs")
 	ipv6 := fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses")
@@ -237,7 +237,7 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 	serve := fs.Bool("serve", false, "keep serving sessions instead of exiting after one")
 	timeout := secondsFlag(fs, "timeout", "a", "fail when no data arrived for this `DURATION` (30 or 30s)")
 	noSync := fs.BoolP("no-sync", "n", false, "do not fsync outputs")
-	chunks := fs.Int("chunks", 16, "blocks in flight")
+	chunks := fs.Int("chunks", 8, "blocks in flight")
 	verbose := fs.BoolP("verbose", "v", false, "print progress")
 	ports := addPortFlags(fs)
 	fs.Usage = func() {
