@@ -7,28 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// deviceSize returns a block device's size in bytes (BLKGETSIZE64).
-func deviceSize(f *os.File) (int64, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var size uint64
-	var errno error
-	if err := rc.Control(func(fd uintptr) {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size)))
-		if e != 0 {
-			errno = e
-		}
-	}); err != nil {
-		return 0, err
-	}
-	if errno != nil {
-		return 0, errno
-	}
-	return int64(size), nil
-}
-
 // logicalBlockSize returns a block device's logical block size
 // (BLKSSZGET), 512 when the device does not say.
 func logicalBlockSize(f *os.File) int64 {

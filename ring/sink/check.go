@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/herdproject/herd/ring/blockdev"
 	"golang.org/x/sys/unix"
 )
 
@@ -195,7 +196,7 @@ func checkBlock(path string, opts Options) error {
 	if err != nil {
 		return blockOpenError(path, err)
 	}
-	size, err := deviceSize(f)
+	size, err := blockdev.Size(f)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("size of %s: %w", path, err)

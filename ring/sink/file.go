@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/herdproject/herd/ring/blockdev"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,7 +83,7 @@ func openBlock(path string, opts Options) (*fileSink, error) {
 	if err != nil {
 		return nil, blockOpenError(path, err)
 	}
-	size, err := deviceSize(f)
+	size, err := blockdev.Size(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("size of %s: %w", path, err)

@@ -3,7 +3,6 @@ package source
 import (
 	"io"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,26 +40,4 @@ func dataSize(f *os.File, size int64) int64 {
 		return size
 	}
 	return min(data, size)
-}
-
-// deviceSize returns a block device's size in bytes (BLKGETSIZE64).
-func deviceSize(f *os.File) (int64, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var size uint64
-	var errno error
-	if err := rc.Control(func(fd uintptr) {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size)))
-		if e != 0 {
-			errno = e
-		}
-	}); err != nil {
-		return 0, err
-	}
-	if errno != nil {
-		return 0, errno
-	}
-	return int64(size), nil
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/herdproject/herd/ring/blockdev"
 	"github.com/herdproject/herd/ring/plan"
 )
 
@@ -186,7 +187,7 @@ func openInput(path string, measure bool) (*input, error) {
 			in.dataSize = dataSize(f, in.size)
 		}
 	case m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0:
-		size, err := deviceSize(f)
+		size, err := blockdev.Size(f)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("input %s: size of the device: %w", path, err)
