@@ -152,6 +152,10 @@ func (n *Node) logf(format string, args ...any) {
 	fmt.Fprintf(n.cfg.Log, format+"\n", args...)
 }
 
+// errNoSession marks a control connection that never became a session (no
+// valid Hello and Setup).
+var errNoSession = errors.New("not a herd session")
+
 // ErrSessionFailed is returned by Serve in Once mode when the session did
 // not end with every file verified.
 var ErrSessionFailed = errors.New("session failed")
@@ -171,7 +175,6 @@ func (n *Node) Serve(ctx context.Context) error {
 	go func() { <-ctx.Done(); n.ctl.Close() }()
 
 	n.logf("herd node: waiting for a sender on control %s, data %s", n.ctl.Addr(), n.data.Addr())
-	done := make(chan error, 1)
 	for backoff := time.Duration(0); ; {
 		c, err := n.ctl.Accept()
 		if err != nil {
@@ -184,6 +187,22 @@ func (n *Node) Serve(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
+		if n.cfg.Once {
+			// One session, as dolly's client: served here, so that a
+			// stray connection (a port scan, a health check) that never
+			// becomes a session does not use it up.
+			n.busy.Store(true)
+			err := n.session(ctx, c)
+			n.busy.Store(false)
+			if errors.Is(err, errNoSession) {
+				n.logf("ignored: %v; still waiting for a sender", err)
+				continue
+			}
+			if err != nil {
+				n.logf("session failed: %v", err)
+			}
+			return err
+		}
 		if !n.busy.CompareAndSwap(false, true) {
 			go func() {
 				_ = wire.WriteMsg(c, wire.TFail, wire.Fail{Reason: "node busy with another session"})
@@ -193,18 +212,10 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 		go func() {
 			defer n.busy.Store(false)
-			err := n.session(ctx, c)
-			if err != nil {
+			if err := n.session(ctx, c); err != nil {
 				n.logf("session failed: %v", err)
 			}
-			if n.cfg.Once {
-				done <- err
-				cancel()
-			}
 		}()
-		if n.cfg.Once {
-			return <-done
-		}
 	}
 }
 

@@ -45,11 +45,11 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 	_ = raw.SetReadDeadline(time.Now().Add(30 * time.Second))
 	var hello wire.Hello
 	if err := wire.Expect(raw, wire.THello, &hello); err != nil {
-		return fmt.Errorf("hello from %s: %w", raw.RemoteAddr(), err)
+		return fmt.Errorf("%w: hello from %s: %v", errNoSession, raw.RemoteAddr(), err)
 	}
 	var setup wire.Setup
 	if err := wire.Expect(raw, wire.TSetup, &setup); err != nil {
-		return fmt.Errorf("set-up from %s: %w", raw.RemoteAddr(), err)
+		return fmt.Errorf("%w: set-up from %s: %v", errNoSession, raw.RemoteAddr(), err)
 	}
 	me, how := n.findSelf(raw, &setup)
 	n.logf("session %s from %s (%s): I am %s, node %d of %d (%s)", setup.Session, hello.Sender, raw.RemoteAddr(), setup.Hosts[me], me+1, len(setup.Hosts), how)
