@@ -361,8 +361,11 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 				if p.Received > n.Received {
 					s.moved = now
 				}
-				if !lastT.IsZero() {
-					n.Rate = float64(p.Received-lastB) / now.Sub(lastT).Seconds()
+				if lastT.IsZero() {
+					lastT = start // until a second sample, the average since the start
+				}
+				if dt := now.Sub(lastT).Seconds(); dt > 0 {
+					n.Rate = float64(p.Received-lastB) / dt
 				}
 				lastT, lastB = now, p.Received
 				n.Received, n.Written = p.Received, p.Written
