@@ -191,16 +191,14 @@ type session struct {
 func Send(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults()
 	s := &session{cfg: cfg}
+	defer func() {
+		for _, src := range s.sources {
+			src.Close()
+		}
+	}()
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, src := range s.sources {
-			if src != nil {
-				src.Close()
-			}
-		}
-	}()
 	return s.run(ctx)
 }
 
@@ -221,29 +219,22 @@ func (s *session) prepare(ctx context.Context) error {
 		if s.cfg.Dummy > 0 {
 			continue
 		}
-		if err := source.Check(f); err != nil {
-			return &SetupError{err}
-		}
 		if k, ok, err := cookKind(f); err != nil {
 			return &SetupError{fmt.Errorf("file %d (%s): %w", i+1, f.Input, err)}
 		} else if ok {
 			s.kinds[i] = &k
 		}
+		src, err := source.Open(f)
+		if err != nil {
+			return &SetupError{err}
+		}
+		s.sources = append(s.sources, src)
 	}
 	hosts, err := hostlist.Resolve(ctx, s.cfg.Resolver, p.Hosts, s.cfg.Network)
 	if err != nil {
 		return &SetupError{err}
 	}
 	s.hosts = hosts
-	if s.cfg.Dummy == 0 {
-		for _, f := range p.Files {
-			src, err := source.Open(f)
-			if err != nil {
-				return &SetupError{err}
-			}
-			s.sources = append(s.sources, src)
-		}
-	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	s.id = hex.EncodeToString(b)
