@@ -1,0 +1,117 @@
+// Package inventory is the management host's list of nodes (MAC → name,
+// address, plan) with the network they boot on, and each node's boot
+// state, kept on disk so that it survives a restart of herd.
+//
+// The inventory file is line-oriented; '#' starts a comment:
+//
+//	subnet 10.0.0.0/24
+//	router 10.0.0.1
+//	dns 10.0.0.1 10.0.0.2
+//	domain cluster.example
+//	lease 1h
+//	range 10.0.0.100 10.0.0.199
+//	node 52:54:00:00:00:01 node1 10.0.0.11 [plan=compute.ks] [profile=compute]
+//
+// Global lines may come in any order before or between node lines; node
+// lines keep their order, which is the ring order.
+package inventory
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Node is one reserved machine.
+type Node struct {
+	MAC  net.HardwareAddr
+	Name string
+	IP   netip.Addr
+	// Plan names the node's install plan (a file under the plan
+	// directory); "" = the default.
+	Plan string
+	// Profile is a free-form label (e.g. "compute") for plans and scripts.
+	Profile string
+	// Line is where the node was defined, for messages.
+	Line int
+}
+
+// Inventory is a parsed inventory file.
+type Inventory struct {
+	// File is the path it was read from.
+	File   string
+	Subnet netip.Prefix
+	Router netip.Addr   // invalid when none
+	DNS    []netip.Addr // may be empty
+	Domain string
+	Lease  time.Duration // 0 = the server's default
+	// RangeStart..RangeEnd is the dynamic pool; both invalid when there is
+	// no dynamic range (reservations only).
+	RangeStart, RangeEnd netip.Addr
+	Nodes                []Node
+}
+
+// ByMAC returns the node with this MAC, if any.
+func (inv *Inventory) ByMAC(mac net.HardwareAddr) (Node, bool) {
+	for _, n := range inv.Nodes {
+		if string(n.MAC) == string(mac) {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// ByName returns the node with this name, if any.
+func (inv *Inventory) ByName(name string) (Node, bool) {
+	for _, n := range inv.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// State is a node's place in the install cycle.
+type State string
+
+// Node states: unknown → booting → registered → installing → done | failed.
+const (
+	StateUnknown    State = "unknown"
+	StateBooting    State = "booting"    // asked DHCP/TFTP/HTTP for boot files
+	StateRegistered State = "registered" // its agent registered
+	StateInstalling State = "installing" // receiving / writing
+	StateDone       State = "done"       // reported done: boots from disk next
+	StateFailed     State = "failed"     // reported failed: installs again next
+)
+
+// Status is what herd knows of a node now.
+type Status struct {
+	Name  string `json:"name"`
+	MAC   string `json:"mac"`
+	IP    string `json:"ip"`
+	State State  `json:"state"`
+	// Reason says why the node failed.
+	Reason string `json:"reason,omitempty"`
+	// Bytes and Rate (bytes/s) of the current or last transfer.
+	Bytes int64   `json:"bytes"`
+	Rate  float64 `json:"rate"`
+	// LocalBoot is true when the node's next boot is from its disk.
+	LocalBoot bool `json:"local_boot"`
+	// LastReport is when the node (or its boot firmware) was last heard.
+	LastReport time.Time `json:"last_report"`
+	// Message is the node's last report for humans.
+	Message string `json:"message,omitempty"`
+}
+
+// Store keeps every node's Status. The file-backed implementation
+// (package nodestate) is safe for several processes at once: `herd nodes
+// reinstall` may change a node while `herd serve` runs.
+type Store interface {
+	// Get returns a node's status; an inventory node never heard of is
+	// StateUnknown with LocalBoot false.
+	Get(name string) (Status, error)
+	// List returns every inventory node's status in inventory order.
+	List() ([]Status, error)
+	// Update changes a node's status atomically (read, fn, write).
+	Update(name string, fn func(*Status) error) error
+}
