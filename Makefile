@@ -7,9 +7,9 @@ FUZZTIME ?= 5s
 # Debian packages the tests use: real compress(1), xz, zstd, cpio to
 # cross-check the cooking decoders; util-linux for loop devices; iproute2
 # for network namespaces.
-DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs
+DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs ipxe pxelinux syslinux-common tftp-hpa atftp curl
 
-.PHONY: all build deps test unit fuzz ring-test lint bench demo clean
+.PHONY: all build deps test unit fuzz ring-test net-test lint bench demo clean
 
 all: build
 
@@ -35,7 +35,11 @@ fuzz:
 ring-test: build
 	$(GO) test -count=1 -tags ringtest -timeout 20m ./ring/ringtest/
 
-test: deps lint unit fuzz ring-test
+# Boot-service tests in network namespaces the tests create (root).
+net-test:
+	$(GO) test -count=1 -tags nettest -timeout 10m ./pxe/pxetest/
+
+test: deps lint unit fuzz ring-test net-test
 
 bench: build
 	$(GO) test -count=1 -tags ringtest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/ringtest/

@@ -98,7 +98,7 @@ type Status struct {
 	// LocalBoot is true when the node's next boot is from its disk.
 	LocalBoot bool `json:"local_boot"`
 	// LastReport is when the node (or its boot firmware) was last heard.
-	LastReport time.Time `json:"last_report"`
+	LastReport time.Time `json:"last_report,omitzero"`
 	// Message is the node's last report for humans.
 	Message string `json:"message,omitempty"`
 }

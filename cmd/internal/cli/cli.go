@@ -54,7 +54,7 @@ func usagef(format string, args ...any) error {
 
 // status maps an error to an exit status.
 func status(env Env, prog string, err error) int {
-	if err == nil {
+	if err == nil || errors.Is(err, pflag.ErrHelp) {
 		return ExitOK
 	}
 	fmt.Fprintf(env.Stderr, "%s: %v\n", prog, err)
@@ -62,8 +62,6 @@ func status(env Env, prog string, err error) int {
 	var se *sender.SetupError
 	var pe *dollyconf.ParseError
 	switch {
-	case errors.Is(err, pflag.ErrHelp):
-		return ExitOK
 	case errors.As(err, &ue), errors.As(err, &se), errors.As(err, &pe):
 		return ExitUsage
 	}
@@ -84,6 +82,12 @@ type sendOpts struct {
 // runSend runs a session, draws progress, prints the summary and writes
 // the -o log.
 func runSend(ctx context.Context, env Env, o *sendOpts) error {
+	_, err := runSendReport(ctx, env, o)
+	return err
+}
+
+// runSendReport is runSend that also returns the session's report.
+func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, error) {
 	if o.serverFlag == "-s" && o.cfg.Plan.Server != "" {
 		if hn, err := os.Hostname(); err == nil && !sameHost(hn, o.cfg.Plan.Server) {
 			fmt.Fprintf(env.Stderr, "%s: warning: the configuration names server %q but this is %q (use -S to silence)\n", o.prog, o.cfg.Plan.Server, hn)
@@ -99,7 +103,11 @@ func runSend(ctx context.Context, env Env, o *sendOpts) error {
 			tty = term.IsTerminal(int(f.Fd()))
 		}
 		prog = report.NewProgress(env.Stderr, tty, 5*time.Second)
-		o.cfg.Watch = prog.Update
+		if also := o.cfg.Watch; also != nil {
+			o.cfg.Watch = func(r *sender.Report) { prog.Update(r); also(r) }
+		} else {
+			o.cfg.Watch = prog.Update
+		}
 	}
 	rep, err := sender.Send(ctx, o.cfg)
 	if rep != nil && rep.Done {
@@ -116,7 +124,7 @@ func runSend(ctx context.Context, env Env, o *sendOpts) error {
 			}
 		}
 	}
-	return err
+	return rep, err
 }
 
 func appendLog(path string, rep *sender.Report, segsize int, verbose bool) error {

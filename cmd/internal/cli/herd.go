@@ -23,6 +23,9 @@ nodes takes about as long as cloning to one.
 Commands:
   send      send files, devices or directory trees through a ring of nodes
   recv      be a ring node: receive, write, verify and forward one session
+  serve     boot services + wait for the rack's agents + the ring session
+  pxe       boot services only: DHCP/proxyDHCP, TFTP, HTTP, status page
+  nodes     list nodes and their boot state; reinstall NAME|all
   version   print the version
 
 The compatibility entry points dolly, dollyS and dollyC take the command
@@ -43,6 +46,12 @@ func Herd(ctx context.Context, args []string, env Env) int {
 		return status(env, "herd send", herdSend(ctx, args[1:], env))
 	case "recv", "receive":
 		return status(env, "herd recv", herdRecv(ctx, args[1:], env))
+	case "pxe":
+		return status(env, "herd pxe", herdPXE(ctx, args[1:], env))
+	case "serve":
+		return status(env, "herd serve", herdServe(ctx, args[1:], env))
+	case "nodes":
+		return status(env, "herd nodes", herdNodes(ctx, args[1:], env))
 	case "version", "--version", "-V":
 		fmt.Fprintf(env.Stdout, "herd %s\n", Version)
 		return ExitOK
@@ -102,32 +111,108 @@ Exit status:
 Options:
 `
 
+// sendFlags are the ring-session options shared by herd send and herd
+// serve (which takes its hosts from the inventory).
+type sendFlags struct {
+	config, input, output, dirs, exclude, block, sockBuf, logFile *string
+	files                                                         *[]string
+	fanout, retries, chunks                                       *int
+	timeout, dummy                                                *time.Duration
+	requireAll, noSync, ipv6, activate, verbose, quiet            *bool
+	ports                                                         portFlags
+}
+
+func addSendFlags(fs *pflag.FlagSet) *sendFlags {
+	return &sendFlags{
+		config:     fs.StringP("config", "f", "", "dolly/dolly+ configuration `FILE`"),
+		input:      fs.StringP("input", "I", "", "input `FILE` or device"),
+		output:     fs.StringP("output", "O", "", "output `PATH` on the nodes (default: same as --input); - for standard output"),
+		files:      fs.StringArray("file", nil, "`'IN > OUT'` (raw) or 'IN >> OUT' (cooked); repeatable"),
+		dirs:       fs.StringP("dirs", "D", "", "send these directory trees (`DIR[,DIR]`) to --output on the nodes"),
+		exclude:    fs.StringP("exclude", "X", "", "with --dirs, leave out `PATTERN[,PATTERN]`"),
+		fanout:     fs.Int("fanout", 1, "children per node: 1 is a chain, 2 a binary tree, ..."),
+		timeout:    secondsFlag(fs, "timeout", "a", "fail when no data moved for this `DURATION` (30 or 30s, 2m); 0 waits forever"),
+		retries:    fs.IntP("retries", "r", 5, "tries to reach each node, a second apart"),
+		requireAll: fs.Bool("require-all", false, "abort before anything is written when any node fails set-up"),
+		block:      fs.StringP("block-size", "b", "1M", "transfer block `SIZE`"),
+		chunks:     fs.Int("chunks", 8, "blocks in flight per process (memory = chunks x block size)"),
+		sockBuf:    fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`"),
+		noSync:     fs.BoolP("no-sync", "n", false, "nodes do not fsync their outputs"),
+		ipv6:       fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses"),
+		dummy:      secondsFlag(fs, "dummy", "t", "benchmark: send generated data for this `DURATION` (10 or 10s); nodes write nothing"),
+		activate:   fs.BoolP("systemd", "d", false, "poke each node's report port first (systemd socket activation)"),
+		logFile:    fs.StringP("log", "o", "", "append dolly's statistics lines to `FILE`"),
+		verbose:    fs.BoolP("verbose", "v", false, "print set-up messages"),
+		quiet:      fs.BoolP("quiet", "q", false, "no progress display"),
+		ports:      addPortFlags(fs),
+	}
+}
+
+// options turns the flags into a session; hosts is the -H list ("" when
+// the hosts come from elsewhere: a configuration file or the inventory).
+func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*sendOpts, error) {
+	o := &sendOpts{prog: prog, verbose: *f.verbose, quiet: *f.quiet, logFile: *f.logFile}
+	c := &o.cfg
+	var err error
+	if c.ChunkSize, err = parseSize(*f.block, "--block-size"); err != nil {
+		return nil, err
+	}
+	if *f.sockBuf != "" {
+		if c.SockBuf, err = parseSize(*f.sockBuf, "--buffer-size"); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case *f.config != "":
+		if hosts != "" || *f.input != "" || len(*f.files) > 0 || *f.dirs != "" {
+			return nil, usagef("--config cannot be combined with --hosts, --input, --file or --dirs")
+		}
+		if err := loadConfig(env, prog, *f.config, &c.Plan); err != nil {
+			return nil, err
+		}
+	case len(*f.files) > 0:
+		if *f.input != "" || *f.dirs != "" {
+			return nil, usagef("--file cannot be combined with --input or --dirs")
+		}
+		if err := commandLinePlan(&c.Plan, "x", "x", hosts, "", "", false); err != nil {
+			return nil, err
+		}
+		c.Plan.Files = nil
+		for _, spec := range *f.files {
+			pf, err := parseFileSpec(spec)
+			if err != nil {
+				return nil, err
+			}
+			c.Plan.Files = append(c.Plan.Files, pf)
+		}
+	default:
+		if err := commandLinePlan(&c.Plan, *f.input, *f.output, hosts, *f.dirs, *f.exclude, *f.dummy > 0); err != nil {
+			return nil, err
+		}
+	}
+	if fs.Changed("fanout") || c.Plan.Fanout == 0 {
+		c.Plan.Fanout = *f.fanout
+	}
+	c.PoolChunks = *f.chunks
+	c.Timeout = *f.timeout
+	c.Retries = *f.retries
+	c.RequireAll = *f.requireAll
+	c.NoSync = *f.noSync
+	c.Dummy = *f.dummy
+	c.Activate = *f.activate
+	if *f.ipv6 {
+		c.Network = "ip6"
+	}
+	f.ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
+	return o, nil
+}
+
 func herdSend(ctx context.Context, args []string, env Env) error {
 	fs := pflag.NewFlagSet("herd send", pflag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
-	config := fs.StringP("config", "f", "", "dolly/dolly+ configuration `FILE`")
 	hosts := fs.StringP("hosts", "H", "", "nodes in ring order, comma-separated; ranges like 10.0.1.45-80 or node[01-16]")
-	input := fs.StringP("input", "I", "", "input `FILE` or device")
-	output := fs.StringP("output", "O", "", "output `PATH` on the nodes (default: same as --input); - for standard output")
-	files := fs.StringArray("file", nil, "`'IN > OUT'` (raw) or 'IN >> OUT' (cooked); repeatable")
-	dirs := fs.StringP("dirs", "D", "", "send these directory trees (`DIR[,DIR]`) to --output on the nodes")
-	exclude := fs.StringP("exclude", "X", "", "with --dirs, leave out `PATTERN[,PATTERN]`")
-	fanout := fs.Int("fanout", 1, "children per node: 1 is a chain, 2 a binary tree, ...")
-	timeout := secondsFlag(fs, "timeout", "a", "fail when no data moved for this `DURATION` (30 or 30s, 2m); 0 waits forever")
-	retries := fs.IntP("retries", "r", 5, "tries to reach each node, a second apart")
-	requireAll := fs.Bool("require-all", false, "abort before anything is written when any node fails set-up")
-	block := fs.StringP("block-size", "b", "1M", "transfer block `SIZE`")
-	chunks := fs.Int("chunks", 8, "blocks in flight per process (memory = chunks x block size)")
-	sockBuf := fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`")
-	noSync := fs.BoolP("no-sync", "n", false, "nodes do not fsync their outputs")
-	ipv6 := fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses")
-	dummy := secondsFlag(fs, "dummy", "t", "benchmark: send generated data for this `DURATION` (10 or 10s); nodes write nothing")
-	activate := fs.BoolP("systemd", "d", false, "poke each node's report port first (systemd socket activation)")
-	logFile := fs.StringP("log", "o", "", "append dolly's statistics lines to `FILE`")
-	verbose := fs.BoolP("verbose", "v", false, "print set-up messages")
-	quiet := fs.BoolP("quiet", "q", false, "no progress display")
-	ports := addPortFlags(fs)
+	f := addSendFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(env.Stderr, sendUsage)
 		fs.PrintDefaults()
@@ -141,59 +226,10 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (see herd send --help)", fs.Arg(0))
 	}
-	o := &sendOpts{prog: "herd send", verbose: *verbose, quiet: *quiet, logFile: *logFile}
-	c := &o.cfg
-	var err error
-	if c.ChunkSize, err = parseSize(*block, "--block-size"); err != nil {
+	o, err := f.options(env, fs, "herd send", *hosts)
+	if err != nil {
 		return err
 	}
-	if *sockBuf != "" {
-		if c.SockBuf, err = parseSize(*sockBuf, "--buffer-size"); err != nil {
-			return err
-		}
-	}
-	switch {
-	case *config != "":
-		if *hosts != "" || *input != "" || len(*files) > 0 || *dirs != "" {
-			return usagef("--config cannot be combined with --hosts, --input, --file or --dirs")
-		}
-		if err := loadConfig(env, "herd send", *config, &c.Plan); err != nil {
-			return err
-		}
-	case len(*files) > 0:
-		if *input != "" || *dirs != "" {
-			return usagef("--file cannot be combined with --input or --dirs")
-		}
-		if err := commandLinePlan(&c.Plan, "x", "x", *hosts, "", "", false); err != nil {
-			return err
-		}
-		c.Plan.Files = nil
-		for _, spec := range *files {
-			f, err := parseFileSpec(spec)
-			if err != nil {
-				return err
-			}
-			c.Plan.Files = append(c.Plan.Files, f)
-		}
-	default:
-		if err := commandLinePlan(&c.Plan, *input, *output, *hosts, *dirs, *exclude, *dummy > 0); err != nil {
-			return err
-		}
-	}
-	if fs.Changed("fanout") || c.Plan.Fanout == 0 {
-		c.Plan.Fanout = *fanout
-	}
-	c.PoolChunks = *chunks
-	c.Timeout = *timeout
-	c.Retries = *retries
-	c.RequireAll = *requireAll
-	c.NoSync = *noSync
-	c.Dummy = *dummy
-	c.Activate = *activate
-	if *ipv6 {
-		c.Network = "ip6"
-	}
-	ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
 	return runSend(ctx, env, o)
 }
 

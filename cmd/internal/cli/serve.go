@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/pxe/nodestate"
+	"github.com/herdproject/herd/pxe/services"
+	"github.com/herdproject/herd/ring/sender"
+	"github.com/spf13/pflag"
+)
+
+// bootFlags are the boot-service options of herd pxe and herd serve.
+type bootFlags struct {
+	iface, inv, stateDir, bootDir, serverIP, kernelArgs *string
+	httpPort, tftpPort                                  *int
+	proxy, noDHCP, noRA, pxelinux                       *bool
+}
+
+func addBootFlags(fs *pflag.FlagSet) *bootFlags {
+	return &bootFlags{
+		iface:      fs.StringP("interface", "i", "", "boot network `INTERFACE` (required)"),
+		inv:        fs.String("inventory", nodestate.DefaultInventory, "inventory `FILE`: network and nodes (MAC, name, IP)"),
+		stateDir:   fs.String("state-dir", nodestate.DefaultStateDir, "`DIR` keeping every node's boot state"),
+		bootDir:    fs.String("boot-dir", "/var/lib/herd/boot", "boot tree `DIR` (kernel, initramfs, iPXE and pxelinux binaries)"),
+		serverIP:   fs.String("server-ip", "", "this host's `ADDRESS` on the boot network (default: the interface's, in the inventory's subnet)"),
+		kernelArgs: fs.String("kernel-args", "", "extra kernel `ARGS` for the install boot"),
+		httpPort:   fs.Int("http-port", 8080, "HTTP `PORT`"),
+		tftpPort:   fs.Int("tftp-port", 69, "TFTP `PORT`"),
+		proxy:      fs.Bool("proxy", false, "proxyDHCP: another server gives addresses, herd only boot information"),
+		noDHCP:     fs.Bool("no-dhcp", false, "no DHCP at all (TFTP and HTTP only)"),
+		noRA:       fs.Bool("no-ra", false, "do not answer IPv6 router solicitations"),
+		pxelinux:   fs.Bool("pxelinux", false, "give BIOS clients pxelinux.0 instead of iPXE"),
+	}
+}
+
+// open reads the inventory and opens the state store.
+func (b *bootFlags) open() (*inventory.Inventory, *nodestate.Store, error) {
+	inv, err := inventory.ParseFile(*b.inv)
+	if err != nil {
+		var pe *inventory.ParseError
+		if errors.As(err, &pe) {
+			return nil, nil, usageError{err}
+		}
+		return nil, nil, usagef("inventory: %v", err)
+	}
+	st, err := nodestate.Open(*b.stateDir, inv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return inv, st, nil
+}
+
+func (b *bootFlags) config(env Env, inv *inventory.Inventory, st inventory.Store, verbose bool) (services.Config, error) {
+	c := services.Config{
+		Interface: *b.iface, Inventory: inv, Store: st, BootDir: *b.bootDir,
+		HTTPPort: *b.httpPort, TFTPPort: *b.tftpPort, Proxy: *b.proxy, NoDHCP: *b.noDHCP,
+		NoRA: *b.noRA, UsePxelinux: *b.pxelinux, KernelArgs: *b.kernelArgs,
+		Logf: func(format string, args ...any) { fmt.Fprintf(env.Stderr, format+"\n", args...) },
+	}
+	if !verbose {
+		c.Logf = func(format string, args ...any) {
+			if strings.HasPrefix(format, "warning") {
+				fmt.Fprintf(env.Stderr, format+"\n", args...)
+			}
+		}
+	}
+	if *b.iface == "" {
+		return c, usagef("no boot interface: give --interface")
+	}
+	if *b.serverIP != "" {
+		ip, err := netip.ParseAddr(*b.serverIP)
+		if err != nil {
+			return c, usagef("--server-ip %q: %v", *b.serverIP, err)
+		}
+		c.ServerIP = ip
+	}
+	return c, nil
+}
+
+const pxeUsage = `Usage: herd pxe --interface IF [OPTIONS]
+
+Run the boot services on the boot network until interrupted: DHCP (or
+proxyDHCP with --proxy) with the inventory's reservations, TFTP for the
+iPXE and pxelinux binaries, HTTP for per-node iPXE scripts, pxelinux
+configurations, kernel, initramfs and images, the agents' API, a status
+page (/) and Prometheus metrics (/metrics).
+
+A node whose install reported done boots from its disk at the next reset;
+'herd nodes reinstall NAME|all' switches it back.
+
+Options:
+`
+
+func herdPXE(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("herd pxe", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	b := addBootFlags(fs)
+	verbose := fs.BoolP("verbose", "v", false, "log every request")
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, pxeUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see herd pxe --help)", fs.Arg(0))
+	}
+	inv, st, err := b.open()
+	if err != nil {
+		return err
+	}
+	cfg, err := b.config(env, inv, st, *verbose)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stderr, "herd pxe: serving %d node(s) on %s\n", len(inv.Nodes), *b.iface)
+	return services.Run(ctx, cfg)
+}
+
+const serveUsage = `Usage: herd serve --interface IF (--input IMAGE --output DEVICE | --file 'IN > OUT'... | --config FILE) [OPTIONS]
+
+The one command to run before pressing reset on the rack. It runs the
+boot services (see herd pxe), waits until the inventory's nodes have
+booted the herd agent and registered (all of them, or --min N, for at most
+--wait-timeout), then sends the files through a ring of the registered
+nodes in inventory order, with live progress. Nodes that verified their
+data are switched to boot from disk; failed ones keep the install entry so
+that their next reset retries. Nodes that never came are listed.
+
+After the session herd serve keeps serving (the nodes reboot through it)
+until interrupted, or exits with --once.
+
+Exit status: 0 every expected node installed and verified; 1 otherwise;
+2 bad usage or a bad inventory.
+
+Options:
+`
+
+func herdServe(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("herd serve", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	b := addBootFlags(fs)
+	minNodes := fs.Int("min", 0, "start when `N` nodes registered (default: every inventory node)")
+	waitTimeout := secondsFlag(fs, "wait-timeout", "", "wait at most this `DURATION` for the nodes to register (default 30m)")
+	once := fs.Bool("once", false, "exit after the session instead of serving on")
+	f := addSendFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, serveUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see herd serve --help)", fs.Arg(0))
+	}
+	if !fs.Changed("wait-timeout") {
+		*waitTimeout = 30 * time.Minute
+	}
+	inv, st, err := b.open()
+	if err != nil {
+		return err
+	}
+	if len(inv.Nodes) == 0 {
+		return usagef("inventory %s lists no node", *b.inv)
+	}
+	if *minNodes < 0 || *minNodes > len(inv.Nodes) {
+		return usagef("--min %d: the inventory has %d node(s)", *minNodes, len(inv.Nodes))
+	}
+	want := len(inv.Nodes)
+	if *minNodes > 0 {
+		want = *minNodes
+	}
+	// Validate the session's options now (with a placeholder host) so that
+	// a bad flag fails before anything is served.
+	if _, err := f.options(env, fs, "herd serve", inv.Nodes[0].IP.String()); err != nil {
+		return err
+	}
+	cfg, err := b.config(env, inv, st, *f.verbose)
+	if err != nil {
+		return err
+	}
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	svcErr := make(chan error, 1)
+	go func() { svcErr <- services.Run(sctx, cfg) }()
+
+	regd, err := waitRegistered(ctx, env, st, inv, want, *waitTimeout, svcErr)
+	if err != nil {
+		return err
+	}
+	var hosts []string
+	byIP := map[string]string{}
+	for _, n := range regd {
+		hosts = append(hosts, n.IP.String())
+		byIP[n.IP.String()] = n.Name
+		_ = st.Update(n.Name, func(s *inventory.Status) error {
+			return nodestate.Transition(s, inventory.StateInstalling, "", time.Now())
+		})
+	}
+	o, err := f.options(env, fs, "herd serve", strings.Join(hosts, ","))
+	if err != nil {
+		return err
+	}
+	o.cfg.Watch = func(r *sender.Report) {
+		for _, n := range r.Nodes {
+			name := byIP[n.Name]
+			_ = st.Update(name, func(s *inventory.Status) error {
+				s.Bytes, s.Rate, s.LastReport = n.Received, n.Rate, time.Now()
+				return nil
+			})
+		}
+	}
+	rep, serr := runSendReport(ctx, env, o)
+	failed := 0
+	if rep != nil {
+		for _, n := range rep.Nodes {
+			name := byIP[n.Name]
+			to, reason := inventory.StateDone, ""
+			if n.State != sender.StateDone || !n.Verified {
+				to, reason = inventory.StateFailed, n.Reason
+				failed++
+			}
+			_ = st.Update(name, func(s *inventory.Status) error {
+				return nodestate.Transition(s, to, reason, time.Now())
+			})
+		}
+	}
+	missing := missingNodes(inv, regd)
+	if len(missing) > 0 {
+		fmt.Fprintf(env.Stdout, "NEVER CAME: %d node(s): %s\n", len(missing), strings.Join(missing, ","))
+	}
+	result := serr
+	if result == nil && (len(missing) > 0 || failed > 0) {
+		result = fmt.Errorf("%d node(s) never came, %d failed", len(missing), failed)
+	}
+	if *once {
+		stop()
+		<-svcErr
+		return result
+	}
+	fmt.Fprintf(env.Stderr, "herd serve: session over; still serving boot files (installed nodes boot from disk). Interrupt to stop.\n")
+	select {
+	case err := <-svcErr:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		stop()
+		<-svcErr
+	}
+	return result
+}
+
+// waitRegistered waits until want nodes registered (or the timeout), and
+// returns the registered ones in inventory order.
+func waitRegistered(ctx context.Context, env Env, st inventory.Store, inv *inventory.Inventory, want int, timeout time.Duration, svcErr <-chan error) ([]inventory.Node, error) {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	var lastSay time.Time
+	for {
+		list, err := st.List()
+		if err != nil {
+			return nil, err
+		}
+		var regd []inventory.Node
+		for _, s := range list {
+			if s.State == inventory.StateRegistered {
+				if n, ok := inv.ByName(s.Name); ok {
+					regd = append(regd, n)
+				}
+			}
+		}
+		switch {
+		case len(regd) >= want:
+			return regd, nil
+		case time.Now().After(deadline):
+			if len(regd) == 0 || len(regd) < want && want < len(inv.Nodes) {
+				return nil, fmt.Errorf("only %d of %d node(s) registered within %v: never came: %s", len(regd), want, timeout, strings.Join(missingNodes(inv, regd), ","))
+			}
+			fmt.Fprintf(env.Stderr, "herd serve: %d of %d node(s) registered within %v; going on without %s\n", len(regd), len(inv.Nodes), timeout, strings.Join(missingNodes(inv, regd), ","))
+			return regd, nil
+		}
+		if time.Since(lastSay) >= 5*time.Second {
+			lastSay = time.Now()
+			fmt.Fprintf(env.Stderr, "herd serve: %d of %d node(s) registered; waiting for %s\n", len(regd), want, strings.Join(missingNodes(inv, regd), ","))
+		}
+		select {
+		case err := <-svcErr:
+			if err == nil {
+				err = errors.New("boot services stopped")
+			}
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func missingNodes(inv *inventory.Inventory, regd []inventory.Node) []string {
+	var out []string
+	for _, n := range inv.Nodes {
+		if !slices.ContainsFunc(regd, func(r inventory.Node) bool { return r.Name == n.Name }) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}

@@ -1,0 +1,191 @@
+// Package httpboot is the management host's HTTP service: per-node iPXE
+// scripts and pxelinux configs, the boot tree's files (kernel, initramfs,
+// images) with Range support, the JSON API the herd agent registers and
+// reports through, a status page for humans and Prometheus metrics.
+//
+// Routes (every one also answers HEAD where it answers GET):
+//
+//	GET  /boot/<mac>.ipxe             iPXE script: install or boot the disk
+//	GET  /pxelinux.cfg/01-<mac>       pxelinux config (labels local and install)
+//	GET  /pxelinux.cfg/default        the boot tree's file, else "boot the disk"
+//	GET  /files/<path>                a file of the boot tree (Range, RFC 9110 §14)
+//	POST /api/register                an agent registers   → RegisterResponse
+//	POST /api/report                  an agent reports     → inventory.Status
+//	GET  /api/nodes                   every node           → []inventory.Status
+//	GET  /api/nodes/<name>            one node             → inventory.Status
+//	GET  /                            status page (HTML, refreshes every 2 s)
+//	GET  /metrics                     Prometheus text format 0.0.4
+//
+// A MAC is accepted in lower or upper case, with colons or dashes.
+//
+// The boot state moves through nodestate.Transition: fetching an install
+// script or config marks a node booting, registering marks it registered,
+// reports move it to installing, done (its next boot is from disk) or
+// failed (its next boot installs again).
+package httpboot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/pxe/inventory"
+)
+
+// Default names under the boot tree.
+const (
+	DefaultKernel = "vmlinuz"
+	DefaultInitrd = "initramfs.cpio.gz"
+)
+
+// Default ring ports, as dolly's.
+const (
+	DefaultDataPort    = 9998
+	DefaultControlPort = 9997
+	DefaultReportPort  = 9996
+)
+
+// Config is the HTTP service's configuration. Zero values are defaults.
+type Config struct {
+	// Root is the boot tree: kernel, initramfs, images. Files are served
+	// from it under /files/, confined by an os.Root (required).
+	Root string
+	// Inventory lists the nodes (required).
+	Inventory *inventory.Inventory
+	// Store keeps their boot state (required).
+	Store inventory.Store
+	// BaseURL is how nodes reach this service, e.g.
+	// "http://10.0.0.1:8080" (required; a trailing "/" is dropped).
+	BaseURL string
+	// Kernel and Initrd are names under Root; "" = DefaultKernel,
+	// DefaultInitrd.
+	Kernel, Initrd string
+	// KernelArgs are added to the install boot's kernel command line
+	// (one line).
+	KernelArgs string
+	// Ring is what a registering agent is told about the transfer ring;
+	// zero ports are dolly's defaults and "" Server is BaseURL's host.
+	Ring Ring
+	// Logf receives one line per state change and per refusal; nil
+	// discards.
+	Logf func(string, ...any)
+	// Now is the clock; nil = time.Now.
+	Now func() time.Time
+}
+
+// Ring tells a registering agent how to take part in the transfer ring.
+type Ring struct {
+	// Server is the management host's address, where the sender runs.
+	Server      string `json:"server"`
+	DataPort    int    `json:"data_port"`
+	ControlPort int    `json:"control_port"`
+	ReportPort  int    `json:"report_port"`
+}
+
+// Handler serves the routes of the package comment. It keeps no state of
+// its own beyond Config: everything a node did is in the Store.
+type Handler struct {
+	cfg  Config
+	root *os.Root
+	mux  *http.ServeMux
+}
+
+// New checks cfg and opens the boot tree.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Inventory == nil || cfg.Store == nil {
+		return nil, errors.New("httpboot: an inventory and a store are required")
+	}
+	if cfg.Root == "" {
+		return nil, errors.New("httpboot: no root directory: give the boot tree")
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(cfg.BaseURL, " \t\r\n\"'") {
+		return nil, fmt.Errorf("httpboot: base URL %q: want http://HOST:PORT, how the nodes reach this server", cfg.BaseURL)
+	}
+	if cfg.Kernel == "" {
+		cfg.Kernel = DefaultKernel
+	}
+	if cfg.Initrd == "" {
+		cfg.Initrd = DefaultInitrd
+	}
+	for what, v := range map[string]string{"kernel": cfg.Kernel, "initrd": cfg.Initrd} {
+		if _, err := cleanPath(v); err != nil || strings.ContainsAny(v, " \t\r\n") {
+			return nil, fmt.Errorf("httpboot: %s %q: want a path inside the boot tree without spaces", what, v)
+		}
+	}
+	if strings.ContainsAny(cfg.KernelArgs, "\r\n") {
+		return nil, errors.New("httpboot: kernel arguments must be one line")
+	}
+	if cfg.Ring.Server == "" {
+		cfg.Ring.Server = u.Hostname()
+	}
+	if cfg.Ring.DataPort == 0 {
+		cfg.Ring.DataPort = DefaultDataPort
+	}
+	if cfg.Ring.ControlPort == 0 {
+		cfg.Ring.ControlPort = DefaultControlPort
+	}
+	if cfg.Ring.ReportPort == 0 {
+		cfg.Ring.ReportPort = DefaultReportPort
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	root, err := os.OpenRoot(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("httpboot: boot tree: %w", err)
+	}
+	h := &Handler{cfg: cfg, root: root, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /boot/{file}", h.serveIPXE)
+	h.mux.HandleFunc("GET /pxelinux.cfg/{file}", h.servePxelinux)
+	h.mux.HandleFunc("GET /files/{path...}", h.serveFile)
+	h.mux.HandleFunc("POST /api/register", h.serveRegister)
+	h.mux.HandleFunc("POST /api/report", h.serveReport)
+	h.mux.HandleFunc("GET /api/nodes", h.serveNodes)
+	h.mux.HandleFunc("GET /api/nodes/{name}", h.serveNode)
+	h.mux.HandleFunc("GET /metrics", h.serveMetrics)
+	h.mux.HandleFunc("GET /{$}", h.serveStatus)
+	return h, nil
+}
+
+// Close releases the boot tree.
+func (h *Handler) Close() error { return h.root.Close() }
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(w, r)
+}
+
+// apiError is the body of every API error.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeJSONError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, apiError{Error: fmt.Sprintf(format, args...)})
+}
+
+func writeText(w http.ResponseWriter, code int, body []byte) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,237 @@
+//go:build nettest
+
+package pxetest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var herdBin string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("pxetest: needs root (network namespaces); skipping")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "herd-pxetest-")
+	if err != nil {
+		panic(err)
+	}
+	herdBin = filepath.Join(dir, "herd")
+	out, err := exec.Command("go", "build", "-o", herdBin, "github.com/herdproject/herd/cmd/herd").CombinedOutput()
+	if err != nil {
+		fmt.Printf("build herd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// netns is a network namespace with one veth end inside it and the other
+// in the test's namespace; both are removed at cleanup.
+type netns struct {
+	name, hostIf string
+}
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// newNetns makes namespace herd-<tag>-<pid> with addresses nodeIPs (/24)
+// inside and hostIP/24 on the host end.
+func newNetns(t *testing.T, tag, hostIP string, nodeIPs ...string) *netns {
+	t.Helper()
+	n := &netns{name: fmt.Sprintf("herd-%s-%d", tag, os.Getpid()), hostIf: fmt.Sprintf("h%s%d", tag, os.Getpid()%100000)}
+	peer := n.hostIf + "p"
+	run(t, "ip", "netns", "add", n.name)
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", n.hostIf).Run()
+		exec.Command("ip", "netns", "del", n.name).Run()
+	})
+	run(t, "ip", "link", "add", n.hostIf, "type", "veth", "peer", "name", peer)
+	run(t, "ip", "link", "set", peer, "netns", n.name)
+	run(t, "ip", "addr", "add", hostIP+"/24", "dev", n.hostIf)
+	run(t, "ip", "link", "set", n.hostIf, "up")
+	for _, ip := range nodeIPs {
+		run(t, "ip", "-n", n.name, "addr", "add", ip+"/24", "dev", peer)
+	}
+	run(t, "ip", "-n", n.name, "link", "set", peer, "up")
+	run(t, "ip", "-n", n.name, "link", "set", "lo", "up")
+	return n
+}
+
+type proc struct {
+	cmd       *exec.Cmd
+	out, errb bytes.Buffer
+	done      chan struct{}
+}
+
+func start(t *testing.T, dir string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(args[0], args[1:]...), done: make(chan struct{})}
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errb
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("=== %s\n--- stdout:\n%s--- stderr:\n%s", strings.Join(args, " "), p.out.String(), p.errb.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("%s did not exit within %v", p.cmd.Path, d)
+		return -1
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// waitTCP polls addr until it accepts, for at most d.
+func waitTCP(t *testing.T, addr string, d time.Duration) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not listening after %v", addr, d)
+}
+
+// TestServeSession: herd serve waits for the registered nodes, sends an
+// image through a ring of them (herd recv processes in a network namespace
+// of the test's), switches the verified nodes to local boot, reports the
+// node that never came; herd nodes reinstall switches a node back.
+func TestServeSession(t *testing.T) {
+	ns := newNetns(t, "srv", "10.251.0.1", "10.251.0.11", "10.251.0.12")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "golden.img")
+	data := make([]byte, 24<<20)
+	rand.Read(data[:8<<20])
+	rand.Read(data[16<<20:])
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv := filepath.Join(dir, "inventory")
+	os.WriteFile(inv, []byte(`# test rack
+subnet 10.251.0.0/24
+node 52:54:00:25:10:11 n1 10.251.0.11
+node 52:54:00:25:10:12 n2 10.251.0.12
+node 52:54:00:25:10:13 n3 10.251.0.13
+`), 0o644)
+	state, boot := filepath.Join(dir, "state"), filepath.Join(dir, "boot")
+	common := []string{"--inventory", inv, "--state-dir", state}
+	srv := start(t, dir, append([]string{herdBin, "serve", "--interface", ns.hostIf, "--boot-dir", boot,
+		"--http-port", "18080", "--tftp-port", "16969", "--no-dhcp", "--no-ra", "--min", "2", "--wait-timeout", "60s",
+		"-I", img, "-O", "disk.img", "-q"}, common...)...)
+	waitTCP(t, "10.251.0.1:18080", 10*time.Second)
+
+	var nodes []*proc
+	for _, ip := range []string{"10.251.0.11", "10.251.0.12"} {
+		nd := filepath.Join(dir, ip)
+		os.Mkdir(nd, 0o755)
+		nodes = append(nodes, start(t, nd, "ip", "netns", "exec", ns.name, herdBin, "recv", "--listen", ip))
+	}
+	for _, mac := range []string{"52:54:00:25:10:11", "52:54:00:25:10:12"} {
+		// The agent's registration, as the agent of the next issue sends it.
+		resp, err := http.Post("http://10.251.0.1:18080/api/register", "application/json", strings.NewReader(`{"mac":"`+mac+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("register %s: %s", mac, resp.Status)
+		}
+	}
+	for _, n := range nodes {
+		if code := n.wait(t, 60*time.Second); code != 0 {
+			t.Fatalf("node exited %d:\n%s", code, n.errb.String())
+		}
+	}
+	for _, ip := range []string{"10.251.0.11", "10.251.0.12"} {
+		got, err := os.ReadFile(filepath.Join(dir, ip, "disk.img"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("node %s: image differs (%d bytes, %v)", ip, len(got), err)
+		}
+	}
+	// The verified nodes boot from disk now; n3 never came and installs.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(httpGet(t, "http://10.251.0.1:18080/boot/52:54:00:25:10:11.ipxe"), "exit") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := httpGet(t, "http://10.251.0.1:18080/boot/52:54:00:25:10:11.ipxe"); !strings.Contains(s, "exit") || strings.Contains(s, "kernel ") {
+		t.Errorf("n1 after done: want a local-boot script, got:\n%s", s)
+	}
+	if s := httpGet(t, "http://10.251.0.1:18080/boot/52:54:00:25:10:13.ipxe"); !strings.Contains(s, "kernel ") {
+		t.Errorf("n3 (never came): want an install script, got:\n%s", s)
+	}
+	out, err := exec.Command(herdBin, append([]string{"nodes"}, common...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("herd nodes: %v\n%s", err, out)
+	}
+	for _, want := range []string{"n1", "n2", "n3"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("herd nodes lacks %s:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(string(out), "done") {
+		t.Errorf("herd nodes shows no node done:\n%s", out)
+	}
+	if out, err := exec.Command(herdBin, append([]string{"nodes", "reinstall", "n1"}, common...)...).CombinedOutput(); err != nil {
+		t.Fatalf("herd nodes reinstall: %v\n%s", err, out)
+	}
+	if s := httpGet(t, "http://10.251.0.1:18080/boot/52:54:00:25:10:11.ipxe"); !strings.Contains(s, "kernel ") {
+		t.Errorf("n1 after reinstall: want an install script, got:\n%s", s)
+	}
+	if !strings.Contains(srv.out.String(), "NEVER CAME: 1 node(s): n3") {
+		t.Errorf("serve did not report n3 as never came:\n%s", srv.out.String())
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	if code := srv.wait(t, 15*time.Second); code != 1 {
+		t.Errorf("herd serve exit %d, want 1 (a node never came)", code)
+	}
+}

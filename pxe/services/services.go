@@ -1,0 +1,236 @@
+// Package services runs the management host's boot services together: DHCP
+// (or proxyDHCP), TFTP, HTTP and the IPv6 router-advertisement answer, on
+// one boot interface, until the context ends. It is what `herd pxe` runs
+// and what `herd serve` runs beside the ring session.
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/herdproject/herd/pxe/dhcp"
+	"github.com/herdproject/herd/pxe/httpboot"
+	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/pxe/ra"
+	"github.com/herdproject/herd/pxe/tftp"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is the boot services' configuration. Zero values are defaults.
+type Config struct {
+	// Interface is the boot network's interface (required).
+	Interface string
+	// ServerIP is this host's address on it; invalid = the interface's
+	// IPv4 address inside the inventory's subnet.
+	ServerIP netip.Addr
+	// Inventory and Store: the nodes and their boot state.
+	Inventory *inventory.Inventory
+	Store     inventory.Store
+	// BootDir is the boot tree served by TFTP and under /files/ by HTTP.
+	BootDir string
+	// HTTPPort (0 = 8080) and TFTPPort (0 = 69).
+	HTTPPort, TFTPPort int
+	// Proxy runs proxyDHCP: boot information only, never an address.
+	Proxy bool
+	// NoDHCP leaves DHCP to someone else entirely (TFTP and HTTP only).
+	NoDHCP bool
+	// NoRA skips the IPv6 router-advertisement answer.
+	NoRA bool
+	// UsePxelinux hands BIOS clients pxelinux.0 instead of iPXE.
+	UsePxelinux bool
+	// KernelArgs are added to the install boot's kernel command line.
+	KernelArgs string
+	// Logf receives messages; nil discards them.
+	Logf func(string, ...any)
+}
+
+func (c *Config) setDefaults() error {
+	if c.Interface == "" {
+		return errors.New("no boot interface: give --interface")
+	}
+	if c.Inventory == nil || c.Store == nil {
+		return errors.New("services: inventory and store are required")
+	}
+	if c.HTTPPort == 0 {
+		c.HTTPPort = 8080
+	}
+	if c.TFTPPort == 0 {
+		c.TFTPPort = 69
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if !c.ServerIP.IsValid() {
+		ip, err := InterfaceAddr(c.Interface, c.Inventory.Subnet)
+		if err != nil {
+			return err
+		}
+		c.ServerIP = ip
+	}
+	return nil
+}
+
+// InterfaceAddr returns the interface's IPv4 address inside subnet (any
+// IPv4 address when subnet is invalid).
+func InterfaceAddr(name string, subnet netip.Prefix) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("boot interface %s: %w", name, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", name, err)
+	}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil || !p.Addr().Is4() {
+			continue
+		}
+		if !subnet.IsValid() || subnet.Contains(p.Addr()) {
+			return p.Addr(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address in %s: give it one (ip addr add ...) or fix the inventory's subnet", name, subnet)
+}
+
+// BaseURL is how nodes reach the HTTP service.
+func (c *Config) BaseURL() string {
+	return "http://" + net.JoinHostPort(c.ServerIP.String(), strconv.Itoa(c.HTTPPort))
+}
+
+// Run serves until ctx ends; the first service that fails stops the
+// others and its error is returned.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	if err := PrepareBootDir(cfg.BootDir, cfg.Logf); err != nil {
+		return err
+	}
+	h, err := httpboot.New(httpboot.Config{
+		Root: cfg.BootDir, Inventory: cfg.Inventory, Store: cfg.Store,
+		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Logf: cfg.Logf,
+	})
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	httpAddr := net.JoinHostPort(cfg.ServerIP.String(), strconv.Itoa(cfg.HTTPPort))
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return fmt.Errorf("http on %s: %w (is another web server there? choose --http-port)", httpAddr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ts, err := tftp.New(tftp.Config{
+		Addr: net.JoinHostPort(cfg.ServerIP.String(), strconv.Itoa(cfg.TFTPPort)), Root: cfg.BootDir, Logf: cfg.Logf,
+		Generate: h.PxelinuxFile, // pxelinux.cfg/01-<mac> from the node's boot state
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	var ds *dhcp.Server
+	if !cfg.NoDHCP {
+		ds, err = dhcp.New(dhcp.Config{
+			Interface: cfg.Interface, ServerIP: cfg.ServerIP, Inventory: cfg.Inventory,
+			Proxy: cfg.Proxy, HTTPBase: cfg.BaseURL(), Logf: cfg.Logf,
+			BootFiles: dhcp.BootFiles{UsePxelinux: cfg.UsePxelinux},
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		cfg.Logf("http: serving %s (boot scripts, files, API, status page)", cfg.BaseURL())
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	g.Go(func() error { return ts.Serve(ctx) })
+	if ds != nil {
+		g.Go(func() error { return ds.Serve(ctx) })
+	}
+	if !cfg.NoRA {
+		g.Go(func() error { return ra.Serve(ctx, cfg.Interface, cfg.Logf) })
+	}
+	return g.Wait()
+}
+
+// Boot binaries copied into the boot tree when missing, from Debian's
+// ipxe, pxelinux and syslinux-common packages.
+var bootBinaries = map[string][]string{
+	"undionly.kpxe": {"/usr/lib/ipxe/undionly.kpxe"},
+	"ipxe.efi":      {"/usr/lib/ipxe/ipxe.efi"},
+	"snponly.efi":   {"/usr/lib/ipxe/snponly.efi"},
+	"pxelinux.0":    {"/usr/lib/PXELINUX/pxelinux.0"},
+	"ldlinux.c32":   {"/usr/lib/syslinux/modules/bios/ldlinux.c32"},
+}
+
+// PrepareBootDir creates dir and copies the iPXE and pxelinux binaries into
+// it when they are missing. A binary that is nowhere to be found is a
+// warning naming the package to install.
+func PrepareBootDir(dir string, logf func(string, ...any)) error {
+	if dir == "" {
+		return errors.New("no boot directory: give --boot-dir")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("boot directory: %w", err)
+	}
+	for name, from := range bootBinaries {
+		dst := filepath.Join(dir, name)
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		copied := false
+		for _, src := range from {
+			if err := copyFile(src, dst); err == nil {
+				copied = true
+				break
+			}
+		}
+		if !copied && logf != nil {
+			logf("warning: %s is missing from %s and from Debian's packages: apt-get install ipxe pxelinux syslinux-common", name, dir)
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
