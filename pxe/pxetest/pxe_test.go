@@ -1,0 +1,133 @@
+//go:build nettest
+
+package pxetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"golang.org/x/sys/unix"
+)
+
+// inNS runs fn on an OS thread that joined namespace ns; sockets fn opens
+// live there.
+func inNS(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		f, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// TestPXEServices runs `herd pxe` with every service on a veth of the
+// test's, and boots a client the way firmware and iPXE do: DHCP (as iPXE:
+// user class "iPXE") for its reservation and script URL, the BIOS boot file
+// over TFTP, the script over HTTP; then the status page and the metrics.
+func TestPXEServices(t *testing.T) {
+	ns := newNetns(t, "pxe", "10.251.1.1", "10.251.1.21") // the client uses its reservation, as firmware does after DHCP
+	const mac = "52:54:00:25:11:21"
+	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inventory")
+	os.WriteFile(inv, []byte("subnet 10.251.1.0/24\nrouter 10.251.1.1\ndomain rack.test\nnode "+mac+" r1n1 10.251.1.21\n"), 0o644)
+	srv := start(t, dir, herdBin, "pxe", "--interface", ns.hostIf, "--inventory", inv, "--state-dir", filepath.Join(dir, "state"),
+		"--boot-dir", filepath.Join(dir, "boot"), "--http-port", "18081", "--tftp-port", "16970")
+	waitTCP(t, "10.251.1.1:18081", 10*time.Second)
+
+	// DHCP, as iPXE asks: the reservation and the script's URL.
+	var c *nclient4.Client
+	if err := inNS(ns.name, func() (err error) {
+		c, err = nclient4.New(ns.hostIf+"p", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(3))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lease, err := c.Request(ctx, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+	if err != nil {
+		t.Fatalf("DHCP: %v\n%s", err, srv.errb.String())
+	}
+	ack := lease.ACK
+	if got := ack.YourIPAddr.String(); got != "10.251.1.21" {
+		t.Errorf("address %s, want the reservation 10.251.1.21", got)
+	}
+	if got := ack.HostName(); got != "r1n1" {
+		t.Errorf("hostname %q, want r1n1", got)
+	}
+	wantURL := "http://10.251.1.1:18081/boot/" + mac + ".ipxe"
+	if got := ack.BootFileNameOption(); got != wantURL {
+		t.Errorf("boot file %q, want %q", got, wantURL)
+	}
+
+	// TFTP, as the firmware fetches iPXE: the file Debian's ipxe ships.
+	out, err := exec.Command("ip", "netns", "exec", ns.name, "curl", "-s", "--max-time", "20", "tftp://10.251.1.1:16970/undionly.kpxe").Output()
+	if err != nil {
+		t.Fatalf("tftp: %v", err)
+	}
+	want, err := os.ReadFile("/usr/lib/ipxe/undionly.kpxe")
+	if err != nil {
+		t.Fatalf("Debian's ipxe package: %v", err)
+	}
+	if !bytes.Equal(out, want) {
+		t.Errorf("undionly.kpxe over TFTP: %d bytes, want %d", len(out), len(want))
+	}
+
+	// HTTP: the install script, the status page and the metrics.
+	if s := httpGet(t, wantURL); !strings.HasPrefix(s, "#!ipxe") || !strings.Contains(s, "kernel ") || !strings.Contains(s, "herd.name=r1n1") {
+		t.Errorf("install script:\n%s", s)
+	}
+	if s := httpGet(t, "http://10.251.1.1:18081/"); !strings.Contains(s, "r1n1") || !strings.Contains(s, "booting") {
+		t.Errorf("status page lacks r1n1 booting:\n%s", s)
+	}
+	if s := httpGet(t, "http://10.251.1.1:18081/metrics"); !strings.Contains(s, `herd_nodes{state="booting"} 1`) {
+		t.Errorf("metrics:\n%s", s)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	if code := srv.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("herd pxe exit %d after SIGTERM, want 0", code)
+	}
+}
+
+// A bad inventory is refused before anything is served: file:line, exit 2.
+func TestBadInventory(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inventory")
+	os.WriteFile(inv, []byte("subnet 10.9.0.0/24\nnode 52:54:00:00:00:01 a 10.9.0.5\nnode 52:54:00:00:00:01 b 10.9.0.6\n"), 0o644)
+	cmd := exec.Command(herdBin, "pxe", "--interface", "lo", "--inventory", inv, "--state-dir", filepath.Join(dir, "s"), "--boot-dir", filepath.Join(dir, "b"))
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	if cmd.ProcessState.ExitCode() != 2 {
+		t.Fatalf("exit %v, want 2; stderr: %s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), inv+":3:") {
+		t.Errorf("message lacks %s:3: %s", inv, errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b")); err == nil {
+		t.Error("the boot directory was created for a bad inventory")
+	}
+}
