@@ -44,6 +44,9 @@ type Config struct {
 	ReportListener net.Listener
 	// Once returns after the first session, as dolly's client does.
 	Once bool
+	// WaitTimeout, with Once, bounds the wait for a sender to start a
+	// session: Serve returns ErrNoSender when none did. 0 waits forever.
+	WaitTimeout time.Duration
 	// Verbose prints the node's own progress to Log.
 	Verbose bool
 	// Log receives messages for humans; nil discards them.
@@ -57,6 +60,10 @@ type Config struct {
 	Timeout time.Duration
 	// PoolChunks is the number of chunks in flight; 0 means 8.
 	PoolChunks int
+	// Finished, when set, is called at the end of every session that got
+	// past set-up, with the session's files and the node's verdict (the
+	// agent customizes and reports from it).
+	Finished func(files []wire.SetupFile, v wire.Verdict)
 	// Getenv and Hostname find this node in the host list; nil means
 	// os.Getenv and os.Hostname.
 	Getenv   func(string) string
@@ -152,6 +159,10 @@ func (n *Node) logf(format string, args ...any) {
 	fmt.Fprintf(n.cfg.Log, format+"\n", args...)
 }
 
+// ErrNoSender is returned by Serve (Once, WaitTimeout) when no sender
+// started a session in time.
+var ErrNoSender = errors.New("no sender started a session")
+
 // errNoSession marks a control connection that never became a session (no
 // valid Hello and Setup).
 var errNoSession = errors.New("not a herd session")
@@ -175,11 +186,18 @@ func (n *Node) Serve(ctx context.Context) error {
 	go func() { <-ctx.Done(); n.ctl.Close() }()
 
 	n.logf("herd node: waiting for a sender on control %s, data %s", n.ctl.Addr(), n.data.Addr())
+	if tl, ok := n.ctl.(*net.TCPListener); ok && n.cfg.Once && n.cfg.WaitTimeout > 0 {
+		_ = tl.SetDeadline(time.Now().Add(n.cfg.WaitTimeout))
+	}
 	for backoff := time.Duration(0); ; {
 		c, err := n.ctl.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return fmt.Errorf("%w within %v", ErrNoSender, n.cfg.WaitTimeout)
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			n.logf("accept control connection: %v; retrying in %v", err, backoff)

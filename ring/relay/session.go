@@ -150,6 +150,9 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 	start := time.Now()
 	v := n.transfer(sctx, ctl, up, children, &setup, timeout)
 	v.Seconds = time.Since(start).Seconds()
+	if n.cfg.Finished != nil {
+		n.cfg.Finished(setup.Files, v)
+	}
 	if err := ctl.send(wire.TVerdict, v); err != nil {
 		return fmt.Errorf("send verdict: %w", err)
 	}
