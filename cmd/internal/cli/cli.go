@@ -77,6 +77,9 @@ type sendOpts struct {
 	logFile    string
 	uncompSize int64
 	serverFlag string // "-s" checks the configuration's server name
+	// rename maps the sender's host names to the names the summary shows
+	// (herd serve: addresses to inventory names).
+	rename map[string]string
 }
 
 // runSend runs a session, draws progress, prints the summary and writes
@@ -110,6 +113,13 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 		}
 	}
 	rep, err := sender.Send(ctx, o.cfg)
+	if rep != nil {
+		for i, n := range rep.Nodes {
+			if name, ok := o.rename[n.Name]; ok {
+				rep.Nodes[i].Name = name
+			}
+		}
+	}
 	if rep != nil && rep.Done {
 		if o.uncompSize > 0 {
 			rep.Total = o.uncompSize

@@ -26,6 +26,7 @@ Commands:
   serve     boot services + wait for the rack's agents + the ring session
   pxe       boot services only: DHCP/proxyDHCP, TFTP, HTTP, status page
   nodes     list nodes and their boot state; reinstall NAME|all
+  agent     the boot-stage agent the herd initramfs runs
   version   print the version
 
 The compatibility entry points dolly, dollyS and dollyC take the command
@@ -50,6 +51,8 @@ func Herd(ctx context.Context, args []string, env Env) int {
 		return status(env, "herd pxe", herdPXE(ctx, args[1:], env))
 	case "serve":
 		return status(env, "herd serve", herdServe(ctx, args[1:], env))
+	case "agent":
+		return status(env, "herd agent", herdAgent(ctx, args[1:], env))
 	case "nodes":
 		return status(env, "herd nodes", herdNodes(ctx, args[1:], env))
 	case "version", "--version", "-V":

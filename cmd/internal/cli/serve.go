@@ -155,7 +155,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	b := addBootFlags(fs)
 	minNodes := fs.Int("min", 0, "start when `N` nodes registered (default: every inventory node)")
 	waitTimeout := secondsFlag(fs, "wait-timeout", "", "wait at most this `DURATION` for the nodes to register (default 30m)")
-	once := fs.Bool("once", false, "exit after the session instead of serving on")
+	once := fs.Bool("once", false, "exit after the session (and the agents' reports) instead of serving on")
+	reportWait := secondsFlag(fs, "report-wait", "", "with --once, wait at most this `DURATION` for the agents' final reports (default 2m)")
 	f := addSendFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(env.Stderr, serveUsage)
@@ -172,6 +173,9 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	}
 	if !fs.Changed("wait-timeout") {
 		*waitTimeout = 30 * time.Minute
+	}
+	if !fs.Changed("report-wait") {
+		*reportWait = 2 * time.Minute
 	}
 	inv, st, err := b.open()
 	if err != nil {
@@ -219,6 +223,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	o.rename = byIP
 	o.cfg.Watch = func(r *sender.Report) {
 		for _, n := range r.Nodes {
 			name := byIP[n.Name]
@@ -231,8 +236,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	rep, serr := runSendReport(ctx, env, o)
 	failed := 0
 	if rep != nil {
-		for _, n := range rep.Nodes {
-			name := byIP[n.Name]
+		for _, n := range rep.Nodes { // the summary already shows inventory names
+			name := n.Name
 			to, reason := inventory.StateDone, ""
 			if n.State != sender.StateDone || !n.Verified {
 				to, reason = inventory.StateFailed, n.Reason
@@ -243,6 +248,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 			})
 		}
 	}
+	sessionEnd := time.Now()
 	missing := missingNodes(inv, regd)
 	if len(missing) > 0 {
 		fmt.Fprintf(env.Stdout, "NEVER CAME: %d node(s): %s\n", len(missing), strings.Join(missing, ","))
@@ -252,6 +258,11 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		result = fmt.Errorf("%d node(s) never came, %d failed", len(missing), failed)
 	}
 	if *once {
+		// The agents customize their systems after the ring's verdict and
+		// report then: keep serving until they have (or the wait ends).
+		if rep != nil {
+			waitReports(ctx, st, regd, sessionEnd, *reportWait)
+		}
 		stop()
 		<-svcErr
 		return result
@@ -324,4 +335,28 @@ func missingNodes(inv *inventory.Inventory, regd []inventory.Node) []string {
 		}
 	}
 	return out
+}
+
+// waitReports waits until every node has reported after end (its agent's
+// final report), for at most d.
+func waitReports(ctx context.Context, st inventory.Store, nodes []inventory.Node, end time.Time, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		all := true
+		for _, n := range nodes {
+			s, err := st.Get(n.Name)
+			if err != nil || !s.LastReport.After(end) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

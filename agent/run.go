@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/pxe/httpboot"
+	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/ring/relay"
+	"github.com/herdproject/herd/ring/wire"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/vishvananda/netlink"
+)
+
+// Version is the agent's version, sent at registration.
+var Version = "0.1.0"
+
+type agent struct {
+	cfg  Config
+	con  *console
+	id   Identity
+	ring httpboot.Ring
+
+	files       []wire.SetupFile
+	verdict     *wire.Verdict
+	kexecLoaded bool
+}
+
+// ErrNoServer is the agent's "Can't reach a valid herd server": every try
+// timed out.
+var ErrNoServer = errors.New("can't reach a valid herd server")
+
+func (a *agent) run(ctx context.Context) error {
+	s := a.cfg.Settings
+	if a.cfg.AsInit {
+		if err := a.con.step("mount pseudo-filesystems", mountPseudo); err != nil {
+			return a.fail(ctx, err)
+		}
+		if err := a.con.step("load modules for the present hardware", func() error { return a.loadModules(ctx) }); err != nil {
+			a.con.printf("warning: %v", err)
+		}
+	}
+	if err := a.con.step("network (DHCP)", func() error { return a.network(ctx) }); err != nil {
+		return a.fail(ctx, err)
+	}
+	tries := max(s.Retries, 1)
+	var err error
+	for try := 1; try <= tries; try++ {
+		err = a.con.step(fmt.Sprintf("register and wait for the session (try %d of %d, %v)", try, tries, s.Timeout), func() error {
+			if err := a.register(ctx); err != nil {
+				return err
+			}
+			return a.receive(ctx)
+		})
+		if err == nil || !errors.Is(err, relay.ErrNoSender) && !errors.Is(err, errRegister) {
+			break
+		}
+	}
+	if errors.Is(err, relay.ErrNoSender) || errors.Is(err, errRegister) {
+		a.con.printf("Can't reach a valid herd server (%d tries of %v)", tries, s.Timeout)
+		return a.fail(ctx, fmt.Errorf("%w: %v", ErrNoServer, err))
+	}
+	if err != nil {
+		return a.fail(ctx, err)
+	}
+	if err := a.con.step("customize the installed system", a.customize); err != nil {
+		return a.fail(ctx, err)
+	}
+	_ = a.con.step("report done", func() error { return a.report(ctx, inventory.StateDone, "", "installed and verified") })
+	return a.finish(ctx, nil)
+}
+
+// fail reports the failure (when the server is known) and ends the run.
+func (a *agent) fail(ctx context.Context, err error) error {
+	if a.id.Server != "" && a.id.MAC != nil {
+		_ = a.report(ctx, inventory.StateFailed, err.Error(), "")
+	}
+	return a.finish(ctx, err)
+}
+
+// finish reboots (or kexecs) when the agent is init; otherwise returns.
+func (a *agent) finish(ctx context.Context, err error) error {
+	if !a.cfg.AsInit || a.cfg.NoReboot {
+		return err
+	}
+	if err != nil && a.cfg.Settings.Debug {
+		a.con.printf("herd.debug: staying up for a rescue shell; the failure was: %v", err)
+		return err
+	}
+	if err == nil && a.cfg.Settings.Kexec {
+		kerr := a.con.step("kexec into the installed kernel", a.kexec)
+		if kerr == nil {
+			return nil
+		}
+	}
+	_ = a.con.step("reboot", reboot)
+	return err
+}
+
+// network picks the boot interface, brings it up, runs DHCP and applies
+// the lease.
+func (a *agent) network(ctx context.Context) error {
+	ifi, err := a.bootInterface(ctx)
+	if err != nil {
+		return err
+	}
+	link, err := netlink.LinkByName(ifi.Name)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", ifi.Name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bring %s up: %w", ifi.Name, err)
+	}
+	a.con.printf("boot interface %s (%s)", ifi.Name, ifi.HardwareAddr)
+	c, err := nclient4.New(ifi.Name, nclient4.WithTimeout(4*time.Second), nclient4.WithRetry(5))
+	if err != nil {
+		return fmt.Errorf("DHCP client on %s: %w", ifi.Name, err)
+	}
+	defer c.Close()
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	lease, err := c.Request(dctx, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("herd-agent")))
+	if err != nil {
+		return fmt.Errorf("DHCP on %s: %w (is herd serve or a DHCP server answering on this network?)", ifi.Name, err)
+	}
+	ack := lease.ACK
+	ip, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
+	ones, _ := ack.SubnetMask().Size()
+	if ones == 0 {
+		ones = 24
+	}
+	a.id = Identity{Interface: ifi.Name, MAC: ifi.HardwareAddr, Addr: netip.PrefixFrom(ip, ones), Hostname: ack.HostName(), Domain: ack.DomainName()}
+	if r := ack.Router(); len(r) > 0 {
+		a.id.Gateway, _ = netip.AddrFromSlice(r[0].To4())
+	}
+	for _, d := range ack.DNS() {
+		if x, ok := netip.AddrFromSlice(d.To4()); ok {
+			a.id.DNS = append(a.id.DNS, x)
+		}
+	}
+	a.id.NextServer, _ = netip.AddrFromSlice(ack.ServerIPAddr.To4())
+	addr, err := netlink.ParseAddr(a.id.Addr.String())
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("address %s on %s: %w", a.id.Addr, ifi.Name, err)
+	}
+	if a.id.Gateway.IsValid() {
+		gw := net.IP(a.id.Gateway.AsSlice())
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}); err != nil {
+			a.con.printf("warning: default route via %s: %v", a.id.Gateway, err)
+		}
+	}
+	a.id.Server = a.serverURL()
+	a.con.printf("address %s, hostname %q, domain %q, next-server %s, herd server %s", a.id.Addr, a.id.Hostname, a.id.Domain, a.id.NextServer, a.id.Server)
+	if a.id.Server == "" {
+		return errors.New("no herd server: give herd.server= or herd.url= on the kernel command line, or have DHCP send next-server")
+	}
+	return nil
+}
+
+// serverURL is the management host's base URL: herd.url=, herd.server=,
+// then DHCP's next-server on port 8080.
+func (a *agent) serverURL() string {
+	s := a.cfg.Settings
+	for _, u := range []string{s.URL, s.Server} {
+		if u == "" {
+			continue
+		}
+		if !strings.Contains(u, "://") {
+			if _, _, err := net.SplitHostPort(u); err != nil {
+				u = net.JoinHostPort(u, "8080")
+			}
+			u = "http://" + u
+		}
+		return strings.TrimRight(u, "/")
+	}
+	if a.id.NextServer.IsValid() && !a.id.NextServer.IsUnspecified() {
+		return "http://" + net.JoinHostPort(a.id.NextServer.String(), "8080")
+	}
+	return ""
+}
+
+// bootInterface is herd.if=, else the one whose MAC is BOOTIF= (or
+// herd.mac=), else the first non-loopback interface with a carrier; it
+// waits up to 30 s for one to appear.
+func (a *agent) bootInterface(ctx context.Context) (*net.Interface, error) {
+	s := a.cfg.Settings
+	name := a.cfg.Interface
+	if name == "" {
+		name = s.Interface
+	}
+	want := s.BootIF
+	if want == nil {
+		want = s.MAC
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return nil, err
+		}
+		for i := range ifs {
+			ifi := &ifs[i]
+			switch {
+			case name != "":
+				if ifi.Name == name {
+					return ifi, nil
+				}
+			case want != nil:
+				if bytes.Equal(ifi.HardwareAddr, want) {
+					return ifi, nil
+				}
+			case ifi.Flags&net.FlagLoopback == 0 && len(ifi.HardwareAddr) == 6 && hasCarrier(ifi.Name):
+				return ifi, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			what := "an interface with a link"
+			switch {
+			case name != "":
+				what = "interface " + name
+			case want != nil:
+				what = "an interface with MAC " + want.String()
+			}
+			return nil, fmt.Errorf("no %s after 30s%s", what, a.pciHint())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+var errRegister = errors.New("registration failed")
+
+// register tells the management host this node is up and learns its name
+// and the ring's ports.
+func (a *agent) register(ctx context.Context) error {
+	req := httpboot.RegisterRequest{MAC: a.id.MAC.String(), IP: a.id.Addr.Addr().String(), AgentVersion: Version}
+	var resp httpboot.RegisterResponse
+	if err := a.post(ctx, "/api/register", req, &resp); err != nil {
+		return fmt.Errorf("%w: %v", errRegister, err)
+	}
+	a.id.Name, a.ring = resp.Name, resp.Ring
+	if resp.Name != "" && a.id.Hostname == "" {
+		a.id.Hostname = resp.Name
+	}
+	a.con.printf("registered as %s (plan %q)", resp.Name, resp.Plan)
+	return nil
+}
+
+func (a *agent) post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, a.id.Server+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(res.Body).Decode(&e)
+		return fmt.Errorf("%s %s: %s: %s", http.MethodPost, a.id.Server+path, res.Status, e.Error)
+	}
+	if out != nil {
+		return json.NewDecoder(res.Body).Decode(out)
+	}
+	return nil
+}
+
+// receive is one ring session as a node, listening on the lease address.
+func (a *agent) receive(ctx context.Context) error {
+	cfg := relay.Config{
+		ListenAddr: a.id.Addr.Addr().String(),
+		DataPort:   a.ring.DataPort, ControlPort: a.ring.ControlPort, ReportPort: a.ring.ReportPort,
+		Once: true, WaitTimeout: a.cfg.Settings.Timeout, Verbose: true, Log: a.cfg.Console,
+		Finished: func(files []wire.SetupFile, v wire.Verdict) { a.files, a.verdict = files, &v },
+	}
+	n, err := relay.Listen(cfg)
+	if err != nil {
+		return err
+	}
+	if err := n.Serve(ctx); err != nil {
+		return err
+	}
+	if a.verdict == nil {
+		return errors.New("the session ended without a verdict")
+	}
+	return nil
+}
+
+// report tells the management host how the install ended.
+func (a *agent) report(ctx context.Context, st inventory.State, reason, msg string) error {
+	var bytes int64
+	if a.verdict != nil {
+		for _, f := range a.verdict.Files {
+			bytes += f.Bytes
+		}
+	}
+	return a.post(ctx, "/api/report", httpboot.ReportRequest{MAC: a.id.MAC.String(), State: st, Bytes: bytes, Reason: reason, Message: msg}, nil)
+}

@@ -1,0 +1,114 @@
+//go:build nettest
+
+package pxetest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// debugfsCat reads a file from an ext4 filesystem without mounting it.
+func debugfsCat(t *testing.T, dev, path string) string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "cat "+path, dev).Output()
+	if err != nil {
+		t.Fatalf("debugfs cat %s on %s: %v", path, dev, err)
+	}
+	return string(out)
+}
+
+// TestAgentInstall: the agent, as a plain process in a namespace of the
+// test's, gets its reservation from herd serve's DHCP, registers, receives
+// a golden ext4 image through the ring onto a loop device, customizes it
+// (hostname, hosts, machine-id, SSH host keys, networkd) and reports done;
+// herd serve then switches the node to local boot.
+func TestAgentInstall(t *testing.T) {
+	for _, tool := range []string{"mke2fs", "debugfs", "losetup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (e2fsprogs, util-linux)", tool)
+		}
+	}
+	const mac = "52:54:00:25:12:31"
+	ns := newNetns(t, "agt", "10.251.2.1")
+	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+	dir := t.TempDir()
+
+	// The golden system: a tree with the identity of the machine it was
+	// captured from.
+	tree := filepath.Join(dir, "tree")
+	for p, c := range map[string]string{
+		"etc/hostname":                     "golden\n",
+		"etc/hosts":                        "127.0.0.1 localhost\n127.0.1.1 golden\n",
+		"etc/machine-id":                   "0123456789abcdef0123456789abcdef\n",
+		"etc/ssh/ssh_host_ed25519_key":     "secret\n",
+		"etc/ssh/ssh_host_ed25519_key.pub": "public\n",
+		"etc/systemd/network/.keep":        "",
+		"usr/lib/systemd/systemd-networkd": "#!/bin/false\n", // the image uses networkd
+		"etc/os-release":                   "ID=herdtest\n",
+	} {
+		os.MkdirAll(filepath.Join(tree, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(tree, p), []byte(c), 0o644)
+	}
+	golden := filepath.Join(dir, "golden.img")
+	run(t, "mke2fs", "-q", "-t", "ext4", "-d", tree, "-L", "root", golden, "32M")
+
+	// The node's disk: a loop device, a little larger than the image.
+	disk := filepath.Join(dir, "disk.raw")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(disk, 40<<20)
+	out, err := exec.Command("losetup", "-f", "--show", disk).Output()
+	if err != nil {
+		t.Skipf("no loop device: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+
+	inv := filepath.Join(dir, "inventory")
+	os.WriteFile(inv, []byte("subnet 10.251.2.0/24\nrouter 10.251.2.1\ndomain rack.test\nnode "+mac+" a1 10.251.2.21\n"), 0o644)
+	srv := start(t, dir, herdBin, "serve", "--interface", ns.hostIf, "--inventory", inv, "--state-dir", filepath.Join(dir, "state"),
+		"--boot-dir", filepath.Join(dir, "boot"), "--http-port", "18082", "--tftp-port", "16971", "--no-ra",
+		"--wait-timeout", "90s", "--once", "-q", "-I", golden, "-O", loop)
+	waitTCP(t, "10.251.2.1:18082", 10*time.Second)
+
+	agentDir := filepath.Join(dir, "agent")
+	ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
+		"--cmdline", "console=ttyS0 herd.url=http://10.251.2.1:18082 herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=2")
+	if code := ag.wait(t, 120*time.Second); code != 0 {
+		t.Fatalf("agent exit %d:\n%s", code, ag.errb.String())
+	}
+	if code := srv.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("herd serve exit %d:\n%s\n%s", code, srv.out.String(), srv.errb.String())
+	}
+	for _, want := range []string{"== herd: network (DHCP)", "== herd: customize the installed system done", "registered as a1"} {
+		if !strings.Contains(ag.errb.String(), want) {
+			t.Errorf("agent console lacks %q", want)
+		}
+	}
+	// Verified by the ring, then customized: the identity changed.
+	if got := debugfsCat(t, loop, "/etc/hostname"); got != "a1\n" {
+		t.Errorf("hostname %q, want a1", got)
+	}
+	if got := debugfsCat(t, loop, "/etc/hosts"); !strings.Contains(got, "a1") || !strings.Contains(got, "127.0.0.1 localhost") {
+		t.Errorf("hosts:\n%s", got)
+	}
+	if got := debugfsCat(t, loop, "/etc/machine-id"); len(strings.TrimSpace(got)) != 32 || strings.HasPrefix(got, "0123456789abcdef") {
+		t.Errorf("machine-id %q: want a fresh one", got)
+	}
+	if out, _ := exec.Command("debugfs", "-R", "ls /etc/ssh", loop).Output(); bytes.Contains(out, []byte("ssh_host_ed25519_key")) {
+		t.Errorf("SSH host keys were not removed:\n%s", out)
+	}
+	if got := debugfsCat(t, loop, "/etc/systemd/network/10-herd.network"); !strings.Contains(got, mac) {
+		t.Errorf("networkd file lacks the MAC %s:\n%s", mac, got)
+	}
+	out, _ = exec.Command(herdBin, "nodes", "--inventory", inv, "--state-dir", filepath.Join(dir, "state")).CombinedOutput()
+	if !strings.Contains(string(out), "done") || !strings.Contains(string(out), "local") {
+		t.Errorf("herd nodes after the install:\n%s", out)
+	}
+}
