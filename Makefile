@@ -7,7 +7,7 @@ FUZZTIME ?= 5s
 # Debian packages the tests use: real compress(1), xz, zstd, cpio to
 # cross-check the cooking decoders; util-linux for loop devices; iproute2
 # for network namespaces.
-DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs ipxe pxelinux syslinux-common tftp-hpa atftp curl
+DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl
 
 .PHONY: all build deps test unit fuzz ring-test net-test lint bench demo clean
 

@@ -70,14 +70,14 @@ func (a *agent) loadModules(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	extra := map[string][]string{"ext4": {"crc32c_generic"}, "vfat": {"nls_cp437", "nls_ascii"}}
+	extra := modalias.ExtraSoftdeps() // ext4 → crc32c_generic, vfat → nls_cp437, nls_ascii
 	loaded, err := modalias.LoadAll(ctx, "/sys/devices", al, soft, extra, l, a.con.printf)
+	// Filesystems and ramdisks are not hardware: load the ones plans use,
+	// with their soft dependencies.
+	fs, ferr := modalias.LoadModules(ctx, []string{"ext4", "vfat", "xfs", "squashfs", "brd", "loop"}, al, soft, extra, l, a.con.printf)
+	loaded = append(loaded, fs...)
 	a.con.printf("loaded %d module(s): %s", len(loaded), strings.Join(loaded, " "))
-	// Filesystems are not hardware: load the ones plans use.
-	for _, m := range []string{"ext4", "vfat", "xfs", "squashfs", "brd", "loop"} {
-		_ = l.Load(m)
-	}
-	return err
+	return errors.Join(err, ferr)
 }
 
 // pciHint lists the PCI devices and the drivers that would match, for a
@@ -91,7 +91,7 @@ func (a *agent) pciHint() string {
 	var b strings.Builder
 	b.WriteString("; PCI devices present (vendor:device class → drivers):")
 	for _, d := range devs {
-		fmt.Fprintf(&b, "\n  %s %s:%s class %s → %s", d.Slot, d.Vendor, d.Device, d.Class, strings.Join(d.Drivers, ","))
+		b.WriteString("\n  " + d.String())
 	}
 	b.WriteString("\n  (a driver missing from the initramfs? rebuild it with herd build boot --modules)")
 	return b.String()

@@ -128,6 +128,11 @@ func TestParse(t *testing.T) {
 			cmdline: "BOOTIF=01-AA-BB-CC-DD-EE-0F",
 			want:    defaults(Settings{BootIF: mac("aa:bb:cc:dd:ee:0f")}),
 		},
+		{
+			name:    "BOOTIF InfiniBand",
+			cmdline: "BOOTIF=20-80-00-02-08-fe-80-00-00-00-00-00-00-00-02-c9-03-00-0a-0b-0c",
+			want:    defaults(Settings{BootIF: mac("80:00:02:08:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0a:0b:0c")}),
+		},
 		// The Mandriva guide's dolly entry, as its pxelinux APPEND line
 		// puts it.
 		{

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // files is a tree: path → content; a content starting with "->" makes a
@@ -746,4 +747,90 @@ func TestGoldenDebian(t *testing.T) {
 	if len(logged) != len(changes) {
 		t.Errorf("logged %d lines for %d changes", len(logged), len(changes))
 	}
+}
+
+func FuzzRewriteHosts(f *testing.F) {
+	f.Add("127.0.0.1\tlocalhost\n127.0.1.1\tgolden\n::1 localhost\n")
+	f.Add("# x\n10.0.0.1 a")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, in string) {
+		line := "127.0.1.1\tnode7.cluster.example node7"
+		once := rewriteHosts(in, line)
+		if twice := rewriteHosts(once, line); twice != once {
+			t.Fatalf("not idempotent:\n%q\n%q", once, twice)
+		}
+		if strings.Count(once, line) != 1 {
+			t.Fatalf("%q: want the line once", once)
+		}
+		// Lines other than 127.0.1.1 ones survive, in order.
+		var kept []string
+		for _, l := range splitLines(in) {
+			if f := strings.Fields(stripComment(l)); len(f) == 0 || f[0] != "127.0.1.1" {
+				kept = append(kept, l)
+			}
+		}
+		var got []string
+		for _, l := range splitLines(once) {
+			if l != line {
+				got = append(got, l)
+			}
+		}
+		if !cmp.Equal(kept, got, cmpopts.EquateEmpty()) {
+			t.Fatalf("lines lost: %q → %q", in, once)
+		}
+	})
+}
+
+func FuzzRewriteFstab(f *testing.F) {
+	f.Add(debianFstab, "/", "/boot/efi")
+	f.Add("/dev/sda1 / ext4 defaults 0 1\n", "/", "swap")
+	f.Add("a\\040b /x\\040y swap sw\r\n", "/x y", "swap")
+	f.Fuzz(func(t *testing.T, in, k1, k2 string) {
+		m := map[string]string{k1: "11111111-2222-4333-8444-555555555555", k2: "ABCD-1234"}
+		out, _, _, err := rewriteFstab(in, m)
+		if err != nil {
+			return
+		}
+		inL, outL := strings.SplitAfter(in, "\n"), strings.SplitAfter(out, "\n")
+		if len(inL) != len(outL) {
+			t.Fatalf("line count changed: %q → %q", in, out)
+		}
+		for i := range inL {
+			if inL[i] == outL[i] {
+				continue
+			}
+			// Only the first field changed, to UUID=...
+			a, b := fstabFields(inL[i]), fstabFields(outL[i])
+			if len(a) != len(b) || !strings.HasPrefix(outL[i][b[0].start:b[0].end], "UUID=") ||
+				inL[i][:a[0].start] != outL[i][:b[0].start] || inL[i][a[0].end:] != outL[i][b[0].end:] {
+				t.Fatalf("line %d: %q → %q", i, inL[i], outL[i])
+			}
+		}
+		if again, _, _, err := rewriteFstab(out, m); err != nil || again != out {
+			t.Fatalf("not idempotent: %q → %q (%v)", out, again, err)
+		}
+	})
+}
+
+func FuzzRewriteInterfaces(f *testing.F) {
+	f.Add(debianInterfaces, true)
+	f.Add("auto lo\niface lo inet loopback", false)
+	f.Add("allow-hotplug eth0 eth1\niface eth0 inet dhcp\n# c\n\tfoo\n", true)
+	f.Fuzz(func(t *testing.T, in string, dhcp bool) {
+		ids := staticID()
+		if dhcp {
+			ids = dhcpID()
+		}
+		id, err := checkIdentity(ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		once := rewriteInterfaces(in, id, "inet")
+		if twice := rewriteInterfaces(once, id, "inet"); twice != once {
+			t.Fatalf("not idempotent:\n%q\n%q", once, twice)
+		}
+		if !strings.Contains(once, "iface eth0 inet ") {
+			t.Fatalf("no stanza in %q", once)
+		}
+	})
 }

@@ -37,11 +37,26 @@ func (t *tree) hosts(id identity) error {
 		t.note("wrote %s (new: %s)", name, strings.ReplaceAll(line, "\t", " "))
 		return nil
 	}
-	lines := splitLines(string(b))
+	content := rewriteHosts(string(b), line)
+	if content == string(b) {
+		t.note("kept %s (already %s)", name, strings.ReplaceAll(line, "\t", " "))
+		return nil
+	}
+	if err := t.write(name, []byte(content), 0o644, false); err != nil {
+		return err
+	}
+	t.note("wrote %s (%s)", name, strings.ReplaceAll(line, "\t", " "))
+	return nil
+}
+
+// rewriteHosts replaces the first 127.0.1.1 line of a hosts file with
+// line and drops the others, or inserts line after the last 127.0.0.1
+// line (else first); other lines stay.
+func rewriteHosts(content, line string) string {
 	var out []string
 	replaced := false
 	after := -1 // index in out after which to insert
-	for _, l := range lines {
+	for _, l := range splitLines(content) {
 		f := strings.Fields(stripComment(l))
 		if len(f) > 0 && f[0] == "127.0.1.1" {
 			if !replaced {
@@ -58,16 +73,7 @@ func (t *tree) hosts(id identity) error {
 	if !replaced {
 		out = append(out[:after+1], append([]string{line}, out[after+1:]...)...)
 	}
-	content := joinLines(out, string(b))
-	if content == string(b) {
-		t.note("kept %s (already %s)", name, strings.ReplaceAll(line, "\t", " "))
-		return nil
-	}
-	if err := t.write(name, []byte(content), 0o644, false); err != nil {
-		return err
-	}
-	t.note("wrote %s (%s)", name, strings.ReplaceAll(line, "\t", " "))
-	return nil
+	return joinLines(out, content)
 }
 
 // splitLines splits s into lines without their "\n"; a final newline

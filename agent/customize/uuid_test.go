@@ -15,7 +15,7 @@ func mkImage(t *testing.T, size int64, tool string, args ...string) string {
 	t.Helper()
 	path, err := exec.LookPath(tool)
 	if err != nil {
-		t.Skipf("%s not installed (apt-get install -y e2fsprogs dosfstools util-linux)", tool)
+		t.Skipf("%s not installed (Debian: e2fsprogs, dosfstools, util-linux, xfsprogs, btrfs-progs)", tool)
 	}
 	img := filepath.Join(t.TempDir(), "fs.img")
 	f, err := os.Create(img)

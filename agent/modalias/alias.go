@@ -61,6 +61,7 @@ func ParseAliases(r io.Reader) ([]Alias, error) {
 // be loaded before it. Several lines for one module add up. "post:"
 // modules are checked but not returned: they are not needed for the
 // module to work, and the hardware that needs them brings its own alias.
+// Words before "pre:" or "post:" are ignored, as kmod ignores them.
 // Other directives are skipped, so a modprobe.d file reads too.
 func ParseSoftdeps(r io.Reader) (map[string][]string, error) {
 	out := map[string][]string{}
@@ -82,9 +83,10 @@ func ParseSoftdeps(r io.Reader) (map[string][]string, error) {
 			switch section {
 			case "pre:":
 				out[mod] = appendNew(out[mod], NormalizeName(w))
-			case "post:":
 			default:
-				return fmt.Errorf("modules.softdep line %d: %q before \"pre:\" or \"post:\"", n, w)
+				// "post:" modules, and words before either marker,
+				// which kmod ignores too (linux 6.1's cifs has
+				// "softdep cifs gcm").
 			}
 		}
 		return nil

@@ -2,10 +2,12 @@ package modalias
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -86,7 +88,15 @@ func TestParseSoftdeps(t *testing.T) {
 	if diff := cmp.Diff(map[string][]string{"a": {"b", "d", "e"}}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	for _, bad := range []string{"softdep a\n", "softdep a b pre: c\n"} {
+	// Words before pre:/post: are ignored, as kmod does.
+	got, err = ParseSoftdeps(strings.NewReader("softdep cifs gcm\nsoftdep x y pre: z\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string][]string{"x": {"z"}}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"softdep a\n", "softdep\n"} {
 		if _, err := ParseSoftdeps(strings.NewReader(bad)); err == nil {
 			t.Errorf("ParseSoftdeps(%q): no error", bad)
 		}
@@ -351,36 +361,125 @@ func FuzzParseAliases(f *testing.F) {
 	})
 }
 
-// TestRealModulesAlias parses this machine's modules.alias and matches
-// its devices against it, when there is one.
-func TestRealModulesAlias(t *testing.T) {
-	rel, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		t.Skip(err)
+// realModDir returns a module tree of this machine with a modules.alias:
+// the running kernel's, else any under /lib/modules (a kernel package
+// installed for building initramfs images).
+func realModDir(t *testing.T) string {
+	t.Helper()
+	if rel, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		dir := filepath.Join("/lib/modules", strings.TrimSpace(string(rel)))
+		if _, err := os.Stat(filepath.Join(dir, "modules.alias")); err == nil {
+			return dir
+		}
 	}
-	dir := filepath.Join("/lib/modules", strings.TrimSpace(string(rel)))
+	dirs, _ := filepath.Glob("/lib/modules/*/modules.alias")
+	if len(dirs) == 0 {
+		t.Skip("no module tree with modules.alias under /lib/modules")
+	}
+	return filepath.Dir(dirs[0])
+}
+
+// TestRealModuleTree reads a real kernel's modules.alias, modules.softdep
+// and modules.dep, when the machine has one, and checks the drivers
+// herd's QEMU nodes need match and resolve, without loading anything.
+func TestRealModuleTree(t *testing.T) {
+	dir := realModDir(t)
 	f, err := os.Open(filepath.Join(dir, "modules.alias"))
 	if err != nil {
-		t.Skipf("no modules.alias for the running kernel: %v", err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	aliases, err := ParseAliases(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(aliases) == 0 {
-		t.Fatal("no aliases")
+	var softdeps map[string][]string
+	if sf, err := os.Open(filepath.Join(dir, "modules.softdep")); err == nil {
+		softdeps, err = ParseSoftdeps(sf)
+		sf.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	mods, err := Scan("/sys/devices")
+	t.Logf("%s: %d aliases, %d softdeps", dir, len(aliases), len(softdeps))
+	for modalias, want := range map[string]string{
+		"virtio:d00000001v00001AF4":                             "virtio_net",
+		"virtio:d00000002v00001AF4":                             "virtio_blk",
+		"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00": "virtio_pci",
+		"pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00": "e1000",
+		"pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01": "ahci",
+		"pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02": "nvme",
+		"scsi:t-0x00": "sd_mod",
+		"fs-ext4":     "ext4",
+	} {
+		if got := Match(aliases, modalias); !slices.Contains(got, want) {
+			t.Errorf("Match(%q) = %q, want %s among them", modalias, got, want)
+		}
+	}
+	if mods, err := Scan("/sys/devices"); err == nil {
+		n := 0
+		for _, m := range mods {
+			n += len(Match(aliases, m))
+		}
+		t.Logf("this machine: %d device modaliases, %d matches", len(mods), n)
+	}
+
+	k, err := NewKernelLoader(dir)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
-	n := 0
-	for _, m := range mods {
-		n += len(Match(aliases, m))
+	var order []string
+	record := func(path string, image []byte) error {
+		if len(image) < 4 || string(image[:4]) != "\x7fELF" {
+			t.Errorf("%s: not an ELF object after decompression", path)
+		}
+		order = append(order, ModuleName(path))
+		return nil
 	}
-	t.Logf("%d aliases, %d device modaliases, %d matches", len(aliases), len(mods), n)
-	if _, err := NewKernelLoader(dir); err != nil {
-		t.Errorf("NewKernelLoader(%s): %v", dir, err)
+	k.insertImage = record
+	k.insertFile = func(path string, f *os.File) error {
+		b := make([]byte, 4)
+		if _, err := f.ReadAt(b, 0); err != nil {
+			return err
+		}
+		return record(path, b)
+	}
+	for _, m := range []string{"virtio_net", "virtio_blk", "ext4", "vfat", "e1000e", "nvme"} {
+		if err := k.Load(m); err != nil {
+			t.Errorf("Load(%s): %v", m, err)
+		}
+	}
+	// Every module comes after the modules it depends on.
+	pos := map[string]int{}
+	for i, m := range order {
+		pos[m] = i
+	}
+	for _, m := range order {
+		for _, d := range k.deps[m] {
+			if p, ok := pos[d]; ok && p > pos[m] {
+				t.Errorf("%s loaded before its dependency %s", m, d)
+			}
+		}
+	}
+	t.Logf("load order: %s", strings.Join(order, " "))
+	// Filesystems by name: modules.softdep's "crypto-crc32c" is an
+	// alias, resolved through modules.alias; herd's extras come too.
+	order = nil
+	loaded, err := LoadModules(context.Background(), []string{"ext4", "vfat"}, aliases, softdeps, ExtraSoftdeps(), k, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("filesystems: loaded %s", strings.Join(loaded, " "))
+	idx := func(m string) int { return slices.Index(loaded, m) }
+	if idx("crc32c_generic") < 0 || idx("crc32c_generic") > idx("ext4") || idx("nls_cp437") < 0 || idx("nls_cp437") > idx("vfat") {
+		t.Errorf("filesystem load order %q: want crc32c_generic before ext4 and nls_cp437 before vfat", loaded)
+	}
+	// herd's extra softdeps exist in this kernel, as modules or built in.
+	for m, deps := range ExtraSoftdeps() {
+		for _, d := range append([]string{m}, deps...) {
+			if _, ok := k.Path(d); !ok && !k.builtin[d] {
+				t.Errorf("%s: neither a module nor built in", d)
+			}
+		}
 	}
 }
