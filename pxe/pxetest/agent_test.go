@@ -112,3 +112,51 @@ func TestAgentInstall(t *testing.T) {
 		t.Errorf("herd nodes after the install:\n%s", out)
 	}
 }
+
+// TestAgentDiskTooSmall: a node whose disk is smaller than the image
+// refuses the session at set-up, writes nothing, and reports failed with
+// the reason; herd serve counts it failed and keeps its install entry.
+func TestAgentDiskTooSmall(t *testing.T) {
+	const mac = "52:54:00:25:12:41"
+	ns := newNetns(t, "ags", "10.251.3.1")
+	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+	dir := t.TempDir()
+	golden := filepath.Join(dir, "golden.img")
+	if err := os.WriteFile(golden, bytes.Repeat([]byte("herd"), 8<<20/4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "disk.raw")
+	os.WriteFile(disk, bytes.Repeat([]byte{0xAB}, 4<<20), 0o644) // 4 MiB < 8 MiB
+	out, err := exec.Command("losetup", "-f", "--show", disk).Output()
+	if err != nil {
+		t.Skipf("no loop device: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	inv := filepath.Join(dir, "inventory")
+	os.WriteFile(inv, []byte("subnet 10.251.3.0/24\nnode "+mac+" s1 10.251.3.21\n"), 0o644)
+	state := filepath.Join(dir, "state")
+	srv := start(t, dir, herdBin, "serve", "--interface", ns.hostIf, "--inventory", inv, "--state-dir", state,
+		"--boot-dir", filepath.Join(dir, "boot"), "--http-port", "18083", "--tftp-port", "16972", "--no-ra",
+		"--wait-timeout", "90s", "--once", "-q", "-I", golden, "-O", loop)
+	waitTCP(t, "10.251.3.1:18083", 10*time.Second)
+	ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", filepath.Join(dir, "agent"), "--no-reboot",
+		"--cmdline", "herd.url=http://10.251.3.1:18083 herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=1")
+	if code := ag.wait(t, 120*time.Second); code == 0 {
+		t.Fatalf("agent exit 0 for a disk smaller than the image:\n%s", ag.errb.String())
+	}
+	if code := srv.wait(t, 30*time.Second); code != 1 {
+		t.Errorf("herd serve exit %d, want 1", code)
+	}
+	if !strings.Contains(srv.out.String(), "s1") || !strings.Contains(srv.out.String(), "failed") {
+		t.Errorf("summary does not show s1 failed:\n%s", srv.out.String())
+	}
+	got, _ := os.ReadFile(disk)
+	if !bytes.Equal(got, bytes.Repeat([]byte{0xAB}, 4<<20)) {
+		t.Error("the too-small disk was written to")
+	}
+	st, _ := exec.Command(herdBin, "nodes", "show", "s1", "--inventory", inv, "--state-dir", state).CombinedOutput()
+	if !strings.Contains(string(st), `"state": "failed"`) || !strings.Contains(string(st), "next boot install") {
+		t.Errorf("herd nodes show s1:\n%s", st)
+	}
+}

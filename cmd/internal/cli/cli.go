@@ -120,6 +120,10 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 			}
 		}
 	}
+	if rep != nil && !rep.Done && len(rep.Nodes) > 0 {
+		// Set-up failed: still say, node by node, why.
+		report.Summary(env.Stdout, rep)
+	}
 	if rep != nil && rep.Done {
 		if o.uncompSize > 0 {
 			rep.Total = o.uncompSize

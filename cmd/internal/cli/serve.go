@@ -215,8 +215,9 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	for _, n := range regd {
 		hosts = append(hosts, n.IP.String())
 		byIP[n.IP.String()] = n.Name
+		// herd serve's own updates leave LastReport to the nodes' reports.
 		_ = st.Update(n.Name, func(s *inventory.Status) error {
-			return nodestate.Transition(s, inventory.StateInstalling, "", time.Now())
+			return nodestate.Transition(s, inventory.StateInstalling, "", time.Time{})
 		})
 	}
 	o, err := f.options(env, fs, "herd serve", strings.Join(hosts, ","))
@@ -228,11 +229,12 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		for _, n := range r.Nodes {
 			name := byIP[n.Name]
 			_ = st.Update(name, func(s *inventory.Status) error {
-				s.Bytes, s.Rate, s.LastReport = n.Received, n.Rate, time.Now()
+				s.Bytes, s.Rate = n.Received, n.Rate
 				return nil
 			})
 		}
 	}
+	sessionStart := time.Now()
 	rep, serr := runSendReport(ctx, env, o)
 	failed := 0
 	if rep != nil {
@@ -244,11 +246,10 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 				failed++
 			}
 			_ = st.Update(name, func(s *inventory.Status) error {
-				return nodestate.Transition(s, to, reason, time.Now())
+				return nodestate.Transition(s, to, reason, time.Time{})
 			})
 		}
 	}
-	sessionEnd := time.Now()
 	missing := missingNodes(inv, regd)
 	if len(missing) > 0 {
 		fmt.Fprintf(env.Stdout, "NEVER CAME: %d node(s): %s\n", len(missing), strings.Join(missing, ","))
@@ -261,7 +262,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		// The agents customize their systems after the ring's verdict and
 		// report then: keep serving until they have (or the wait ends).
 		if rep != nil {
-			waitReports(ctx, st, regd, sessionEnd, *reportWait)
+			waitReports(ctx, st, regd, sessionStart, *reportWait)
 		}
 		stop()
 		<-svcErr
@@ -337,15 +338,16 @@ func missingNodes(inv *inventory.Inventory, regd []inventory.Node) []string {
 	return out
 }
 
-// waitReports waits until every node has reported after end (its agent's
-// final report), for at most d.
-func waitReports(ctx context.Context, st inventory.Store, nodes []inventory.Node, end time.Time, d time.Duration) {
+// waitReports waits until every node has reported (its agent's final
+// report) since the session started, for at most d.
+func waitReports(ctx context.Context, st inventory.Store, nodes []inventory.Node, since time.Time, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		all := true
 		for _, n := range nodes {
 			s, err := st.Get(n.Name)
-			if err != nil || !s.LastReport.After(end) {
+			final := s.State == inventory.StateDone || s.State == inventory.StateFailed
+			if err != nil || !final || !s.LastReport.After(since) {
 				all = false
 				break
 			}
