@@ -6,10 +6,12 @@ PKGS     := ./...
 FUZZTIME ?= 5s
 # Debian packages the tests use: real compress(1), xz, zstd, cpio to
 # cross-check the cooking decoders; util-linux for loop devices; iproute2
-# for network namespaces.
-DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl
+# for network namespaces; a kernel, kmod (depmod), the plans' tools
+# (fdisk, extlinux) and QEMU for the initramfs and its boot test.
+DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
+	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu
 
-.PHONY: all build deps test unit fuzz ring-test net-test lint bench demo clean
+.PHONY: all build deps test unit fuzz ring-test net-test boot-test lint bench demo clean
 
 all: build
 
@@ -39,7 +41,12 @@ ring-test: build
 net-test:
 	$(GO) test -count=1 -tags nettest -timeout 10m ./pxe/pxetest/
 
-test: deps lint unit fuzz ring-test net-test
+# The initramfs boots in QEMU (TCG): u-root's init, the herd agent,
+# virtio_net loaded from the initramfs's modules.
+boot-test:
+	$(GO) test -count=1 -tags qemu -timeout 20m ./initramfs/
+
+test: deps lint unit fuzz ring-test net-test boot-test
 
 bench: build
 	$(GO) test -count=1 -tags ringtest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/ringtest/

@@ -108,3 +108,13 @@ func reboot() error {
 	unix.Sync()
 	return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 }
+
+// rescueShell replaces the agent with a shell on the console (herd.debug).
+func rescueShell() error {
+	for _, sh := range []string{"/bin/sh", "/bbin/gosh", "/bin/gosh"} {
+		if _, err := os.Stat(sh); err == nil {
+			return unix.Exec(sh, []string{sh}, os.Environ())
+		}
+	}
+	return errors.New("no shell in the initramfs for herd.debug")
+}

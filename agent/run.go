@@ -93,8 +93,11 @@ func (a *agent) finish(ctx context.Context, err error) error {
 		return err
 	}
 	if err != nil && a.cfg.Settings.Debug {
-		a.con.printf("herd.debug: staying up for a rescue shell; the failure was: %v", err)
-		return err
+		a.con.printf("herd.debug: the failure was: %v", err)
+		a.con.printf("herd.debug: rescue shell (gosh); 'reboot' or power off when done")
+		// The agent owns the console session: replace it with the shell,
+		// or the console hangs up when the agent exits.
+		return rescueShell()
 	}
 	if err == nil && a.cfg.Settings.Kexec {
 		kerr := a.con.step("kexec into the installed kernel", a.kexec)
@@ -209,6 +212,15 @@ func (a *agent) bootInterface(ctx context.Context) (*net.Interface, error) {
 		ifs, err := net.Interfaces()
 		if err != nil {
 			return nil, err
+		}
+		// A link only reports a carrier once it is up: bring every
+		// Ethernet interface up before looking.
+		for _, ifi := range ifs {
+			if ifi.Flags&net.FlagLoopback == 0 && ifi.Flags&net.FlagUp == 0 {
+				if l, err := netlink.LinkByName(ifi.Name); err == nil {
+					_ = netlink.LinkSetUp(l)
+				}
+			}
 		}
 		for i := range ifs {
 			ifi := &ifs[i]

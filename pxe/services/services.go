@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg Config) error {
 	h, err := httpboot.New(httpboot.Config{
 		Root: cfg.BootDir, Inventory: cfg.Inventory, Store: cfg.Store,
 		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Logf: cfg.Logf,
+		Initrd: initrdName(cfg.BootDir),
 	})
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
@@ -233,4 +234,15 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
+}
+
+// initrdName is the boot tree's initramfs: herd build boot writes
+// initramfs.cpio.gz, or initramfs.cpio.zst with --compress zstd.
+func initrdName(dir string) string {
+	for _, n := range []string{"initramfs.cpio.gz", "initramfs.cpio.zst"} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			return n
+		}
+	}
+	return "initramfs.cpio.gz"
 }

@@ -27,6 +27,7 @@ Commands:
   pxe       boot services only: DHCP/proxyDHCP, TFTP, HTTP, status page
   nodes     list nodes and their boot state; reinstall NAME|all
   agent     the boot-stage agent the herd initramfs runs
+  build     build boot: kernel + herd initramfs + iPXE/pxelinux boot tree
   version   print the version
 
 The compatibility entry points dolly, dollyS and dollyC take the command
@@ -51,6 +52,8 @@ func Herd(ctx context.Context, args []string, env Env) int {
 		return status(env, "herd pxe", herdPXE(ctx, args[1:], env))
 	case "serve":
 		return status(env, "herd serve", herdServe(ctx, args[1:], env))
+	case "build":
+		return status(env, "herd build", herdBuild(ctx, args[1:], env))
 	case "agent":
 		return status(env, "herd agent", herdAgent(ctx, args[1:], env))
 	case "nodes":

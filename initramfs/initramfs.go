@@ -1,0 +1,537 @@
+// Package initramfs builds herd's boot-stage initramfs: u-root's init as
+// /init with the herd agent as its uinit, a few u-root commands for a
+// rescue shell, the kernel modules for network, storage and filesystems
+// (with their dependency closure and a depmod-generated modules.dep and
+// modules.alias), and the user-space tools the install plans run (mke2fs,
+// mkswap, sfdisk, mkfs.vfat, extlinux with mbr.bin, blkid) with their
+// shared libraries. It is assembled with github.com/u-root/mkuimage's
+// uimage package and written compressed (gzip or zstd) to an io.Writer.
+//
+// Layout of the archive:
+//
+//	/init                        → bbin/init (u-root's init)
+//	/bbin/bb, /bbin/{init,gosh,ls,ip,mount,dmesg,cat}
+//	/bin/sh, /bin/defaultsh      → gosh (the rescue shell)
+//	/bin/herd                    the herd binary (static)
+//	/bin/uinit                   → herd; /etc/uinit.flags holds "agent"
+//	/lib/modules/<release>/...   modules, modules.dep, modules.alias, ...
+//	/usr/sbin/mke2fs, ...        host tools, their libraries under /lib
+//	/usr/lib/syslinux/mbr/mbr.bin
+//
+// u-root's init runs /bin/uinit with the arguments in /etc/uinit.flags, so
+// the agent starts as `herd agent` (herd takes the name it is called by,
+// uinit, as "herd") with init as its parent, and reads its settings from
+// /proc/cmdline. Arguments given with uroot.uinitargs= would come before
+// "agent" and are not supported.
+//
+// Building compiles Go: the u-root commands come from the herd module's
+// dependency graph (see tools.go), so Build needs the Go toolchain and the
+// herd source tree (Config.SourceDir).
+package initramfs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/initramfs/kernel"
+	"github.com/herdproject/herd/initramfs/kmod"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	"github.com/u-root/gobusybox/src/pkg/golang"
+	"github.com/u-root/mkuimage/cpio"
+	"github.com/u-root/mkuimage/ldd"
+	"github.com/u-root/mkuimage/uimage"
+	mkinitramfs "github.com/u-root/mkuimage/uimage/initramfs"
+	"github.com/u-root/uio/llog"
+)
+
+// ModulePath is herd's module path; SourceDir must hold this module.
+const ModulePath = "github.com/herdproject/herd"
+
+// Commands are the u-root commands compiled into the initramfs's busybox
+// (/bbin): init, and a rescue shell with a few tools. Each must also be
+// imported by tools.go, or `go mod tidy` drops it from go.mod.
+var Commands = []string{
+	"github.com/u-root/u-root/cmds/core/init",
+	"github.com/u-root/u-root/cmds/core/gosh",
+	"github.com/u-root/u-root/cmds/core/ls",
+	"github.com/u-root/u-root/cmds/core/ip",
+	"github.com/u-root/u-root/cmds/core/mount",
+	"github.com/u-root/u-root/cmds/core/dmesg",
+	"github.com/u-root/u-root/cmds/core/cat",
+}
+
+// Kernel modules the initramfs carries, by job. A module this kernel does
+// not have is a warning, not an error.
+var (
+	// NetworkModules: virtio (virtio_pci is the PCI transport virtio_net
+	// and virtio_blk need), Intel, Mellanox, Broadcom, Realtek.
+	NetworkModules = []string{"virtio_pci", "virtio_net", "e1000", "e1000e", "igb", "ixgbe", "i40e", "mlx4_en", "mlx5_core", "bnx2x", "tg3", "r8169"}
+	// StorageModules: disks, and brd/loop for a stage2 in RAM.
+	StorageModules = []string{"virtio_blk", "virtio_scsi", "sd_mod", "ahci", "nvme", "brd", "loop"}
+	// FilesystemModules: what plans make, mount or receive as stage2.
+	FilesystemModules = []string{"ext4", "xfs", "vfat", "squashfs", "isofs"}
+	// ExtraSoftdeps are dependencies modules.dep and modules.softdep do
+	// not list: ext4 checksums with crc32c (it asks the crypto API for
+	// "crc32c" at mount time), vfat's default codepage and iocharset.
+	ExtraSoftdeps = map[string][]string{
+		"ext4": {"crc32c_generic"},
+		"vfat": {"nls_cp437", "nls_ascii"},
+	}
+)
+
+// DefaultModules returns NetworkModules, StorageModules and
+// FilesystemModules.
+func DefaultModules() []string {
+	var m []string
+	m = append(m, NetworkModules...)
+	m = append(m, StorageModules...)
+	return append(m, FilesystemModules...)
+}
+
+// Tool is a host program (or file) copied into the initramfs at its host
+// path, with its shared libraries.
+type Tool struct {
+	// Name is a program name looked up in /usr/sbin, /usr/bin, /sbin,
+	// /bin, or an absolute path.
+	Name string
+	// Package is the Debian package that provides it (for the error
+	// message when it is missing).
+	Package string
+	// Links are more names for it in the same directory (mkfs.ext4 for
+	// mke2fs).
+	Links []string
+	// Optional tools that are missing are skipped.
+	Optional bool
+}
+
+// Tools are the user-space tools the install plans run.
+var Tools = []Tool{
+	{Name: "mke2fs", Package: "e2fsprogs", Links: []string{"mkfs.ext4", "mkfs.ext3", "mkfs.ext2"}},
+	{Name: "/etc/mke2fs.conf", Package: "e2fsprogs", Optional: true},
+	{Name: "mkswap", Package: "util-linux"},
+	{Name: "blkid", Package: "util-linux"},
+	{Name: "sfdisk", Package: "fdisk"},
+	{Name: "mkfs.vfat", Package: "dosfstools"},
+	{Name: "extlinux", Package: "extlinux"},
+	{Name: MBRBin, Package: "syslinux-common"},
+}
+
+// MBRBin is syslinux's master boot record, which extlinux installs need
+// written to the disk's first 440 bytes; it is at the same path in the
+// initramfs.
+const MBRBin = "/usr/lib/syslinux/mbr/mbr.bin"
+
+// Compression is the initramfs's compression.
+type Compression string
+
+// Compressions. Every x86 distribution kernel decompresses gzip; zstd
+// needs CONFIG_RD_ZSTD (Linux 5.9 and later).
+const (
+	Gzip Compression = "gzip"
+	Zstd Compression = "zstd"
+)
+
+// Ext is the file name extension: ".gz" or ".zst".
+func (c Compression) Ext() string {
+	if c == Zstd {
+		return ".zst"
+	}
+	return ".gz"
+}
+
+// Config is what Build builds. Zero values are defaults.
+type Config struct {
+	// Kernel is the bzImage the initramfs is for; its release (read from
+	// the image's setup header) names the modules directory. If empty,
+	// KernelVersion must be set.
+	Kernel string
+	// KernelVersion is the kernel release ("6.1.0-56-amd64"); "" = read
+	// from Kernel. When both are set they must agree.
+	KernelVersion string
+	// ModulesDir is the kernel's modules directory; "" =
+	// /lib/modules/<release>.
+	ModulesDir string
+	// Modules to include (with their dependencies); nil =
+	// DefaultModules(). Empty and non-nil = no modules.
+	Modules []string
+	// Out receives the compressed archive (required).
+	Out io.Writer
+	// Compression: "" = Gzip.
+	Compression Compression
+	// HerdBinary is a herd binary to embed as /bin/herd; it should be
+	// static. "" = build SourceDir's ./cmd/herd with CGO_ENABLED=0.
+	HerdBinary string
+	// SourceDir is the herd module's source tree, where the u-root
+	// commands (and herd) are compiled; "" = the module containing the
+	// working directory.
+	SourceDir string
+	// Extra are more host programs or files (names looked up as Tools'
+	// are, or absolute paths), copied at their host paths with their
+	// shared libraries.
+	Extra []string
+	// TempDir is where the build works; "" = a new directory under
+	// os.TempDir(), removed afterwards.
+	TempDir string
+	// Logf receives progress and warnings; nil discards them.
+	Logf func(format string, args ...any)
+	// Verbose passes mkuimage's informational messages to Logf too.
+	Verbose bool
+}
+
+// Result describes a built initramfs.
+type Result struct {
+	// KernelVersion is the release the modules are for.
+	KernelVersion string
+	// Compression used.
+	Compression Compression
+	// Size is the compressed size in bytes (what went to Out); RawSize
+	// the cpio archive's.
+	Size, RawSize int64
+	// Files is the number of archive entries (files, directories,
+	// links, device nodes).
+	Files int
+	// Modules are the kernel modules included (names, sorted);
+	// MissingModules those asked for that this kernel lacks.
+	Modules, MissingModules []string
+	// Tools are the host files added for Tools and Extra; Libraries the
+	// shared libraries (and their symlinks) added for them.
+	Tools, Libraries []string
+}
+
+func (c *Config) setDefaults() error {
+	if c.Out == nil {
+		return errors.New("initramfs: no output")
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.Compression == "" {
+		c.Compression = Gzip
+	}
+	if c.Compression != Gzip && c.Compression != Zstd {
+		return fmt.Errorf("compression %q: want gzip or zstd", c.Compression)
+	}
+	if c.Kernel != "" {
+		v, err := kernel.Version(c.Kernel)
+		if err != nil {
+			return err
+		}
+		if c.KernelVersion != "" && c.KernelVersion != v {
+			return fmt.Errorf("kernel %s is release %s, not %s", c.Kernel, v, c.KernelVersion)
+		}
+		c.KernelVersion = v
+	}
+	if c.KernelVersion == "" {
+		return errors.New("initramfs: no kernel: give the kernel image (or its release)")
+	}
+	if c.ModulesDir == "" {
+		c.ModulesDir = filepath.Join("/lib/modules", c.KernelVersion)
+	}
+	if c.Modules == nil {
+		c.Modules = DefaultModules()
+	}
+	if c.SourceDir == "" {
+		dir, err := ModuleRoot("")
+		if err != nil {
+			return err
+		}
+		c.SourceDir = dir
+	}
+	return checkModule(c.SourceDir)
+}
+
+// ModuleRoot returns the root of the Go module containing dir ("" = the
+// working directory), as `go env GOMOD` says.
+func ModuleRoot(dir string) (string, error) {
+	cmd := exec.Command("go", "env", "GOMOD")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w (building the initramfs needs the Go toolchain)", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errNotInSource
+	}
+	return filepath.Dir(gomod), nil
+}
+
+var errNotInSource = fmt.Errorf("building the initramfs compiles Go programs from herd's source: run it inside the herd source tree (module %s) or name the tree", ModulePath)
+
+func checkModule(dir string) error {
+	f, err := os.Open(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return fmt.Errorf("%s: %w; %w", dir, err, errNotInSource)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "module "); ok {
+			if strings.Trim(strings.TrimSpace(m), `"`) == ModulePath {
+				return nil
+			}
+			return fmt.Errorf("%s holds module %s; %w", dir, m, errNotInSource)
+		}
+	}
+	return fmt.Errorf("%s/go.mod names no module; %w", dir, errNotInSource)
+}
+
+// Build builds the initramfs cfg describes and writes it to cfg.Out.
+func Build(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return Result{}, err
+	}
+	res := Result{KernelVersion: cfg.KernelVersion, Compression: cfg.Compression}
+	tmp := cfg.TempDir
+	if tmp == "" {
+		d, err := os.MkdirTemp("", "herd-initramfs-")
+		if err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(d)
+		tmp = d
+	}
+
+	// Kernel modules: select, stage, depmod.
+	stage := filepath.Join(tmp, "modules")
+	if len(cfg.Modules) > 0 {
+		start := time.Now()
+		db, err := kmod.Open(cfg.ModulesDir)
+		if err != nil {
+			return res, err
+		}
+		sel := db.Select(cfg.Modules, ExtraSoftdeps)
+		for _, m := range sel.Missing {
+			cfg.Logf("warning: kernel %s has no module %s (neither loadable nor built in): left out", cfg.KernelVersion, m)
+		}
+		if err := db.Stage(ctx, sel.Modules, stage, cfg.KernelVersion); err != nil {
+			return res, err
+		}
+		res.Modules, res.MissingModules = sel.Modules, sel.Missing
+		cfg.Logf("modules: %d from %s (%d asked for, %d built in, %d missing), depmod done in %v",
+			len(sel.Modules), cfg.ModulesDir, len(cfg.Modules), len(sel.Builtin), len(sel.Missing), time.Since(start).Round(time.Millisecond))
+	}
+
+	// The herd binary.
+	herd := cfg.HerdBinary
+	if herd == "" {
+		start := time.Now()
+		herd = filepath.Join(tmp, "herd")
+		if err := buildHerd(ctx, cfg.SourceDir, herd); err != nil {
+			return res, err
+		}
+		cfg.Logf("herd: built ./cmd/herd (static) in %v", time.Since(start).Round(time.Millisecond))
+	}
+	if st, err := os.Stat(herd); err != nil {
+		return res, fmt.Errorf("herd binary: %w", err)
+	} else if !st.Mode().IsRegular() {
+		return res, fmt.Errorf("herd binary %s is not a regular file", herd)
+	}
+
+	// Host tools.
+	var files []string
+	links := map[string]string{}
+	for _, t := range append(append([]Tool(nil), Tools...), extraTools(cfg.Extra)...) {
+		added, err := addTool(t, links)
+		if err != nil {
+			return res, err
+		}
+		files = append(files, added...)
+		res.Tools = append(res.Tools, added...)
+	}
+	libs, err := ldd.FList(res.Tools...)
+	if err != nil {
+		return res, fmt.Errorf("shared libraries of %s: %w", strings.Join(res.Tools, " "), err)
+	}
+	sort.Strings(libs)
+	res.Libraries = libs
+
+	// Assemble with uimage.
+	bbTmp := filepath.Join(tmp, "uimage")
+	if err := os.MkdirAll(bbTmp, 0o755); err != nil {
+		return res, err
+	}
+	out := &archiveOut{w: cfg.Out, comp: cfg.Compression}
+	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithWorkingDir(cfg.SourceDir))
+	mods := []uimage.Modifier{
+		uimage.WithReplaceEnv(env),
+		uimage.WithBaseArchive(uimage.DefaultRamfs()),
+		uimage.WithTempDir(bbTmp),
+		uimage.WithBusyboxCommands(Commands...),
+		uimage.WithInit("init"),
+		uimage.WithShell("gosh"),
+		uimage.WithFiles(herd + ":bin/herd"),
+		uimage.WithUinit("/bin/herd", "agent"),
+		uimage.WithOutput(out),
+	}
+	if len(res.Modules) > 0 {
+		mods = append(mods, uimage.WithFiles(filepath.Join(stage, "lib", "modules")+":lib/modules"))
+	}
+	for _, f := range files {
+		mods = append(mods, uimage.WithFiles(f))
+	}
+	for link, target := range links {
+		mods = append(mods, uimage.WithSymlink(link, target))
+	}
+	start := time.Now()
+	if err := uimage.Create(logger(cfg), mods...); err != nil {
+		return res, fmt.Errorf("mkuimage: %w", err)
+	}
+	cfg.Logf("initramfs: busybox of %d u-root commands and the archive in %v", len(Commands), time.Since(start).Round(time.Millisecond))
+
+	// Every library a tool needs must be in.
+	for _, l := range libs {
+		if !out.names[strings.TrimPrefix(filepath.Clean(l), "/")] {
+			return res, fmt.Errorf("initramfs: shared library %s was not added (mkuimage could not read it?)", l)
+		}
+	}
+	res.Size, res.RawSize, res.Files = out.size.n, out.raw.n, len(out.names)
+	return res, nil
+}
+
+func logger(cfg Config) *llog.Logger {
+	level := slog.LevelWarn
+	if cfg.Verbose {
+		level = slog.LevelInfo
+	}
+	return llog.New(level, func(format string, args ...any) {
+		cfg.Logf("mkuimage: "+format, args...)
+	})
+}
+
+func buildHerd(ctx context.Context, src, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./cmd/herd")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/herd in %s: %w\n%s", src, err, b)
+	}
+	return nil
+}
+
+func extraTools(names []string) []Tool {
+	var t []Tool
+	for _, n := range names {
+		t = append(t, Tool{Name: n})
+	}
+	return t
+}
+
+// toolDirs are searched, in order, for tools given by name; /usr first,
+// so that on a merged-/usr system the files land at their real paths.
+var toolDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+// addTool finds t on the host and returns the files to add (absolute
+// host paths, added at the same path in the archive); symlinks it needs
+// go to links (archive path → absolute target).
+func addTool(t Tool, links map[string]string) ([]string, error) {
+	p := ""
+	if filepath.IsAbs(t.Name) {
+		if _, err := os.Lstat(t.Name); err == nil {
+			p = t.Name
+		}
+	} else {
+		for _, d := range toolDirs {
+			if _, err := os.Lstat(filepath.Join(d, t.Name)); err == nil {
+				p = filepath.Join(d, t.Name)
+				break
+			}
+		}
+	}
+	if p == "" {
+		if t.Optional {
+			return nil, nil
+		}
+		if t.Package != "" {
+			return nil, fmt.Errorf("%s is missing on this host: apt-get install %s", t.Name, t.Package)
+		}
+		return nil, fmt.Errorf("%s not found in %s", t.Name, strings.Join(toolDirs, ", "))
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	files := []string{real}
+	if real != p {
+		// mkfs.vfat → mkfs.fat: the file under its own name, the
+		// asked-for name as a link.
+		links[strings.TrimPrefix(p, "/")] = real
+	}
+	for _, l := range t.Links {
+		links[strings.TrimPrefix(filepath.Join(filepath.Dir(real), l), "/")] = real
+	}
+	return files, nil
+}
+
+// archiveOut is mkuimage's output: a newc cpio stream, compressed, to w.
+// It remembers the names written.
+type archiveOut struct {
+	w         io.Writer
+	comp      Compression
+	size, raw countWriter
+	names     map[string]bool
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (o *archiveOut) OpenWriter() (mkinitramfs.Writer, error) {
+	o.size = countWriter{w: o.w}
+	o.names = map[string]bool{}
+	var zw io.WriteCloser
+	switch o.comp {
+	case Zstd:
+		// The kernel's decompressor allocates the frame's window;
+		// 8 MiB keeps that modest.
+		w, err := zstd.NewWriter(&o.size, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithWindowSize(8<<20))
+		if err != nil {
+			return nil, err
+		}
+		zw = w
+	default:
+		w, err := pgzip.NewWriterLevel(&o.size, pgzip.BestCompression)
+		if err != nil {
+			return nil, err
+		}
+		zw = w
+	}
+	o.raw = countWriter{w: zw}
+	return &recordWriter{rw: cpio.Newc.Writer(&o.raw), zw: zw, out: o}, nil
+}
+
+type recordWriter struct {
+	rw  cpio.RecordWriter
+	zw  io.WriteCloser
+	out *archiveOut
+}
+
+func (r *recordWriter) WriteRecord(rec cpio.Record) error {
+	r.out.names[rec.Name] = true
+	return r.rw.WriteRecord(rec)
+}
+
+func (r *recordWriter) Finish() error {
+	if err := cpio.WriteTrailer(r.rw); err != nil {
+		return err
+	}
+	return r.zw.Close()
+}
