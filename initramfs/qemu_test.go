@@ -4,6 +4,8 @@ package initramfs
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -101,6 +103,9 @@ func (c *console) tail(n int) string {
 // boot half without it: /bin/uinit ran herd (which says "unknown
 // command"), and u-root's init loaded virtio_net itself (modules_load=)
 // through kmodule, from the depmod-generated modules.dep.
+// netTimeout bounds DHCP and registration under TCG.
+const netTimeout = 3 * time.Minute
+
 func TestQEMUBoot(t *testing.T) {
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
@@ -118,16 +123,49 @@ func TestQEMUBoot(t *testing.T) {
 	if err := os.Truncate(disk, 64<<20); err != nil {
 		t.Fatal(err)
 	}
+	// The boot network: a namespace of the test's with a tap device for
+	// the VM and herd pxe on it (DHCP with the VM's reservation, HTTP for
+	// the registration). Nothing leaves the namespace.
+	ns := fmt.Sprintf("herd-qemu-%d", os.Getpid())
+	nsRun(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	nsRun(t, "ip", "netns", "exec", ns, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap")
+	nsRun(t, "ip", "-n", ns, "addr", "add", "10.251.5.1/24", "dev", "tap0")
+	nsRun(t, "ip", "-n", ns, "link", "set", "tap0", "up")
+	nsRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	const vmMAC = "52:54:00:25:13:51"
+	inv := filepath.Join(dir, "inventory")
+	if err := os.WriteFile(inv, []byte("subnet 10.251.5.0/24\nrouter 10.251.5.1\nnode "+vmMAC+" q1 10.251.5.21\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	var pxeOut bytes.Buffer
+	pxe := exec.Command("ip", "netns", "exec", ns, herd, "pxe", "--interface", "tap0", "--inventory", inv,
+		"--state-dir", state, "--boot-dir", filepath.Join(dir, "boot"), "--http-port", "18085", "--tftp-port", "16973", "-v")
+	pxe.Stdout, pxe.Stderr = &pxeOut, &pxeOut
+	if agent {
+		if err := pxe.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			pxe.Process.Kill() // ip netns exec execs herd: this is herd's PID
+			pxe.Wait()
+			if t.Failed() {
+				t.Logf("herd pxe:\n%s", pxeOut.String())
+			}
+		})
+	}
+
 	// panic=-1: if init ever exits, the kernel reboots at once, and
 	// -no-reboot turns that into QEMU exiting.
-	cmdline := "console=ttyS0 herd.debug panic=-1 initcall_debug ignore_loglevel"
+	cmdline := "console=ttyS0 herd.debug panic=-1 initcall_debug ignore_loglevel herd.url=http://10.251.5.1:18085 herd.timeout=20 herd.retries=1"
 	if !agent {
 		cmdline += " modules_load=virtio_net"
 	}
-	cmd := exec.Command(qemu,
+	cmd := exec.Command("ip", "netns", "exec", ns, qemu,
 		"-accel", "tcg", "-cpu", "max", "-m", "1024", "-nographic", "-no-reboot",
 		"-kernel", k, "-initrd", initrd, "-append", cmdline,
-		"-device", "virtio-net-pci,netdev=n0", "-netdev", "user,id=n0,restrict=on",
+		"-device", "virtio-net-pci,netdev=n0,mac="+vmMAC, "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
 		"-drive", "if=virtio,file="+disk+",format=raw",
 	)
 	// Keep stdin open (an EOF on the serial mux is not wanted) and read
@@ -204,7 +242,30 @@ func TestQEMUBoot(t *testing.T) {
 		}
 		t.Logf("%5.1fs the agent reports virtio_net", time.Since(start).Seconds())
 	}
+	if agent {
+		// DHCP from herd's server: the reservation; then registration.
+		if con.waitFor(regexp.MustCompile(`address 10\.251\.5\.21/24, hostname "q1"`), at, netTimeout) < 0 {
+			fail("the agent did not get its reservation (10.251.5.21, q1) from herd's DHCP within %v", netTimeout)
+		}
+		t.Logf("%5.1fs the agent has its reservation from herd pxe", time.Since(start).Seconds())
+		if con.waitFor(regexp.MustCompile(`registered as q1`), at, netTimeout) < 0 {
+			fail("the agent did not register within %v", netTimeout)
+		}
+		out, err := exec.Command(herd, "nodes", "show", "q1", "--inventory", inv, "--state-dir", state).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `"state": "registered"`) {
+			fail("herd nodes show q1 after registration: %v\n%s", err, out)
+		}
+		t.Logf("%5.1fs registered with herd pxe", time.Since(start).Seconds())
+	}
 	t.Logf("console after init, without the kernel's lines:\n%s", userLines(con.tail(400)))
+}
+
+// nsRun runs a set-up command, failing the test on error.
+func nsRun(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
 
 // userLines drops the kernel's "[    1.234567] ..." lines.
