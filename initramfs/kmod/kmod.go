@@ -208,11 +208,22 @@ func (db *DB) Select(names []string, extraSoftdeps map[string][]string) Selectio
 	var s Selection
 	seen := map[string]bool{}
 	var queue []string
+	missing := map[string]bool{}
 	add := func(n string) {
-		if !seen[n] {
-			seen[n] = true
-			queue = append(queue, n)
+		if seen[n] {
+			return
 		}
+		if !db.Has(n) {
+			// A dependency or softdep (possibly through an alias) that
+			// this kernel does not ship: report it, never select it.
+			if !missing[n] && !db.Builtin(n) {
+				missing[n] = true
+				s.Missing = append(s.Missing, n)
+			}
+			return
+		}
+		seen[n] = true
+		queue = append(queue, n)
 	}
 	for _, n := range names {
 		n = Name(n)
@@ -222,7 +233,10 @@ func (db *DB) Select(names []string, extraSoftdeps map[string][]string) Selectio
 		case db.Builtin(n):
 			s.Builtin = append(s.Builtin, n)
 		default:
-			s.Missing = append(s.Missing, n)
+			if !missing[n] {
+				missing[n] = true
+				s.Missing = append(s.Missing, n)
+			}
 		}
 	}
 	for len(queue) > 0 {
