@@ -43,18 +43,8 @@ func herdAgent(ctx context.Context, args []string, env Env) error {
 	iface := fs.String("interface", "", "boot `INTERFACE` (overrides herd.if=)")
 	asInit := fs.Bool("init", false, "act as the machine's init even when not started by PID 1")
 	modules := fs.String("modules-dir", "", "`DIR` with modules.alias (default /lib/modules/$(uname -r))")
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, agentUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see herd agent --help)", fs.Arg(0))
+	if err := parseFlags(fs, env, agentUsage, args, " (see herd agent --help)"); err != nil {
+		return err
 	}
 	var s cmdline.Settings
 	var err error

@@ -208,3 +208,23 @@ func splitList(s string) []string {
 	}
 	return out
 }
+
+// parseFlags sets a command's --help text (usage, then the flags), parses
+// args and refuses stray arguments; hint follows the refusal, e.g.
+// " (see herd send --help)".
+func parseFlags(fs *pflag.FlagSet, env Env, usage string, args []string, hint string) error {
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q%s", fs.Arg(0), hint)
+	}
+	return nil
+}

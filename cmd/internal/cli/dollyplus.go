@@ -88,18 +88,8 @@ func dollyC(ctx context.Context, args []string, env Env) error {
 	listen := fs.String("listen", "", "listen on this `ADDRESS` only")
 	timeout := fs.IntP("timeout", "a", 0, "give up when no data moved for `SECONDS`")
 	ports := addDollyPlusPorts(fs)
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, "Usage: dollyC [-v] [--listen ADDR] [--dataport P] [--cntlport P] [--report P] [-P BASE]\n\ndolly+'s client: receives one session, writes and forwards it.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
+	if err := parseFlags(fs, env, "Usage: dollyC [-v] [--listen ADDR] [--dataport P] [--cntlport P] [--report P] [-P BASE]\n\ndolly+'s client: receives one session, writes and forwards it.\n\n", args, ""); err != nil {
+		return err
 	}
 	cfg := relay.Config{ListenAddr: *listen, Once: true, Verbose: *verbose, Timeout: time.Duration(*timeout) * time.Second}
 	if err := ports.apply(fs, &cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort); err != nil {

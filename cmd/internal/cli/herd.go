@@ -219,18 +219,8 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 	fs.SortFlags = false
 	hosts := fs.StringP("hosts", "H", "", "nodes in ring order, comma-separated; ranges like 10.0.1.45-80 or node[01-16]")
 	f := addSendFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, sendUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see herd send --help)", fs.Arg(0))
+	if err := parseFlags(fs, env, sendUsage, args, " (see herd send --help)"); err != nil {
+		return err
 	}
 	o, err := f.options(env, fs, "herd send", *hosts)
 	if err != nil {
@@ -282,18 +272,8 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 	chunks := fs.Int("chunks", 8, "blocks in flight")
 	verbose := fs.BoolP("verbose", "v", false, "print progress")
 	ports := addPortFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, recvUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see herd recv --help)", fs.Arg(0))
+	if err := parseFlags(fs, env, recvUsage, args, " (see herd recv --help)"); err != nil {
+		return err
 	}
 	cfg := relay.Config{ListenAddr: *listen, Once: !*serve, Verbose: *verbose, NoSync: *noSync, Timeout: *timeout, PoolChunks: *chunks}
 	ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)

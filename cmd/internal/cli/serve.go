@@ -104,18 +104,8 @@ func herdPXE(ctx context.Context, args []string, env Env) error {
 	fs.SortFlags = false
 	b := addBootFlags(fs)
 	verbose := fs.BoolP("verbose", "v", false, "log every request")
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, pxeUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see herd pxe --help)", fs.Arg(0))
+	if err := parseFlags(fs, env, pxeUsage, args, " (see herd pxe --help)"); err != nil {
+		return err
 	}
 	inv, st, err := b.open()
 	if err != nil {
@@ -158,18 +148,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	once := fs.Bool("once", false, "exit after the session (and the agents' reports) instead of serving on")
 	reportWait := secondsFlag(fs, "report-wait", "", "with --once, wait at most this `DURATION` for the agents' final reports (default 2m)")
 	f := addSendFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, serveUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see herd serve --help)", fs.Arg(0))
+	if err := parseFlags(fs, env, serveUsage, args, " (see herd serve --help)"); err != nil {
+		return err
 	}
 	if !fs.Changed("wait-timeout") {
 		*waitTimeout = 30 * time.Minute
