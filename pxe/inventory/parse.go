@@ -12,25 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herdproject/herd/internal/parseerr"
 )
 
-// ParseError is an error in an inventory file's content.
-type ParseError struct {
-	// File is the name given to Parse.
-	File string
-	// Line is the 1-based line at fault.
-	Line int
-	// Msg says what is wrong and what was expected.
-	Msg string
-}
-
-// Error returns "FILE:LINE: MSG" ("line LINE: MSG" without a file name).
-func (e *ParseError) Error() string {
-	if e.File == "" {
-		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-}
+// ParseError is an error in an inventory file: "FILE:LINE: MSG".
+type ParseError = parseerr.Error
 
 // MaxSize is the largest inventory file Parse reads.
 const MaxSize = 16 << 20
@@ -58,12 +45,9 @@ func ParseFile(path string) (*Inventory, error) {
 // its network nor its broadcast address, nor the router's) outside the
 // dynamic range; the range and the router lie inside the subnet.
 func Parse(name string, r io.Reader) (*Inventory, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	data, err := parseerr.ReadAll(name, r, MaxSize, "an inventory file")
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if len(data) > MaxSize {
-		return nil, &ParseError{File: name, Line: 1, Msg: fmt.Sprintf("larger than %d MiB: not an inventory file", MaxSize>>20)}
+		return nil, err
 	}
 	p := &parser{
 		name:    name,

@@ -61,6 +61,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/herdproject/herd/internal/parseerr"
 	"github.com/herdproject/herd/ring/hostlist"
 	"github.com/herdproject/herd/ring/plan"
 )
@@ -108,24 +109,8 @@ type Config struct {
 	Warnings []string
 }
 
-// ParseError is a fatal error in a configuration file.
-type ParseError struct {
-	// File is the name given to Parse.
-	File string
-	// Line is the 1-based line of the offending word (for a file that ends
-	// too early, its last line).
-	Line int
-	// Msg says what was wrong and what was expected.
-	Msg string
-}
-
-// Error returns "FILE:LINE: MSG" ("line LINE: MSG" without a file name).
-func (e *ParseError) Error() string {
-	if e.File == "" {
-		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-}
+// ParseError is a fatal error in a configuration file: "FILE:LINE: MSG".
+type ParseError = parseerr.Error
 
 // MaxSize is the largest configuration file Parse reads.
 const MaxSize = 16 << 20
@@ -143,12 +128,9 @@ func ParseFile(path string) (*Config, error) {
 // Parse parses a configuration file read from r; name is used in errors
 // and warnings. Errors about the file's content are *ParseError.
 func Parse(name string, r io.Reader) (*Config, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	data, err := parseerr.ReadAll(name, r, MaxSize, "a dolly configuration file")
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if len(data) > MaxSize {
-		return nil, &ParseError{File: name, Line: 1, Msg: fmt.Sprintf("larger than %d MiB: not a dolly configuration file", MaxSize>>20)}
+		return nil, err
 	}
 	p := &parser{name: name, cfg: &Config{}}
 	p.toks, p.eofLine = tokenize(data)
