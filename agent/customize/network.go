@@ -203,7 +203,18 @@ func rewriteInterfaces(content string, id identity, family string) string {
 		}
 		out = append(out, stanza...)
 	} else {
-		out = append(out[:at], append(stanza, out[at:]...)...)
+		// Lines after the old stanza that start no stanza of their own
+		// (options left behind an auto/allow line that named only this
+		// interface) would read as options of the new stanza, to
+		// ifup(8) as to the next rewrite: they go, as the old options did.
+		j := at
+		for j < len(out) && !isStanzaStart(out[j]) {
+			j++
+		}
+		for j > at && isBlankOrComment(out[j-1]) {
+			j--
+		}
+		out = append(out[:at], append(stanza, out[j:]...)...)
 	}
 	return joinLines(out, "\n") // always end with a newline
 }
