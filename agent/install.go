@@ -24,7 +24,7 @@ func (a *agent) customize() error {
 	}
 	done := 0
 	for _, f := range a.files {
-		if f.Discard || f.Output == "-" {
+		if f.Discard || f.Output == "-" || isStage2(f) {
 			continue
 		}
 		st, err := os.Stat(f.Output)

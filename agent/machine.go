@@ -72,9 +72,10 @@ func (a *agent) loadModules(ctx context.Context) error {
 	}
 	extra := modalias.ExtraSoftdeps() // ext4 → crc32c_generic, vfat → nls_cp437, nls_ascii
 	loaded, err := modalias.LoadAll(ctx, "/sys/devices", al, soft, extra, l, a.con.printf)
-	// Filesystems and ramdisks are not hardware: load the ones plans use,
-	// with their soft dependencies.
-	fs, ferr := modalias.LoadModules(ctx, []string{"ext4", "vfat", "xfs", "squashfs", "brd", "loop"}, al, soft, extra, l, a.con.printf)
+	// Filesystems and loop devices are not hardware: load the ones plans
+	// use, with their soft dependencies. brd waits for a stage2, which
+	// sizes its ramdisks (see prepare).
+	fs, ferr := modalias.LoadModules(ctx, []string{"ext4", "vfat", "xfs", "squashfs", "isofs", "loop"}, al, soft, extra, l, a.con.printf)
 	loaded = append(loaded, fs...)
 	a.con.printf("loaded %d module(s): %s", len(loaded), strings.Join(loaded, " "))
 	return errors.Join(err, ferr)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Version is the agent's version, sent at registration.
@@ -33,6 +35,9 @@ type agent struct {
 	files       []wire.SetupFile
 	verdict     *wire.Verdict
 	kexecLoaded bool
+	// mounts are the stage2 mount points, unmounted at the end of a
+	// plain-process run.
+	mounts []string
 }
 
 // ErrNoServer is the agent's "Can't reach a valid herd server": every try
@@ -59,7 +64,7 @@ func (a *agent) run(ctx context.Context) error {
 			if err := a.register(ctx); err != nil {
 				return err
 			}
-			return a.receive(ctx)
+			return a.receive(ctx, nil)
 		})
 		if err == nil || !errors.Is(err, relay.ErrNoSender) && !errors.Is(err, errRegister) {
 			break
@@ -71,6 +76,35 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	if err != nil {
 		return a.fail(ctx, err)
+	}
+	if slices.ContainsFunc(a.files, isStage2) {
+		if err := a.con.step("mount the stage2", func() error { return a.mountStage2(ctx) }); err != nil {
+			return a.fail(ctx, err)
+		}
+		if !slices.ContainsFunc(a.files, func(f wire.SetupFile) bool { return !isStage2(f) }) {
+			// A session of stage2 files only: the install session follows.
+			for try := 1; try <= tries; try++ {
+				a.verdict = nil
+				err = a.con.step(fmt.Sprintf("wait for the install session (try %d of %d, %v)", try, tries, s.Timeout), func() error {
+					// Listening: tell herd serve the stage2 is in place.
+					return a.receive(ctx, func() {
+						if err := a.report(ctx, inventory.StateInstalling, "", "stage2 mounted; waiting for the install session"); err != nil {
+							a.con.printf("warning: report: %v", err)
+						}
+					})
+				})
+				if !errors.Is(err, relay.ErrNoSender) {
+					break
+				}
+			}
+			if errors.Is(err, relay.ErrNoSender) {
+				a.con.printf("Can't reach a valid herd server (%d tries of %v)", tries, s.Timeout)
+				return a.fail(ctx, fmt.Errorf("%w: no install session after the stage2: %v", ErrNoServer, err))
+			}
+			if err != nil {
+				return a.fail(ctx, err)
+			}
+		}
 	}
 	if err := a.con.step("customize the installed system", a.customize); err != nil {
 		return a.fail(ctx, err)
@@ -89,6 +123,13 @@ func (a *agent) fail(ctx context.Context, err error) error {
 
 // finish reboots (or kexecs) when the agent is init; otherwise returns.
 func (a *agent) finish(ctx context.Context, err error) error {
+	if !a.cfg.AsInit {
+		for i := len(a.mounts) - 1; i >= 0; i-- {
+			if uerr := unix.Unmount(a.mounts[i], 0); uerr != nil {
+				a.con.printf("warning: unmount the stage2 at %s: %v", a.mounts[i], uerr)
+			}
+		}
+	}
 	if !a.cfg.AsInit || a.cfg.NoReboot {
 		return err
 	}
@@ -304,16 +345,21 @@ func (a *agent) post(ctx context.Context, path string, in, out any) error {
 }
 
 // receive is one ring session as a node, listening on the lease address.
-func (a *agent) receive(ctx context.Context) error {
+// listening, when set, runs once the node listens for the sender.
+func (a *agent) receive(ctx context.Context, listening func()) error {
 	cfg := relay.Config{
 		ListenAddr: a.id.Addr.Addr().String(),
 		DataPort:   a.ring.DataPort, ControlPort: a.ring.ControlPort, ReportPort: a.ring.ReportPort,
 		Once: true, WaitTimeout: a.cfg.Settings.Timeout, Verbose: true, Log: a.cfg.Console,
 		Finished: func(files []wire.SetupFile, v wire.Verdict) { a.files, a.verdict = files, &v },
+		Prepare:  a.prepare,
 	}
 	n, err := relay.Listen(cfg)
 	if err != nil {
 		return err
+	}
+	if listening != nil {
+		listening()
 	}
 	if err := n.Serve(ctx); err != nil {
 		return err

@@ -429,7 +429,7 @@ func TestRealModuleTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	var order []string
-	record := func(path string, image []byte) error {
+	record := func(path string, image []byte, _ string) error {
 		if len(image) < 4 || string(image[:4]) != "\x7fELF" {
 			t.Errorf("%s: not an ELF object after decompression", path)
 		}
@@ -437,12 +437,12 @@ func TestRealModuleTree(t *testing.T) {
 		return nil
 	}
 	k.insertImage = record
-	k.insertFile = func(path string, f *os.File) error {
+	k.insertFile = func(path string, f *os.File, _ string) error {
 		b := make([]byte, 4)
 		if _, err := f.ReadAt(b, 0); err != nil {
 			return err
 		}
-		return record(path, b)
+		return record(path, b, "")
 	}
 	for _, m := range []string{"virtio_net", "virtio_blk", "ext4", "vfat", "e1000e", "nvme"} {
 		if err := k.Load(m); err != nil {

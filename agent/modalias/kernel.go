@@ -36,8 +36,8 @@ type KernelLoader struct {
 
 	// insertFile and insertImage put a module into the kernel; tests
 	// replace them. Defaults: finit_module(2) and init_module(2).
-	insertFile  func(path string, f *os.File) error
-	insertImage func(path string, image []byte) error
+	insertFile  func(path string, f *os.File, params string) error
+	insertImage func(path string, image []byte, params string) error
 }
 
 // NewKernelLoader reads modDir's modules.dep (required), and
@@ -50,11 +50,11 @@ func NewKernelLoader(modDir string) (*KernelLoader, error) {
 		deps:    map[string][]string{},
 		builtin: map[string]bool{},
 		done:    map[string]bool{},
-		insertFile: func(_ string, f *os.File) error {
-			return unix.FinitModule(int(f.Fd()), "", 0)
+		insertFile: func(_ string, f *os.File, params string) error {
+			return unix.FinitModule(int(f.Fd()), params, 0)
 		},
-		insertImage: func(_ string, image []byte) error {
-			return unix.InitModule(image, "")
+		insertImage: func(_ string, image []byte, params string) error {
+			return unix.InitModule(image, params)
 		},
 	}
 	f, err := os.Open(filepath.Join(modDir, "modules.dep"))
@@ -142,12 +142,19 @@ func (k *KernelLoader) Path(name string) (string, bool) {
 // built in counts as loaded. An unknown name gives an error wrapping
 // ErrNotFound.
 func (k *KernelLoader) Load(module string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.load(NormalizeName(module), map[string]bool{})
+	return k.LoadParams(module, "")
 }
 
-func (k *KernelLoader) load(name string, visiting map[string]bool) error {
+// LoadParams is Load with module parameters for module itself (as
+// modprobe's "brd rd_nr=1 rd_size=65536"; its dependencies get none). A
+// module already in the kernel keeps the parameters it was loaded with.
+func (k *KernelLoader) LoadParams(module, params string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.load(NormalizeName(module), params, map[string]bool{})
+}
+
+func (k *KernelLoader) load(name, params string, visiting map[string]bool) error {
 	if k.done[name] {
 		return nil
 	}
@@ -168,11 +175,11 @@ func (k *KernelLoader) load(name string, visiting map[string]bool) error {
 	// before those it needs: load from the end. Recursing keeps the
 	// order right even when the list does not.
 	for i := len(deps) - 1; i >= 0; i-- {
-		if err := k.load(deps[i], visiting); err != nil {
+		if err := k.load(deps[i], "", visiting); err != nil {
 			return fmt.Errorf("load module %s: dependency: %w", name, err)
 		}
 	}
-	if err := k.insert(path); err != nil {
+	if err := k.insert(path, params); err != nil {
 		return fmt.Errorf("load module %s (%s): %w", name, path, err)
 	}
 	k.done[name] = true
@@ -181,7 +188,7 @@ func (k *KernelLoader) load(name string, visiting map[string]bool) error {
 
 // insert puts one module file into the kernel, uncompressed by finit_module
 // and compressed ones by init_module after decompressing in memory.
-func (k *KernelLoader) insert(path string) error {
+func (k *KernelLoader) insert(path, params string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -190,7 +197,7 @@ func (k *KernelLoader) insert(path string) error {
 	var dec io.Reader
 	switch {
 	case strings.HasSuffix(path, ".ko"):
-		err = k.insertFile(path, f)
+		err = k.insertFile(path, f, params)
 		if errors.Is(err, unix.EEXIST) {
 			return nil
 		}
@@ -224,7 +231,7 @@ func (k *KernelLoader) insert(path string) error {
 	if len(image) > maxModuleSize {
 		return fmt.Errorf("decompressed module larger than %d MiB", maxModuleSize>>20)
 	}
-	err = k.insertImage(path, image)
+	err = k.insertImage(path, image, params)
 	if errors.Is(err, unix.EEXIST) {
 		return nil
 	}

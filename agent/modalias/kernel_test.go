@@ -84,15 +84,22 @@ kernel/drivers/needsbad.ko: kernel/drivers/bad.ko.xz
 // recordInserts replaces k's kernel calls with a recorder.
 func recordInserts(t *testing.T, k *KernelLoader, results map[string]error) *[]string {
 	var got []string
-	k.insertFile = func(path string, f *os.File) error {
+	k.insertFile = func(path string, f *os.File, params string) error {
 		b, err := io.ReadAll(f)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if params != "" {
+			b = append(b, " "+params...)
+		}
 		got = append(got, "finit "+string(b))
 		return results[ModuleName(path)]
 	}
-	k.insertImage = func(path string, image []byte) error {
+	k.insertImage = func(path string, image []byte, params string) error {
+		if params != "" {
+			got = append(got, "init "+string(image)+" "+params)
+			return results[ModuleName(path)]
+		}
 		got = append(got, "init "+string(image))
 		return results[ModuleName(path)]
 	}
@@ -124,6 +131,14 @@ func TestKernelLoader(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, *got); diff != "" {
 		t.Errorf("inserts (-want +got):\n%s", diff)
+	}
+	// Parameters go to the module asked for, not to its dependencies.
+	*got = nil
+	if err := k.LoadParams("virtio_blk", "queue_depth=64"); err != nil {
+		t.Errorf("LoadParams: %v", err)
+	}
+	if diff := cmp.Diff([]string{"finit module virtio_blk queue_depth=64"}, *got); diff != "" {
+		t.Errorf("LoadParams inserts (-want +got):\n%s", diff)
 	}
 	if p, ok := k.Path("virtio_blk"); !ok || p != filepath.Join(dir, "kernel/drivers/block/virtio_blk.ko") {
 		t.Errorf("Path(virtio_blk) = %q, %v", p, ok)

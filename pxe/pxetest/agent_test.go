@@ -22,24 +22,10 @@ func debugfsCat(t *testing.T, dev, path string) string {
 	return string(out)
 }
 
-// TestAgentInstall: the agent, as a plain process in a namespace of the
-// test's, gets its reservation from herd serve's DHCP, registers, receives
-// a golden ext4 image through the ring onto a loop device, customizes it
-// (hostname, hosts, machine-id, SSH host keys, networkd) and reports done;
-// herd serve then switches the node to local boot.
-func TestAgentInstall(t *testing.T) {
-	for _, tool := range []string{"mke2fs", "debugfs", "losetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (e2fsprogs, util-linux)", tool)
-		}
-	}
-	const mac = "52:54:00:25:12:31"
-	ns := newNetns(t, "agt", "10.251.2.1")
-	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
-	dir := t.TempDir()
-
-	// The golden system: a tree with the identity of the machine it was
-	// captured from.
+// goldenExt4 makes a golden system: an ext4 image of a tree with the
+// identity of the machine it was captured from.
+func goldenExt4(t *testing.T, dir string) string {
+	t.Helper()
 	tree := filepath.Join(dir, "tree")
 	for p, c := range map[string]string{
 		"etc/hostname":                     "golden\n",
@@ -56,19 +42,51 @@ func TestAgentInstall(t *testing.T) {
 	}
 	golden := filepath.Join(dir, "golden.img")
 	run(t, "mke2fs", "-q", "-t", "ext4", "-d", tree, "-L", "root", golden, "32M")
+	return golden
+}
 
-	// The node's disk: a loop device, a little larger than the image.
-	disk := filepath.Join(dir, "disk.raw")
-	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+// loopDevice attaches a fresh file of size bytes to a loop device.
+func loopDevice(t *testing.T, path string, size int64) string {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.Truncate(disk, 40<<20)
-	out, err := exec.Command("losetup", "-f", "--show", disk).Output()
+	os.Truncate(path, size)
+	out, err := exec.Command("losetup", "-f", "--show", path).Output()
 	if err != nil {
 		t.Skipf("no loop device: %v", err)
 	}
 	loop := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	return loop
+}
+
+// installSetup is what an install test needs: a namespace whose node end
+// has mac, a golden ext4 image, and a loop device a little larger than it
+// as the node's disk.
+func installSetup(t *testing.T, tag, hostIP, mac string) (ns *netns, dir, golden, loop string) {
+	t.Helper()
+	for _, tool := range []string{"mke2fs", "debugfs", "losetup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (e2fsprogs, util-linux)", tool)
+		}
+	}
+	ns = newNetns(t, tag, hostIP)
+	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+	dir = t.TempDir()
+	golden = goldenExt4(t, dir)
+	loop = loopDevice(t, filepath.Join(dir, "disk.raw"), 40<<20)
+	return ns, dir, golden, loop
+}
+
+// TestAgentInstall: the agent, as a plain process in a namespace of the
+// test's, gets its reservation from herd serve's DHCP, registers, receives
+// a golden ext4 image through the ring onto a loop device, customizes it
+// (hostname, hosts, machine-id, SSH host keys, networkd) and reports done;
+// herd serve then switches the node to local boot.
+func TestAgentInstall(t *testing.T) {
+	const mac = "52:54:00:25:12:31"
+	ns, dir, golden, loop := installSetup(t, "agt", "10.251.2.1", mac)
 
 	inv := filepath.Join(dir, "inventory")
 	os.WriteFile(inv, []byte("subnet 10.251.2.0/24\nrouter 10.251.2.1\ndomain rack.test\nnode "+mac+" a1 10.251.2.21\n"), 0o644)
@@ -107,7 +125,7 @@ func TestAgentInstall(t *testing.T) {
 	if got := debugfsCat(t, loop, "/etc/systemd/network/10-herd.network"); !strings.Contains(got, mac) {
 		t.Errorf("networkd file lacks the MAC %s:\n%s", mac, got)
 	}
-	out, _ = exec.Command(herdBin, "nodes", "--inventory", inv, "--state-dir", filepath.Join(dir, "state")).CombinedOutput()
+	out, _ := exec.Command(herdBin, "nodes", "--inventory", inv, "--state-dir", filepath.Join(dir, "state")).CombinedOutput()
 	if !strings.Contains(string(out), "done") || !strings.Contains(string(out), "local") {
 		t.Errorf("herd nodes after the install:\n%s", out)
 	}
@@ -158,5 +176,72 @@ func TestAgentDiskTooSmall(t *testing.T) {
 	st, _ := exec.Command(herdBin, "nodes", "show", "s1", "--inventory", inv, "--state-dir", state).CombinedOutput()
 	if !strings.Contains(string(st), `"state": "failed"`) || !strings.Contains(string(st), "next boot install") {
 		t.Errorf("herd nodes show s1:\n%s", st)
+	}
+}
+
+// TestAgentStage2: herd serve --stage2 sends a tools filesystem into the
+// node's RAM first (a file on the agent's root, as on a tmpfs); the agent
+// mounts it once the sender verified it, puts its bin directory first in
+// PATH and runs its hook, tells herd serve, and then takes the install
+// session as usual.
+func TestAgentStage2(t *testing.T) {
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skip("no loop devices")
+	}
+	const mac = "52:54:00:25:12:51"
+	ns, dir, golden, loop := installSetup(t, "st2", "10.251.4.1", mac)
+
+	// The stage2: a tool (found through PATH) and the hook that runs it.
+	tools := filepath.Join(dir, "stage2")
+	os.MkdirAll(filepath.Join(tools, "bin"), 0o755)
+	os.MkdirAll(filepath.Join(tools, "herd"), 0o755)
+	os.WriteFile(filepath.Join(tools, "bin", "herd-stage2-hello"), []byte("#!/bin/sh\necho \"hello from the stage2 on $1\"\n"), 0o755)
+	os.WriteFile(filepath.Join(tools, "herd", "run"), []byte("#!/bin/sh\nset -e\nherd-stage2-hello \"$HERD_NAME $HERD_IP in $HERD_STAGE2\"\n"), 0o755)
+	stage2 := filepath.Join(dir, "stage2.img")
+	run(t, "mke2fs", "-q", "-t", "ext4", "-d", tools, stage2, "4M")
+	want, _ := os.ReadFile(stage2)
+
+	inv := filepath.Join(dir, "inventory")
+	os.WriteFile(inv, []byte("subnet 10.251.4.0/24\nnode "+mac+" b1 10.251.4.21\n"), 0o644)
+	srv := start(t, dir, herdBin, "serve", "--interface", ns.hostIf, "--inventory", inv, "--state-dir", filepath.Join(dir, "state"),
+		"--boot-dir", filepath.Join(dir, "boot"), "--http-port", "18084", "--tftp-port", "16973", "--no-ra",
+		"--wait-timeout", "90s", "--once", "-q", "--stage2", stage2, "--stage2-output", "run/herd/stage2.img",
+		"-I", golden, "-O", loop)
+	waitTCP(t, "10.251.4.1:18084", 10*time.Second)
+	agentDir := filepath.Join(dir, "agent")
+	ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
+		"--cmdline", "herd.url=http://10.251.4.1:18084 herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=2")
+	if code := ag.wait(t, 120*time.Second); code != 0 {
+		t.Fatalf("agent exit %d:\n%s", code, ag.errb.String())
+	}
+	if code := srv.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("herd serve exit %d:\n%s\n%s", code, srv.out.String(), srv.errb.String())
+	}
+	log := ag.errb.String()
+	t.Logf("agent console:\n%s\nherd serve:\n%s", log, srv.out.String())
+	mnt := filepath.Join(agentDir, "stage2")
+	for _, w := range []string{
+		"== herd: mount the stage2 done",
+		"stage2 run/herd/stage2.img mounted read-only at " + mnt,
+		"hello from the stage2 on b1 10.251.4.21/24 in " + mnt,
+		"== herd: wait for the install session (try 1 of 2",
+		"== herd: customize the installed system done",
+	} {
+		if !strings.Contains(log, w) {
+			t.Errorf("agent console lacks %q:\n%s", w, log)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(agentDir, "run/herd/stage2.img")); !bytes.Equal(got, want) {
+		t.Errorf("the stage2 in the node's RAM differs from the image (%d bytes, want %d)", len(got), len(want))
+	}
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), mnt) {
+		t.Errorf("the stage2 is still mounted at %s after the agent ended", mnt)
+	}
+	if got := debugfsCat(t, loop, "/etc/hostname"); got != "b1\n" {
+		t.Errorf("hostname %q, want b1", got)
+	}
+	// herd serve printed two summaries: the stage2's, then the install's.
+	if n := strings.Count(srv.out.String(), "b1"); n < 2 {
+		t.Errorf("herd serve output names b1 %d times, want a summary per session:\n%s", n, srv.out.String())
 	}
 }

@@ -9,6 +9,7 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"path"
 )
 
 // Mode says how a node treats a file's bytes.
@@ -62,6 +63,13 @@ type File struct {
 	Dirs []string
 	// Exclude lists names or shell patterns (-X) left out of Dirs.
 	Exclude []string
+
+	// Mount, when set, makes the file a stage2 (the Mandriva guide's
+	// two-stage flow): a filesystem image (squashfs, ext4, ISO 9660) that
+	// herd agents keep in RAM -- Output is a brd ramdisk such as
+	// /dev/ram0, or a file on a tmpfs -- and mount at this absolute path
+	// once the sender verified it; its tools serve the steps after it.
+	Mount string
 }
 
 // Plan is a whole session as the sender sees it.
@@ -109,6 +117,14 @@ func (p *Plan) Validate() error {
 		}
 		if f.SplitOut < 0 {
 			return fmt.Errorf("file %d (%s): negative split size", i+1, f.Input)
+		}
+		if f.Mount != "" {
+			switch {
+			case !path.IsAbs(f.Mount) || path.Clean(f.Mount) == "/":
+				return fmt.Errorf("file %d (%s): stage2 mount point %q: want an absolute directory other than /", i+1, f.Input, f.Mount)
+			case f.Output == "-" || f.SplitOut > 0 || len(f.Dirs) > 0 || f.CompressedOut:
+				return fmt.Errorf("file %d (%s): a stage2 is one filesystem image written whole to a ramdisk or file (no -, split, directories or compressed output)", i+1, f.Input)
+			}
 		}
 	}
 	return nil

@@ -55,12 +55,22 @@ func TestValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	stage2 := Plan{Files: []File{{Input: "s.sqfs", Output: "/dev/ram0", Mount: "/stage2"}}, Hosts: []string{"n1"}}
+	if err := stage2.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := func(f File) []File { f.Input = "s.sqfs"; return []File{f} }
 	for name, p := range map[string]Plan{
-		"no files":  {Hosts: []string{"n"}},
-		"no hosts":  {Files: ok.Files},
-		"no output": {Files: []File{{Input: "a"}}, Hosts: []string{"n"}},
-		"no input":  {Files: []File{{Output: "a"}}, Hosts: []string{"n"}},
-		"fanout":    {Files: ok.Files, Hosts: []string{"n"}, Fanout: -1},
+		"no files":               {Hosts: []string{"n"}},
+		"no hosts":               {Files: ok.Files},
+		"no output":              {Files: []File{{Input: "a"}}, Hosts: []string{"n"}},
+		"no input":               {Files: []File{{Output: "a"}}, Hosts: []string{"n"}},
+		"fanout":                 {Files: ok.Files, Hosts: []string{"n"}, Fanout: -1},
+		"stage2 relative mount":  {Files: s2(File{Output: "/dev/ram0", Mount: "stage2"}), Hosts: []string{"n"}},
+		"stage2 mount on /":      {Files: s2(File{Output: "/dev/ram0", Mount: "/"}), Hosts: []string{"n"}},
+		"stage2 to stdout":       {Files: s2(File{Output: "-", Mount: "/stage2"}), Hosts: []string{"n"}},
+		"stage2 split":           {Files: s2(File{Output: "/run/s2", Mount: "/stage2", SplitOut: 1 << 20}), Hosts: []string{"n"}},
+		"stage2 compressed file": {Files: s2(File{Output: "/run/s2", Mount: "/stage2", CompressedOut: true}), Hosts: []string{"n"}},
 	} {
 		if err := p.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)

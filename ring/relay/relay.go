@@ -64,6 +64,11 @@ type Config struct {
 	// past set-up, with the session's files and the node's verdict (the
 	// agent customizes and reports from it).
 	Finished func(files []wire.SetupFile, v wire.Verdict)
+	// Prepare, when set, is called at set-up for each file the node will
+	// write, before its output is checked; it may ready the output (load
+	// brd for a /dev/ramN stage2) or refuse the file. Without it a node
+	// refuses stage2 files (Mount set): only the herd agent mounts them.
+	Prepare func(f *wire.SetupFile) error
 	// Getenv and Hostname find this node in the host list; nil means
 	// os.Getenv and os.Hostname.
 	Getenv   func(string) string

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -109,6 +110,7 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	bye := make(chan struct{})
+	judgement := make(chan wire.Bye, 1) // filled before bye closes
 	go func() {
 		defer close(bye)
 		for {
@@ -122,6 +124,11 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 				cancel(fmt.Errorf("sender aborted the session: %s", string(body)))
 				return
 			case wire.TBye:
+				var b wire.Bye
+				if err := json.Unmarshal(body, &b); err != nil {
+					b = wire.Bye{Reason: fmt.Sprintf("unreadable judgement from the sender: %v", err)}
+				}
+				judgement <- b
 				return
 			}
 		}
@@ -158,7 +165,7 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 	}
 	select {
 	case <-bye:
-	case <-time.After(30 * time.Second):
+	case <-time.After(byeWait):
 	}
 	if v.Error != "" {
 		return fmt.Errorf("%w: %s", ErrSessionFailed, v.Error)
@@ -168,9 +175,28 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 			return fmt.Errorf("%w: file %d: %s", ErrSessionFailed, i+1, f.Error)
 		}
 	}
-	n.logf("session %s done: %d file(s) written and hashed in %.1fs", setup.Session, len(v.Files), v.Seconds)
+	// Only the sender knows the digests: the data is good when it says so.
+	var judged *wire.Bye
+	select {
+	case b := <-judgement:
+		judged = &b
+	default:
+	}
+	switch {
+	case judged == nil:
+		return fmt.Errorf("%w: %w (the data was written but is not verified)", ErrSessionFailed, errNoJudgement)
+	case !judged.Verified:
+		return fmt.Errorf("%w: the sender did not verify this node: %s", ErrSessionFailed, judged.Reason)
+	}
+	n.logf("session %s done: %d file(s) written, hashed and verified by the sender in %.1fs", setup.Session, len(v.Files), v.Seconds)
 	return nil
 }
+
+// byeWait bounds the wait for the sender's judgement after the verdict.
+const byeWait = 30 * time.Second
+
+// errNoJudgement: the sender went away before judging the verdict.
+var errNoJudgement = errors.New("no judgement from the sender after the verdict")
 
 // findSelf locates this node in the host list as dolly's client does; the
 // address the sender reached us on comes first.
@@ -210,6 +236,15 @@ func (n *Node) check(s *wire.Setup) error {
 	for i, f := range s.Files {
 		if f.Discard {
 			continue
+		}
+		switch {
+		case n.cfg.Prepare != nil:
+			if err := n.cfg.Prepare(&s.Files[i]); err != nil {
+				return fmt.Errorf("file %d (%s): %w", i+1, f.Output, err)
+			}
+			f = s.Files[i]
+		case f.Mount != "":
+			return fmt.Errorf("file %d (%s) is a stage2 to mount at %s: only the herd agent takes stage2 files", i+1, f.Output, f.Mount)
 		}
 		if err := checkFile(f); err != nil {
 			return fmt.Errorf("file %d (%s): %w", i+1, f.Output, err)

@@ -172,7 +172,14 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 		}
 	}
 	for _, i := range live {
-		_ = s.ctl[i].send(wire.TBye, nil)
+		s.mu.Lock()
+		n := s.rep.Nodes[i]
+		s.mu.Unlock()
+		bye := wire.Bye{Verified: n.State == StateDone && n.Verified, Reason: n.Reason}
+		if !bye.Verified && bye.Reason == "" {
+			bye.Reason = "not verified"
+		}
+		_ = s.ctl[i].send(wire.TBye, bye)
 	}
 	s.mu.Lock()
 	s.rep.Seconds = time.Since(start).Seconds()
@@ -192,7 +199,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 func (s *session) setups() []wire.Setup {
 	var files []wire.SetupFile
 	for i, f := range s.cfg.Plan.Files {
-		sf := wire.SetupFile{Output: f.Output, InputName: f.Input, Size: -1, DataSize: -1, Split: f.SplitOut}
+		sf := wire.SetupFile{Output: f.Output, InputName: f.Input, Size: -1, DataSize: -1, Split: f.SplitOut, Mount: f.Mount}
 		if s.cfg.Dummy > 0 {
 			sf.Discard = true
 		} else {

@@ -23,6 +23,11 @@ type SetupFile struct {
 	Split int64 `json:"split,omitempty"`
 	// Discard writes nothing (dolly's dummy mode, -t).
 	Discard bool `json:"discard,omitempty"`
+	// Mount, when set, makes the file a stage2: a filesystem image the
+	// node keeps in RAM (Output is a brd ramdisk /dev/ramN or a file on
+	// a tmpfs) and mounts here once the sender has verified it, so that
+	// the steps after it can use its tools.
+	Mount string `json:"mount,omitempty"`
 }
 
 // Setup tells a node about the session; the node checks it can write every
@@ -103,6 +108,14 @@ type Verdict struct {
 	Files   []FileResult `json:"files"`
 	Error   string       `json:"error,omitempty"`
 	Seconds float64      `json:"seconds"`
+}
+
+// Bye ends a session on the control connection: the sender's judgement of
+// the node's verdict. A node that did not get Verified must not treat its
+// data as good.
+type Bye struct {
+	Verified bool   `json:"verified"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // Abort tells a peer to give up the session.

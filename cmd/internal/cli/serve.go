@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/agent"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/herdproject/herd/pxe/services"
+	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/sender"
 	"github.com/spf13/pflag"
 )
@@ -147,6 +150,10 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	waitTimeout := secondsFlag(fs, "wait-timeout", "", "wait at most this `DURATION` for the nodes to register (default 30m)")
 	once := fs.Bool("once", false, "exit after the session (and the agents' reports) instead of serving on")
 	reportWait := secondsFlag(fs, "report-wait", "", "with --once, wait at most this `DURATION` for the agents' final reports (default 2m)")
+	stage2 := fs.String("stage2", "", "first send this filesystem `IMAGE` (squashfs, ext4, ISO 9660) into every node's RAM; the agents mount it and use its tools")
+	stage2Out := fs.String("stage2-output", "/dev/ram0", "where the nodes keep the stage2: a brd ramdisk /dev/ramN or a `PATH` on tmpfs")
+	stage2Mount := fs.String("stage2-mount", agent.DefaultStage2Mount, "where the agents mount the stage2 (`DIR`)")
+	stage2Wait := secondsFlag(fs, "stage2-wait", "", "wait at most this `DURATION` for the agents to mount the stage2 and run its hook (default 35m)")
 	f := addSendFlags(fs)
 	if err := parseFlags(fs, env, serveUsage, args, " (see herd serve --help)"); err != nil {
 		return err
@@ -156,6 +163,20 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	}
 	if !fs.Changed("report-wait") {
 		*reportWait = 2 * time.Minute
+	}
+	if !fs.Changed("stage2-wait") {
+		*stage2Wait = 35 * time.Minute
+	}
+	var stage2File *plan.File
+	if *stage2 != "" {
+		stage2File = &plan.File{Input: *stage2, Output: *stage2Out, Mount: *stage2Mount}
+		p := plan.Plan{Files: []plan.File{*stage2File}, Hosts: []string{"placeholder"}}
+		if err := p.Validate(); err != nil {
+			return usagef("--stage2: %v", err)
+		}
+		if _, err := os.Stat(*stage2); err != nil {
+			return usagef("--stage2: %v", err)
+		}
 	}
 	inv, st, err := b.open()
 	if err != nil {
@@ -190,45 +211,42 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	var hosts []string
-	byIP := map[string]string{}
-	for _, n := range regd {
-		hosts = append(hosts, n.IP.String())
-		byIP[n.IP.String()] = n.Name
-		// herd serve's own updates leave LastReport to the nodes' reports.
-		_ = st.Update(n.Name, func(s *inventory.Status) error {
-			return nodestate.Transition(s, inventory.StateInstalling, "", time.Time{})
-		})
-	}
-	o, err := f.options(env, fs, "herd serve", strings.Join(hosts, ","))
-	if err != nil {
-		return err
-	}
-	o.rename = byIP
-	o.cfg.Watch = func(r *sender.Report) {
-		for _, n := range r.Nodes {
-			name := byIP[n.Name]
-			_ = st.Update(name, func(s *inventory.Status) error {
-				s.Bytes, s.Rate = n.Received, n.Rate
-				return nil
-			})
-		}
-	}
-	sessionStart := time.Now()
-	rep, serr := runSendReport(ctx, env, o)
+	nodes := regd
 	failed := 0
-	if rep != nil {
-		for _, n := range rep.Nodes { // the summary already shows inventory names
-			name := n.Name
-			to, reason := inventory.StateDone, ""
-			if n.State != sender.StateDone || !n.Verified {
-				to, reason = inventory.StateFailed, n.Reason
+	if stage2File != nil {
+		// Stage 1 → 2: the stage2 goes to every node's RAM first; the
+		// install session goes to those that mounted it.
+		fmt.Fprintf(env.Stdout, "STAGE2: %s > %s, mounted at %s\n", *stage2, *stage2Out, *stage2Mount)
+		since := time.Now()
+		rep, err := serveSession(ctx, env, f, fs, st, nodes, []plan.File{*stage2File}, false)
+		if rep == nil {
+			return err
+		}
+		var ok []inventory.Node
+		for _, n := range nodes {
+			if slices.ContainsFunc(rep.Nodes, func(r sender.NodeReport) bool { return r.Name == n.Name && r.State == sender.StateDone && r.Verified }) {
+				ok = append(ok, n)
+			} else {
 				failed++
 			}
-			_ = st.Update(name, func(s *inventory.Status) error {
-				return nodestate.Transition(s, to, reason, time.Time{})
-			})
 		}
+		ready := waitStage2(ctx, env, st, ok, since, *stage2Wait)
+		failed += len(ok) - len(ready)
+		nodes = ready
+	}
+	sessionStart := time.Now()
+	var rep *sender.Report
+	var serr error
+	if len(nodes) > 0 {
+		if stage2File != nil {
+			fmt.Fprintf(env.Stdout, "INSTALL: %d node(s)\n", len(nodes))
+		}
+		rep, serr = serveSession(ctx, env, f, fs, st, nodes, nil, true)
+		if rep != nil {
+			failed += len(rep.Failed())
+		}
+	} else {
+		serr = errors.New("no node left for the install session")
 	}
 	missing := missingNodes(inv, regd)
 	if len(missing) > 0 {
@@ -242,7 +260,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		// The agents customize their systems after the ring's verdict and
 		// report then: keep serving until they have (or the wait ends).
 		if rep != nil {
-			waitReports(ctx, st, regd, sessionStart, *reportWait)
+			waitReports(ctx, st, nodes, sessionStart, *reportWait)
 		}
 		stop()
 		<-svcErr
@@ -259,6 +277,101 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		<-svcErr
 	}
 	return result
+}
+
+// serveSession runs one ring session to nodes (in inventory order) and
+// records each node's outcome: failed, or -- when final -- done (which
+// switches it to local boot); a verified node of a stage2 session stays
+// installing. files, when set, replace the session's files.
+func serveSession(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet, st inventory.Store, nodes []inventory.Node, files []plan.File, final bool) (*sender.Report, error) {
+	var hosts []string
+	byIP := map[string]string{}
+	for _, n := range nodes {
+		hosts = append(hosts, n.IP.String())
+		byIP[n.IP.String()] = n.Name
+		// herd serve's own updates leave LastReport to the nodes' reports.
+		_ = st.Update(n.Name, func(s *inventory.Status) error {
+			return nodestate.Transition(s, inventory.StateInstalling, "", time.Time{})
+		})
+	}
+	o, err := f.options(env, fs, "herd serve", strings.Join(hosts, ","))
+	if err != nil {
+		return nil, err
+	}
+	if files != nil {
+		o.cfg.Plan.Files = files
+		o.cfg.Plan.Server = ""
+	}
+	o.rename = byIP
+	o.cfg.Watch = func(r *sender.Report) {
+		for _, n := range r.Nodes {
+			name := byIP[n.Name]
+			_ = st.Update(name, func(s *inventory.Status) error {
+				s.Bytes, s.Rate = n.Received, n.Rate
+				return nil
+			})
+		}
+	}
+	rep, serr := runSendReport(ctx, env, o)
+	if rep != nil {
+		for _, n := range rep.Nodes { // the summary already shows inventory names
+			to, reason := inventory.StateDone, ""
+			if n.State != sender.StateDone || !n.Verified {
+				to, reason = inventory.StateFailed, n.Reason
+			} else if !final {
+				continue
+			}
+			_ = st.Update(n.Name, func(s *inventory.Status) error {
+				return nodestate.Transition(s, to, reason, time.Time{})
+			})
+		}
+	}
+	return rep, serr
+}
+
+// waitStage2 waits until every node reported that it mounted the stage2
+// (an "installing" report since the stage2 session began) and returns
+// those that did; the others are marked failed.
+func waitStage2(ctx context.Context, env Env, st inventory.Store, nodes []inventory.Node, since time.Time, d time.Duration) []inventory.Node {
+	deadline := time.Now().Add(d)
+	ready := func(n inventory.Node) (bool, bool) { // reported, ok
+		s, err := st.Get(n.Name)
+		if err != nil || !s.LastReport.After(since) {
+			return false, false
+		}
+		return true, s.State == inventory.StateInstalling
+	}
+	for {
+		all := true
+		for _, n := range nodes {
+			if rep, _ := ready(n); !rep {
+				all = false
+				break
+			}
+		}
+		if all || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var out []inventory.Node
+	for _, n := range nodes {
+		switch rep, ok := ready(n); {
+		case ok:
+			out = append(out, n)
+		case rep:
+			fmt.Fprintf(env.Stderr, "herd serve: %s failed after the stage2 (see herd nodes show %s)\n", n.Name, n.Name)
+		default:
+			fmt.Fprintf(env.Stderr, "herd serve: %s did not report the stage2 mounted within %v\n", n.Name, d)
+			_ = st.Update(n.Name, func(s *inventory.Status) error {
+				return nodestate.Transition(s, inventory.StateFailed, fmt.Sprintf("no report after the stage2 within %v", d), time.Time{})
+			})
+		}
+	}
+	return out
 }
 
 // waitRegistered waits until want nodes registered (or the timeout), and
