@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,34 @@ func TestSecondsFlag(t *testing.T) {
 	secondsFlag(fs, "timeout", "a", "")
 	if err := fs.Parse([]string{"-a", "-3"}); err == nil {
 		t.Error("-a -3 accepted")
+	}
+}
+
+// herd serve takes a dolly configuration's files (the Mandriva guide's
+// "infile stage2.img outfile /dev/ram3") but its hosts from the inventory;
+// herd send keeps refusing --config with --hosts.
+func TestServeConfigHosts(t *testing.T) {
+	cfg := t.TempDir() + "/stage2.conf"
+	if err := os.WriteFile(cfg, []byte("infile stage2.img outfile /dev/ram3 server servernode firstclient 12.12.12.1 lastclient 12.12.12.3 clients 3 12.12.12.1 12.12.12.2 12.12.12.3 endconfig\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("herd serve", pflag.ContinueOnError)
+	f := addSendFlags(fs)
+	if err := fs.Parse([]string{"--config", cfg}); err != nil {
+		t.Fatal(err)
+	}
+	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	o, err := f.options(env, fs, "herd serve", "10.0.0.11,10.0.0.12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"10.0.0.11", "10.0.0.12"}, o.cfg.Plan.Hosts); diff != "" {
+		t.Errorf("hosts (-want +got):\n%s", diff)
+	}
+	if len(o.cfg.Plan.Files) != 1 || o.cfg.Plan.Files[0].Output != "/dev/ram3" {
+		t.Errorf("files %+v", o.cfg.Plan.Files)
+	}
+	if _, err := f.options(env, fs, "herd send", "10.0.0.11"); err == nil || !strings.Contains(err.Error(), "cannot be combined") {
+		t.Errorf("herd send --config with hosts: %v", err)
 	}
 }

@@ -170,11 +170,15 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	}
 	switch {
 	case *f.config != "":
-		if hosts != "" || *f.input != "" || len(*f.files) > 0 || *f.dirs != "" {
+		serve := prog == "herd serve" // its hosts come from the inventory
+		if hosts != "" && !serve || *f.input != "" || len(*f.files) > 0 || *f.dirs != "" {
 			return nil, usagef("--config cannot be combined with --hosts, --input, --file or --dirs")
 		}
 		if err := loadConfig(env, prog, *f.config, &c.Plan); err != nil {
 			return nil, err
+		}
+		if serve {
+			c.Plan.Hosts, c.Plan.Server = strings.Split(hosts, ","), ""
 		}
 	case len(*f.files) > 0:
 		if *f.input != "" || *f.dirs != "" {
