@@ -353,6 +353,7 @@ func (a *agent) receive(ctx context.Context, listening func()) error {
 		Once: true, WaitTimeout: a.cfg.Settings.Timeout, Verbose: true, Log: a.cfg.Console,
 		Finished: func(files []wire.SetupFile, v wire.Verdict) { a.files, a.verdict = files, &v },
 		Prepare:  a.prepare,
+		Key:      wire.Key(a.cfg.Settings.Key),
 	}
 	n, err := relay.Listen(cfg)
 	if err != nil {

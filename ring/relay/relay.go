@@ -69,6 +69,10 @@ type Config struct {
 	// brd for a /dev/ramN stage2) or refuse the file. Without it a node
 	// refuses stage2 files (Mount set): only the herd agent mounts them.
 	Prepare func(f *wire.SetupFile) error
+	// Key, when set, is the ring's shared secret: the node takes sessions
+	// and data only from peers that prove they hold it, checks every
+	// frame's MAC before writing it, and refuses peers without a key.
+	Key wire.Key
 	// Getenv and Hostname find this node in the host list; nil means
 	// os.Getenv and os.Hostname.
 	Getenv   func(string) string
@@ -176,6 +180,10 @@ var errNoSession = errors.New("not a herd session")
 // not end with every file verified.
 var ErrSessionFailed = errors.New("session failed")
 
+// ErrKilled is returned by Serve when a sender holding the node's key (or
+// any sender, for a node without one) told it to stop (dolly's -K).
+var ErrKilled = errors.New("stopped")
+
 // Serve accepts sessions until ctx ends (or, with Once, after one session).
 // It closes the listeners when it returns.
 func (n *Node) Serve(ctx context.Context) error {
@@ -194,9 +202,15 @@ func (n *Node) Serve(ctx context.Context) error {
 	if tl, ok := n.ctl.(*net.TCPListener); ok && n.cfg.Once && n.cfg.WaitTimeout > 0 {
 		_ = tl.SetDeadline(time.Now().Add(n.cfg.WaitTimeout))
 	}
+	killed := make(chan error, 1)
 	for backoff := time.Duration(0); ; {
 		c, err := n.ctl.Accept()
 		if err != nil {
+			select {
+			case kerr := <-killed:
+				return kerr
+			default:
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -221,6 +235,10 @@ func (n *Node) Serve(ctx context.Context) error {
 				n.logf("ignored: %v; still waiting for a sender", err)
 				continue
 			}
+			if errors.Is(err, ErrKilled) {
+				n.logf("%v", err)
+				return err
+			}
 			if err != nil {
 				n.logf("session failed: %v", err)
 			}
@@ -235,7 +253,14 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 		go func() {
 			defer n.busy.Store(false)
-			if err := n.session(ctx, c); err != nil {
+			err := n.session(ctx, c)
+			if errors.Is(err, ErrKilled) {
+				n.logf("%v", err)
+				killed <- err
+				cancel()
+				return
+			}
+			if err != nil {
 				n.logf("session failed: %v", err)
 			}
 		}()
@@ -260,6 +285,11 @@ func (n *Node) acceptData(ctx context.Context) {
 			var hello wire.DataHello
 			if err := wire.Expect(c, wire.TDataHello, &hello); err != nil {
 				n.logf("data connection from %s: %v", c.RemoteAddr(), err)
+				c.Close()
+				return
+			}
+			if err := wire.AuthAccept(c, n.cfg.Key, hello.Nonce); err != nil {
+				n.logf("data connection from %s (%s): %v: closed", c.RemoteAddr(), hello.From, err)
 				c.Close()
 				return
 			}

@@ -48,8 +48,21 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 	if err := wire.Expect(raw, wire.THello, &hello); err != nil {
 		return fmt.Errorf("%w: hello from %s: %v", errNoSession, raw.RemoteAddr(), err)
 	}
+	if err := wire.AuthAccept(raw, n.cfg.Key, hello.Nonce); err != nil {
+		return fmt.Errorf("%w: %s (%s): %v", errNoSession, raw.RemoteAddr(), hello.Sender, err)
+	}
+	var h wire.Header
+	var body []byte
+	if h, body, err = wire.ReadMsg(raw); err == nil && h.Type == wire.TKill {
+		var k wire.Kill
+		_ = json.Unmarshal(body, &k)
+		return fmt.Errorf("%w by %s (%s)", ErrKilled, k.From, raw.RemoteAddr())
+	}
 	var setup wire.Setup
-	if err := wire.Expect(raw, wire.TSetup, &setup); err != nil {
+	if err == nil {
+		err = wire.Decode(h, body, wire.TSetup, &setup)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: set-up from %s: %v", errNoSession, raw.RemoteAddr(), err)
 	}
 	me, how := n.findSelf(raw, &setup)
@@ -291,7 +304,7 @@ func checkFile(f wire.SetupFile) error {
 func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wire.Connect) ([]net.Conn, error) {
 	var conns []net.Conn
 	for _, p := range c.Children {
-		conn, err := DialData(ctx, p.Addr, s.Session, me, c.SegSize, s.SockBuf)
+		conn, err := DialData(ctx, p.Addr, s.Session, me, n.cfg.Key, c.SegSize, s.SockBuf)
 		if err != nil {
 			for _, x := range conns {
 				x.Close()
@@ -306,7 +319,7 @@ func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wir
 // DialData opens a data connection to addr and introduces the session. It
 // tries for up to 10 seconds. segsize and sockbuf, when > 0, set
 // TCP_MAXSEG (dolly's segsize) and the socket buffers (dolly's -u).
-func DialData(ctx context.Context, addr, session, from string, segsize, sockbuf int) (net.Conn, error) {
+func DialData(ctx context.Context, addr, session, from string, key wire.Key, segsize, sockbuf int) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	if segsize > 0 {
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
@@ -326,10 +339,21 @@ func DialData(ctx context.Context, addr, session, from string, segsize, sockbuf 
 				_ = tc.SetWriteBuffer(sockbuf)
 				_ = tc.SetReadBuffer(sockbuf)
 			}
-			if err := wire.WriteMsg(c, wire.TDataHello, wire.DataHello{Session: session, From: from}); err != nil {
+			nonce := wire.NewNonce()
+			if err := wire.WriteMsg(c, wire.TDataHello, wire.DataHello{Session: session, From: from, Nonce: nonce}); err != nil {
 				c.Close()
 				return nil, err
 			}
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if err := wire.AuthConnect(c, key, nonce); err != nil {
+				c.Close()
+				var pe *wire.PeerError
+				if errors.As(err, &pe) {
+					return nil, fmt.Errorf("%w: %s", wire.ErrAuth, pe.Reason)
+				}
+				return nil, err
+			}
+			_ = c.SetReadDeadline(time.Time{})
 			return c, nil
 		}
 		last = err
@@ -362,7 +386,8 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up net.Conn, children
 	stop := make(chan struct{})
 	go n.progress(ctl, stop, &received, w)
 
-	rerr := readUpstream(ctx, up, pool, stages, s, timeout, &received)
+	mac := wire.NewFrameMAC(n.cfg.Key.SessionKey(s.Session))
+	rerr := readUpstream(ctx, up, pool, stages, s, mac, timeout, &received)
 	for _, f := range fwds {
 		if err := f.Close(); err != nil {
 			n.logf("warning: %v (the nodes after it get nothing from me)", err)
@@ -399,9 +424,31 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up net.Conn, children
 
 // readUpstream reads frames from the upstream connection and dispatches
 // them until End. It checks that files and offsets arrive in order.
-func readUpstream(ctx context.Context, up net.Conn, pool *stream.Pool, stages []stream.Stage, s *wire.Setup, timeout time.Duration, received *atomic.Int64) error {
+// With mac (the node has a key) every frame must carry a valid MAC, checked
+// before the frame goes to any stage: nothing unauthenticated is written
+// or forwarded.
+func readUpstream(ctx context.Context, up net.Conn, pool *stream.Pool, stages []stream.Stage, s *wire.Setup, mac *wire.FrameMAC, timeout time.Duration, received *atomic.Int64) error {
 	br := bufio.NewReaderSize(up, 256<<10)
 	var hb [wire.HeaderSize]byte
+	var mb [wire.MACSize]byte
+	// sealed reads and checks the MAC that follows a frame.
+	sealed := func(h wire.Header, payload []byte) error {
+		switch {
+		case mac == nil && h.Flags&wire.FlagMAC != 0:
+			return fmt.Errorf("%w: upstream %s sends authenticated frames but this node has no key", wire.ErrAuth, up.RemoteAddr())
+		case mac == nil:
+			return nil
+		case h.Flags&wire.FlagMAC == 0:
+			return fmt.Errorf("%w: %s frame for file %d at offset %d from %s has no MAC", wire.ErrAuth, h.Type, h.File+1, h.Offset, up.RemoteAddr())
+		}
+		if _, err := io.ReadFull(br, mb[:]); err != nil {
+			return fmt.Errorf("read MAC from upstream %s: %w", up.RemoteAddr(), err)
+		}
+		if !mac.Verify(mb[:], hb[:], payload) {
+			return fmt.Errorf("%w: %s frame for file %d at offset %d from %s: bad MAC (tampered with or corrupted in flight); nothing of it written", wire.ErrAuth, h.Type, h.File+1, h.Offset, up.RemoteAddr())
+		}
+		return nil
+	}
 	file, next, inFile := uint32(0), uint32(0), false
 	var off uint64
 	for {
@@ -462,13 +509,20 @@ func readUpstream(ctx context.Context, up net.Conn, pool *stream.Pool, stages []
 				_ = up.SetReadDeadline(time.Now().Add(timeout))
 			}
 			if _, err := io.ReadFull(br, c.Buf[:h.Length]); err != nil {
-				c.Add(h, 0, 0)
 				stream.Dispatch(c, nil)
 				return fmt.Errorf("read data from upstream %s: %w", up.RemoteAddr(), err)
 			}
-			c.Add(h, 0, int(h.Length))
+			if err := sealed(h, c.Buf[:h.Length]); err != nil {
+				stream.Dispatch(c, nil)
+				return err
+			}
+			addFrame(c, h, int(h.Length), mac, mb[:])
 		} else {
-			c.Add(h, 0, 0)
+			if err := sealed(h, nil); err != nil {
+				stream.Dispatch(c, nil)
+				return err
+			}
+			addFrame(c, h, 0, mac, mb[:])
 		}
 		received.Add(c.Bytes())
 		stream.Dispatch(c, stages)
@@ -476,6 +530,15 @@ func readUpstream(ctx context.Context, up net.Conn, pool *stream.Pool, stages []
 			return nil
 		}
 	}
+}
+
+// addFrame puts a received frame into c, with its MAC when sealed.
+func addFrame(c *stream.Chunk, h wire.Header, n int, mac *wire.FrameMAC, m []byte) {
+	if mac != nil {
+		c.AddSealed(h, 0, n, m)
+		return
+	}
+	c.Add(h, 0, n)
 }
 
 // progress reports the node's progress to the sender (and to the log with

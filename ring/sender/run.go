@@ -104,7 +104,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	}
 	var conns []net.Conn
 	for _, k := range plan.Children(len(live), fanout, -1) {
-		c, err := relay.DialData(ctx, s.dataAddr(live[k]), s.id, s.cfg.Name, s.cfg.Plan.SegSize, s.cfg.SockBuf)
+		c, err := relay.DialData(ctx, s.dataAddr(live[k]), s.id, s.cfg.Name, s.cfg.Key, s.cfg.Plan.SegSize, s.cfg.SockBuf)
 		if err != nil {
 			s.abortAll("ring not built")
 			return s.snapshot(), fmt.Errorf("connect to first node %s: %w; nothing was written", s.hosts[live[k]].Name, err)
@@ -278,8 +278,13 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 	s.mu.Lock()
 	s.ctl[i] = nc
 	s.mu.Unlock()
-	if err := nc.send(wire.THello, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name}); err != nil {
+	nonce := wire.NewNonce()
+	if err := nc.send(wire.THello, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name, Nonce: nonce}); err != nil {
 		return fmt.Errorf("hello: %w", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := wire.AuthConnect(conn, s.cfg.Key, nonce); err != nil {
+		return authError(err)
 	}
 	if err := nc.send(wire.TSetup, setup); err != nil {
 		return fmt.Errorf("set-up: %w", err)
@@ -499,7 +504,9 @@ func (s *session) stream(ctx context.Context, conns []net.Conn) error {
 }
 
 func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []stream.Stage) error {
+	mac := wire.NewFrameMAC(s.cfg.Key.SessionKey(s.id))
 	send := func(c *stream.Chunk) {
+		c.Seal(mac)
 		s.mu.Lock()
 		s.rep.Sent += c.Bytes()
 		s.moved = time.Now()

@@ -59,6 +59,10 @@ type Config struct {
 	// Activate is dolly's -d: first connect to each node's report port so
 	// that systemd starts the node's service, then connect as usual.
 	Activate bool
+	// Key, when set, authenticates every connection both ways and MACs
+	// every frame; nodes without the same key fail set-up ("auth
+	// failed") and write nothing.
+	Key wire.Key
 	// Name is the sender's name sent to the nodes; "" = the hostname.
 	Name string
 	// Log receives set-up messages; nil discards them.

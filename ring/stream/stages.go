@@ -53,6 +53,9 @@ func (f *Forwarder) run() {
 				if p := c.Payload(i); len(p) > 0 {
 					bufs = append(bufs, p)
 				}
+				if m := c.MAC(i); m != nil {
+					bufs = append(bufs, m)
+				}
 			}
 			if f.timeout > 0 {
 				_ = f.conn.SetWriteDeadline(time.Now().Add(f.timeout))

@@ -27,6 +27,8 @@ type Chunk struct {
 	Segs []Seg
 	// hdrs holds the encoded headers of Segs, HeaderSize each.
 	hdrs []byte
+	// macs holds the MACs of Segs, MACSize each, when the chunk is sealed.
+	macs []byte
 	refs atomic.Int32
 	pool *Pool
 }
@@ -42,12 +44,41 @@ func (c *Chunk) Header(i int) []byte {
 	return c.hdrs[i*wire.HeaderSize : (i+1)*wire.HeaderSize]
 }
 
+// MAC returns the MAC of segment i, nil when the chunk is not sealed.
+func (c *Chunk) MAC(i int) []byte {
+	if len(c.macs) < (i+1)*wire.MACSize {
+		return nil
+	}
+	return c.macs[i*wire.MACSize : (i+1)*wire.MACSize]
+}
+
 // Add appends a frame; payload, if any, must already be in Buf[off:off+n].
 func (c *Chunk) Add(h wire.Header, off, n int) {
 	c.Segs = append(c.Segs, Seg{H: h, Off: off, Len: n})
 	var b [wire.HeaderSize]byte
 	h.Put(b[:])
 	c.hdrs = append(c.hdrs, b[:]...)
+}
+
+// AddSealed appends a frame received with its MAC (already verified), to
+// be forwarded as it came. A chunk holds sealed frames only, or none.
+func (c *Chunk) AddSealed(h wire.Header, off, n int, mac []byte) {
+	c.Add(h, off, n)
+	c.macs = append(c.macs, mac...)
+}
+
+// Seal sets FlagMAC on every frame and computes its MAC; nil m leaves the
+// chunk unsealed.
+func (c *Chunk) Seal(m *wire.FrameMAC) {
+	if m == nil {
+		return
+	}
+	c.macs = c.macs[:0]
+	for i := range c.Segs {
+		c.Segs[i].H.Flags |= wire.FlagMAC
+		c.Segs[i].H.Put(c.Header(i))
+		c.macs = m.Sum(c.macs, c.Header(i), c.Payload(i))
+	}
 }
 
 // Bytes is the number of stream bytes the chunk stands for (data and holes).
@@ -65,7 +96,7 @@ func (c *Chunk) Bytes() int64 {
 func (c *Chunk) Release() {
 	switch r := c.refs.Add(-1); {
 	case r == 0:
-		c.Segs, c.hdrs = c.Segs[:0], c.hdrs[:0]
+		c.Segs, c.hdrs, c.macs = c.Segs[:0], c.hdrs[:0], c.macs[:0]
 		c.pool.free <- c
 	case r < 0:
 		panic("stream: chunk released too often")

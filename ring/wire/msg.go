@@ -5,6 +5,8 @@ type Hello struct {
 	Version int    `json:"version"`
 	Session string `json:"session"`
 	Sender  string `json:"sender"`
+	// Nonce is the sender's challenge (see AuthAccept).
+	Nonce []byte `json:"nonce,omitempty"`
 }
 
 // SetupFile is one file of a session as a node sees it.
@@ -125,4 +127,11 @@ type Abort = Fail
 type DataHello struct {
 	Session string `json:"session"`
 	From    string `json:"from"`
+	// Nonce is the connecting parent's challenge (see AuthAccept).
+	Nonce []byte `json:"nonce,omitempty"`
+}
+
+// Kill tells a waiting node to stop (dolly's -K), after the handshake.
+type Kill struct {
+	From string `json:"from"`
 }

@@ -11,7 +11,9 @@
 //	8  offset in the file's stream (uint64)
 //	16 length (uint32): payload bytes that follow (Data and control frames),
 //	   or the number of zero bytes a Hole stands for (no payload follows)
-//	20 flags (uint32), reserved, zero
+//	20 flags (uint32): FlagMAC, or zero
+//
+// With FlagMAC, a MACSize-byte MAC follows the payload (see auth.go).
 //
 // A data connection carries DataHello, then for each file FileStart, Data
 // and Hole frames in offset order, FileEnd (Offset = the file's length),
@@ -63,6 +65,9 @@ const (
 	TVerdict   Type = 0x27
 	TAbort     Type = 0x28
 	TBye       Type = 0x29
+	TChallenge Type = 0x2A
+	TAuth      Type = 0x2B
+	TKill      Type = 0x2C
 )
 
 var typeNames = map[Type]string{
@@ -70,6 +75,7 @@ var typeNames = map[Type]string{
 	TEnd: "End", TDataHello: "DataHello", THello: "Hello", TSetup: "Setup",
 	TReady: "Ready", TFail: "Fail", TConnect: "Connect", TConnected: "Connected",
 	TProgress: "Progress", TVerdict: "Verdict", TAbort: "Abort", TBye: "Bye",
+	TChallenge: "Challenge", TAuth: "Auth", TKill: "Kill",
 }
 
 func (t Type) String() string {
@@ -80,7 +86,7 @@ func (t Type) String() string {
 }
 
 // IsMsg reports whether frames of type t carry a JSON message.
-func (t Type) IsMsg() bool { return t == TDataHello || t >= THello && t <= TBye }
+func (t Type) IsMsg() bool { return t == TDataHello || t >= THello && t <= TKill }
 
 // Header is a decoded frame header.
 type Header struct {
@@ -97,6 +103,7 @@ var (
 	ErrVersion = errors.New("unsupported protocol version")
 	ErrType    = errors.New("unknown frame type")
 	ErrLength  = errors.New("frame length out of range")
+	ErrFlags   = errors.New("unknown frame flags")
 )
 
 // Put encodes h into b, which must hold HeaderSize bytes.
@@ -130,6 +137,9 @@ func ParseHeader(b []byte) (Header, error) {
 	}
 	if _, ok := typeNames[h.Type]; !ok {
 		return Header{}, fmt.Errorf("%w %d", ErrType, b[3])
+	}
+	if h.Flags&^knownFlags != 0 || h.Flags&FlagMAC != 0 && h.Type.IsMsg() {
+		return Header{}, fmt.Errorf("%w: flags %#x on a %s frame", ErrFlags, h.Flags, h.Type)
 	}
 	switch {
 	case h.Type == TData:
@@ -220,6 +230,11 @@ func Expect(r io.Reader, t Type, v any) error {
 	if err != nil {
 		return err
 	}
+	return Decode(h, body, t, v)
+}
+
+// Decode is Expect for a message already read.
+func Decode(h Header, body []byte, t Type, v any) error {
 	switch {
 	case h.Type == t:
 	case h.Type == TFail || h.Type == TAbort:

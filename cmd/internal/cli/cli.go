@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/ring/dollyconf"
+	"github.com/herdproject/herd/ring/hostlist"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/report"
@@ -195,7 +196,35 @@ func runRecv(ctx context.Context, env Env, prog string, cfg relay.Config) error 
 	if err != nil {
 		return err
 	}
-	return n.Serve(ctx)
+	if err := n.Serve(ctx); !errors.Is(err, relay.ErrKilled) {
+		return err
+	}
+	return nil // told to stop (-K): the node logged by whom
+}
+
+// runKill tells the waiting nodes of list to stop (dolly -K).
+func runKill(ctx context.Context, env Env, prog string, cfg sender.Config, list string) error {
+	hosts, err := hostlist.Expand(list)
+	if err != nil {
+		return usagef("-K: %v", err)
+	}
+	res, err := sender.Kill(ctx, cfg, hosts)
+	if err != nil {
+		return usagef("-K: %v", err)
+	}
+	failed := 0
+	for _, r := range res {
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(env.Stdout, "%s: not stopped: %v\n", r.Name, r.Err)
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "%s: stopped\n", r.Name)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d node(s) not stopped", failed, len(res))
+	}
+	return nil
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

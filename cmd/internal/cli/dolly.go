@@ -13,11 +13,12 @@ import (
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/sender"
+	"github.com/herdproject/herd/ring/wire"
 	"github.com/spf13/pflag"
 )
 
 const dollyUsage = `Usage: dolly [-h] [-V] [-v] [-s|-S] [-q] [-R|-6] [-n] [-d] [-c SIZE] [-t SECONDS]
-             [-u SIZE] [-b SIZE] [-a TIMEOUT] [-r RETRIES] [-o LOGFILE]
+             [-u SIZE] [-b SIZE] [-a TIMEOUT] [-r RETRIES] [-o LOGFILE] [-P PASSWORD]
              [-f CONFIG | -I INFILE [-O OUTFILE|-] -H HOST[,HOST...] | -D DIR[,DIR] [-X PATTERN,...] -O TARGET]
 
 dolly (herd's implementation) clones files, partitions and disks to many
@@ -31,6 +32,8 @@ Server (sender), with a configuration file or -I/-O/-H:
 Client (receiver), one session then exit:
   dolly -v
   dolly -v --listen 127.0.0.2     several clients on one machine
+Stop waiting clients:
+  dolly -K node1,node2 [-P PASSWORD]
 
 Exit status: 0 every client verified its data; 1 some client failed;
 2 bad usage, configuration or input (nothing was sent).
@@ -67,7 +70,8 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		sockBuf     = fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE` (k, M suffixes)")
 		block       = fs.StringP("block-size", "b", "1M", "transfer block `SIZE`: the largest read and frame")
 		activate    = fs.BoolP("systemd", "d", false, "start the clients through their systemd socket on the report port (9996)")
-		password    = fs.StringP("password", "P", "", "ring `PASSWORD` (openSUSE dolly 0.72)")
+		password    = fs.StringP("password", "P", "", "ring `PASSWORD` (openSUSE dolly 0.72): server and clients authenticate each other and every block; clients take data only from holders of it")
+		kill        = fs.StringP("kill", "K", "", "stop the waiting clients `HOST[,HOST...]` (with -P when they have a password)")
 		dirs        = fs.StringP("dirs", "D", "", "copy these `DIR[,DIR]` trees to -O TARGET on the clients")
 		exclude     = fs.StringP("exclude", "X", "", "with -D, leave out `PATTERN[,PATTERN]`")
 		version     = fs.BoolP("version", "V", false, "print the version and exit")
@@ -93,12 +97,21 @@ func dolly(ctx context.Context, args []string, env Env) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (see dolly -h)", fs.Arg(0))
 	}
-	if *password != "" {
-		return usagef("-P: ring authentication is not available in this herd version; refusing to run unauthenticated when a password was asked for")
+	var key wire.Key
+	if fs.Changed("password") {
+		var err error
+		if key, err = checkKey(*password); err != nil {
+			return usagef("-P: %v", err)
+		}
+	}
+	if *kill != "" {
+		cfg := sender.Config{Key: key}
+		ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		return runKill(ctx, env, "dolly", cfg, *kill)
 	}
 	isServer := *server || *serverQuiet || *config != "" || *input != "" || *hosts != "" || *dummy > 0 || *dirs != ""
 	if !isServer {
-		cfg := relay.Config{ListenAddr: *listen, Once: true, Verbose: *verbose, NoSync: *noSync, Timeout: time.Duration(*timeout) * time.Second}
+		cfg := relay.Config{ListenAddr: *listen, Once: true, Verbose: *verbose, NoSync: *noSync, Timeout: time.Duration(*timeout) * time.Second, Key: key}
 		ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
 		return runRecv(ctx, env, "dolly", cfg)
 	}
@@ -151,6 +164,7 @@ func dolly(ctx context.Context, args []string, env Env) error {
 	c.Dummy = time.Duration(*dummy) * time.Second
 	c.Activate = *activate
 	c.RequireAll = *requireAll
+	c.Key = key
 	c.Network = "ip4"
 	if *resolve6 && !*resolve4 {
 		c.Network = "ip6"

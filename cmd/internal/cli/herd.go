@@ -10,6 +10,7 @@ import (
 
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
+	"github.com/herdproject/herd/ring/sender"
 	"github.com/spf13/pflag"
 )
 
@@ -120,12 +121,12 @@ Options:
 // sendFlags are the ring-session options shared by herd send and herd
 // serve (which takes its hosts from the inventory).
 type sendFlags struct {
-	config, input, output, dirs, exclude, block, sockBuf, logFile *string
-	files                                                         *[]string
-	fanout, retries, chunks                                       *int
-	timeout, dummy                                                *time.Duration
-	requireAll, noSync, ipv6, activate, verbose, quiet            *bool
-	ports                                                         portFlags
+	config, input, output, dirs, exclude, block, sockBuf, logFile, keyFile *string
+	files                                                                  *[]string
+	fanout, retries, chunks                                                *int
+	timeout, dummy                                                         *time.Duration
+	requireAll, noSync, ipv6, activate, verbose, quiet                     *bool
+	ports                                                                  portFlags
 }
 
 func addSendFlags(fs *pflag.FlagSet) *sendFlags {
@@ -148,6 +149,7 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		dummy:      secondsFlag(fs, "dummy", "t", "benchmark: send generated data for this `DURATION` (10 or 10s); nodes write nothing"),
 		activate:   fs.BoolP("systemd", "d", false, "poke each node's report port first (systemd socket activation)"),
 		logFile:    fs.StringP("log", "o", "", "append dolly's statistics lines to `FILE`"),
+		keyFile:    fs.String("key-file", "", "ring key `FILE`: connections authenticated both ways, every frame MACed; nodes need the same key"),
 		verbose:    fs.BoolP("verbose", "v", false, "print set-up messages"),
 		quiet:      fs.BoolP("quiet", "q", false, "no progress display"),
 		ports:      addPortFlags(fs),
@@ -203,6 +205,9 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	if fs.Changed("fanout") || c.Plan.Fanout == 0 {
 		c.Plan.Fanout = *f.fanout
 	}
+	if c.Key, err = readKeyFile("--key-file", *f.keyFile); err != nil {
+		return nil, err
+	}
 	c.PoolChunks = *f.chunks
 	c.Timeout = *f.timeout
 	c.Retries = *f.retries
@@ -222,9 +227,19 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
 	hosts := fs.StringP("hosts", "H", "", "nodes in ring order, comma-separated; ranges like 10.0.1.45-80 or node[01-16]")
+	kill := fs.StringP("kill", "K", "", "send nothing: tell the waiting nodes `HOST[,HOST...]` to stop (with --key-file when they have a key)")
 	f := addSendFlags(fs)
 	if err := parseFlags(fs, env, sendUsage, args, " (see herd send --help)"); err != nil {
 		return err
+	}
+	if *kill != "" {
+		key, err := readKeyFile("--key-file", *f.keyFile)
+		if err != nil {
+			return err
+		}
+		cfg := sender.Config{Key: key}
+		f.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		return runKill(ctx, env, "herd send", cfg, *kill)
 	}
 	o, err := f.options(env, fs, "herd send", *hosts)
 	if err != nil {
@@ -275,12 +290,17 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 	noSync := fs.BoolP("no-sync", "n", false, "do not fsync outputs")
 	chunks := fs.Int("chunks", 8, "blocks in flight")
 	verbose := fs.BoolP("verbose", "v", false, "print progress")
+	keyFile := fs.String("key-file", "", "ring key `FILE`: take sessions and data only from holders of the same key")
 	ports := addPortFlags(fs)
 	if err := parseFlags(fs, env, recvUsage, args, " (see herd recv --help)"); err != nil {
 		return err
 	}
 	cfg := relay.Config{ListenAddr: *listen, Once: !*serve, Verbose: *verbose, NoSync: *noSync, Timeout: *timeout, PoolChunks: *chunks}
 	ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+	var err error
+	if cfg.Key, err = readKeyFile("--key-file", *keyFile); err != nil {
+		return err
+	}
 	return runRecv(ctx, env, "herd recv", cfg)
 }
 

@@ -194,12 +194,18 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	}
 	// Validate the session's options now (with a placeholder host) so that
 	// a bad flag fails before anything is served.
-	if _, err := f.options(env, fs, "herd serve", inv.Nodes[0].IP.String()); err != nil {
+	o0, err := f.options(env, fs, "herd serve", inv.Nodes[0].IP.String())
+	if err != nil {
 		return err
 	}
 	cfg, err := b.config(env, inv, st, *f.verbose)
 	if err != nil {
 		return err
+	}
+	if o0.cfg.Key.Set() {
+		// The agents need the key too; the boot entries carry it.
+		cfg.KernelArgs = strings.TrimSpace(cfg.KernelArgs + " herd.key=" + string(o0.cfg.Key))
+		fmt.Fprintf(env.Stderr, "herd serve: the agents get the ring key in their boot entries (herd.key=): whoever can read the boot network can read it\n")
 	}
 
 	sctx, stop := context.WithCancel(ctx)

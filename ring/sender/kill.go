@@ -1,0 +1,75 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herdproject/herd/ring/hostlist"
+	"github.com/herdproject/herd/ring/wire"
+)
+
+// KillResult is one node's answer to Kill.
+type KillResult struct {
+	Name string
+	// Err is nil when the node took the order.
+	Err error
+}
+
+// Kill tells waiting nodes to stop (dolly's -K), each after the handshake,
+// so that a node with a key obeys only a holder of it. Ports, Key, Name,
+// Network and Resolver come from cfg; its Plan is not used.
+func Kill(ctx context.Context, cfg Config, hosts []string) ([]KillResult, error) {
+	cfg.setDefaults()
+	res, err := hostlist.Resolve(ctx, cfg.Resolver, hosts, cfg.Network)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KillResult, len(res))
+	var wg sync.WaitGroup
+	for i, h := range res {
+		out[i].Name = h.Name
+		wg.Go(func() {
+			out[i].Err = killOne(ctx, cfg, net.JoinHostPort(h.Addr.String(), strconv.Itoa(cfg.ControlPort)))
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func killOne(ctx context.Context, cfg Config, addr string) error {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	nonce := wire.NewNonce()
+	if err := wire.WriteMsg(c, wire.THello, wire.Hello{Version: wire.Version, Session: "kill", Sender: cfg.Name, Nonce: nonce}); err != nil {
+		return err
+	}
+	if err := wire.AuthConnect(c, cfg.Key, nonce); err != nil {
+		return authError(err)
+	}
+	return wire.WriteMsg(c, wire.TKill, wire.Kill{From: cfg.Name})
+}
+
+// authError words a failed handshake for the summary: "auth failed: why".
+func authError(err error) error {
+	var pe *wire.PeerError
+	switch {
+	case errors.As(err, &pe) && strings.HasPrefix(pe.Reason, wire.ErrAuth.Error()):
+		return fmt.Errorf("%w%s", wire.ErrAuth, strings.TrimPrefix(pe.Reason, wire.ErrAuth.Error()))
+	case errors.As(err, &pe):
+		return fmt.Errorf("%w: refused by the node: %s", wire.ErrAuth, pe.Reason)
+	case errors.Is(err, wire.ErrAuth):
+		return err
+	}
+	return fmt.Errorf("hello: %w", err)
+}
