@@ -5,7 +5,7 @@ package initramfs
 import (
 	"bufio"
 	"bytes"
-	"fmt"
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herdproject/herd/internal/netnstest"
 )
 
 // Bounds on the smoke test's waits (QEMU under TCG, on a busy host).
@@ -126,13 +128,9 @@ func TestQEMUBoot(t *testing.T) {
 	// The boot network: a namespace of the test's with a tap device for
 	// the VM and herd pxe on it (DHCP with the VM's reservation, HTTP for
 	// the registration). Nothing leaves the namespace.
-	ns := fmt.Sprintf("herd-qemu-%d", os.Getpid())
-	nsRun(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	nsRun(t, "ip", "netns", "exec", ns, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap")
-	nsRun(t, "ip", "-n", ns, "addr", "add", "10.251.5.1/24", "dev", "tap0")
-	nsRun(t, "ip", "-n", ns, "link", "set", "tap0", "up")
-	nsRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	ns := netnstest.New(t, "qemu")
+	ns.AddTap("tap0", "")
+	ns.AddAddr("tap0", "10.251.5.1/24")
 	const vmMAC = "52:54:00:25:13:51"
 	inv := filepath.Join(dir, "inventory")
 	if err := os.WriteFile(inv, []byte("subnet 10.251.5.0/24\nrouter 10.251.5.1\nnode "+vmMAC+" q1 10.251.5.21\n"), 0o644); err != nil {
@@ -140,7 +138,7 @@ func TestQEMUBoot(t *testing.T) {
 	}
 	state := filepath.Join(dir, "state")
 	var pxeOut bytes.Buffer
-	pxe := exec.Command("ip", "netns", "exec", ns, herd, "pxe", "--interface", "tap0", "--inventory", inv,
+	pxe := ns.Command(herd, "pxe", "--interface", "tap0", "--inventory", inv,
 		"--state-dir", state, "--boot-dir", filepath.Join(dir, "boot"), "--http-port", "18085", "--tftp-port", "16973", "-v")
 	pxe.Stdout, pxe.Stderr = &pxeOut, &pxeOut
 	if agent {
@@ -149,7 +147,14 @@ func TestQEMUBoot(t *testing.T) {
 		}
 		t.Cleanup(func() {
 			pxe.Process.Kill() // ip netns exec execs herd: this is herd's PID
-			pxe.Wait()
+			waited := make(chan struct{})
+			go func() { pxe.Wait(); close(waited) }()
+			select {
+			case <-waited:
+			case <-time.After(30 * time.Second):
+				t.Errorf("herd pxe (pid %d) did not exit after SIGKILL", pxe.Process.Pid)
+				return
+			}
 			if t.Failed() {
 				t.Logf("herd pxe:\n%s", pxeOut.String())
 			}
@@ -162,7 +167,7 @@ func TestQEMUBoot(t *testing.T) {
 	if !agent {
 		cmdline += " modules_load=virtio_net"
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns, qemu,
+	cmd := ns.Command(qemu,
 		"-accel", "tcg", "-cpu", "max", "-m", "1024", "-nographic", "-no-reboot",
 		"-kernel", k, "-initrd", initrd, "-append", cmdline,
 		"-device", "virtio-net-pci,netdev=n0,mac="+vmMAC, "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
@@ -251,21 +256,15 @@ func TestQEMUBoot(t *testing.T) {
 		if con.waitFor(regexp.MustCompile(`registered as q1`), at, netTimeout) < 0 {
 			fail("the agent did not register within %v", netTimeout)
 		}
-		out, err := exec.Command(herd, "nodes", "show", "q1", "--inventory", inv, "--state-dir", state).CombinedOutput()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := exec.CommandContext(ctx, herd, "nodes", "show", "q1", "--inventory", inv, "--state-dir", state).CombinedOutput()
+		cancel()
 		if err != nil || !strings.Contains(string(out), `"state": "registered"`) {
 			fail("herd nodes show q1 after registration: %v\n%s", err, out)
 		}
 		t.Logf("%5.1fs registered with herd pxe", time.Since(start).Seconds())
 	}
 	t.Logf("console after init, without the kernel's lines:\n%s", userLines(con.tail(400)))
-}
-
-// nsRun runs a set-up command, failing the test on error.
-func nsRun(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
 }
 
 // userLines drops the kernel's "[    1.234567] ..." lines.

@@ -1,0 +1,483 @@
+//go:build qemu
+
+package qemutests
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/herdproject/herd/internal/netnstest"
+	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/pxe/nodestate"
+)
+
+// The boot network inside every cluster's namespace. Each cluster has a
+// namespace of its own, so clusters never see each other's traffic even
+// though they use the same addresses.
+const (
+	Subnet   = "10.251.20.0/24"
+	ServerIP = "10.251.20.1"
+	// URL is herd's HTTP service: the harness runs herd with its default
+	// ports (DHCP 67, TFTP 69, HTTP 8080) inside the namespace; do not
+	// pass port flags to Serve or PXE.
+	URL = "http://" + ServerIP + ":8080"
+	// Bridge is the boot network's bridge in the namespace; herd serves
+	// on it and every VM's tap is a port of it.
+	Bridge = "br0"
+	// MaxNodes is the most nodes a cluster can have (IPs .21 to .99).
+	MaxNodes = 79
+)
+
+// Bounds on the harness's own waits.
+const (
+	serverReadyTimeout = 30 * time.Second
+	serverStopTimeout  = 20 * time.Second
+	herdCmdTimeout     = time.Minute
+	pollInterval       = 500 * time.Millisecond
+)
+
+// Options describe a cluster. Zero values are defaults.
+type Options struct {
+	// Nodes is the number of inventory nodes, each with a tap device and
+	// a disk, whether or not its VM is started; 0 means 1.
+	Nodes int
+	// DiskSize is each node's blank raw virtio disk in bytes; 0 means
+	// 64 MiB. The files are sparse.
+	DiskSize int64
+	// MemoryMiB is each VM's memory; 0 means 1024.
+	MemoryMiB int
+	// KernelArgs are added to the install boot's kernel command line
+	// after "console=ttyS0" (the harness passes them as --kernel-args;
+	// do not pass that flag to Serve or PXE), e.g. "herd.timeout=30".
+	KernelArgs string
+	// NodeAttrs are added to every node line of the inventory, e.g.
+	// "plan=/path/compute.ks profile=compute".
+	NodeAttrs string
+	// InventoryLines are added to the inventory after its network lines,
+	// e.g. "lease 10m".
+	InventoryLines []string
+	// NoReboot makes QEMU exit when a VM resets instead of booting again
+	// (-no-reboot); VM.WaitExit then sees each reset.
+	NoReboot bool
+}
+
+// Node is one inventory node and its VM's parts.
+type Node struct {
+	// Name (n1, n2, ...), MAC (52:54:00:25:20:21, ...) and IP
+	// (10.251.20.21, ...) as the inventory has them.
+	Name, MAC, IP string
+	// Tap is the node's tap device on the bridge (tap1, tap2, ...).
+	Tap string
+	// Disk is the node's raw disk image; a test may write to it before
+	// the VM starts.
+	Disk string
+}
+
+// Cluster is a boot network in a namespace of the test's: a bridge with
+// herd's address, one tap per node, an inventory, a state directory, the
+// shared boot tree, and the herd servers and VMs the test starts on it.
+// Everything is torn down at the test's cleanup, also when it fails.
+type Cluster struct {
+	// NS is the cluster's namespace; NS.Do and NS.Command reach the boot
+	// network from the test.
+	NS *netnstest.NS
+	// Nodes are the inventory's nodes in inventory (ring) order.
+	Nodes []Node
+	// Inventory, StateDir and BootDir are what herd serve, herd pxe and
+	// herd nodes are given.
+	Inventory, StateDir, BootDir string
+	// Herd is the herd binary the boot tree embeds.
+	Herd string
+	// LogDir holds every log: <node>.console.log, <server>.out/.err.
+	LogDir string
+	// Start is when the cluster was made (after the shared build).
+	Start time.Time
+
+	t       testing.TB
+	opts    Options
+	servers int
+	vms     []*VM
+	srvs    []*Server
+	sockDir string // QEMU monitor sockets (short paths)
+}
+
+// NewCluster makes the cluster's network, inventory and disks; nothing
+// runs on it yet. It skips the test when the host lacks root, QEMU, the
+// iPXE ROM or a kernel (see Packages).
+func NewCluster(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	b := build(t)
+	if o.Nodes == 0 {
+		o.Nodes = 1
+	}
+	if o.Nodes < 0 || o.Nodes > MaxNodes {
+		t.Fatalf("qemutests: %d nodes: want 1 to %d", o.Nodes, MaxNodes)
+	}
+	if o.DiskSize == 0 {
+		o.DiskSize = 64 << 20
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = 1024
+	}
+	c := &Cluster{t: t, opts: o, Herd: b.herd, BootDir: b.bootDir}
+	c.LogDir = logDir(t)
+	t.Cleanup(c.dumpOnFailure) // after the processes and the namespace are gone
+	disks := t.TempDir()
+	var err error
+	if c.sockDir, err = os.MkdirTemp("", "hq"); err != nil {
+		t.Fatalf("qemutests: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(c.sockDir) })
+
+	c.NS = netnstest.New(t, "qemu")
+	c.NS.AddBridge(Bridge, ServerIP+"/24")
+	inv := []string{
+		"# herd qemu-tests: " + t.Name(),
+		"subnet " + Subnet,
+		"router " + ServerIP,
+	}
+	inv = append(inv, o.InventoryLines...)
+	for i := range o.Nodes {
+		k := i + 1
+		n := Node{
+			Name: fmt.Sprintf("n%d", k),
+			MAC:  fmt.Sprintf("52:54:00:25:20:%02d", 20+k), // decimal digits read as hex: .21 ends in 21
+			IP:   fmt.Sprintf("10.251.20.%d", 20+k),
+			Tap:  fmt.Sprintf("tap%d", k),
+			Disk: filepath.Join(disks, fmt.Sprintf("n%d.raw", k)),
+		}
+		c.NS.AddTap(n.Tap, Bridge)
+		if err := os.WriteFile(n.Disk, nil, 0o644); err != nil {
+			t.Fatalf("qemutests: disk: %v", err)
+		}
+		if err := os.Truncate(n.Disk, o.DiskSize); err != nil {
+			t.Fatalf("qemutests: disk: %v", err)
+		}
+		line := strings.TrimSpace(fmt.Sprintf("node %s %s %s %s", n.MAC, n.Name, n.IP, o.NodeAttrs))
+		inv = append(inv, line)
+		c.Nodes = append(c.Nodes, n)
+	}
+	c.Inventory = filepath.Join(c.LogDir, "inventory")
+	c.StateDir = filepath.Join(c.LogDir, "state")
+	if err := os.WriteFile(c.Inventory, []byte(strings.Join(inv, "\n")+"\n"), 0o644); err != nil {
+		t.Fatalf("qemutests: inventory: %v", err)
+	}
+	c.Start = time.Now()
+	t.Logf("cluster: %d node(s) on %s (%s) in namespace %s; logs in %s", o.Nodes, Bridge, Subnet, c.NS.Name, c.LogDir)
+	return c
+}
+
+// logDir is $HERD_QEMU_LOGDIR/<test> when set, else a temporary
+// directory removed when the test passes (and kept when it fails).
+func logDir(t testing.TB) string {
+	t.Helper()
+	name := regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(t.Name(), "_")
+	if d := os.Getenv("HERD_QEMU_LOGDIR"); d != "" {
+		dir := filepath.Join(d, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatalf("qemutests: HERD_QEMU_LOGDIR: %v", err)
+		}
+		return dir
+	}
+	dir, err := os.MkdirTemp("", "herd-qemu-"+name+"-")
+	if err != nil {
+		t.Fatalf("qemutests: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// dumpOnFailure shows the end of every log when the test failed.
+func (c *Cluster) dumpOnFailure() {
+	if !c.t.Failed() {
+		return
+	}
+	for _, s := range c.srvs {
+		if out := readFile(s.Stderr); out != "" {
+			c.t.Logf("=== herd %s (%s), stderr (last 40 lines):\n%s", s.Name, s.Stderr, lastLines(out, 40))
+		}
+		if out := readFile(s.Stdout); out != "" {
+			c.t.Logf("=== herd %s (%s), stdout (last 20 lines):\n%s", s.Name, s.Stdout, lastLines(out, 20))
+		}
+	}
+	for _, v := range c.vms {
+		c.t.Logf("=== %s console (%s), last 30 lines:\n%s", v.Node.Name, v.Log, v.Tail(30))
+	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func (c *Cluster) kernelArgs() string {
+	return strings.TrimSpace("console=ttyS0 " + c.opts.KernelArgs)
+}
+
+// Serve starts `herd serve` in the namespace on the bridge, with the
+// cluster's inventory, state and boot tree and these extra arguments
+// (e.g. "--input", img, "--output", "/dev/vda", "--once"), and waits until
+// its HTTP service answers.
+func (c *Cluster) Serve(args ...string) *Server {
+	c.t.Helper()
+	return c.startServer("serve", args)
+}
+
+// PXE starts `herd pxe` (the boot services alone) as Serve does.
+func (c *Cluster) PXE(args ...string) *Server {
+	c.t.Helper()
+	return c.startServer("pxe", args)
+}
+
+// Server is a herd serve or herd pxe process in the cluster's namespace.
+type Server struct {
+	// Name is "serve-1", "pxe-2", ...: the command and its start order.
+	Name string
+	// Cmd is the process; its PID is herd's own.
+	Cmd *exec.Cmd
+	// Stdout and Stderr are the log files of its output.
+	Stdout, Stderr string
+
+	t    testing.TB
+	done chan struct{}
+}
+
+func (c *Cluster) startServer(sub string, args []string) *Server {
+	t := c.t
+	t.Helper()
+	c.servers++
+	s := &Server{Name: fmt.Sprintf("%s-%d", sub, c.servers), t: t, done: make(chan struct{})}
+	full := append([]string{sub, "--interface", Bridge, "--inventory", c.Inventory, "--state-dir", c.StateDir,
+		"--boot-dir", c.BootDir, "--kernel-args", c.kernelArgs()}, args...)
+	s.Stdout = filepath.Join(c.LogDir, s.Name+".out")
+	s.Stderr = filepath.Join(c.LogDir, s.Name+".err")
+	out, err := os.Create(s.Stdout)
+	if err != nil {
+		t.Fatalf("qemutests: %v", err)
+	}
+	errf, err := os.Create(s.Stderr)
+	if err != nil {
+		out.Close()
+		t.Fatalf("qemutests: %v", err)
+	}
+	s.Cmd = c.NS.Command(c.Herd, full...)
+	s.Cmd.Stdout, s.Cmd.Stderr = out, errf
+	if err := s.Cmd.Start(); err != nil {
+		out.Close()
+		errf.Close()
+		t.Fatalf("qemutests: start herd %s: %v", sub, err)
+	}
+	go func() {
+		s.Cmd.Wait()
+		out.Close()
+		errf.Close()
+		close(s.done)
+	}()
+	c.srvs = append(c.srvs, s)
+	t.Cleanup(func() { s.stop(false) })
+	t.Logf("%s: started (pid %d): herd %s; output in %s, %s", s.Name, s.Cmd.Process.Pid, strings.Join(full, " "), s.Stdout, s.Stderr)
+
+	deadline := time.Now().Add(serverReadyTimeout)
+	for {
+		select {
+		case <-s.done:
+			t.Fatalf("%s: herd %s exited (%v) before serving:\n%s", s.Name, sub, s.Cmd.ProcessState, lastLines(readFile(s.Stderr), 20))
+		default:
+		}
+		err := c.NS.Do(func() error {
+			conn, err := net.DialTimeout("tcp", ServerIP+":8080", 200*time.Millisecond)
+			if err == nil {
+				conn.Close()
+			}
+			return err
+		})
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: herd %s not serving HTTP on %s:8080 after %v: %v\n%s", s.Name, sub, ServerIP, serverReadyTimeout, err, lastLines(readFile(s.Stderr), 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends the server if it still runs: SIGTERM, then after 20 s
+// SIGKILL; both by PID and bounded. Needing SIGKILL is a test error when
+// strict, else (at cleanup) a logged warning.
+func (s *Server) stop(strict bool) int {
+	select {
+	case <-s.done:
+		return s.Cmd.ProcessState.ExitCode()
+	default:
+	}
+	_ = s.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return s.Cmd.ProcessState.ExitCode()
+	case <-time.After(serverStopTimeout):
+	}
+	report := s.t.Logf
+	if strict {
+		report = s.t.Errorf
+	}
+	report("%s: herd did not exit within %v of SIGTERM; killing pid %d", s.Name, serverStopTimeout, s.Cmd.Process.Pid)
+	_ = s.Cmd.Process.Kill()
+	select {
+	case <-s.done:
+	case <-time.After(serverStopTimeout):
+		s.t.Errorf("%s: pid %d did not exit after SIGKILL", s.Name, s.Cmd.Process.Pid)
+	}
+	return -1
+}
+
+// Stop sends SIGTERM and returns the exit status; it fails the test when
+// herd does not exit within 20 s (and then kills it).
+func (s *Server) Stop() int {
+	s.t.Helper()
+	return s.stop(true)
+}
+
+// Wait waits at most d for the server to exit (herd serve --once ends by
+// itself) and returns its exit status; it fails the test on timeout.
+func (s *Server) Wait(d time.Duration) int {
+	s.t.Helper()
+	select {
+	case <-s.done:
+		return s.Cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		s.t.Fatalf("%s: herd did not exit within %v; stderr (last 20 lines):\n%s", s.Name, d, lastLines(readFile(s.Stderr), 20))
+		return -1
+	}
+}
+
+// Done is closed when the server has exited.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Output returns what it wrote to standard output so far.
+func (s *Server) Output() string { return readFile(s.Stdout) }
+
+// Errors returns what it wrote to standard error so far.
+func (s *Server) Errors() string { return readFile(s.Stderr) }
+
+// HerdNodes runs `herd nodes --inventory ... --state-dir ... ARGS` in the
+// test's namespace and returns its standard output; it fails the test when
+// herd fails.
+func (c *Cluster) HerdNodes(args ...string) string {
+	c.t.Helper()
+	out, err := runBounded(herdCmdTimeout, "", nil, c.Herd,
+		append([]string{"nodes", "--inventory", c.Inventory, "--state-dir", c.StateDir}, args...)...)
+	if err != nil {
+		c.t.Fatalf("qemutests: %v", err)
+	}
+	return out
+}
+
+// NodeRow is one line of `herd nodes` (list), as printed.
+type NodeRow struct {
+	Name, MAC, IP, State, Boot, Bytes, Rate, LastReport, Reason string
+}
+
+// List returns `herd nodes` parsed, one row per inventory node.
+func (c *Cluster) List() []NodeRow {
+	c.t.Helper()
+	out, err := runBounded(herdCmdTimeout, "", nil, c.Herd,
+		"nodes", "--inventory", c.Inventory, "--state-dir", c.StateDir, "list")
+	if err != nil {
+		c.t.Fatalf("qemutests: %v", err)
+	}
+	rows, err := parseList(out)
+	if err != nil {
+		c.t.Fatalf("qemutests: herd nodes: %v\n%s", err, out)
+	}
+	return rows
+}
+
+// parseList reads herd nodes' table: a header, then NAME MAC IP STATE
+// BOOT BYTES RATE LAST-REPORT and REASON (the rest of the line).
+func parseList(out string) ([]NodeRow, error) {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "NAME") {
+		return nil, fmt.Errorf("no NAME header")
+	}
+	var rows []NodeRow
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) < 9 {
+			return nil, fmt.Errorf("short line %q", l)
+		}
+		rows = append(rows, NodeRow{Name: f[0], MAC: f[1], IP: f[2], State: f[3], Boot: f[4],
+			Bytes: f[5], Rate: f[6], LastReport: f[7], Reason: strings.Join(f[8:], " ")})
+	}
+	return rows, nil
+}
+
+// Show returns a node's state from `herd nodes show NAME` (its JSON).
+func (c *Cluster) Show(name string) inventory.Status {
+	c.t.Helper()
+	out := c.HerdNodes("show", name)
+	var st inventory.Status
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&st); err != nil {
+		c.t.Fatalf("qemutests: herd nodes show %s: %v\n%s", name, err, out)
+	}
+	return st
+}
+
+// WaitState polls herd's node states until node name is in state, for at
+// most d, and returns it; it fails the test on timeout.
+func (c *Cluster) WaitState(name string, state inventory.State, d time.Duration) inventory.Status {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		st := c.Show(name)
+		if st.State == state {
+			return st
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("qemutests: node %s is %s after %v, want %s\n%s", name, st.State, d, state, c.HerdNodes("list"))
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// UpdateState changes a node's recorded state directly in the state
+// directory (as herd would), e.g. to mark a node installed so that its
+// next boot is local. Safe while herd runs.
+func (c *Cluster) UpdateState(name string, fn func(*inventory.Status) error) {
+	c.t.Helper()
+	inv, err := inventory.ParseFile(c.Inventory)
+	if err != nil {
+		c.t.Fatalf("qemutests: %v", err)
+	}
+	st, err := nodestate.Open(c.StateDir, inv)
+	if err != nil {
+		c.t.Fatalf("qemutests: %v", err)
+	}
+	if err := st.Update(name, fn); err != nil {
+		c.t.Fatalf("qemutests: state of %s: %v", name, err)
+	}
+}
+
+// StartAll starts a VM for every node, in inventory order.
+func (c *Cluster) StartAll() []*VM {
+	c.t.Helper()
+	vms := make([]*VM, len(c.Nodes))
+	for i := range c.Nodes {
+		vms[i] = c.StartVM(i)
+	}
+	return vms
+}

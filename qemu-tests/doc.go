@@ -1,0 +1,25 @@
+// Package qemutests is herd's cluster test harness and its scenarios:
+// QEMU machines (TCG, Debian's iPXE ROM, blank virtio disks) network-boot
+// through herd's own DHCP, TFTP and HTTP servers on a bridge inside a
+// network namespace the test makes, and the tests read their serial
+// consoles and herd's node states.
+//
+// Everything but this comment is behind the build tag qemu, and needs
+// root, QEMU (qemu-system-x86 ipxe-qemu), a Debian kernel in /boot and Go:
+//
+//	go test -tags qemu -count=1 -timeout 30m ./qemu-tests/
+//
+// A scenario is a short test:
+//
+//	c := qemutests.NewCluster(t, qemutests.Options{Nodes: 3, DiskSize: 512 << 20})
+//	srv := c.Serve("--input", img, "--output", "/dev/vda", "--once")
+//	vms := c.StartAll()
+//	for _, vm := range vms {
+//		vm.WaitFor(`registered as `+vm.Node.Name, 3*time.Minute)
+//	}
+//	if code := srv.Wait(10 * time.Minute); code != 0 { ... }
+//
+// Logs (every console, herd's output) go under $HERD_QEMU_LOGDIR/<test>
+// when that is set; otherwise under a temporary directory removed when the
+// test passes and kept, and named, when it fails.
+package qemutests
