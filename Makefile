@@ -7,11 +7,12 @@ FUZZTIME ?= 5s
 # Debian packages the tests use: real compress(1), xz, zstd, cpio to
 # cross-check the cooking decoders; util-linux for loop devices; iproute2
 # for network namespaces; a kernel, kmod (depmod), the plans' tools
-# (fdisk, extlinux) and QEMU for the initramfs and its boot test.
+# (fdisk, extlinux) and QEMU for the initramfs and its boot test;
+# syslinux and mtools build golden images without root.
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
-	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu
+	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools
 
-.PHONY: all build deps test unit fuzz ring-test net-test boot-test lint bench demo clean
+.PHONY: all build deps test unit fuzz ring-test net-test boot-test qemu-test lint bench demo clean
 
 all: build
 
@@ -46,7 +47,12 @@ net-test:
 boot-test:
 	$(GO) test -count=1 -tags qemu -timeout 20m ./initramfs/
 
-test: deps lint unit fuzz ring-test net-test boot-test
+# The cluster scenarios: QEMU nodes PXE-boot through herd's own servers on
+# a bridge in a network namespace of the test's (see qemu-tests/).
+qemu-test:
+	$(GO) test -count=1 -tags qemu -timeout 30m -v ./qemu-tests/
+
+test: deps lint unit fuzz ring-test net-test boot-test qemu-test
 
 bench: build
 	$(GO) test -count=1 -tags ringtest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/ringtest/
