@@ -45,7 +45,7 @@ net-test:
 # The initramfs boots in QEMU (TCG): u-root's init, the herd agent,
 # virtio_net loaded from the initramfs's modules.
 boot-test:
-	$(GO) test -count=1 -tags qemu -timeout 20m ./initramfs/
+	$(GO) test -count=1 -tags qemu -timeout 20m ./initramfs/ ./imagebuilder/golden/
 
 # The cluster scenarios: QEMU nodes PXE-boot through herd's own servers on
 # a bridge in a network namespace of the test's (see qemu-tests/).

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ Commands:
   nodes     list nodes and their boot state; reinstall NAME|all
   agent     the boot-stage agent the herd initramfs runs
   build     build boot: kernel + herd initramfs + iPXE/pxelinux boot tree
+  image     golden images: build one, capture a disk, show an image's info
   version   print the version
 
 The compatibility entry points dolly, dollyS and dollyC take the command
@@ -59,6 +61,8 @@ func Herd(ctx context.Context, args []string, env Env) int {
 		return status(env, "herd agent", herdAgent(ctx, args[1:], env))
 	case "nodes":
 		return status(env, "herd nodes", herdNodes(ctx, args[1:], env))
+	case "image":
+		return status(env, "herd image", herdImage(ctx, args[1:], env))
 	case "version", "--version", "-V":
 		fmt.Fprintf(env.Stdout, "herd %s\n", Version)
 		return ExitOK
@@ -80,6 +84,11 @@ func ByName(argv0 string) Main {
 		return DollyS
 	case "dollyC":
 		return DollyC
+	case "init":
+		// The golden image's /init and /sbin/init (imagebuilder/golden).
+		if os.Getpid() == 1 {
+			return goldenInit
+		}
 	}
 	return Herd
 }

@@ -1,0 +1,321 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/imagebuilder/diskimage"
+	"github.com/herdproject/herd/imagebuilder/golden"
+	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
+	"github.com/klauspost/compress/zstd"
+	"github.com/spf13/pflag"
+)
+
+const imageUsage = `Usage: herd image golden|capture|info [OPTIONS] ...
+
+Build, capture and inspect whole-disk images.
+
+  golden   build a small bootable golden image (no root, no loop devices)
+  capture  read a golden node's disk (or an image file) into IMAGE.zst
+  info     print an image's size, data size, SHA-256 and partition table
+
+Send an image with 'herd send --file "golden.img.zst >> /dev/vda"' (cooked:
+each node decodes it while writing) or 'herd send -I golden.img -O /dev/vda'
+(raw). Run 'herd image COMMAND --help' for a command's options.
+`
+
+func herdImage(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
+		fmt.Fprint(env.Stderr, imageUsage)
+		if len(args) == 0 {
+			return usagef("want a command: herd image golden|capture|info")
+		}
+		return pflag.ErrHelp
+	}
+	switch args[0] {
+	case "golden":
+		return imageGolden(ctx, args[1:], env)
+	case "capture":
+		return imageCapture(ctx, args[1:], env)
+	case "info":
+		return imageInfo(ctx, args[1:], env)
+	}
+	return usagef("unknown image command %q: want golden, capture or info (see herd image --help)", args[0])
+}
+
+// parseArgs is parseFlags for commands that take n positional arguments,
+// named by what in the refusal.
+func parseArgs(fs *pflag.FlagSet, env Env, usage string, args []string, n int, what, hint string) error {
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	switch {
+	case fs.NArg() < n:
+		return usagef("give %s%s", what, hint)
+	case fs.NArg() > n:
+		return usagef("unexpected argument %q%s", fs.Arg(n), hint)
+	}
+	return nil
+}
+
+const imageGoldenUsage = `Usage: herd image golden -o FILE [OPTIONS]
+
+Build a small bootable raw disk image, as an ordinary user (no root, no
+loop devices): an MBR partition table (sfdisk) with syslinux's boot code;
+partition 1, FAT16, bootable: syslinux, the kernel (vmlinuz) and herd's
+initrd (initrd.img: the static herd binary as /init and the modules for
+virtio, SATA, NVMe and common NICs, and ext4, with their dependencies);
+partition 2, ext4 (mke2fs -d): /sbin/init (herd again), /etc/hostname,
+hosts, machine-id, fstab (by UUID), systemd/network/50-wired.network
+(DHCP) and placeholder SSH host keys: the files herd's agent rewrites in
+every clone.
+
+Booted, the initrd mounts the root by UUID and starts /sbin/init, which
+prints on the console
+
+  herd-booted host=<hostname> ip=<DHCP address or none> machine-id=<id>
+
+and powers off. A clone installed by herd prints its own name, address
+and machine-id.
+
+The kernel is the host's (default: the newest /boot/vmlinuz-*; its
+release, read from the image, names the modules directory). The herd
+binary must be static: this herd when built with CGO_ENABLED=0, else
+./cmd/herd is compiled from the source tree (Go toolchain needed), or
+give --herd-binary.
+
+Needs: sfdisk (fdisk), mkfs.vfat (dosfstools), mcopy (mtools), syslinux
+and mbr.bin (syslinux, syslinux-common), mke2fs and debugfs (e2fsprogs),
+depmod (kmod).
+
+Output: progress on standard error; the image, its partitions, kernel and
+root UUID on standard output.
+
+Options:
+`
+
+func imageGolden(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("herd image golden", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	out := fs.StringP("output", "o", "", "image `FILE` to write")
+	kernelPath := fs.String("kernel", "", "kernel image `FILE` (default: the newest /boot/vmlinuz-*)")
+	modules := fs.String("modules", "", "kernel modules `DIR` (default /lib/modules/<the kernel's release>)")
+	size := fs.String("size", "192M", "image `SIZE` (k, M, G)")
+	bootSize := fs.String("boot-size", "64M", "boot partition `SIZE`")
+	hostname := fs.String("hostname", golden.DefaultHostname, "the golden system's host `NAME`")
+	herdBin := fs.String("herd-binary", "", "static herd `FILE` for /init and /sbin/init (default: this one if static, else built)")
+	source := fs.String("source", "", "herd source tree `DIR` to build herd from")
+	force := fs.BoolP("force", "f", false, "replace an existing output")
+	quiet := fs.BoolP("quiet", "q", false, "no progress messages")
+	if err := parseArgs(fs, env, imageGoldenUsage, args, 0, "", " (see herd image golden --help)"); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("give the image file: -o FILE (see herd image golden --help)")
+	}
+	n, err := parseSize(*size, "--size")
+	if err != nil {
+		return err
+	}
+	b, err := parseSize(*bootSize, "--boot-size")
+	if err != nil {
+		return err
+	}
+	logf := func(format string, a ...any) {
+		if !*quiet {
+			fmt.Fprintf(env.Stderr, "herd image golden: "+format+"\n", a...)
+		}
+	}
+	res, err := golden.Build(ctx, golden.Config{
+		Output: *out, Force: *force, Kernel: *kernelPath, ModulesDir: *modules,
+		Size: int64(n), BootSize: int64(b), Hostname: *hostname,
+		HerdBinary: *herdBin, SourceDir: *source, Logf: logf,
+	})
+	if errors.Is(err, golden.ErrExists) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%s: %s, host name %s, kernel %s\n", res.Output, sizeText(res.Size), res.Hostname, res.KernelVersion)
+	fmt.Fprintf(env.Stdout, "  root UUID %s, boot %s, initrd %s with %d modules\n", res.RootUUID, res.BootID, mib(res.InitrdSize), len(res.Modules))
+	printTable(env, res.Table, "  ")
+	fmt.Fprintf(env.Stdout, "built in %v\n", res.Duration.Round(100*time.Millisecond))
+	return nil
+}
+
+const imageCaptureUsage = `Usage: herd image capture DEVICE|FILE -o IMAGE.zst [OPTIONS]
+
+Read a whole disk (a golden node's, or an image file) and write it
+zstd-compressed, with its size in the frame header. The holes of a
+sparse image file are not read; runs of zeros cost next to nothing in
+the output. The output is written under a temporary name and renamed
+when complete, so IMAGE.zst is never half-written.
+
+A block device that is mounted read-write (itself, a partition, or an
+LVM/RAID device on it) is refused: its file systems change while it is
+read. Unmount it or remount it read-only first (or boot the node from
+herd's initramfs); --force captures anyway. An existing output is
+refused unless --force.
+
+Output: size, data size (bytes the ring sends as data: 4 KiB blocks that
+are not all zeros), SHA-256 of the uncompressed image (what every node
+reports after writing it), compressed size and time.
+
+Options:
+`
+
+func imageCapture(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("herd image capture", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	out := fs.StringP("output", "o", "", "`IMAGE.zst` to write")
+	force := fs.BoolP("force", "f", false, "replace an existing output; capture a device mounted read-write")
+	level := fs.String("level", "default", "zstd `LEVEL`: fastest, default, better or best")
+	if err := parseArgs(fs, env, imageCaptureUsage, args, 1, "the device or image file to capture", " (see herd image capture --help)"); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("give the output: -o IMAGE.zst (see herd image capture --help)")
+	}
+	ok, lvl := zstd.EncoderLevelFromString(*level)
+	if !ok {
+		return usagef("--level %q: want fastest, default, better or best", *level)
+	}
+	res, err := diskimage.Capture(ctx, diskimage.CaptureOptions{Source: fs.Arg(0), Output: *out, Force: *force, Level: lvl})
+	if errors.Is(err, diskimage.ErrExists) || errors.Is(err, diskimage.ErrMountedRW) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(env.Stderr, "herd image capture: warning: %s\n", w)
+	}
+	ratio := 0.0
+	if res.CompressedSize > 0 {
+		ratio = float64(res.Size) / float64(res.CompressedSize)
+	}
+	fmt.Fprintf(env.Stdout, "%s: captured %s\n", res.Output, res.Source)
+	fmt.Fprintf(env.Stdout, "  size        %s\n", sizeText(res.Size))
+	fmt.Fprintf(env.Stdout, "  data        %s\n", sizeText(res.DataSize))
+	fmt.Fprintf(env.Stdout, "  sha256      %s\n", res.SHA256)
+	fmt.Fprintf(env.Stdout, "  compressed  %s, %.1f:1\n", sizeText(res.CompressedSize), ratio)
+	fmt.Fprintf(env.Stdout, "  time        %v\n", res.Duration.Round(10*time.Millisecond))
+	if res.Table != nil {
+		printTable(env, res.Table, "  ")
+	}
+	return nil
+}
+
+const imageInfoUsage = `Usage: herd image info IMAGE [--json]
+
+Describe a disk image: raw, or compressed whole with zstd, gzip, xz or
+compress (by its first bytes, which must agree with a .zst, .gz, .xz or .Z
+name). A compressed image is decoded as ring nodes decode it ('>>').
+
+  format      raw, zstd, gzip, xz or compress, and the file's size
+  size        the decoded image's size
+  data        bytes the ring sends as data: 4 KiB blocks that are not all
+              zeros (the rest travels as holes)
+  sha256      of the decoded image: what every node reports after
+              writing it
+  partitions  the MBR partition table (primary and logical): number,
+              bootable flag, start sector, sectors, size, type
+
+--json prints the same as one JSON object (sizes in bytes, sectors of 512
+bytes).
+
+Options:
+`
+
+func imageInfo(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("herd image info", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseArgs(fs, env, imageInfoUsage, args, 1, "the image to describe", " (see herd image info --help)"); err != nil {
+		return err
+	}
+	info, err := diskimage.Inspect(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(info)
+	}
+	fmt.Fprintf(env.Stdout, "%s\n", info.Path)
+	switch info.Format {
+	case diskimage.FormatRaw:
+		alloc := ""
+		if info.Allocated > 0 {
+			alloc = fmt.Sprintf(", %s allocated", mib(info.Allocated))
+		}
+		fmt.Fprintf(env.Stdout, "  format      raw%s\n", alloc)
+	default:
+		ratio := 0.0
+		if info.FileSize > 0 {
+			ratio = float64(info.Size) / float64(info.FileSize)
+		}
+		fmt.Fprintf(env.Stdout, "  format      %s, %s, %.1f:1\n", info.Format, sizeText(info.FileSize), ratio)
+	}
+	fmt.Fprintf(env.Stdout, "  size        %s\n", sizeText(info.Size))
+	fmt.Fprintf(env.Stdout, "  data        %s\n", sizeText(info.DataSize))
+	fmt.Fprintf(env.Stdout, "  sha256      %s\n", info.SHA256)
+	if info.Table != nil {
+		printTable(env, info.Table, "  ")
+	} else {
+		fmt.Fprintf(env.Stdout, "  partitions  none: %s\n", info.NoTable)
+	}
+	return nil
+}
+
+// printTable prints a partition table, indented.
+func printTable(env Env, t *diskimage.Table, indent string) {
+	if t == nil {
+		return
+	}
+	code := ""
+	if t.BootCode {
+		code = ", boot code"
+	}
+	fmt.Fprintf(env.Stdout, "%spartitions  %s, disk id %s%s\n", indent, t.Label, t.DiskID, code)
+	fmt.Fprintf(env.Stdout, "%s  %-3s %-4s %10s %10s %10s  %s\n", indent, "#", "boot", "start", "sectors", "size", "type")
+	for _, p := range t.Partitions {
+		boot := ""
+		if p.Bootable {
+			boot = "*"
+		}
+		name := strings.TrimSpace(fmt.Sprintf("%02x %s", p.Type, p.TypeName))
+		fmt.Fprintf(env.Stdout, "%s  %-3d %-4s %10d %10d %10s  %s\n", indent, p.Number, boot, p.Start, p.Sectors, mib(p.Size()), name)
+	}
+	for _, n := range t.Notes {
+		fmt.Fprintf(env.Stdout, "%s  note: %s\n", indent, n)
+	}
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func sizeText(n int64) string { return fmt.Sprintf("%s (%d bytes)", mib(n), n) }
+
+// goldenInit is the golden image's init (herd started as PID 1 under the
+// name init): it returns only when it could not power the machine off.
+func goldenInit(ctx context.Context, _ []string, env Env) int {
+	err := goldeninit.Run(ctx, goldeninit.Config{})
+	fmt.Fprintf(env.Stderr, "herd init: %v\n", err)
+	return ExitFailed
+}

@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestImageUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "x.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", []string{"image"}, "want a command"},
+		{"unknown command", []string{"image", "frob"}, "unknown image command"},
+		{"capture without source", []string{"image", "capture", "-o", "x.zst"}, "give the device or image file"},
+		{"capture without output", []string{"image", "capture", img}, "-o IMAGE.zst"},
+		{"capture bad level", []string{"image", "capture", img, "-o", filepath.Join(dir, "y.zst"), "--level", "max"}, "--level"},
+		{"capture two sources", []string{"image", "capture", img, img, "-o", "y.zst"}, "unexpected argument"},
+		{"info without image", []string{"image", "info"}, "give the image"},
+		{"info two images", []string{"image", "info", img, img}, "unexpected argument"},
+		{"golden without output", []string{"image", "golden"}, "-o FILE"},
+		{"golden bad size", []string{"image", "golden", "-o", "x", "--size", "big"}, "--size"},
+		{"golden stray argument", []string{"image", "golden", "-o", "x", "extra"}, "unexpected argument"},
+		{"golden bad flag", []string{"image", "golden", "--frob"}, "unknown flag"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := run(Herd, tt.args...)
+			if code != ExitUsage {
+				t.Errorf("exit %d, want %d; stderr: %s", code, ExitUsage, stderr)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr %q lacks %q", stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestImageHelp(t *testing.T) {
+	for _, sub := range []string{"golden", "capture", "info"} {
+		code, _, stderr := run(Herd, "image", sub, "--help")
+		if code != ExitOK || !strings.Contains(stderr, "Usage: herd image "+sub) {
+			t.Errorf("herd image %s --help: exit %d, %q", sub, code, stderr)
+		}
+	}
+	if code, _, stderr := run(Herd, "image", "--help"); code != ExitOK || !strings.Contains(stderr, "capture") {
+		t.Errorf("herd image --help: exit %d, %q", code, stderr)
+	}
+	if code, stdout, _ := run(Herd, "help"); code != ExitOK || !strings.Contains(stdout, "image ") {
+		t.Errorf("herd help lacks image: %q", stdout)
+	}
+}
+
+// A small disk image: an MBR with a bootable Linux partition and some data.
+func smallImage(t *testing.T, dir string) string {
+	t.Helper()
+	b := make([]byte, 1<<20)
+	e := b[446:]
+	e[0], e[4] = 0x80, 0x83
+	binary.LittleEndian.PutUint32(e[8:], 2048)
+	binary.LittleEndian.PutUint32(e[12:], 1000)
+	b[510], b[511] = 0x55, 0xAA
+	copy(b[300<<10:], "some data")
+	p := filepath.Join(dir, "small.img")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestImageCaptureInfo(t *testing.T) {
+	dir := t.TempDir()
+	img := smallImage(t, dir)
+	out := filepath.Join(dir, "small.img.zst")
+	code, stdout, stderr := run(Herd, "image", "capture", img, "-o", out)
+	if code != ExitOK {
+		t.Fatalf("capture: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"size        1.0 MiB (1048576 bytes)", "data        0.0 MiB (8192 bytes)", "sha256", "compressed", "83 Linux"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("capture output lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, _, stderr = run(Herd, "image", "capture", img, "-o", out)
+	if code != ExitUsage || !strings.Contains(stderr, "--force") {
+		t.Errorf("capture over an existing output: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := run(Herd, "image", "capture", img, "-o", out, "--force", "--level", "fastest"); code != ExitOK {
+		t.Errorf("--force: exit %d, %s", code, stderr)
+	}
+
+	var raw, zst map[string]any
+	for _, x := range []struct {
+		path string
+		dst  *map[string]any
+	}{{img, &raw}, {out, &zst}} {
+		code, stdout, stderr := run(Herd, "image", "info", "--json", x.path)
+		if code != ExitOK {
+			t.Fatalf("info %s: exit %d: %s", x.path, code, stderr)
+		}
+		if err := json.Unmarshal([]byte(stdout), x.dst); err != nil {
+			t.Fatalf("info --json: %v\n%s", err, stdout)
+		}
+	}
+	for _, k := range []string{"size", "data_size", "sha256"} {
+		if raw[k] != zst[k] {
+			t.Errorf("%s: raw %v, capture %v", k, raw[k], zst[k])
+		}
+	}
+	if zst["format"] != "zstd" || raw["format"] != "raw" {
+		t.Errorf("formats %v, %v", raw["format"], zst["format"])
+	}
+	parts := raw["partition_table"].(map[string]any)["partitions"].([]any)
+	p := parts[0].(map[string]any)
+	if p["type"] != "0x83" || p["bootable"] != true || p["start"] != 2048.0 || p["size"] != 1000.0*512 {
+		t.Errorf("partition %v", p)
+	}
+
+	code, stdout, _ = run(Herd, "image", "info", out)
+	if code != ExitOK || !strings.Contains(stdout, "format      zstd") || !strings.Contains(stdout, "*") {
+		t.Errorf("info: exit %d\n%s", code, stdout)
+	}
+	if code, _, stderr := run(Herd, "image", "info", filepath.Join(dir, "missing.img")); code != ExitFailed || !strings.Contains(stderr, "no such file") {
+		t.Errorf("info of a missing file: exit %d, %q", code, stderr)
+	}
+}

@@ -1,0 +1,210 @@
+// Package diskimage inspects and captures whole-disk images: the raw
+// images the ring writes to block devices, and their compressed forms
+// (.zst, .gz, .xz, .Z) that a ring node decodes on the fly ("golden.img.zst
+// >> /dev/vda").
+//
+// Inspect reports an image's decoded size, its data size (the bytes the
+// ring sends as data: every Block-aligned block that is not all zeros; the
+// rest travels as holes), the SHA-256 of the decoded image (what every
+// node reports for what it wrote) and its MBR partition table. Compressed
+// images are decoded by package ring/cook, the decoder ring nodes run.
+//
+// Capture reads a block device or an image file, skipping the holes of
+// sparse files, and writes it zstd-compressed, atomically.
+package diskimage
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/herdproject/herd/ring/blockdev"
+	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/sink"
+)
+
+// Formats Inspect reports.
+const (
+	FormatRaw  = "raw"
+	FormatZstd = "zstd"
+	FormatGzip = "gzip"
+	FormatXz   = "xz"
+	FormatZ    = "compress" // Unix compress (.Z)
+)
+
+// compressions maps formats to package cook's compression names.
+var compressions = map[string]string{FormatZstd: "zst", FormatGzip: "gz", FormatXz: "xz", FormatZ: "Z"}
+
+// magics are the compressed formats' first bytes.
+var magics = []struct {
+	format string
+	magic  []byte
+}{
+	{FormatZstd, []byte{0x28, 0xB5, 0x2F, 0xFD}},
+	{FormatGzip, []byte{0x1F, 0x8B}},
+	{FormatXz, []byte{0xFD, '7', 'z', 'X', 'Z', 0x00}},
+	{FormatZ, []byte{0x1F, 0x9D}},
+}
+
+// Info describes an image.
+type Info struct {
+	// Path is the image's file name, as given.
+	Path string `json:"path"`
+	// Format is FormatRaw or the compression (FormatZstd, ...).
+	Format string `json:"format"`
+	// FileSize is the image file's length (for a compressed image, the
+	// compressed size; for a block device, its size).
+	FileSize int64 `json:"file_size"`
+	// Allocated is what a raw regular file takes on disk (sparse files
+	// take less than their size); 0 for others.
+	Allocated int64 `json:"allocated,omitempty"`
+	// Size is the decoded image's length in bytes.
+	Size int64 `json:"size"`
+	// DataSize is the number of bytes in Block-aligned blocks that are not
+	// all zeros: what the ring sends as data (the rest travels as holes).
+	DataSize int64 `json:"data_size"`
+	// SHA256 is the hex SHA-256 of the decoded image.
+	SHA256 string `json:"sha256"`
+	// Table is the MBR partition table; nil when there is none.
+	Table *Table `json:"partition_table,omitempty"`
+	// NoTable says why Table is nil ("" when it is not).
+	NoTable string `json:"no_partition_table,omitempty"`
+	// Duration of the inspection.
+	Duration time.Duration `json:"-"`
+}
+
+// Detect returns the format of the image at path: by its first bytes,
+// which must agree with a compression suffix the name has. A name that
+// says archive (.tar, .cpio, .tar.gz, ...) is refused: the ring unpacks
+// those under a directory, they are no disk images.
+func Detect(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("open image: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 8)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return detect(path, head[:n])
+}
+
+func detect(path string, head []byte) (string, error) {
+	byMagic := FormatRaw
+	for _, m := range magics {
+		if bytes.HasPrefix(head, m.magic) {
+			byMagic = m.format
+			break
+		}
+	}
+	k, kerr := cook.KindOf(path)
+	if kerr == nil && k.Archive != "" {
+		return "", fmt.Errorf("%s is named as a %s archive, not a disk image: images are raw, or compressed whole (.zst, .gz, .xz, .Z)", path, k)
+	}
+	if kerr == nil && byMagic != FormatRaw && compressions[byMagic] != k.Compression {
+		return "", fmt.Errorf("%s is named .%s but holds %s data: rename it, or the ring will decode it wrongly", path, k.Compression, byMagic)
+	}
+	if kerr == nil && byMagic == FormatRaw {
+		return "", fmt.Errorf("%s is named .%s but does not start with that format's magic bytes: a truncated or mislabelled file (a raw image should not carry a compression suffix)", path, k.Compression)
+	}
+	return byMagic, nil
+}
+
+// Inspect reads the image at path whole (a raw image's holes are
+// skipped, not read) and describes it. ctx cancels the read.
+func Inspect(ctx context.Context, path string) (*Info, error) {
+	start := time.Now()
+	format, err := Detect(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	info := &Info{Path: path, Format: format, FileSize: st.Size()}
+	isBlock := st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0
+	switch {
+	case isBlock:
+		if info.FileSize, err = blockdev.Size(f); err != nil {
+			return nil, fmt.Errorf("size of %s: %w", path, err)
+		}
+	case st.Mode().IsRegular():
+		info.Allocated = allocated(st)
+	default:
+		return nil, fmt.Errorf("%s is not a regular file or block device", path)
+	}
+
+	sc := newScanner(format == FormatRaw)
+	var res sink.Result
+	if format == FormatRaw {
+		if err := scanRaw(ctx, f, info.FileSize, sc); err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		res, _ = sc.Close()
+	} else {
+		res, err = decode(ctx, f, format, path, sc)
+		if err != nil {
+			return nil, err
+		}
+	}
+	info.Size, info.DataSize, info.SHA256 = res.Bytes, sc.data, hex.EncodeToString(res.SHA256)
+	if t, err := sc.table(); err != nil {
+		info.NoTable = strings.TrimPrefix(err.Error(), ErrNoMBR.Error()+": ")
+	} else {
+		info.Table = t
+	}
+	info.Duration = time.Since(start)
+	return info, nil
+}
+
+// decode pushes the compressed file through the ring's cooked decoder
+// into the scanner, as a ring node would push it into its output.
+func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (sink.Result, error) {
+	k := cook.Kind{Compression: compressions[format]}
+	s, err := cook.NewSink(k, "the decoded image", cook.Options{
+		OpenRaw: func(string) (sink.Sink, error) { return sc, nil },
+	})
+	if err != nil {
+		return sink.Result{}, err
+	}
+	buf := make([]byte, readBuf)
+	for {
+		if err := ctx.Err(); err != nil {
+			s.Abort()
+			return sink.Result{}, err
+		}
+		n, rerr := f.Read(buf)
+		if n > 0 {
+			if _, err := s.Write(buf[:n]); err != nil {
+				s.Abort()
+				return sink.Result{}, fmt.Errorf("decode %s: %w", path, err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			s.Abort()
+			return sink.Result{}, fmt.Errorf("read %s: %w", path, rerr)
+		}
+	}
+	res, err := s.Close()
+	if err != nil {
+		return sink.Result{}, fmt.Errorf("decode %s: %w (a truncated or damaged file?)", path, err)
+	}
+	return res, nil
+}

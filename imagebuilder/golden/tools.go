@@ -1,0 +1,141 @@
+package golden
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Tool is a host program Build runs.
+type Tool struct {
+	// Name is the program (looked up in PATH, then /usr/sbin, /sbin) or
+	// an absolute path for a file.
+	Name string
+	// Package is the Debian package that has it.
+	Package string
+}
+
+// Tools are what Build needs from the host: all run as an ordinary
+// user, on the image file, without loop devices.
+var Tools = []Tool{
+	{"sfdisk", "fdisk"},
+	{"mkfs.vfat", "dosfstools"},
+	{"mcopy", "mtools"},
+	{"syslinux", "syslinux"},
+	{MBRBin, "syslinux-common"},
+	{"mke2fs", "e2fsprogs"},
+	{"debugfs", "e2fsprogs"},
+	{"depmod", "kmod"},
+}
+
+// MBRBin is syslinux's master boot record, written to the image's first
+// 440 bytes.
+const MBRBin = "/usr/lib/syslinux/mbr/mbr.bin"
+
+// lookTool finds a tool: an absolute path as it is, a name in PATH or in
+// the sbin directories (which an ordinary user's PATH may lack).
+func lookTool(name string) (string, error) {
+	if filepath.IsAbs(name) {
+		if _, err := os.Stat(name); err != nil {
+			return "", err
+		}
+		return name, nil
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// CheckTools returns an error naming every missing tool and the Debian
+// packages to install, nil when all are there.
+func CheckTools() error {
+	var missing []string
+	pkgs := map[string]bool{}
+	for _, t := range Tools {
+		if _, err := lookTool(t.Name); err != nil {
+			missing = append(missing, t.Name)
+			pkgs[t.Package] = true
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var list []string
+	for p := range pkgs {
+		list = append(list, p)
+	}
+	sort.Strings(list)
+	return fmt.Errorf("missing %s: install them: apt-get install %s", strings.Join(missing, ", "), strings.Join(list, " "))
+}
+
+// run runs a tool with args; its output goes into the error when it
+// fails.
+func run(ctx context.Context, stdin []byte, name string, args ...string) error {
+	path, err := lookTool(name)
+	if err != nil {
+		return fmt.Errorf("%s not found: %w (run CheckTools first)", name, err)
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	// mtools refuses images whose FAT geometry it finds odd unless told
+	// not to check; C locale for messages we may quote.
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1", "LC_ALL=C")
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// ErrNotStatic is wrapped by the error for a herd binary that needs
+// shared libraries, which the golden system does not have.
+var ErrNotStatic = errors.New("not a static x86-64 executable")
+
+// CheckStatic makes sure path is a statically linked x86-64 ELF
+// executable: no program interpreter, no shared libraries.
+func CheckStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("herd binary %s: %w: %w", path, ErrNotStatic, err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 {
+		return fmt.Errorf("herd binary %s is for %v: %w (the golden image boots an x86 kernel)", path, f.Machine, ErrNotStatic)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("herd binary %s is dynamically linked: %w: build it with CGO_ENABLED=0 go build ./cmd/herd", path, ErrNotStatic)
+		}
+	}
+	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+		return fmt.Errorf("herd binary %s needs %s: %w: build it with CGO_ENABLED=0 go build ./cmd/herd", path, strings.Join(libs, " "), ErrNotStatic)
+	}
+	return nil
+}
+
+// buildHerd compiles src's ./cmd/herd, static, to out.
+func buildHerd(ctx context.Context, src, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./cmd/herd")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/herd in %s: %w\n%s", src, err, b)
+	}
+	return nil
+}
