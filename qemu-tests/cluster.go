@@ -5,6 +5,7 @@ package qemutests
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -277,6 +278,10 @@ func (c *Cluster) startServer(sub string, args []string) *Server {
 	}
 	s.Cmd = c.NS.Command(c.Herd, full...)
 	s.Cmd.Stdout, s.Cmd.Stderr = out, errf
+	if os.Getenv("HERD_DEMO") != "" {
+		// make demo: herd's progress and summary live on the terminal.
+		s.Cmd.Stdout, s.Cmd.Stderr = io.MultiWriter(out, os.Stdout), io.MultiWriter(errf, os.Stderr)
+	}
 	if err := s.Cmd.Start(); err != nil {
 		out.Close()
 		errf.Close()

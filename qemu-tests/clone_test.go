@@ -1,0 +1,99 @@
+//go:build qemu
+
+package qemutests
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herdproject/herd/pxe/inventory"
+)
+
+// Bounds of the clone scenario under TCG.
+const (
+	installTimeout = 6 * time.Minute // registered to "report done"
+	bootTimeout    = 5 * time.Minute // the reboot to the installed system's line
+)
+
+// herdRun runs the cluster's herd with a time limit and returns its
+// combined output; it fails the test on a non-zero exit.
+func herdRun(t *testing.T, c *Cluster, d time.Duration, args ...string) string {
+	t.Helper()
+	out, err := runBounded(d, "", nil, c.Herd, args...)
+	if err != nil {
+		t.Fatalf("herd %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+var bootedRE = regexp.MustCompile(`herd-booted host=(\S+) ip=(\S+) machine-id=(\S+)`)
+
+// TestCloneWholeDisk is the mission end to end: a golden disk image (built
+// without root by herd image golden, captured sparse and compressed by
+// herd image capture) goes through the ring to three VMs with blank disks.
+// Each PXE-boots herd's agent, installs, verifies, customizes and reports
+// done; herd switches it to local boot; it resets, boots its own disk and
+// prints its own reservation's hostname and address and a machine-id of
+// its own.
+func TestCloneWholeDisk(t *testing.T) {
+	c := NewCluster(t, Options{Nodes: 3, DiskSize: 256 << 20})
+	dir := t.TempDir()
+	golden := filepath.Join(dir, "golden.img")
+	t.Logf("herd image golden:\n%s", herdRun(t, c, 5*time.Minute, "image", "golden", "-o", golden))
+	zst := golden + ".zst"
+	t.Logf("herd image capture:\n%s", herdRun(t, c, 5*time.Minute, "image", "capture", golden, "-o", zst))
+	t.Logf("herd image info:\n%s", herdRun(t, c, 2*time.Minute, "image", "info", zst))
+
+	srv := c.Serve("--file", zst+" >> /dev/vda")
+	start := time.Now()
+	vms := c.StartAll()
+	for _, vm := range vms {
+		vm.WaitFor(`registered as `+vm.Node.Name+` `, agentTimeout+registerTimeout)
+	}
+	t.Logf("%.1fs: all %d nodes registered", time.Since(start).Seconds(), len(vms))
+	for _, vm := range vms {
+		vm.WaitFor(`== herd: report done done`, installTimeout)
+	}
+	t.Logf("%.1fs: all installed and reported done", time.Since(start).Seconds())
+
+	ids := map[string]string{}
+	for _, vm := range vms {
+		n := vm.Node
+		line := vm.WaitFor(bootedRE.String(), bootTimeout)
+		m := bootedRE.FindStringSubmatch(line)
+		host, ip, id := m[1], m[2], m[3]
+		if host != n.Name || ip != n.IP {
+			t.Errorf("%s booted as host=%s ip=%s, want its reservation %s %s", n.Name, host, ip, n.Name, n.IP)
+		}
+		if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(id) {
+			t.Errorf("%s: machine-id %q is not 32 hex digits", n.Name, id)
+		}
+		if other, dup := ids[id]; dup {
+			t.Errorf("%s and %s share machine-id %s", other, n.Name, id)
+		}
+		ids[id] = n.Name
+		if code := vm.WaitExit(time.Minute); code != 0 {
+			t.Errorf("%s: QEMU exit %d after the installed system powered off", n.Name, code)
+		}
+	}
+	t.Logf("%.1fs: all booted their own disks", time.Since(start).Seconds())
+
+	out := srv.Output()
+	for _, n := range c.Nodes {
+		if !regexp.MustCompile(`(?m)^` + n.Name + `\s+done\s+\d+\s+\S+\s+\S+\s+yes`).MatchString(out) {
+			t.Errorf("herd serve's summary does not show %s done and verified:\n%s", n.Name, out)
+		}
+		st := c.Show(n.Name)
+		if st.State != inventory.StateDone || !st.LocalBoot {
+			t.Errorf("herd nodes show %s: state %s, local boot %v; want done, local", n.Name, st.State, st.LocalBoot)
+		}
+	}
+	t.Logf("herd serve:\n%s", out)
+	// Interrupted after a session where every node verified: exit 0.
+	if code := srv.Stop(); code != 0 {
+		t.Errorf("herd serve exit %d when stopped after a clean session:\n%s", code, srv.Errors())
+	}
+}
