@@ -69,6 +69,10 @@ type Config struct {
 	// brd for a /dev/ramN stage2) or refuse the file. Without it a node
 	// refuses stage2 files (Mount set): only the herd agent mounts them.
 	Prepare func(f *wire.SetupFile) error
+	// Allow, when set, lists shell patterns (filepath.Match, e.g.
+	// "/dev/vd*", "/srv/images/*") that every output must match, after
+	// symbolic links are resolved; others are refused at set-up.
+	Allow []string
 	// Key, when set, is the ring's shared secret: the node takes sessions
 	// and data only from peers that prove they hold it, checks every
 	// frame's MAC before writing it, and refuses peers without a key.

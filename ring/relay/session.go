@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -259,11 +260,77 @@ func (n *Node) check(s *wire.Setup) error {
 		case f.Mount != "":
 			return fmt.Errorf("file %d (%s) is a stage2 to mount at %s: only the herd agent takes stage2 files", i+1, f.Output, f.Mount)
 		}
+		if err := n.allowed(f); err != nil {
+			return fmt.Errorf("file %d (%s): %w", i+1, f.Output, err)
+		}
 		if err := checkFile(f); err != nil {
 			return fmt.Errorf("file %d (%s): %w", i+1, f.Output, err)
 		}
 	}
 	return nil
+}
+
+// allowed checks an output against the node's allow-list: the absolute
+// path, symbolic links resolved (as far as the path exists), must match a
+// pattern. Split outputs are checked by their first part's name.
+func (n *Node) allowed(f wire.SetupFile) error {
+	if len(n.cfg.Allow) == 0 {
+		return nil
+	}
+	if f.Output == "-" {
+		return fmt.Errorf("standard output is not in this node's allow-list (%s)", strings.Join(n.cfg.Allow, " "))
+	}
+	p := f.Output
+	if f.Split > 0 {
+		p += "_0"
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
+	real := resolveExisting(abs)
+	for _, pat := range n.cfg.Allow {
+		if ok, _ := filepath.Match(pat, real); ok {
+			return nil
+		}
+	}
+	shown := abs
+	if real != abs {
+		shown = abs + " (→ " + real + ")"
+	}
+	return fmt.Errorf("%s is outside this node's allow-list (%s): refusing to write", shown, strings.Join(n.cfg.Allow, " "))
+}
+
+// resolveExisting resolves the symbolic links of an absolute path, also a
+// dangling one (writing would create its target) and below the longest
+// existing prefix, following at most 40 links.
+func resolveExisting(p string) string {
+	for range 40 {
+		fi, err := os.Lstat(p)
+		switch {
+		case err == nil && fi.Mode()&os.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return p
+			}
+			if !filepath.IsAbs(t) {
+				t = filepath.Join(filepath.Dir(p), t)
+			}
+			p = filepath.Clean(t)
+			continue
+		case err == nil:
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				return r
+			}
+			return p
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return p
+		}
+		return filepath.Join(resolveExisting(parent), filepath.Base(p))
+	}
+	return p
 }
 
 func checkFile(f wire.SetupFile) error {

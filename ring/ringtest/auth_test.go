@@ -213,3 +213,33 @@ func TestTamper(t *testing.T) {
 		})
 	}
 }
+
+// TestAllowList: a node given --allow writes only to outputs matching a
+// pattern, symbolic links resolved; anything else fails set-up with a
+// clear reason and nothing written.
+func TestAllowList(t *testing.T) {
+	in := randomFile(t, 3<<20, 13)
+	dir := workDir(t)
+	pat := func(n int) string { return filepath.Join(dir, "node-"+addr(n), "images") + "/*" }
+	n1 := startNodes(t, dir, addrs(45), nodeOpts{args: []string{"--allow", pat(45)}})
+	n2 := startNodes(t, dir, addrs(46), nodeOpts{args: []string{"--allow", pat(46)}})
+	for _, n := range []*node{n1[0], n2[0]} {
+		if err := os.MkdirAll(filepath.Join(n.dir, "images"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// On node 46 images/out.img is a link to a file outside the list.
+	if err := os.Symlink(filepath.Join(n2[0].dir, "elsewhere.img"), filepath.Join(n2[0].dir, "images", "out.img")); err != nil {
+		t.Fatal(err)
+	}
+	r := send(t, dir, 0, "herd", "send", "-H", addr(45)+","+addr(46), "-I", in, "-O", "images/out.img")
+	wantExit(t, r, 1)
+	lines := checkSummary(t, r, addrs(45, 46), map[string]string{addr(46): "failed"})
+	if !strings.Contains(lines[1].reason, "outside this node's allow-list") || !strings.Contains(lines[1].reason, "elsewhere.img") {
+		t.Errorf("node %s failed for %q, want the allow-list and the link's target named", addr(46), lines[1].reason)
+	}
+	sameFile(t, in, filepath.Join(n1[0].dir, "images", "out.img"))
+	if _, err := os.Stat(filepath.Join(n2[0].dir, "elsewhere.img")); err == nil {
+		t.Error("node 46 wrote through the link to a path outside its allow-list")
+	}
+}

@@ -300,11 +300,17 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 	chunks := fs.Int("chunks", 8, "blocks in flight")
 	verbose := fs.BoolP("verbose", "v", false, "print progress")
 	keyFile := fs.String("key-file", "", "ring key `FILE`: take sessions and data only from holders of the same key")
+	allow := fs.StringArray("allow", nil, "write only to outputs matching `PATTERN` (e.g. '/dev/vd*'); repeatable")
 	ports := addPortFlags(fs)
 	if err := parseFlags(fs, env, recvUsage, args, " (see herd recv --help)"); err != nil {
 		return err
 	}
-	cfg := relay.Config{ListenAddr: *listen, Once: !*serve, Verbose: *verbose, NoSync: *noSync, Timeout: *timeout, PoolChunks: *chunks}
+	cfg := relay.Config{ListenAddr: *listen, Once: !*serve, Verbose: *verbose, NoSync: *noSync, Timeout: *timeout, PoolChunks: *chunks, Allow: *allow}
+	for _, p := range *allow {
+		if _, err := filepath.Match(p, ""); err != nil || !filepath.IsAbs(p) {
+			return usagef("--allow %q: want an absolute shell pattern such as '/dev/vd*'", p)
+		}
+	}
 	ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
 	var err error
 	if cfg.Key, err = readKeyFile("--key-file", *keyFile); err != nil {
