@@ -278,6 +278,9 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 	s.mu.Lock()
 	s.ctl[i] = nc
 	s.mu.Unlock()
+	// An interrupt during set-up must not wait out the read deadlines.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	nonce := wire.NewNonce()
 	if err := nc.send(wire.THello, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name, Nonce: nonce}); err != nil {
 		return fmt.Errorf("hello: %w", err)
