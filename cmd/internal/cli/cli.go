@@ -242,18 +242,5 @@ func splitList(s string) []string {
 // args and refuses stray arguments; hint follows the refusal, e.g.
 // " (see herd send --help)".
 func parseFlags(fs *pflag.FlagSet, env Env, usage string, args []string, hint string) error {
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, usage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q%s", fs.Arg(0), hint)
-	}
-	return nil
+	return parseArgs(fs, env, usage, args, 0, "", hint)
 }
