@@ -164,11 +164,11 @@ func detectFS(dev string) string {
 	if _, err := f.ReadAt(b, 0); err != nil {
 		return ""
 	}
-	switch {
-	case b[1024+56] == 0x53 && b[1024+57] == 0xEF:
-		return "ext4" // ext2/3/4: the ext4 driver mounts all three
-	case string(b[0:4]) == "XFSB":
-		return "xfs"
+	// ext2/3/4 (the ext4 driver mounts all three) or XFS; not the
+	// read-only kinds a stage2 may be.
+	switch t, _ := fsOf(b, dev); t {
+	case "ext4", "xfs":
+		return t
 	}
 	return ""
 }

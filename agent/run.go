@@ -45,7 +45,6 @@ type agent struct {
 var ErrNoServer = errors.New("can't reach a valid herd server")
 
 func (a *agent) run(ctx context.Context) error {
-	s := a.cfg.Settings
 	if a.cfg.AsInit {
 		if err := a.con.step("mount pseudo-filesystems", mountPseudo); err != nil {
 			return a.fail(ctx, err)
@@ -57,23 +56,12 @@ func (a *agent) run(ctx context.Context) error {
 	if err := a.con.step("network (DHCP)", func() error { return a.network(ctx) }); err != nil {
 		return a.fail(ctx, err)
 	}
-	tries := max(s.Retries, 1)
-	var err error
-	for try := 1; try <= tries; try++ {
-		err = a.con.step(fmt.Sprintf("register and wait for the session (try %d of %d, %v)", try, tries, s.Timeout), func() error {
-			if err := a.register(ctx); err != nil {
-				return err
-			}
-			return a.receive(ctx, nil)
-		})
-		if err == nil || !errors.Is(err, relay.ErrNoSender) && !errors.Is(err, errRegister) {
-			break
+	err := a.waitSession("register and wait for the session", "", func() error {
+		if err := a.register(ctx); err != nil {
+			return err
 		}
-	}
-	if errors.Is(err, relay.ErrNoSender) || errors.Is(err, errRegister) {
-		a.con.printf("Can't reach a valid herd server (%d tries of %v)", tries, s.Timeout)
-		return a.fail(ctx, fmt.Errorf("%w: %v", ErrNoServer, err))
-	}
+		return a.receive(ctx, nil)
+	})
 	if err != nil {
 		return a.fail(ctx, err)
 	}
@@ -83,24 +71,15 @@ func (a *agent) run(ctx context.Context) error {
 		}
 		if !slices.ContainsFunc(a.files, func(f wire.SetupFile) bool { return !isStage2(f) }) {
 			// A session of stage2 files only: the install session follows.
-			for try := 1; try <= tries; try++ {
+			err := a.waitSession("wait for the install session", "no install session after the stage2: ", func() error {
 				a.verdict = nil
-				err = a.con.step(fmt.Sprintf("wait for the install session (try %d of %d, %v)", try, tries, s.Timeout), func() error {
-					// Listening: tell herd serve the stage2 is in place.
-					return a.receive(ctx, func() {
-						if err := a.report(ctx, inventory.StateInstalling, "", "stage2 mounted; waiting for the install session"); err != nil {
-							a.con.printf("warning: report: %v", err)
-						}
-					})
+				// Listening: tell herd serve the stage2 is in place.
+				return a.receive(ctx, func() {
+					if err := a.report(ctx, inventory.StateInstalling, "", "stage2 mounted; waiting for the install session"); err != nil {
+						a.con.printf("warning: report: %v", err)
+					}
 				})
-				if !errors.Is(err, relay.ErrNoSender) {
-					break
-				}
-			}
-			if errors.Is(err, relay.ErrNoSender) {
-				a.con.printf("Can't reach a valid herd server (%d tries of %v)", tries, s.Timeout)
-				return a.fail(ctx, fmt.Errorf("%w: no install session after the stage2: %v", ErrNoServer, err))
-			}
+			})
 			if err != nil {
 				return a.fail(ctx, err)
 			}
@@ -111,6 +90,24 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	_ = a.con.step("report done", func() error { return a.report(ctx, inventory.StateDone, "", "installed and verified") })
 	return a.finish(ctx, nil)
+}
+
+// waitSession runs fn as the step name, again while no herd server answers
+// (registration failed, or no sender came within herd.timeout), at most
+// herd.retries times as dolly's clients did; then it prints "Can't reach a
+// valid herd server" and returns ErrNoServer, its message prefixed by what.
+func (a *agent) waitSession(name, what string, fn func() error) error {
+	s := a.cfg.Settings
+	tries := max(s.Retries, 1)
+	var err error
+	for try := 1; try <= tries; try++ {
+		err = a.con.step(fmt.Sprintf("%s (try %d of %d, %v)", name, try, tries, s.Timeout), fn)
+		if !errors.Is(err, relay.ErrNoSender) && !errors.Is(err, errRegister) {
+			return err
+		}
+	}
+	a.con.printf("Can't reach a valid herd server (%d tries of %v)", tries, s.Timeout)
+	return fmt.Errorf("%w: %s%v", ErrNoServer, what, err)
 }
 
 // fail reports the failure (when the server is known) and ends the run.
