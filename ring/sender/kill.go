@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -50,14 +51,28 @@ func killOne(ctx context.Context, cfg Config, addr string) error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-	nonce := wire.NewNonce()
-	if err := wire.WriteMsg(c, wire.THello, wire.Hello{Version: wire.Version, Session: "kill", Sender: cfg.Name, Nonce: nonce}); err != nil {
+	if err := greet(c, c, cfg.Key, wire.Hello{Version: wire.Version, Session: "kill", Sender: cfg.Name}); err != nil {
 		return err
 	}
-	if err := wire.AuthConnect(c, cfg.Key, nonce); err != nil {
+	return wire.WriteMsg(c, wire.TKill, wire.Kill{From: cfg.Name})
+}
+
+// greet opens a control connection: Hello with a fresh nonce, then the
+// handshake (wire.AuthConnect), its failures worded "auth failed: why".
+// w is where messages go (the node's locked writer during set-up).
+func greet(r io.Reader, w io.Writer, key wire.Key, hello wire.Hello) error {
+	hello.Nonce = wire.NewNonce()
+	if err := wire.WriteMsg(w, wire.THello, hello); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{r, w}
+	if err := wire.AuthConnect(rw, key, hello.Nonce); err != nil {
 		return authError(err)
 	}
-	return wire.WriteMsg(c, wire.TKill, wire.Kill{From: cfg.Name})
+	return nil
 }
 
 // authError words a failed handshake for the summary: "auth failed: why".

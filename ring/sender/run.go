@@ -29,10 +29,15 @@ type nodeConn struct {
 }
 
 func (n *nodeConn) send(t wire.Type, v any) error {
+	return wire.WriteMsg(n, t, v)
+}
+
+// Write writes one whole message (its callers write each in one call).
+func (n *nodeConn) Write(p []byte) (int, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	_ = n.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	return wire.WriteMsg(n.conn, t, v)
+	return n.conn.Write(p)
 }
 
 func (s *session) run(ctx context.Context) (*Report, error) {
@@ -281,13 +286,9 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 	// An interrupt during set-up must not wait out the read deadlines.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	nonce := wire.NewNonce()
-	if err := nc.send(wire.THello, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name, Nonce: nonce}); err != nil {
-		return fmt.Errorf("hello: %w", err)
-	}
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := wire.AuthConnect(conn, s.cfg.Key, nonce); err != nil {
-		return authError(err)
+	if err := greet(conn, nc, s.cfg.Key, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name}); err != nil {
+		return err
 	}
 	if err := nc.send(wire.TSetup, setup); err != nil {
 		return fmt.Errorf("set-up: %w", err)
