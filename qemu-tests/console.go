@@ -112,8 +112,8 @@ func (c *console) waitDone(d time.Duration) {
 	}
 }
 
-// waitFor waits until re matches the text after offset from, at most
-// until deadline; it returns the match's offsets, or ok = false with why
+// waitFor waits until re matches the whole lines after offset from, at
+// most until deadline; it returns the match's offsets, or ok = false with why
 // (the deadline passed, or the output ended).
 func (c *console) waitFor(re *regexp.Regexp, from int, deadline time.Time) (start, end int, ok bool, why string) {
 	timer := time.AfterFunc(time.Until(deadline), c.cond.Broadcast)
@@ -124,8 +124,17 @@ func (c *console) waitFor(re *regexp.Regexp, from int, deadline time.Time) (star
 		if from > len(c.buf) {
 			from = len(c.buf)
 		}
-		if loc := re.FindIndex(c.buf[from:]); loc != nil {
-			return from + loc[0], from + loc[1], true, ""
+		// Only whole lines are searched (the rest once the output ended):
+		// a line still being written would match a pattern such as
+		// `id=(\S+)` with half its value.
+		upto := bytes.LastIndexByte(c.buf, '\n') + 1
+		if c.done {
+			upto = len(c.buf)
+		}
+		if from < upto {
+			if loc := re.FindIndex(c.buf[from:upto]); loc != nil {
+				return from + loc[0], from + loc[1], true, ""
+			}
 		}
 		if c.done {
 			return 0, 0, false, "the console ended (QEMU exited)"

@@ -40,15 +40,21 @@ func TestConsole(t *testing.T) {
 	if _, _, ok, _ := c.waitFor(re, end, time.Now().Add(50*time.Millisecond)); ok {
 		t.Error("found the same match again after its end")
 	}
-	if _, _, ok, _ := c.waitFor(regexp.MustCompile(`partial`), end, time.Now().Add(5*time.Second)); !ok {
-		t.Error("an unfinished line is not searched")
+	if _, _, ok, _ := c.waitFor(regexp.MustCompile(`partial`), end, time.Now().Add(50*time.Millisecond)); ok {
+		t.Error("a line still being written was searched (a pattern could match half of it)")
+	}
+	if _, err := pw.Write([]byte(" line\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if s, e, ok, _ := c.waitFor(regexp.MustCompile(`partial\S*`), end, time.Now().Add(5*time.Second)); !ok || c.lineAt(s, e) != "partial line" {
+		t.Errorf("the finished line is not found whole: ok %v", ok)
 	}
 	pw.Close()
 	c.waitDone(5 * time.Second)
 	if _, _, ok, why := c.waitFor(regexp.MustCompile(`never`), 0, time.Now().Add(time.Minute)); ok || !strings.Contains(why, "ended") {
 		t.Errorf("after the end: ok %v, %q", ok, why)
 	}
-	want := "SeaBIOS (version 1)\nPress Ctrl-B.ok\nnet0: 10.251.20.21/255.255.255.0\nregistered as n1 (plan \"\")\npartial\n"
+	want := "SeaBIOS (version 1)\nPress Ctrl-B.ok\nnet0: 10.251.20.21/255.255.255.0\nregistered as n1 (plan \"\")\npartial line\n"
 	if got := c.text(); got != want {
 		t.Errorf("text:\n%q\nwant\n%q", got, want)
 	}
