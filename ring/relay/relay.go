@@ -60,6 +60,10 @@ type Config struct {
 	Timeout time.Duration
 	// PoolChunks is the number of chunks in flight; 0 means 8.
 	PoolChunks int
+	// Window is how many bytes of recent frames a node with children
+	// keeps to feed a grandchild when a child stops (bypass); 0 means
+	// bypass.DefaultWindow. What it no longer holds comes from the sender.
+	Window int
 	// Finished, when set, is called at the end of every session that got
 	// past set-up, with the session's files and the node's verdict (the
 	// agent customizes and reports from it).
@@ -117,7 +121,7 @@ type Node struct {
 	listen            netip.Addr // parsed ListenAddr, or invalid
 	busy              atomic.Bool
 	mu                sync.Mutex
-	waiting           map[string]chan net.Conn // session → upstream data conn
+	waiting           map[string]*upstream // session → its upstream
 	logMu             sync.Mutex
 }
 
@@ -125,7 +129,7 @@ type Node struct {
 // do (e.g. another dolly or herd already listening).
 func Listen(cfg Config) (*Node, error) {
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, waiting: map[string]chan net.Conn{}}
+	n := &Node{cfg: cfg, waiting: map[string]*upstream{}}
 	if cfg.ListenAddr != "" {
 		a, err := netip.ParseAddr(cfg.ListenAddr)
 		if err != nil {
@@ -299,17 +303,15 @@ func (n *Node) acceptData(ctx context.Context) {
 			}
 			_ = c.SetReadDeadline(time.Time{})
 			n.mu.Lock()
-			ch := n.waiting[hello.Session]
+			up := n.waiting[hello.Session]
 			n.mu.Unlock()
-			if ch == nil {
+			if up == nil {
 				n.logf("data connection from %s (%s) for unknown session %s: closed", c.RemoteAddr(), hello.From, hello.Session)
 				c.Close()
 				return
 			}
-			select {
-			case ch <- c:
-			default:
-				n.logf("second data connection from %s for session %s: closed", c.RemoteAddr(), hello.Session)
+			if !up.offer(dataConn{Conn: c, from: hello.From, resume: hello.Resume}) {
+				n.logf("second data connection from %s (%s) for session %s: closed", c.RemoteAddr(), hello.From, hello.Session)
 				c.Close()
 			}
 		}()

@@ -12,14 +12,17 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/herdproject/herd/ring/bypass"
 	"github.com/herdproject/herd/ring/cook"
 	"github.com/herdproject/herd/ring/hostlist"
+	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/sink"
 	"github.com/herdproject/herd/ring/stream"
 	"github.com/herdproject/herd/ring/wire"
@@ -75,19 +78,15 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 
 	// Register for the upstream data connection before saying Ready: the
 	// sender connects the ring as soon as every node is ready.
-	upCh := make(chan net.Conn, 1)
+	up := newUpstream()
 	n.mu.Lock()
-	n.waiting[setup.Session] = upCh
+	n.waiting[setup.Session] = up
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
 		delete(n.waiting, setup.Session)
 		n.mu.Unlock()
-		select {
-		case c := <-upCh:
-			c.Close()
-		default:
-		}
+		up.close()
 	}()
 
 	if err := n.check(&setup); err != nil {
@@ -148,28 +147,30 @@ func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
 		}
 	}()
 
-	var up net.Conn
 	wait := timeout
 	if wait == 0 {
 		wait = 10 * time.Minute
 	}
-	select {
-	case up = <-upCh:
-	case <-sctx.Done():
-		return context.Cause(sctx)
-	case <-time.After(wait):
-		err := fmt.Errorf("no data connection from upstream within %v", wait)
-		_ = ctl.send(wire.TVerdict, wire.Verdict{Error: err.Error()})
+	first, err := up.take(sctx, wait)
+	if err != nil {
+		if errors.Is(err, errNoUpstream) {
+			err = fmt.Errorf("no data connection from upstream within %v", wait)
+			_ = ctl.send(wire.TVerdict, wire.Verdict{Error: err.Error()})
+		}
 		return err
 	}
-	defer up.Close()
-	context.AfterFunc(sctx, func() { up.Close() })
-	if tc, ok := up.(*net.TCPConn); ok && setup.SockBuf > 0 {
+	context.AfterFunc(sctx, up.close)
+	// A node that lost its upstream waits this long for another to take
+	// over: the one before it must notice (the bypass timeout) and
+	// connect.
+	up.bypass = bypassTimeout(&conn)
+	up.wait = max(3*up.bypass+10*time.Second, timeout)
+	if tc, ok := first.Conn.(*net.TCPConn); ok && setup.SockBuf > 0 {
 		_ = tc.SetReadBuffer(setup.SockBuf)
 	}
 
 	start := time.Now()
-	v := n.transfer(sctx, ctl, up, children, &setup, timeout)
+	v := n.transfer(sctx, ctl, up, first, children, &setup, &conn, timeout)
 	v.Seconds = time.Since(start).Seconds()
 	if n.cfg.Finished != nil {
 		n.cfg.Finished(setup.Files, v)
@@ -387,6 +388,13 @@ func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wir
 // tries for up to 10 seconds. segsize and sockbuf, when > 0, set
 // TCP_MAXSEG (dolly's segsize) and the socket buffers (dolly's -u).
 func DialData(ctx context.Context, addr, session, from string, key wire.Key, segsize, sockbuf int) (net.Conn, error) {
+	return Dial(ctx, addr, wire.DataHello{Session: session, From: from}, key, segsize, sockbuf)
+}
+
+// Dial opens a data connection to addr (a node's data port, or a sender's
+// fetch port), sends hello with a fresh nonce and authenticates. It tries
+// for up to 10 seconds, or until ctx ends.
+func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, segsize, sockbuf int) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	if segsize > 0 {
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
@@ -406,42 +414,72 @@ func DialData(ctx context.Context, addr, session, from string, key wire.Key, seg
 				_ = tc.SetWriteBuffer(sockbuf)
 				_ = tc.SetReadBuffer(sockbuf)
 			}
-			nonce := wire.NewNonce()
-			if err := wire.WriteMsg(c, wire.TDataHello, wire.DataHello{Session: session, From: from, Nonce: nonce}); err != nil {
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			err := greetData(c, hello, key)
+			if !stop() {
+				err = context.Cause(ctx)
+			}
+			if err != nil {
 				c.Close()
 				return nil, err
 			}
-			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-			if err := wire.AuthConnect(c, key, nonce); err != nil {
-				c.Close()
-				var pe *wire.PeerError
-				if errors.As(err, &pe) {
-					return nil, fmt.Errorf("%w: %s", wire.ErrAuth, pe.Reason)
-				}
-				return nil, err
-			}
-			_ = c.SetReadDeadline(time.Time{})
 			return c, nil
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, context.Cause(ctx)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 	return nil, last
 }
 
+// greetData sends the DataHello and runs the connector's handshake.
+func greetData(c net.Conn, hello wire.DataHello, key wire.Key) error {
+	hello.Nonce = wire.NewNonce()
+	_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if err := wire.WriteMsg(c, wire.TDataHello, hello); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := wire.AuthConnect(c, key, hello.Nonce); err != nil {
+		var pe *wire.PeerError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("%w: %s", wire.ErrAuth, pe.Reason)
+		}
+		return err
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	_ = c.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// bypassTimeout is how long a child may make no progress before it is
+// bypassed (0: the sender did not say; 5 seconds).
+func bypassTimeout(c *wire.Connect) time.Duration {
+	if c.BypassMilli > 0 {
+		return time.Duration(c.BypassMilli) * time.Millisecond
+	}
+	return 5 * time.Second
+}
+
 // transfer runs the pipeline until the End frame or a failure, and returns
 // the node's verdict.
-func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up net.Conn, children []net.Conn, s *wire.Setup, timeout time.Duration) wire.Verdict {
+func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first dataConn, children []net.Conn, s *wire.Setup, c *wire.Connect, timeout time.Duration) wire.Verdict {
 	pool := stream.NewPool(n.cfg.PoolChunks, s.ChunkSize)
 	depth := pool.Cap()
+	bt := bypassTimeout(c)
 	var stages []stream.Stage
 	var fwds []*stream.Forwarder
-	for i, c := range children {
-		f := stream.NewForwarder(fmt.Sprintf("child %d (%s)", i+1, c.RemoteAddr()), c, depth, timeout)
+	win, rescuer := n.rescuer(ctx, ctl, s, c, len(children))
+	kids := plan.Children(len(c.Ring), c.Fanout, c.Me)
+	for i, conn := range children {
+		f := stream.NewForwarder(fmt.Sprintf("child %d (%s)", i+1, conn.RemoteAddr()), conn, depth, bt)
+		if rescuer != nil && i < len(kids) {
+			k := kids[i]
+			f.OnFail = func(err error) { rescuer.Bypass(k, err) }
+		}
 		fwds = append(fwds, f)
 		stages = append(stages, f)
 	}
@@ -454,11 +492,17 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up net.Conn, children
 	go n.progress(ctl, stop, &received, w)
 
 	mac := wire.NewFrameMAC(n.cfg.Key.SessionKey(s.Session))
-	rerr := readUpstream(ctx, up, pool, stages, s, mac, timeout, &received)
+	rerr := n.readUpstream(ctx, up, first, pool, stages, win, s, mac, timeout, &received)
+	if win != nil {
+		win.Close()
+	}
 	for _, f := range fwds {
-		if err := f.Close(); err != nil {
+		if err := f.Close(); err != nil && rescuer == nil {
 			n.logf("warning: %v (the nodes after it get nothing from me)", err)
 		}
+	}
+	if rescuer != nil {
+		rescuer.Wait()
 	}
 	hs.Close()
 	w.close(rerr)
@@ -489,114 +533,200 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up net.Conn, children
 	return v
 }
 
+// rescuer sets up the bypass of children that stop, when this node has
+// children and the sender told it the ring: a window of recent frames, and
+// the rescuer that adopts a stopped child's children.
+func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire.Connect, children int) (*bypass.Window, *bypass.Rescuer) {
+	if children == 0 || c.Me < 0 || c.Me >= len(c.Ring) {
+		return nil, nil
+	}
+	me := c.Ring[c.Me].Name
+	win := bypass.NewWindow(n.cfg.Window)
+	sk := n.cfg.Key.SessionKey(s.Session)
+	cfg := bypass.Config{
+		Ring: c.Ring, Fanout: c.Fanout, Timeout: bypassTimeout(c), SessionKey: sk, Window: win,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			return Dial(ctx, addr, wire.DataHello{Session: s.Session, From: me, Resume: true}, n.cfg.Key, c.SegSize, s.SockBuf)
+		},
+		Report: func(i int, reason string) {
+			go func() { _ = ctl.send(wire.TBypassed, wire.Bypassed{Node: c.Ring[i].Name, Index: i, Reason: reason}) }()
+		},
+		Logf: n.logf,
+	}
+	if host, _, err := net.SplitHostPort(ctl.RemoteAddr().String()); err == nil && c.FetchPort > 0 {
+		addr := net.JoinHostPort(host, strconv.Itoa(c.FetchPort))
+		cfg.Fetch = func(ctx context.Context, from, to wire.Position, emit func(bypass.Frame) error) error {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			conn, err := Dial(dctx, addr, wire.DataHello{Session: s.Session, From: me}, n.cfg.Key, 0, s.SockBuf)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("connect to the sender's fetch port %s: %w", addr, err)
+			}
+			defer conn.Close()
+			stop := context.AfterFunc(ctx, func() { conn.Close() })
+			defer stop()
+			n.logf("fetching %v up to %v from the sender", from, to)
+			return bypass.FetchFrom(conn, wire.Fetch{Session: s.Session, From: from, To: to}, sk, 30*time.Second, emit)
+		}
+	}
+	return win, bypass.New(ctx, cfg)
+}
+
 // readUpstream reads frames from the upstream connection and dispatches
-// them until End. It checks that files and offsets arrive in order.
+// them until End, checking that files and offsets arrive in order. When
+// the upstream breaks, the node waits for another one to take over (the
+// node before the one that stopped) and tells it where to resume.
 // With mac (the node has a key) every frame must carry a valid MAC, checked
 // before the frame goes to any stage: nothing unauthenticated is written
-// or forwarded.
-func readUpstream(ctx context.Context, up net.Conn, pool *stream.Pool, stages []stream.Stage, s *wire.Setup, mac *wire.FrameMAC, timeout time.Duration, received *atomic.Int64) error {
-	br := bufio.NewReaderSize(up, 256<<10)
+// or forwarded. With win, every frame is also kept there for a bypass.
+func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, pool *stream.Pool, stages []stream.Stage, win *bypass.Window, s *wire.Setup, mac *wire.FrameMAC, timeout time.Duration, received *atomic.Int64) error {
+	var pos streamPos
 	var hb [wire.HeaderSize]byte
 	var mb [wire.MACSize]byte
-	// sealed reads and checks the MAC that follows a frame.
-	sealed := func(h wire.Header, payload []byte) error {
-		switch {
-		case mac == nil && h.Flags&wire.FlagMAC != 0:
-			return fmt.Errorf("%w: upstream %s sends authenticated frames but this node has no key", wire.ErrAuth, up.RemoteAddr())
-		case mac == nil:
-			return nil
-		case h.Flags&wire.FlagMAC == 0:
-			return fmt.Errorf("%w: %s frame for file %d at offset %d from %s has no MAC", wire.ErrAuth, h.Type, h.File+1, h.Offset, up.RemoteAddr())
-		}
-		if _, err := io.ReadFull(br, mb[:]); err != nil {
-			return fmt.Errorf("read MAC from upstream %s: %w", up.RemoteAddr(), err)
-		}
-		if !mac.Verify(mb[:], hb[:], payload) {
-			return fmt.Errorf("%w: %s frame for file %d at offset %d from %s: bad MAC (tampered with or corrupted in flight); nothing of it written", wire.ErrAuth, h.Type, h.File+1, h.Offset, up.RemoteAddr())
-		}
-		return nil
+	// KeepAlives tell the upstream this node is alive while it makes
+	// progress (a frame dispatched within twice the bypass timeout): a
+	// node waiting on a slow disk or a stalled child is not bypassed, a
+	// frozen one is.
+	var moved atomic.Int64
+	moved.Store(time.Now().UnixNano())
+	stop := make(chan struct{})
+	defer close(stop)
+	go stream.SendKeepAlives(func() { up.keepAlive(up.bypass / 4) }, up.bypass/4, func() bool {
+		return time.Since(time.Unix(0, moved.Load())) < 2*up.bypass
+	}, stop)
+	br, err := switchTo(conn, pos.position())
+	if err != nil {
+		err = lost{err}
+	} else {
+		up.setLive(conn)
 	}
-	file, next, inFile := uint32(0), uint32(0), false
-	var off uint64
-	for {
-		if timeout > 0 {
-			_ = up.SetReadDeadline(time.Now().Add(timeout))
+	for takeovers := 0; ; {
+		if err == nil {
+			var h wire.Header
+			var c *stream.Chunk
+			var next streamPos
+			h, c, next, err = readFrame(ctx, conn, br, &hb, &mb, pos, pool, s, mac, timeout)
+			if err == nil {
+				if win != nil {
+					f := bypass.Frame{H: h}
+					if h.Type == wire.TData {
+						f.Payload = append([]byte(nil), c.Payload(0)...)
+					}
+					if mac != nil {
+						f.MAC = append([]byte(nil), mb[:]...)
+					}
+					if err := win.Add(ctx, f); err != nil {
+						stream.Dispatch(c, nil)
+						return err
+					}
+				}
+				pos = next
+				moved.Store(time.Now().UnixNano())
+				received.Add(c.Bytes())
+				stream.Dispatch(c, stages)
+				if h.Type == wire.TEnd {
+					return nil
+				}
+				continue
+			}
 		}
-		h, err := wire.ReadHeader(br, &hb)
-		if err != nil {
+		var l lost
+		if !errors.As(err, &l) || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("upstream %s closed the stream before its end", up.RemoteAddr())
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return fmt.Errorf("no data from upstream %s for %v (-a)", up.RemoteAddr(), timeout)
-			}
-			return fmt.Errorf("read from upstream %s: %w", up.RemoteAddr(), err)
-		}
-		// Order checks: the writer relies on them.
-		switch h.Type {
-		case wire.TFileStart:
-			if inFile || h.File != next || int(h.File) >= len(s.Files) {
-				return fmt.Errorf("protocol: unexpected start of file %d", h.File+1)
-			}
-			file, inFile, off = h.File, true, 0
-			next++
-		case wire.TData, wire.THole:
-			if !inFile || h.File != file || h.Offset != off {
-				return fmt.Errorf("protocol: %s frame for file %d at offset %d, expected file %d at %d", h.Type, h.File+1, h.Offset, file+1, off)
-			}
-			if h.Type == wire.TData && int(h.Length) > pool.ChunkSize() {
-				return fmt.Errorf("protocol: data frame of %d bytes exceeds the chunk size %d", h.Length, pool.ChunkSize())
-			}
-			off += uint64(h.Length)
-		case wire.TFileEnd:
-			if !inFile || h.File != file || h.Offset != off {
-				return fmt.Errorf("protocol: end of file %d at %d, expected file %d at %d", h.File+1, h.Offset, file+1, off)
-			}
-			inFile = false
-		case wire.TEnd:
-			if inFile || int(next) != len(s.Files) {
-				return fmt.Errorf("protocol: end of session after %d of %d files", next, len(s.Files))
-			}
-		default:
-			return fmt.Errorf("protocol: unexpected %s frame on the data connection", h.Type)
-		}
-		c, err := pool.Get(ctx)
-		if err != nil {
 			return err
 		}
-		if h.Type == wire.TData {
-			// Waiting for a free chunk is backpressure from this node's
-			// own stages (a stalled child, a slow disk), not upstream
-			// inactivity: the payload gets a full -a period of its own.
-			if timeout > 0 {
-				_ = up.SetReadDeadline(time.Now().Add(timeout))
-			}
-			if _, err := io.ReadFull(br, c.Buf[:h.Length]); err != nil {
-				stream.Dispatch(c, nil)
-				return fmt.Errorf("read data from upstream %s: %w", up.RemoteAddr(), err)
-			}
-			if err := sealed(h, c.Buf[:h.Length]); err != nil {
-				stream.Dispatch(c, nil)
-				return err
-			}
-			addFrame(c, h, int(h.Length), mac, mb[:])
-		} else {
-			if err := sealed(h, nil); err != nil {
-				stream.Dispatch(c, nil)
-				return err
-			}
-			addFrame(c, h, 0, mac, mb[:])
+		// The upstream broke or was replaced: wait for the node that
+		// takes over, within bounds.
+		conn.Close()
+		if takeovers++; takeovers > 100 {
+			return fmt.Errorf("%v (after %d changes of upstream)", l.error, takeovers-1)
 		}
-		received.Add(c.Bytes())
-		stream.Dispatch(c, stages)
-		if h.Type == wire.TEnd {
-			return nil
+		n.logf("%v; waiting up to %v for a node to take over", l.error, up.wait)
+		nc, werr := up.take(ctx, up.wait)
+		if errors.Is(werr, errNoUpstream) {
+			return fmt.Errorf("%v, and no node took over within %v", l.error, up.wait)
+		}
+		if werr != nil {
+			return werr
+		}
+		conn = nc
+		if br, err = switchTo(conn, pos.position()); err != nil {
+			err = lost{err}
+			continue
+		}
+		up.setLive(conn)
+		n.logf("upstream is now %s (%s), resuming at %v", conn.from, conn.RemoteAddr(), pos.position())
+	}
+}
+
+// readFrame reads the next frame into a chunk of the pool and checks its
+// place (and MAC, into mb). Failures of the connection are lost errors.
+func readFrame(ctx context.Context, conn dataConn, br *bufio.Reader, hb *[wire.HeaderSize]byte, mb *[wire.MACSize]byte, pos streamPos, pool *stream.Pool, s *wire.Setup, mac *wire.FrameMAC, timeout time.Duration) (wire.Header, *stream.Chunk, streamPos, error) {
+	from := conn.RemoteAddr()
+	connErr := func(what string, err error) error {
+		var ne net.Error
+		switch {
+		case ctx.Err() != nil:
+			return context.Cause(ctx)
+		case errors.As(err, &ne) && ne.Timeout():
+			return fmt.Errorf("no data from upstream %s for %v (-a)", from, timeout)
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return lost{fmt.Errorf("upstream %s closed the stream before its end", from)}
+		case errors.As(err, new(*net.OpError)):
+			return lost{fmt.Errorf("%s from upstream %s: %w", what, from, err)}
+		}
+		return fmt.Errorf("%s from upstream %s: %w", what, from, err)
+	}
+	if timeout > 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	}
+	h, err := wire.ReadHeader(br, hb)
+	if err != nil {
+		return h, nil, pos, connErr("read", err)
+	}
+	next, err := pos.advance(h, len(s.Files), pool.ChunkSize())
+	if err != nil {
+		return h, nil, pos, err
+	}
+	c, err := pool.Get(ctx)
+	if err != nil {
+		return h, nil, pos, err
+	}
+	n := 0
+	if h.Type == wire.TData {
+		// Waiting for a free chunk is backpressure from this node's own
+		// stages (a stalled child, a slow disk), not upstream inactivity:
+		// the payload gets a full -a period of its own.
+		if timeout > 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(timeout))
+		}
+		n = int(h.Length)
+		if _, err := io.ReadFull(br, c.Buf[:n]); err != nil {
+			stream.Dispatch(c, nil)
+			return h, nil, pos, connErr("read data", err)
 		}
 	}
+	switch {
+	case mac == nil && h.Flags&wire.FlagMAC != 0:
+		err = fmt.Errorf("%w: upstream %s sends authenticated frames but this node has no key", wire.ErrAuth, from)
+	case mac == nil:
+	case h.Flags&wire.FlagMAC == 0:
+		err = fmt.Errorf("%w: %s frame for file %d at offset %d from %s has no MAC", wire.ErrAuth, h.Type, h.File+1, h.Offset, from)
+	default:
+		if _, rerr := io.ReadFull(br, mb[:]); rerr != nil {
+			err = connErr("read MAC", rerr)
+		} else if !mac.Verify(mb[:], hb[:], c.Buf[:n]) {
+			err = fmt.Errorf("%w: %s frame for file %d at offset %d from %s: bad MAC (tampered with or corrupted in flight); nothing of it written", wire.ErrAuth, h.Type, h.File+1, h.Offset, from)
+		}
+	}
+	if err != nil {
+		stream.Dispatch(c, nil)
+		return h, nil, pos, err
+	}
+	addFrame(c, h, n, mac, mb[:])
+	return h, c, next, nil
 }
 
 // addFrame puts a received frame into c, with its MAC when sealed.

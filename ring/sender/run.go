@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herdproject/herd/ring/bypass"
 	"github.com/herdproject/herd/ring/cook"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
@@ -84,8 +85,14 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	}
 
 	// 2. Connect the ready nodes into a chain or tree, leaves first so
-	// that every node's children are listening for it.
+	// that every node's children are listening for it. Every node learns
+	// the whole ring, to bypass a child that stops.
 	fanout := max(s.cfg.Plan.Fanout, 1)
+	if err := s.startBypass(ctx, live); err != nil {
+		s.abortAll("ring not built")
+		return s.snapshot(), fmt.Errorf("%w; nothing was written", err)
+	}
+	peers := s.ringPeers(live)
 	for j := len(live) - 1; j >= 0; j-- {
 		i := live[j]
 		var kids []wire.Peer
@@ -93,7 +100,10 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 			kids = append(kids, wire.Peer{Name: s.hosts[live[k]].Name, Addr: s.dataAddr(live[k])})
 		}
 		c := s.ctl[i]
-		err := c.send(wire.TConnect, wire.Connect{Children: kids, SegSize: s.cfg.Plan.SegSize})
+		err := c.send(wire.TConnect, wire.Connect{
+			Children: kids, SegSize: s.cfg.Plan.SegSize,
+			Ring: peers, Fanout: fanout, Me: j, BypassMilli: s.cfg.Bypass.Milliseconds(), FetchPort: s.fetchPort,
+		})
 		if err == nil {
 			_ = c.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
 			err = wire.Expect(c.conn, wire.TConnected, nil)
@@ -108,7 +118,8 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 		}
 	}
 	var conns []net.Conn
-	for _, k := range plan.Children(len(live), fanout, -1) {
+	firsts := plan.Children(len(live), fanout, -1)
+	for _, k := range firsts {
 		c, err := relay.DialData(ctx, s.dataAddr(live[k]), s.id, s.cfg.Name, s.cfg.Key, s.cfg.Plan.SegSize, s.cfg.SockBuf)
 		if err != nil {
 			s.abortAll("ring not built")
@@ -136,7 +147,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 		go s.listen(ctx, i, start, verdicts, digestsReady)
 	}
 	stopWatch := s.startWatch(ctx, start)
-	serr := s.stream(ctx, conns)
+	serr := s.stream(ctx, conns, firsts)
 	close(digestsReady)
 	if serr != nil {
 		s.abortAll("sender failed: " + serr.Error())
@@ -363,7 +374,7 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 		h, body, err := wire.ReadMsg(c.conn)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.setState(i, StateFailed, fmt.Sprintf("lost contact: %v", err))
+				s.setState(i, StateFailed, fmt.Sprintf("reset: lost contact: %v", err))
 			}
 			return
 		}
@@ -400,6 +411,11 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 			}
 			s.judge(i, v)
 			return
+		case wire.TBypassed:
+			var b wire.Bypassed
+			if json.Unmarshal(body, &b) == nil {
+				s.bypassed(b.Index, fmt.Sprintf("%s (bypassed by %s)", b.Reason, s.hosts[i].Name))
+			}
 		case wire.TFail, wire.TAbort:
 			var f wire.Fail
 			_ = json.Unmarshal(body, &f)
@@ -463,13 +479,15 @@ func short(h string) string {
 
 // stream reads every input once and sends it through the ring, hashing as
 // it goes (and decoding cooked files to know their decoded digest).
-func (s *session) stream(ctx context.Context, conns []net.Conn) error {
+func (s *session) stream(ctx context.Context, conns []net.Conn, firsts []int) error {
 	pool := stream.NewPool(s.cfg.PoolChunks, s.cfg.ChunkSize)
 	depth := pool.Cap()
 	var stages []stream.Stage
 	var fwds []*stream.Forwarder
-	for _, c := range conns {
-		f := stream.NewForwarder(c.RemoteAddr().String(), c, depth, s.cfg.Timeout)
+	for j, c := range conns {
+		f := stream.NewForwarder(c.RemoteAddr().String(), c, depth, s.cfg.Bypass)
+		k := firsts[j]
+		f.OnFail = func(err error) { s.rescuer.Bypass(k, err) }
 		fwds = append(fwds, f)
 		stages = append(stages, f)
 	}
@@ -479,11 +497,9 @@ func (s *session) stream(ctx context.Context, conns []net.Conn) error {
 	stages = append(stages, dg)
 
 	err := s.produce(ctx, pool, stages)
-	var ferr []error
+	s.win.Close()
 	for _, f := range fwds {
-		if e := f.Close(); e != nil {
-			ferr = append(ferr, e)
-		}
+		_ = f.Close() // a first node that failed is bypassed
 	}
 	hs.Close()
 	dsums := dg.close()
@@ -501,16 +517,17 @@ func (s *session) stream(ctx context.Context, conns []net.Conn) error {
 	s.mu.Lock()
 	s.rep.Digests = digests
 	s.mu.Unlock()
-	if len(ferr) == len(fwds) {
-		return fmt.Errorf("every first node dropped the stream: %w", errors.Join(ferr...))
-	}
 	return nil
 }
 
 func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []stream.Stage) error {
 	mac := wire.NewFrameMAC(s.cfg.Key.SessionKey(s.id))
+	var werr error
 	send := func(c *stream.Chunk) {
 		c.Seal(mac)
+		if werr == nil {
+			werr = s.win.Add(ctx, bypass.FromChunk(c)...)
+		}
 		s.mu.Lock()
 		s.rep.Sent += c.Bytes()
 		s.moved = time.Now()
@@ -561,15 +578,21 @@ func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []strea
 				return fmt.Errorf("read %s at offset %d: %w", name, off, rerr)
 			}
 		}
+		s.mu.Lock()
+		s.lens[f] = int64(off)
+		s.mu.Unlock()
 		if err := ctrl(wire.Header{Type: wire.TFileEnd, File: f, Offset: off}); err != nil {
 			return err
+		}
+		if werr != nil {
+			return werr
 		}
 		total += int64(off)
 	}
 	s.mu.Lock()
 	s.rep.Total = total
 	s.mu.Unlock()
-	return ctrl(wire.Header{Type: wire.TEnd})
+	return ctrl(wire.Header{Type: wire.TEnd, File: uint32(len(s.cfg.Plan.Files))})
 }
 
 // deadlineReader ends a reader at a point in time (dolly's -t).

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herdproject/herd/ring/bypass"
 	"github.com/herdproject/herd/ring/cook"
 	"github.com/herdproject/herd/ring/hostlist"
 	"github.com/herdproject/herd/ring/plan"
@@ -42,6 +43,15 @@ type Config struct {
 	// Timeout is dolly's -a: the session fails when no data moved for this
 	// long, set-up and transfer alike. 0 waits forever.
 	Timeout time.Duration
+	// Bypass is how long a node may make no progress (a full socket, no
+	// read) before its upstream bypasses it; 0 = DefaultBypass, or half of Timeout when that is
+	// shorter. A node
+	// whose connection resets is bypassed at once.
+	Bypass time.Duration
+	// Window is how many bytes of recent frames the sender keeps to feed
+	// a node again after a bypass; 0 = bypass.DefaultWindow. Older ranges
+	// are re-read from the inputs.
+	Window int
 	// Retries is dolly's -r: how many times to try to reach each node's
 	// control port, a second apart. 0 = 5.
 	Retries int
@@ -92,6 +102,13 @@ func (c *Config) setDefaults() {
 	}
 	if c.Retries == 0 {
 		c.Retries = 5
+	}
+	if c.Bypass == 0 {
+		// Bypass well within -a, which ends the whole session.
+		c.Bypass = DefaultBypass
+		if c.Timeout > 0 {
+			c.Bypass = min(c.Bypass, max(c.Timeout/2, 500*time.Millisecond))
+		}
 	}
 	if c.Network == "" {
 		c.Network = "ip4"
@@ -187,6 +204,14 @@ type session struct {
 	rep   Report
 	ctl   []*nodeConn
 	moved time.Time // last time any byte moved, for -a
+	lens  map[uint32]int64
+
+	// Bypass (bypass.go): the live nodes in ring order, the window of
+	// recent frames, the rescuer of the first nodes, the fetch port.
+	live      []int
+	win       *bypass.Window
+	rescuer   *bypass.Rescuer
+	fetchPort int
 }
 
 // Send runs a session and returns its report. The error is a *SetupError
@@ -194,7 +219,7 @@ type session struct {
 // is nil only when every node verified every file.
 func Send(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults()
-	s := &session{cfg: cfg}
+	s := &session{cfg: cfg, lens: map[uint32]int64{}}
 	defer func() {
 		for _, src := range s.sources {
 			src.Close()

@@ -22,7 +22,7 @@ func (s *Source) compress() {
 	}()
 	s.name += " (gzip on the fly)"
 	s.size, s.dataSize = -1, -1
-	s.r = pr
+	s.r, s.ra = pr, nil
 	s.close = func() error {
 		pr.CloseWithError(ErrClosed) // unblocks a pending write
 		err := innerClose()          // unblocks a pending read

@@ -45,6 +45,7 @@ type Source struct {
 	size     int64
 	dataSize int64
 	r        io.Reader
+	ra       io.ReaderAt // nil unless the stream can be re-read at any offset
 	close    func() error
 
 	warnFn    func(string)
@@ -121,6 +122,12 @@ func (s *Source) DataSize() int64 { return s.dataSize }
 
 // Name is what to show the user for this input.
 func (s *Source) Name() string { return s.name }
+
+// ReaderAt returns the stream for reads at any offset (pread, beside the
+// sequential Read), or nil when it cannot be re-read: a pipe, a stream
+// compressed on the fly, a directory tree, split inputs. The sender uses it
+// to feed a node again from where it is after a bypass.
+func (s *Source) ReaderAt() io.ReaderAt { return s.ra }
 
 // Read reads the stream. For a regular file or device it is a plain read.
 func (s *Source) Read(p []byte) (int, error) { return s.r.Read(p) }
@@ -221,6 +228,9 @@ func (s *Source) openFile(path string) error {
 	}
 	s.name, s.size, s.dataSize = path, in.size, in.dataSize
 	s.r = in.f
+	if in.size >= 0 {
+		s.ra = in.f
+	}
 	s.close = in.f.Close
 	return nil
 }

@@ -19,9 +19,13 @@ import (
 type Forwarder struct {
 	// Name is the peer's name for messages.
 	Name string
-	conn net.Conn
-	in   chan *Chunk
-	done chan struct{}
+	// OnFail, when set (before the first chunk is dispatched), is called
+	// once, from the forwarder's goroutine, when the peer fails: the ring
+	// bypasses it. It must not block.
+	OnFail func(error)
+	conn   net.Conn
+	in     chan *Chunk
+	done   chan struct{}
 	// timeout bounds each write; 0 waits forever.
 	timeout time.Duration
 
@@ -31,10 +35,13 @@ type Forwarder struct {
 }
 
 // NewForwarder starts a forwarder to conn with a queue of depth chunks.
-// timeout, when > 0, is how long one chunk may take to go out before the
-// peer counts as stalled.
+// timeout, when > 0, is how long the peer may take nothing and send no
+// KeepAlive before it counts as stalled (see LiveConn).
 func NewForwarder(name string, conn net.Conn, depth int, timeout time.Duration) *Forwarder {
 	f := &Forwarder{Name: name, conn: conn, in: make(chan *Chunk, depth), done: make(chan struct{}), timeout: timeout}
+	if timeout > 0 {
+		f.conn = NewLiveConn(conn, timeout)
+	}
 	go f.run()
 	return f
 }
@@ -57,9 +64,6 @@ func (f *Forwarder) run() {
 					bufs = append(bufs, m)
 				}
 			}
-			if f.timeout > 0 {
-				_ = f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
-			}
 			b := bufs // WriteTo consumes its receiver
 			if n, err := b.WriteTo(f.conn); err != nil {
 				f.fail(fmt.Errorf("send to %s: %w", f.Name, err))
@@ -73,11 +77,15 @@ func (f *Forwarder) run() {
 
 func (f *Forwarder) fail(err error) {
 	f.mu.Lock()
-	if f.err == nil {
+	first := f.err == nil
+	if first {
 		f.err = err
 		_ = f.conn.Close()
 	}
 	f.mu.Unlock()
+	if first && f.OnFail != nil {
+		f.OnFail(err)
+	}
 }
 
 // Err is the first error sending to the peer, nil while it is healthy.

@@ -76,6 +76,36 @@ type Connect struct {
 	Children []Peer `json:"children"`
 	// SegSize sets TCP_MAXSEG on the data connections (dolly's segsize).
 	SegSize int `json:"segsize,omitempty"`
+	// Ring is every node of the ring in order and Fanout its tree's
+	// fanout (plan.Children), Me the receiving node's index in Ring: when
+	// a child stops, the node adopts that child's children.
+	Ring   []Peer `json:"ring,omitempty"`
+	Fanout int    `json:"fanout,omitempty"`
+	Me     int    `json:"me"`
+	// BypassMilli is how long a child may make no progress before it is
+	// bypassed; 0 never bypasses a stalled child (a reset one still is).
+	BypassMilli int64 `json:"bypass_ms,omitempty"`
+	// FetchPort is the sender's port (on the control connection's
+	// address) that serves stream ranges a node no longer holds.
+	FetchPort int `json:"fetch_port,omitempty"`
+}
+
+// Bypassed is a node's report that it bypassed a peer that stopped.
+type Bypassed struct {
+	// Node is the peer's name and Index its place in Connect.Ring.
+	Node  string `json:"node"`
+	Index int    `json:"index"`
+	// Reason starts with "reset", "timeout" or "auth failed".
+	Reason string `json:"reason"`
+}
+
+// Fetch asks the sender's fetch port for the stream from From up to (not
+// including) To; the sender answers with the frames, sealed when keyed,
+// and closes the connection.
+type Fetch struct {
+	Session string   `json:"session"`
+	From    Position `json:"from"`
+	To      Position `json:"to"`
 }
 
 // Connected is a node's answer to Connect once its children accepted.
@@ -129,6 +159,10 @@ type DataHello struct {
 	From    string `json:"from"`
 	// Nonce is the connecting parent's challenge (see AuthAccept).
 	Nonce []byte `json:"nonce,omitempty"`
+	// Resume asks the node, after the handshake, to answer with the
+	// Position it needs next: a new upstream taking over from one that
+	// stopped.
+	Resume bool `json:"resume,omitempty"`
 }
 
 // Kill tells a waiting node to stop (dolly's -K), after the handshake.

@@ -54,6 +54,11 @@ const (
 	TFileEnd   Type = 0x04
 	TEnd       Type = 0x05
 	TDataHello Type = 0x06
+	// TKeepAlive goes the other way on a data connection: the child
+	// telling its upstream it is alive and making progress (a child
+	// waiting on a slow disk or on its own child is backpressure, not a
+	// node to bypass).
+	TKeepAlive Type = 0x07
 
 	THello     Type = 0x20
 	TSetup     Type = 0x21
@@ -68,14 +73,18 @@ const (
 	TChallenge Type = 0x2A
 	TAuth      Type = 0x2B
 	TKill      Type = 0x2C
+	TPosition  Type = 0x2D
+	TBypassed  Type = 0x2E
+	TFetch     Type = 0x2F
 )
 
 var typeNames = map[Type]string{
 	TData: "Data", THole: "Hole", TFileStart: "FileStart", TFileEnd: "FileEnd",
-	TEnd: "End", TDataHello: "DataHello", THello: "Hello", TSetup: "Setup",
+	TEnd: "End", TDataHello: "DataHello", TKeepAlive: "KeepAlive", THello: "Hello", TSetup: "Setup",
 	TReady: "Ready", TFail: "Fail", TConnect: "Connect", TConnected: "Connected",
 	TProgress: "Progress", TVerdict: "Verdict", TAbort: "Abort", TBye: "Bye",
 	TChallenge: "Challenge", TAuth: "Auth", TKill: "Kill",
+	TPosition: "Position", TBypassed: "Bypassed", TFetch: "Fetch",
 }
 
 func (t Type) String() string {
@@ -86,7 +95,7 @@ func (t Type) String() string {
 }
 
 // IsMsg reports whether frames of type t carry a JSON message.
-func (t Type) IsMsg() bool { return t == TDataHello || t >= THello && t <= TKill }
+func (t Type) IsMsg() bool { return t == TDataHello || t >= THello && t <= TFetch }
 
 // Header is a decoded frame header.
 type Header struct {

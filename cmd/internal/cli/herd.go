@@ -131,9 +131,10 @@ Options:
 // serve (which takes its hosts from the inventory).
 type sendFlags struct {
 	config, input, output, dirs, exclude, block, sockBuf, logFile, keyFile *string
+	window                                                                 *string
 	files                                                                  *[]string
 	fanout, retries, chunks                                                *int
-	timeout, dummy                                                         *time.Duration
+	timeout, dummy, bypass                                                 *time.Duration
 	requireAll, noSync, ipv6, activate, verbose, quiet                     *bool
 	ports                                                                  portFlags
 }
@@ -148,6 +149,8 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		exclude:    fs.StringP("exclude", "X", "", "with --dirs, leave out `PATTERN[,PATTERN]`"),
 		fanout:     fs.Int("fanout", 1, "children per node: 1 is a chain, 2 a binary tree, ..."),
 		timeout:    secondsFlag(fs, "timeout", "a", "fail when no data moved for this `DURATION` (30 or 30s, 2m); 0 waits forever"),
+		bypass:     secondsFlag(fs, "bypass-timeout", "", "bypass a node that made no progress for this `DURATION` (default 5s, or half of -a); a node that resets is bypassed at once"),
+		window:     fs.String("window", "64M", "recent stream `SIZE` each process keeps to feed a node again after a bypass (older data is re-read from the input)"),
 		retries:    fs.IntP("retries", "r", 5, "tries to reach each node, a second apart"),
 		requireAll: fs.Bool("require-all", false, "abort before anything is written when any node fails set-up"),
 		block:      fs.StringP("block-size", "b", "1M", "transfer block `SIZE`"),
@@ -220,6 +223,13 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	c.PoolChunks = *f.chunks
 	c.Timeout = *f.timeout
 	c.Retries = *f.retries
+	c.Bypass = *f.bypass
+	if c.Window, err = parseSize(*f.window, "--window"); err != nil {
+		return nil, err
+	}
+	if c.Window < 1<<20 {
+		return nil, usagef("--window %q: want at least 1M (a few blocks)", *f.window)
+	}
 	c.RequireAll = *f.requireAll
 	c.NoSync = *f.noSync
 	c.Dummy = *f.dummy
@@ -301,6 +311,7 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 	verbose := fs.BoolP("verbose", "v", false, "print progress")
 	keyFile := fs.String("key-file", "", "ring key `FILE`: take sessions and data only from holders of the same key")
 	allow := fs.StringArray("allow", nil, "write only to outputs matching `PATTERN` (e.g. '/dev/vd*'); repeatable")
+	window := fs.String("window", "64M", "recent stream `SIZE` kept to feed the next nodes again when a child stops")
 	ports := addPortFlags(fs)
 	if err := parseFlags(fs, env, recvUsage, args, " (see herd recv --help)"); err != nil {
 		return err
@@ -313,6 +324,9 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 	}
 	ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
 	var err error
+	if cfg.Window, err = parseSize(*window, "--window"); err != nil {
+		return err
+	}
 	if cfg.Key, err = readKeyFile("--key-file", *keyFile); err != nil {
 		return err
 	}

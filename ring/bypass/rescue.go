@@ -1,0 +1,233 @@
+package bypass
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/herdproject/herd/ring/plan"
+	"github.com/herdproject/herd/ring/stream"
+	"github.com/herdproject/herd/ring/wire"
+)
+
+// Config is what a Rescuer needs to know about its session.
+type Config struct {
+	// Ring is every node in ring order and Fanout the tree's fanout: the
+	// children of a stopped node are plan.Children of its index.
+	Ring   []wire.Peer
+	Fanout int
+	// Timeout bounds each frame written to an adopted node and its resume
+	// handshake; 0 means 5 seconds.
+	Timeout time.Duration
+	// SessionKey, when set, reseals frames cut at a resume position.
+	SessionKey []byte
+	// Window holds the frames this node passed on recently.
+	Window *Window
+	// Fetch gets the stream [from, to) from elsewhere (the sender) when
+	// the window no longer holds it, calling emit for each frame in order.
+	Fetch func(ctx context.Context, from, to wire.Position, emit func(Frame) error) error
+	// Dial opens a resuming data connection (DataHello with Resume, and
+	// the handshake) to a node's data address.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Report is told, once per node, that it stopped and why (the reason
+	// starts with "reset", "timeout" or "auth failed").
+	Report func(index int, reason string)
+	// Logf receives messages for humans.
+	Logf func(format string, args ...any)
+}
+
+// Rescuer adopts the children of nodes that stopped and feeds them.
+type Rescuer struct {
+	cfg    Config
+	ctx    context.Context
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	failed map[int]bool
+}
+
+// New returns a rescuer whose work ends with ctx.
+func New(ctx context.Context, cfg Config) *Rescuer {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	return &Rescuer{cfg: cfg, ctx: ctx, failed: map[int]bool{}}
+}
+
+// Reason classifies why a peer counts as stopped: "timeout" (no progress
+// for the timeout), "auth failed", or "reset" (the connection broke or was
+// refused).
+func Reason(err error, timeout time.Duration) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, wire.ErrAuth):
+		return "auth failed: " + err.Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("timeout: no progress for %v: %v", timeout, err)
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "reset: " + err.Error()
+	}
+	return "reset: " + err.Error()
+}
+
+// Bypass reports ring node i as stopped because of err and, in the
+// background, connects to its children and feeds each from where it is.
+// A node is bypassed once; its children that stopped too are bypassed in
+// turn.
+func (r *Rescuer) Bypass(i int, err error) {
+	r.mu.Lock()
+	done := r.failed[i]
+	r.failed[i] = true
+	r.mu.Unlock()
+	if done || i < 0 || i >= len(r.cfg.Ring) {
+		return
+	}
+	reason := Reason(err, r.cfg.Timeout)
+	r.cfg.Logf("bypassing %s: %s", r.cfg.Ring[i].Name, reason)
+	if r.cfg.Report != nil {
+		r.cfg.Report(i, reason)
+	}
+	for _, k := range plan.Children(len(r.cfg.Ring), r.cfg.Fanout, i) {
+		r.wg.Go(func() { r.adopt(k) })
+	}
+}
+
+// Wait waits until every adopted node got the whole stream or was
+// bypassed in turn.
+func (r *Rescuer) Wait() { r.wg.Wait() }
+
+// errOurs marks failures on this side (the stream ended here, the sender
+// cannot replay): they are not the adopted node's fault.
+type errOurs struct{ error }
+
+func (e errOurs) Unwrap() error { return e.error }
+
+func (r *Rescuer) adopt(k int) {
+	p := r.cfg.Ring[k]
+	conn, pos, err := r.resume(p)
+	if err != nil {
+		r.Bypass(k, err)
+		return
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(r.ctx, func() { conn.Close() })
+	defer stop()
+	r.cfg.Logf("adopted %s at %v", p.Name, pos)
+	err = r.feed(conn, pos)
+	var ours errOurs
+	switch {
+	case err == nil:
+		r.cfg.Logf("%s got the rest of the stream", p.Name)
+	case r.ctx.Err() != nil:
+	case errors.As(err, &ours):
+		r.cfg.Logf("cannot go on feeding %s: %v", p.Name, err)
+	default:
+		r.Bypass(k, fmt.Errorf("send to %s (%s): %w", p.Name, p.Addr, err))
+	}
+}
+
+// resume connects to an adopted node and reads where it is.
+func (r *Rescuer) resume(p wire.Peer) (net.Conn, wire.Position, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
+	defer cancel()
+	conn, err := r.cfg.Dial(ctx, p.Addr)
+	if err != nil {
+		return nil, wire.Position{}, fmt.Errorf("resume %s (%s): %w", p.Name, p.Addr, err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(r.cfg.Timeout))
+	var pos wire.Position
+	if err := wire.Expect(conn, wire.TPosition, &pos); err != nil {
+		conn.Close()
+		return nil, pos, fmt.Errorf("resume %s (%s): %w", p.Name, p.Addr, err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return conn, pos, nil
+}
+
+// feed sends the stream from pos to the End frame.
+func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
+	m := wire.NewFrameMAC(r.cfg.SessionKey)
+	bw := bufio.NewWriterSize(stream.NewLiveConn(conn, r.cfg.Timeout), 256<<10)
+	write := func(f Frame) error {
+		f, ok := f.From(pos, m)
+		if !ok {
+			return nil
+		}
+		if f.H.Before() != pos {
+			return errOurs{fmt.Errorf("stream gap: have %v, need %v", f.H.Before(), pos)}
+		}
+		if err := f.Write(bw); err != nil {
+			return writeError{err}
+		}
+		pos = f.H.After()
+		return nil
+	}
+	rd, start, covered := r.cfg.Window.Reader(pos)
+	defer rd.Close()
+	if !covered {
+		if r.cfg.Fetch == nil {
+			return errOurs{fmt.Errorf("%v is no longer held here and there is no sender to fetch it from", pos)}
+		}
+		from := pos
+		err := r.cfg.Fetch(r.ctx, pos, start, write)
+		var we writeError
+		switch {
+		case errors.As(err, &we):
+			return we.error
+		case err != nil:
+			return errOurs{fmt.Errorf("fetch %v up to %v from the sender: %w", from, start, err)}
+		}
+		if pos.Less(start) {
+			return errOurs{fmt.Errorf("the sender's range ended at %v, not %v", pos, start)}
+		}
+	}
+	for {
+		f, err := rd.Next(r.ctx)
+		if err == io.EOF {
+			_ = bw.Flush()
+			return errOurs{errors.New("the stream ended here before its end")}
+		}
+		if err != nil {
+			return errOurs{err}
+		}
+		if err := write(f); err != nil {
+			var we writeError
+			if errors.As(err, &we) {
+				return we.error
+			}
+			return err
+		}
+		if f.H.Type == wire.TEnd {
+			return bw.Flush()
+		}
+		// Flush as the live stream does: a frame at a time, unless more
+		// are already waiting.
+		if rd.pending() == 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// writeError is a failure to send to the adopted node, passed through
+// Fetch.
+type writeError struct{ error }
+
+func (e writeError) Unwrap() error { return e.error }
+
+// pending is how many frames wait for the reader.
+func (r *Reader) pending() int64 {
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	return r.w.base + int64(len(r.w.frames)) - r.next
+}

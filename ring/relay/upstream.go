@@ -1,0 +1,178 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/herdproject/herd/ring/stream"
+	"github.com/herdproject/herd/ring/wire"
+)
+
+// dataConn is an accepted, authenticated data connection.
+type dataConn struct {
+	net.Conn
+	from   string
+	resume bool // a node taking over from an upstream that stopped
+}
+
+// upstream is where a session's stream comes from: the first data
+// connection, then each one a node opens to take over after the current
+// upstream stopped (bypass). A resuming connection interrupts the current
+// one, which may be stalled rather than closed.
+type upstream struct {
+	ch  chan dataConn
+	mu  sync.Mutex
+	cur net.Conn
+	// live is cur once told where to resume: KeepAlives go there.
+	live net.Conn
+	// wait bounds how long the node waits for a new upstream after the
+	// current one broke; bypass is the session's bypass timeout.
+	wait, bypass time.Duration
+}
+
+func newUpstream() *upstream { return &upstream{ch: make(chan dataConn, 4)} }
+
+// offer hands a new data connection to the session. The first one and
+// resuming ones are taken; a resuming one closes the current upstream.
+func (u *upstream) offer(c dataConn) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.cur != nil && !c.resume {
+		return false
+	}
+	select {
+	case u.ch <- c:
+	default:
+		return false
+	}
+	if c.resume && u.cur != nil {
+		u.cur.Close()
+	}
+	return true
+}
+
+// take waits up to d for a data connection and makes it current.
+func (u *upstream) take(ctx context.Context, d time.Duration) (dataConn, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case c := <-u.ch:
+		u.mu.Lock()
+		u.cur = c.Conn
+		u.mu.Unlock()
+		return c, nil
+	case <-ctx.Done():
+		return dataConn{}, context.Cause(ctx)
+	case <-t.C:
+		return dataConn{}, errNoUpstream
+	}
+}
+
+var errNoUpstream = errors.New("no upstream connection")
+
+// keepAlive tells the current upstream that this node is alive.
+func (u *upstream) keepAlive(d time.Duration) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.live != nil {
+		_ = u.live.SetWriteDeadline(time.Now().Add(d))
+		_, _ = u.live.Write(stream.KeepAlive)
+	}
+}
+
+// setLive makes c the connection KeepAlives go to.
+func (u *upstream) setLive(c net.Conn) {
+	u.mu.Lock()
+	u.live = c
+	u.mu.Unlock()
+}
+
+// close closes the current connection and any not taken.
+func (u *upstream) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.cur != nil {
+		u.cur.Close()
+	}
+	for {
+		select {
+		case c := <-u.ch:
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+// lost marks a read failure the node survives by waiting for another
+// upstream: the connection broke, stalled or ended early.
+type lost struct{ error }
+
+func (e lost) Unwrap() error { return e.error }
+
+// streamPos is where a node is in the stream: the next frame it needs.
+type streamPos struct {
+	file   uint32 // the file being received, when inFile
+	next   uint32 // the next file to start
+	inFile bool
+	off    uint64
+}
+
+func (p streamPos) position() wire.Position {
+	if p.inFile {
+		return wire.Position{File: p.file, Started: true, Offset: p.off}
+	}
+	return wire.Position{File: p.next}
+}
+
+// advance checks that h is the frame expected at p (files and offsets in
+// order: the writer relies on it) and returns the position after it.
+func (p streamPos) advance(h wire.Header, nfiles int, chunkSize int) (streamPos, error) {
+	switch h.Type {
+	case wire.TFileStart:
+		if p.inFile || h.File != p.next || int(h.File) >= nfiles {
+			return p, fmt.Errorf("protocol: unexpected start of file %d", h.File+1)
+		}
+		p.file, p.inFile, p.off = h.File, true, 0
+		p.next++
+	case wire.TData, wire.THole:
+		if !p.inFile || h.File != p.file || h.Offset != p.off {
+			return p, fmt.Errorf("protocol: %s frame for file %d at offset %d, expected file %d at %d", h.Type, h.File+1, h.Offset, p.file+1, p.off)
+		}
+		if h.Type == wire.TData && int(h.Length) > chunkSize {
+			return p, fmt.Errorf("protocol: data frame of %d bytes exceeds the chunk size %d", h.Length, chunkSize)
+		}
+		p.off += uint64(h.Length)
+	case wire.TFileEnd:
+		if !p.inFile || h.File != p.file || h.Offset != p.off {
+			return p, fmt.Errorf("protocol: end of file %d at %d, expected file %d at %d", h.File+1, h.Offset, p.file+1, p.off)
+		}
+		p.inFile = false
+	case wire.TEnd:
+		if p.inFile || int(p.next) != nfiles {
+			return p, fmt.Errorf("protocol: end of session after %d of %d files", p.next, nfiles)
+		}
+	default:
+		return p, fmt.Errorf("protocol: unexpected %s frame on the data connection", h.Type)
+	}
+	return p, nil
+}
+
+// switchTo makes c the upstream: a resuming node is told where this node
+// is. It returns the reader for c.
+func switchTo(c dataConn, at wire.Position) (*bufio.Reader, error) {
+	if c.resume {
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := wire.WriteMsg(c, wire.TPosition, at); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("tell %s (%s) where to resume: %w", c.from, c.RemoteAddr(), err)
+		}
+		_ = c.SetWriteDeadline(time.Time{})
+	}
+	return bufio.NewReaderSize(c, 256<<10), nil
+}

@@ -1,0 +1,81 @@
+package stream
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/herdproject/herd/ring/wire"
+)
+
+// LiveConn is a downstream data connection whose writes fail when the peer
+// makes no progress for the timeout: the write blocks (the peer reads
+// nothing) and the peer sent no KeepAlive in that time either. A peer that
+// is merely slow, or itself waiting on its own child, keeps sending
+// KeepAlives and is waited for.
+type LiveConn struct {
+	net.Conn
+	timeout time.Duration
+	heard   atomic.Int64 // unix nanoseconds of the last KeepAlive
+}
+
+// NewLiveConn wraps c and starts reading its KeepAlives.
+func NewLiveConn(c net.Conn, timeout time.Duration) *LiveConn {
+	l := &LiveConn{Conn: c, timeout: timeout}
+	l.heard.Store(time.Now().UnixNano())
+	go l.listen()
+	return l
+}
+
+func (l *LiveConn) listen() {
+	var hb [wire.HeaderSize]byte
+	for {
+		h, err := wire.ReadHeader(l.Conn, &hb)
+		if err != nil || h.Type != wire.TKeepAlive {
+			return
+		}
+		l.heard.Store(time.Now().UnixNano())
+	}
+}
+
+// Write writes p, waiting as long as the peer says it is alive.
+func (l *LiveConn) Write(p []byte) (int, error) {
+	total := 0
+	for {
+		_ = l.Conn.SetWriteDeadline(time.Now().Add(l.timeout))
+		n, err := l.Conn.Write(p[total:])
+		total += n
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return total, err
+		}
+		if since := time.Since(time.Unix(0, l.heard.Load())); since >= l.timeout {
+			return total, err
+		}
+	}
+}
+
+// KeepAlive is the encoded KeepAlive frame.
+var KeepAlive = func() []byte {
+	b := make([]byte, wire.HeaderSize)
+	wire.Header{Type: wire.TKeepAlive}.Put(b)
+	return b
+}()
+
+// SendKeepAlives calls send (which writes KeepAlive upstream) every period
+// while alive reports true, until stop closes.
+func SendKeepAlives(send func(), period time.Duration, alive func() bool, stop <-chan struct{}) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if alive() {
+				send()
+			}
+		}
+	}
+}
