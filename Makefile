@@ -38,9 +38,10 @@ fuzz:
 ring-test: build
 	$(GO) test -count=1 -tags ringtest -timeout 20m ./ring/ringtest/
 
-# Boot-service tests in network namespaces the tests create (root).
+# Boot-service and ring fault tests in network namespaces the tests create
+# (root).
 net-test:
-	$(GO) test -count=1 -tags nettest -timeout 10m ./pxe/pxetest/
+	$(GO) test -count=1 -tags nettest -timeout 10m ./pxe/pxetest/ ./ring/faulttest/
 
 # The initramfs boots in QEMU (TCG): u-root's init, the herd agent,
 # virtio_net loaded from the initramfs's modules.
@@ -56,6 +57,7 @@ test: deps lint unit fuzz ring-test net-test boot-test qemu-test
 
 bench: build
 	$(GO) test -count=1 -tags ringtest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/ringtest/
+	$(GO) test -count=1 -tags nettest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/faulttest/
 
 demo: deps build
 	@scripts/demo.sh

@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,9 +47,11 @@ type NS struct {
 	// before.
 	Name string
 
-	t     testing.TB
-	veths int // veth pairs made, for their peers' names
+	t testing.TB
 }
+
+// veths counts the veth pairs this process made, for unique peer names.
+var veths atomic.Int64
 
 // Available reports why namespaces cannot be made here (not root, no ip
 // command), or nil.
@@ -190,8 +193,7 @@ type Veth struct {
 // the pair; a peer in the test's namespace is also deleted at cleanup.
 func (n *NS) AddVeth(name string, peer *NS) Veth {
 	n.t.Helper()
-	n.veths++
-	v := Veth{Name: name, Peer: fmt.Sprintf("v%dx%d", os.Getpid(), n.veths)}
+	v := Veth{Name: name, Peer: fmt.Sprintf("v%dx%d", os.Getpid(), veths.Add(1))}
 	// Made in the test's namespace, then each end moved where it goes.
 	Run(n.t, "ip", "link", "add", v.Peer, "type", "veth", "peer", "name", name, "netns", n.Name)
 	if peer != nil {
