@@ -53,7 +53,9 @@ func (f Frame) From(p wire.Position, m *wire.FrameMAC) (Frame, bool) {
 	if !p.Less(f.H.After()) {
 		return f, false
 	}
-	if !f.H.Before().Less(p) {
+	if !f.H.Before().Less(p) || f.H.Type != wire.TData && f.H.Type != wire.THole {
+		// Whole: only Data and Hole frames have a middle (a position
+		// inside another frame is bad input, which the receiver refuses).
 		return f, true
 	}
 	cut := p.Offset - f.H.Offset

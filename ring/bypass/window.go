@@ -58,6 +58,7 @@ func (w *Window) Add(ctx context.Context, fs ...Frame) error {
 				if ctx.Err() != nil {
 					return context.Cause(ctx)
 				}
+				w.cond.Broadcast() // a reader may be waiting for what was added
 				w.cond.Wait()
 				continue
 			}
