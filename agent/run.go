@@ -351,6 +351,7 @@ func (a *agent) receive(ctx context.Context, listening func()) error {
 		Finished: func(files []wire.SetupFile, v wire.Verdict) { a.files, a.verdict = files, &v },
 		Prepare:  a.prepare,
 		Key:      wire.Key(a.cfg.Settings.Key),
+		Allow:    a.cfg.Settings.Allow,
 	}
 	n, err := relay.Listen(cfg)
 	if err != nil {

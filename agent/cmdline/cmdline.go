@@ -14,6 +14,8 @@
 //	herd.retries=N               tries to reach the server before rebooting (default 3)
 //	herd.timeout=SECONDS|DURATION  each try's timeout ("100", "2m"; default 120s)
 //	herd.key=KEY                 the ring's shared key (dolly's -P)
+//	herd.allow=PATTERN[,PATTERN...]  write only to outputs matching one of these absolute shell patterns
+//	                             (herd recv's --allow; e.g. /dev/vd*,/dev/ram*)
 //	herd.kexec[=BOOL]            kexec into the installed kernel instead of rebooting
 //	herd.debug[=BOOL]            a rescue shell on failure
 //	BOOTIF=01-aa-bb-cc-dd-ee-ff  the booted NIC, as pxelinux (IPAPPEND 2) and iPXE write it
@@ -43,6 +45,12 @@
 //     initrd=, "rescue dollymethod") is ignored.
 //   - A value that does not parse is an error naming the parameter: the
 //     agent should stop at a rescue shell rather than guess.
+//   - herd.allow= is a comma-separated list (empty items are skipped, so
+//     a pattern cannot contain a comma); a repeat replaces it as a whole.
+//     Each pattern must be absolute and valid for filepath.Match. Without
+//     herd.allow= the agent writes wherever the sender says; with it, the
+//     stage2's output (/dev/ram0 or the --stage2-output file) must be
+//     allowed too.
 package cmdline
 
 import (
@@ -52,6 +60,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -110,6 +119,11 @@ type Settings struct {
 	Timeout time.Duration
 	// Key is herd.key=, the ring's shared key. Settings.String hides it.
 	Key string
+	// Allow is herd.allow=: absolute shell patterns (filepath.Match, e.g.
+	// "/dev/vd*") one of which every output must match, symbolic links
+	// resolved (relay.Config.Allow, herd recv's --allow). nil = any
+	// output.
+	Allow []string
 	// Kexec asks for kexec into the installed kernel instead of a reboot.
 	Kexec bool
 	// Debug asks for a rescue shell on failure instead of a reboot.
@@ -289,6 +303,15 @@ func (s *Settings) applyHerd(p param) error {
 			return err
 		}
 		s.Key = p.val
+	case "herd.allow":
+		if err := need(); err != nil {
+			return err
+		}
+		pats, err := parseAllow(p.val)
+		if err != nil {
+			return bad(p.key, p.val, err.Error())
+		}
+		s.Allow = pats
 	case "herd.kexec", "herd.debug":
 		on := true
 		if p.hasVal {
@@ -383,6 +406,28 @@ func parseTimeout(v string) (time.Duration, error) {
 		return 0, errors.New("must be positive")
 	}
 	return d, nil
+}
+
+// parseAllow splits herd.allow='s value on commas and checks each pattern:
+// absolute, and valid for filepath.Match.
+func parseAllow(v string) ([]string, error) {
+	var pats []string
+	for _, p := range strings.Split(v, ",") {
+		switch {
+		case p == "":
+			continue
+		case !filepath.IsAbs(p):
+			return nil, fmt.Errorf("pattern %q is not absolute: want one such as /dev/vd*", p)
+		}
+		if _, err := filepath.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("pattern %q: %v (want a shell pattern such as /dev/vd*)", p, err)
+		}
+		pats = append(pats, p)
+	}
+	if len(pats) == 0 {
+		return nil, errors.New("no pattern: want PATTERN[,PATTERN...], such as /dev/vd*,/dev/ram*")
+	}
+	return pats, nil
 }
 
 func parseBool(v string) (bool, error) {

@@ -69,6 +69,21 @@ func TestParse(t *testing.T) {
 			}),
 		},
 		{
+			name:    "allow-list",
+			cmdline: "herd.allow=/dev/vd*,/dev/ram*",
+			want:    defaults(Settings{Allow: []string{"/dev/vd*", "/dev/ram*"}}),
+		},
+		{
+			name:    "allow-list: one pattern with a class, empty items skipped",
+			cmdline: "herd.allow=,/dev/sd[a-c],",
+			want:    defaults(Settings{Allow: []string{"/dev/sd[a-c]"}}),
+		},
+		{
+			name:    "allow-list: the last repeat wins",
+			cmdline: "herd.allow=/dev/sda herd.allow=/srv/images/*",
+			want:    defaults(Settings{Allow: []string{"/srv/images/*"}}),
+		},
+		{
 			name:    "server host:port",
 			cmdline: "herd.server=mgmt.cluster:9000",
 			want:    defaults(Settings{Server: "http://mgmt.cluster:9000"}),
@@ -212,6 +227,13 @@ func TestParseErrors(t *testing.T) {
 		{"herd.kexec=maybe", "herd.kexec"},
 		{"herd.debug=", "herd.debug"},
 		{"herd.name", "herd.name"},
+		{"herd.allow", "herd.allow"},
+		{"herd.allow=", "herd.allow"},
+		{"herd.allow=,", "herd.allow"},
+		{"herd.allow=dev/vd*", "herd.allow"},
+		{"herd.allow=/dev/vd*,ram*", "herd.allow"},
+		{"herd.allow=/dev/sd[a-", "herd.allow"},
+		{`herd.allow=/dev/vd\`, "herd.allow"},
 		{"automatic=method:ka,interface:eth0,network:dhcp", "automatic=method:ka"},
 		{"automatic=method:nfs,interface:eth0,network:dhcp,server:10.0.1.253,directory:/cs4", "automatic=method:nfs"},
 		{"automatic=method:dolly,network:static,ip:10.0.0.5", "automatic=network:static"},
@@ -308,6 +330,7 @@ func FuzzParse(f *testing.F) {
 		"automatic=method:dolly,dolly_timeout:100,interface:eth0,network:dhcp",
 		`herd.name="a b" "herd.key=c d" herd.server=[::1]:1`,
 		"herd.timeout=1h herd.retries=9 herd.kexec herd.debug=0 herd.x",
+		"herd.allow=/dev/vd*,/dev/ram[0-9] herd.allow=,/srv/*,",
 		"herd.server=https://h/p/ BOOTIF=20-00-11-22-33-44-55-66-77-88-99-aa-bb-cc-dd-ee-ff-00-11-22-33",
 	} {
 		f.Add(s)
@@ -331,6 +354,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if s.BootIF != nil && len(s.BootIF) == 0 {
 			t.Fatalf("Parse(%q): empty BOOTIF", line)
+		}
+		for _, p := range s.Allow {
+			if _, err := filepath.Match(p, ""); err != nil || !filepath.IsAbs(p) {
+				t.Fatalf("Parse(%q): allow pattern %q is not an absolute shell pattern", line, p)
+			}
 		}
 		// Parsing is deterministic.
 		again, err := Parse(line)

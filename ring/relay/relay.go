@@ -8,12 +8,14 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -192,8 +194,25 @@ var ErrSessionFailed = errors.New("session failed")
 // any sender, for a node without one) told it to stop (dolly's -K).
 var ErrKilled = errors.New("stopped")
 
+// maxHandshakes bounds the control connections in their handshake (Hello,
+// authentication, Setup or Kill) at a time. Beyond it the oldest one is
+// closed at once to make room: a flood of idle or garbage connections
+// costs the node little and cannot keep out a sender, whose handshake
+// takes milliseconds, unless it opens maxHandshakes more meanwhile.
+const maxHandshakes = 64
+
+// handshakeTimeout bounds a control connection's handshake.
+const handshakeTimeout = 30 * time.Second
+
 // Serve accepts sessions until ctx ends (or, with Once, after one session).
 // It closes the listeners when it returns.
+//
+// Each control connection goes through its handshake on its own,
+// concurrently with the others (at most maxHandshakes at a time); only one
+// that sent a valid Hello, proved it holds the key and sent a Setup (or a
+// Kill) claims the node. A stray connection (a port scan, a health check,
+// garbage) that never becomes a session neither uses up a Once node nor
+// holds back the sender that comes next.
 func (n *Node) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -210,20 +229,42 @@ func (n *Node) Serve(ctx context.Context) error {
 	if tl, ok := n.ctl.(*net.TCPListener); ok && n.cfg.Once && n.cfg.WaitTimeout > 0 {
 		_ = tl.SetDeadline(time.Now().Add(n.cfg.WaitTimeout))
 	}
-	killed := make(chan error, 1)
+	cs := &controls{
+		busy:     &n.busy,
+		result:   make(chan error, 1),
+		cancel:   cancel,
+		refusing: make(chan struct{}, maxHandshakes),
+	}
+	// Runs first: no handshake outlives Serve (the end of ctx closes
+	// their connections).
+	defer func() { cancel(); cs.wg.Wait() }()
+	var evicted int
+	var evictedLog time.Time
 	for backoff := time.Duration(0); ; {
 		c, err := n.ctl.Accept()
 		if err != nil {
 			select {
-			case kerr := <-killed:
-				return kerr
+			case r := <-cs.result:
+				return r
 			default:
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			switch {
+			case ctx.Err() != nil:
+				if cs.stop() && n.cfg.Once {
+					// A session has the node: it ends as it would have.
+					return <-cs.result
+				}
+				return nil
+			case errors.As(err, &ne) && ne.Timeout():
+				// No sender came in time, but one in its handshake
+				// may still claim the node.
+				cs.wg.Wait()
+				select {
+				case r := <-cs.result:
+					return r
+				default:
+				}
 				return fmt.Errorf("%w within %v", ErrNoSender, n.cfg.WaitTimeout)
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
@@ -232,47 +273,211 @@ func (n *Node) Serve(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		if n.cfg.Once {
-			// One session, as dolly's client: served here, so that a
-			// stray connection (a port scan, a health check) that never
-			// becomes a session does not use it up.
-			n.busy.Store(true)
-			err := n.session(ctx, c)
-			n.busy.Store(false)
-			if errors.Is(err, errNoSession) {
-				n.logf("ignored: %v; still waiting for a sender", err)
-				continue
-			}
-			if errors.Is(err, ErrKilled) {
-				n.logf("%v", err)
-				return err
-			}
-			if err != nil {
-				n.logf("session failed: %v", err)
-			}
-			return err
-		}
-		if !n.busy.CompareAndSwap(false, true) {
-			go func() {
-				_ = wire.WriteMsg(c, wire.TFail, wire.Fail{Reason: "node busy with another session"})
+		if n.busy.Load() {
+			select {
+			case cs.refusing <- struct{}{}:
+				go func() {
+					refuseBusy(c)
+					<-cs.refusing
+				}()
+			default:
 				c.Close()
-			}()
+			}
 			continue
 		}
+		hs, old := cs.start(c)
+		if old != nil {
+			if evicted++; time.Since(evictedLog) >= time.Second {
+				n.logf("%d control connections in their handshake: closed the oldest, from %s (open %v), to make room (%d closed since the last such message)", maxHandshakes, old.c.RemoteAddr(), time.Since(old.since).Round(time.Millisecond), evicted)
+				evicted, evictedLog = 0, time.Now()
+			}
+		}
+		cs.wg.Add(1)
 		go func() {
-			defer n.busy.Store(false)
-			err := n.session(ctx, c)
-			if errors.Is(err, ErrKilled) {
-				n.logf("%v", err)
-				killed <- err
-				cancel()
-				return
-			}
-			if err != nil {
-				n.logf("session failed: %v", err)
-			}
+			defer cs.wg.Done()
+			n.control(ctx, hs, cs)
 		}()
 	}
+}
+
+// controls is what Serve shares with its control connections.
+type controls struct {
+	busy     *atomic.Bool   // the node's: a session (or Kill) has it
+	wg       sync.WaitGroup // handshakes, and a Once node's session
+	result   chan error     // a Once node's session's end, or a Kill
+	cancel   func()         // ends Serve
+	refusing chan struct{}  // one per "busy" answer being sent
+	mu       sync.Mutex
+	hs       []*inHandshake // in progress, oldest first
+	closed   bool           // Serve is ending: no more claims
+}
+
+// inHandshake is a control connection in its handshake.
+type inHandshake struct {
+	c       net.Conn
+	since   time.Time
+	evicted bool // closed to make room (under controls.mu)
+}
+
+// start records c's handshake. With maxHandshakes in progress already, it
+// closes the oldest and returns it.
+func (cs *controls) start(c net.Conn) (hs, old *inHandshake) {
+	hs = &inHandshake{c: c, since: time.Now()}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if len(cs.hs) >= maxHandshakes {
+		old = cs.hs[0]
+		cs.hs = slices.Delete(cs.hs, 0, 1)
+		old.evicted = true
+		old.c.Close()
+	}
+	cs.hs = append(cs.hs, hs)
+	return hs, old
+}
+
+// end forgets hs's handshake and tells whether it was closed to make
+// room.
+func (cs *controls) end(hs *inHandshake) (evicted bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for i, x := range cs.hs {
+		if x == hs {
+			cs.hs = slices.Delete(cs.hs, i, i+1)
+			break
+		}
+	}
+	return hs.evicted
+}
+
+// claim gives the node to the caller, unless another connection has it or
+// Serve is ending.
+func (cs *controls) claim() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return !cs.closed && cs.busy.CompareAndSwap(false, true)
+}
+
+// stop refuses further claims and tells whether the node was claimed.
+func (cs *controls) stop() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.closed = true
+	return cs.busy.Load()
+}
+
+// finish hands Serve its result and ends it.
+func (cs *controls) finish(err error) {
+	select {
+	case cs.result <- err:
+	default:
+	}
+	cs.cancel()
+}
+
+// control serves one control connection: its handshake, then, if it
+// claims the node, its session or Kill.
+func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
+	c := hs.c
+	g, err := n.handshake(ctx, c)
+	if evicted := cs.end(hs); evicted || err != nil {
+		if evicted {
+			// Logged as such by Serve.
+			c.Close()
+		} else if ctx.Err() == nil {
+			n.logf("ignored: %v; still waiting for a sender", err)
+		}
+		return
+	}
+	if !cs.claim() {
+		if g.kill != nil {
+			n.logf("stop order from %s (%s) ignored: busy with another session", g.kill.From, c.RemoteAddr())
+			c.Close()
+			return
+		}
+		refuseBusy(c)
+		return
+	}
+	if g.kill != nil {
+		err := fmt.Errorf("%w by %s (%s)", ErrKilled, g.kill.From, c.RemoteAddr())
+		c.Close()
+		n.logf("%v", err)
+		cs.finish(err)
+		return
+	}
+	if n.cfg.Once {
+		err := n.session(ctx, c, g.hello, g.setup)
+		if err != nil {
+			n.logf("session failed: %v", err)
+		}
+		cs.finish(err)
+		return
+	}
+	go func() {
+		defer n.busy.Store(false)
+		if err := n.session(ctx, c, g.hello, g.setup); err != nil {
+			n.logf("session failed: %v", err)
+		}
+	}()
+}
+
+// refuseBusy tells a sender that the node has a session already, and
+// closes c: after what the sender sent meanwhile (its Hello), so that the
+// refusal is not lost to a reset.
+func refuseBusy(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if wire.WriteMsg(c, wire.TFail, wire.Fail{Reason: "node busy with another session"}) != nil {
+		return
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+}
+
+// greeting is what a control connection sent in its handshake: the
+// sender's Hello, then its Setup or a Kill.
+type greeting struct {
+	hello wire.Hello
+	setup wire.Setup
+	kill  *wire.Kill // a stop order (dolly's -K) instead of a Setup
+}
+
+// handshake reads a control connection's Hello, authenticates the sender
+// (wire.AuthAccept with the node's key) and reads its Setup or Kill, all
+// within handshakeTimeout. Anything else, or the end of ctx first, fails
+// with errNoSession, and c is closed.
+func (n *Node) handshake(ctx context.Context, c net.Conn) (g greeting, err error) {
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer func() {
+		if !stop() && err == nil {
+			err = fmt.Errorf("%w: %s: the node is stopping", errNoSession, c.RemoteAddr())
+		}
+		if err != nil {
+			c.Close()
+		}
+	}()
+	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := wire.Expect(c, wire.THello, &g.hello); err != nil {
+		return g, fmt.Errorf("%w: hello from %s: %v", errNoSession, c.RemoteAddr(), err)
+	}
+	if err := wire.AuthAccept(c, n.cfg.Key, g.hello.Nonce); err != nil {
+		return g, fmt.Errorf("%w: %s (%s): %v", errNoSession, c.RemoteAddr(), g.hello.Sender, err)
+	}
+	h, body, err := wire.ReadMsg(c)
+	switch {
+	case err == nil && h.Type == wire.TKill:
+		g.kill = new(wire.Kill)
+		_ = json.Unmarshal(body, g.kill)
+	case err == nil:
+		err = wire.Decode(h, body, wire.TSetup, &g.setup)
+	}
+	if err != nil {
+		return g, fmt.Errorf("%w: set-up from %s: %v", errNoSession, c.RemoteAddr(), err)
+	}
+	// The read deadline stays until the session waits for its ring.
+	_ = c.SetWriteDeadline(time.Time{})
+	return g, nil
 }
 
 // acceptData hands each incoming data connection to the session it names.

@@ -43,32 +43,11 @@ func (c *ctlConn) send(t wire.Type, v any) error {
 	return wire.WriteMsg(c.Conn, t, v)
 }
 
-// session runs one session on an accepted control connection.
-func (n *Node) session(ctx context.Context, raw net.Conn) (err error) {
+// session runs one session on a control connection whose handshake
+// (Node.handshake) gave hello and setup.
+func (n *Node) session(ctx context.Context, raw net.Conn, hello wire.Hello, setup wire.Setup) (err error) {
 	ctl := &ctlConn{Conn: raw}
 	defer ctl.Close()
-	_ = raw.SetReadDeadline(time.Now().Add(30 * time.Second))
-	var hello wire.Hello
-	if err := wire.Expect(raw, wire.THello, &hello); err != nil {
-		return fmt.Errorf("%w: hello from %s: %v", errNoSession, raw.RemoteAddr(), err)
-	}
-	if err := wire.AuthAccept(raw, n.cfg.Key, hello.Nonce); err != nil {
-		return fmt.Errorf("%w: %s (%s): %v", errNoSession, raw.RemoteAddr(), hello.Sender, err)
-	}
-	var h wire.Header
-	var body []byte
-	if h, body, err = wire.ReadMsg(raw); err == nil && h.Type == wire.TKill {
-		var k wire.Kill
-		_ = json.Unmarshal(body, &k)
-		return fmt.Errorf("%w by %s (%s)", ErrKilled, k.From, raw.RemoteAddr())
-	}
-	var setup wire.Setup
-	if err == nil {
-		err = wire.Decode(h, body, wire.TSetup, &setup)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: set-up from %s: %v", errNoSession, raw.RemoteAddr(), err)
-	}
 	me, how := n.findSelf(raw, &setup)
 	n.logf("session %s from %s (%s): I am %s, node %d of %d (%s)", setup.Session, hello.Sender, raw.RemoteAddr(), setup.Hosts[me], me+1, len(setup.Hosts), how)
 	timeout := n.cfg.Timeout

@@ -5,6 +5,7 @@ package ringtest
 import (
 	"compress/gzip"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,4 +282,36 @@ func gzipFile(t *testing.T, src, dst string) {
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestControlFlood: a node whose control port is flooded with connections
+// that never become a session (100 idle ones, more than it takes through
+// their handshake at once, and some sending garbage) still takes a real
+// sender's session at once, and the session is the one it serves.
+func TestControlFlood(t *testing.T) {
+	in := randomFile(t, 4<<20, 9)
+	dir := workDir(t)
+	nodes := startNodes(t, dir, addrs(53, 54), nodeOpts{})
+	target := net.JoinHostPort(addr(53), "9997")
+	for i := range 100 {
+		c, err := net.DialTimeout("tcp", target, 2*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d to %s: %v", i+1, target, err)
+		}
+		defer c.Close()
+		if i%10 == 0 {
+			if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: node53\r\n\r\n")); err != nil {
+				t.Fatalf("connection %d to %s: %v", i+1, target, err)
+			}
+		}
+	}
+	// Before the fix the node spent 30 s on each idle connection in turn.
+	r := send(t, dir, 20*time.Second, "herd", "send", "-H", addr(53)+","+addr(54), "-I", in, "-O", "out.img")
+	wantExit(t, r, 0)
+	allDone(t, r, addrs(53, 54))
+	for _, nd := range nodes {
+		sameFile(t, in, filepath.Join(nd.dir, "out.img"))
+	}
+	waitExit(t, nodes, 0)
+	containsAll(t, "node "+addr(53)+"'s log", nodes[0].stdout()+nodes[0].stderr(), "closed the oldest", "ignored: not a herd session")
 }
