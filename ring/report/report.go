@@ -168,8 +168,8 @@ func Summary(w io.Writer, r *sender.Report) {
 
 // Log appends dolly's -o lines for a finished session: the output, the
 // statistics line "<segsize> <clients> <seconds> <MB/s> <aggregate MB/s>",
-// and with verbose the lines "Nr of hosts", "MBytes/s" and
-// "Aggregate MBytes/s".
+// with verbose the lines "Nr of hosts", "MBytes/s" and "Aggregate
+// MBytes/s", and a line "failed = 'NODE' (REASON)" per failed node.
 func Log(w io.Writer, r *sender.Report, segsize int, verbose bool) error {
 	t := Compute(r)
 	var b strings.Builder
@@ -179,6 +179,9 @@ func Log(w io.Writer, r *sender.Report, segsize int, verbose bool) error {
 	fmt.Fprintf(&b, "%d %d %.3f %.3f %.3f\n", segsize, t.Hosts, t.Seconds, t.MBps, t.Aggregate)
 	if verbose {
 		fmt.Fprintf(&b, "Nr of hosts = %d\nMBytes/s: %.3f\nAggregate MBytes/s: %.3f\n", t.Hosts, t.MBps, t.Aggregate)
+	}
+	for _, n := range r.Failed() {
+		fmt.Fprintf(&b, "failed = '%s' (%s)\n", n.Name, strings.ReplaceAll(n.Reason, "\n", " "))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

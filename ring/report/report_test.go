@@ -25,13 +25,13 @@ func TestLogFormat(t *testing.T) {
 	if err := Log(&b, finished(), 0, true); err != nil {
 		t.Fatal(err)
 	}
-	want := "outfile = '/dev/sda'\n0 3 2.000 100.000 200.000\nNr of hosts = 3\nMBytes/s: 100.000\nAggregate MBytes/s: 200.000\n"
+	want := "outfile = '/dev/sda'\n0 3 2.000 100.000 200.000\nNr of hosts = 3\nMBytes/s: 100.000\nAggregate MBytes/s: 200.000\nfailed = 'node3' (lost contact)\n"
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
 	b.Reset()
 	_ = Log(&b, finished(), 1460, false)
-	if got := b.String(); got != "outfile = '/dev/sda'\n1460 3 2.000 100.000 200.000\n" {
+	if got := b.String(); got != "outfile = '/dev/sda'\n1460 3 2.000 100.000 200.000\nfailed = 'node3' (lost contact)\n" {
 		t.Errorf("without -v: %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -247,6 +248,8 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 	fs.SortFlags = false
 	hosts := fs.StringP("hosts", "H", "", "nodes in ring order, comma-separated; ranges like 10.0.1.45-80 or node[01-16]")
 	kill := fs.StringP("kill", "K", "", "send nothing: tell the waiting nodes `HOST[,HOST...]` to stop (with --key-file when they have a key)")
+	failedFile := fs.String("failed", "", "after the session, write the nodes that failed to `FILE` (one per line, with the reason)")
+	onlyFailed := fs.String("only-failed", "", "send only to the nodes listed in `FILE` (written by --failed), then rewrite it with those that fail again")
 	f := addSendFlags(fs)
 	if err := parseFlags(fs, env, sendUsage, args, " (see herd send --help)"); err != nil {
 		return err
@@ -264,7 +267,66 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	return runSend(ctx, env, o)
+	if *onlyFailed != "" {
+		names, err := readFailed(*onlyFailed)
+		if err != nil {
+			return err
+		}
+		if len(names) == 0 {
+			fmt.Fprintf(env.Stderr, "herd send: %s lists no failed node: nothing to send\n", *onlyFailed)
+			return nil
+		}
+		o.cfg.Plan.Hosts = names
+		if *failedFile == "" {
+			*failedFile = *onlyFailed
+		}
+	}
+	rep, err := runSendReport(ctx, env, o)
+	if *failedFile != "" && rep != nil {
+		if werr := writeFailed(*failedFile, rep); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+	return err
+}
+
+// writeFailed writes the nodes of rep that failed to path, one per line
+// with the reason after a '#'.
+func writeFailed(path string, rep *sender.Report) error {
+	var b strings.Builder
+	for _, n := range rep.Failed() {
+		reason := strings.ReplaceAll(n.Reason, "\n", " ")
+		if reason == "" {
+			reason = string(n.State)
+		}
+		fmt.Fprintf(&b, "%s # %s\n", n.Name, reason)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("--failed: %w", err)
+	}
+	return nil
+}
+
+// readFailed reads the node names of a --failed file: the first word of
+// each line; blank lines and '#' comments are skipped.
+func readFailed(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--only-failed: %v", err)
+	}
+	var names []string
+	for i, line := range strings.Split(string(b), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case len(f) > 1 || strings.ContainsAny(f[0], ",;"):
+			return nil, usagef("--only-failed: %s line %d: want one node name per line, got %q", path, i+1, strings.TrimSpace(line))
+		default:
+			names = append(names, f[0])
+		}
+	}
+	return names, nil
 }
 
 // parseFileSpec reads "IN > OUT" or "IN >> OUT".

@@ -218,42 +218,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	nodes := regd
-	failed := 0
-	if stage2File != nil {
-		// Stage 1 → 2: the stage2 goes to every node's RAM first; the
-		// install session goes to those that mounted it.
-		fmt.Fprintf(env.Stdout, "STAGE2: %s > %s, mounted at %s\n", *stage2, *stage2Out, *stage2Mount)
-		since := time.Now()
-		rep, err := serveSession(ctx, env, f, fs, st, nodes, []plan.File{*stage2File}, false)
-		if rep == nil {
-			return err
-		}
-		var ok []inventory.Node
-		for _, n := range nodes {
-			if slices.ContainsFunc(rep.Nodes, func(r sender.NodeReport) bool { return r.Name == n.Name && r.State == sender.StateDone && r.Verified }) {
-				ok = append(ok, n)
-			} else {
-				failed++
-			}
-		}
-		ready := waitStage2(ctx, env, st, ok, since, *stage2Wait)
-		failed += len(ok) - len(ready)
-		nodes = ready
-	}
 	sessionStart := time.Now()
-	var rep *sender.Report
-	var serr error
-	if len(nodes) > 0 {
-		if stage2File != nil {
-			fmt.Fprintf(env.Stdout, "INSTALL: %d node(s)\n", len(nodes))
-		}
-		rep, serr = serveSession(ctx, env, f, fs, st, nodes, nil, true)
-		if rep != nil {
-			failed += len(rep.Failed())
-		}
-	} else {
-		serr = errors.New("no node left for the install session")
-	}
+	rep, nodes, failed, serr := runSessions(ctx, env, f, fs, st, nodes, stage2File, *stage2Wait)
 	missing := missingNodes(inv, regd)
 	if len(missing) > 0 {
 		fmt.Fprintf(env.Stdout, "NEVER CAME: %d node(s): %s\n", len(missing), strings.Join(missing, ","))
@@ -272,17 +238,125 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		<-svcErr
 		return result
 	}
-	fmt.Fprintf(env.Stderr, "herd serve: session over; still serving boot files (installed nodes boot from disk). Interrupt to stop.\n")
-	select {
-	case err := <-svcErr:
+	fmt.Fprintf(env.Stderr, "herd serve: session over; still serving boot files (installed nodes boot from disk, failed ones install again when reset). Interrupt to stop.\n")
+	// Second chances: a node that registers again (a failed node reset,
+	// a late one) gets a session of its own.
+	for {
+		again, err := waitAgain(ctx, st, inv, svcErr)
 		if err != nil {
+			if ctx.Err() != nil {
+				stop()
+				<-svcErr
+				return finalResult(st, inv, result)
+			}
 			return err
 		}
-	case <-ctx.Done():
-		stop()
-		<-svcErr
+		var names []string
+		for _, n := range again {
+			names = append(names, n.Name)
+		}
+		fmt.Fprintf(env.Stdout, "AGAIN: %d node(s) registered: %s\n", len(again), strings.Join(names, ","))
+		_, _, f2, err := runSessions(ctx, env, f, fs, st, again, stage2File, *stage2Wait)
+		if err == nil && f2 == 0 {
+			fmt.Fprintf(env.Stdout, "AGAIN: %s installed and verified\n", strings.Join(names, ","))
+		}
 	}
-	return result
+}
+
+// finalResult is herd serve's outcome when interrupted: success once every
+// inventory node is done (second chances included), else the first
+// session's error or the count of nodes not done.
+func finalResult(st inventory.Store, inv *inventory.Inventory, first error) error {
+	var left []string
+	for _, n := range inv.Nodes {
+		if s, err := st.Get(n.Name); err != nil || s.State != inventory.StateDone {
+			left = append(left, n.Name)
+		}
+	}
+	switch {
+	case len(left) == 0:
+		return nil
+	case first != nil:
+		return first
+	}
+	return fmt.Errorf("%d node(s) not installed: %s", len(left), strings.Join(left, ","))
+}
+
+// runSessions sends the stage2 (when set) and then the install session to
+// nodes, and returns the install session's report, the nodes it went to,
+// and how many nodes failed on the way.
+func runSessions(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet, st inventory.Store, nodes []inventory.Node, stage2File *plan.File, stage2Wait time.Duration) (*sender.Report, []inventory.Node, int, error) {
+	failed := 0
+	if stage2File != nil {
+		// Stage 1 → 2: the stage2 goes to every node's RAM first; the
+		// install session goes to those that mounted it.
+		fmt.Fprintf(env.Stdout, "STAGE2: %s > %s, mounted at %s\n", stage2File.Input, stage2File.Output, stage2File.Mount)
+		since := time.Now()
+		rep, err := serveSession(ctx, env, f, fs, st, nodes, []plan.File{*stage2File}, false)
+		if rep == nil {
+			return nil, nil, len(nodes), err
+		}
+		var ok []inventory.Node
+		for _, n := range nodes {
+			if slices.ContainsFunc(rep.Nodes, func(r sender.NodeReport) bool { return r.Name == n.Name && r.State == sender.StateDone && r.Verified }) {
+				ok = append(ok, n)
+			} else {
+				failed++
+			}
+		}
+		ready := waitStage2(ctx, env, st, ok, since, stage2Wait)
+		failed += len(ok) - len(ready)
+		nodes = ready
+	}
+	if len(nodes) == 0 {
+		return nil, nil, failed, errors.New("no node left for the install session")
+	}
+	if stage2File != nil {
+		fmt.Fprintf(env.Stdout, "INSTALL: %d node(s)\n", len(nodes))
+	}
+	rep, serr := serveSession(ctx, env, f, fs, st, nodes, nil, true)
+	if rep != nil {
+		failed += len(rep.Failed())
+	}
+	return rep, nodes, failed, serr
+}
+
+// againSettle is how long herd serve waits for more nodes after one
+// registered again, to send them one session.
+const againSettle = 5 * time.Second
+
+// waitAgain waits until nodes registered again after a session (a failed
+// node reset, a node that came late) and returns them in inventory order,
+// once no other one came for againSettle.
+func waitAgain(ctx context.Context, st inventory.Store, inv *inventory.Inventory, svcErr <-chan error) ([]inventory.Node, error) {
+	var first time.Time
+	last := 0
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		list, err := st.List()
+		if err != nil {
+			return nil, err
+		}
+		var regd []inventory.Node
+		for _, s := range list {
+			if n, ok := inv.ByName(s.Name); ok && s.State == inventory.StateRegistered {
+				regd = append(regd, n)
+			}
+		}
+		switch {
+		case len(regd) == 0:
+			first = time.Time{}
+		case len(regd) != last:
+			first = time.Now()
+		case time.Since(first) >= againSettle || len(regd) == len(inv.Nodes):
+			return regd, nil
+		}
+		last = len(regd)
+		if err := nextTick(ctx, svcErr, tick); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // serveSession runs one ring session to nodes (in inventory order) and
@@ -414,16 +488,25 @@ func waitRegistered(ctx context.Context, env Env, st inventory.Store, inv *inven
 			lastSay = time.Now()
 			fmt.Fprintf(env.Stderr, "herd serve: %d of %d node(s) registered; waiting for %s\n", len(regd), want, strings.Join(missingNodes(inv, regd), ","))
 		}
-		select {
-		case err := <-svcErr:
-			if err == nil {
-				err = errors.New("boot services stopped")
-			}
+		if err := nextTick(ctx, svcErr, tick); err != nil {
 			return nil, err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-tick.C:
 		}
+	}
+}
+
+// nextTick waits for tick, and fails when the boot services stop or ctx
+// ends first.
+func nextTick(ctx context.Context, svcErr <-chan error, tick *time.Ticker) error {
+	select {
+	case err := <-svcErr:
+		if err == nil {
+			err = errors.New("boot services stopped")
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tick.C:
+		return nil
 	}
 }
 
