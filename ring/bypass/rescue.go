@@ -112,10 +112,39 @@ type errOurs struct{ error }
 func (e errOurs) Unwrap() error { return e.error }
 
 func (r *Rescuer) adopt(k int) {
-	p := r.cfg.Ring[k]
+	r.feedPeer(r.cfg.Ring[k], func(err error) {
+		if NotItsFault(err) {
+			// Logged by feedPeer; the node, left without an upstream,
+			// reports its own failure.
+			return
+		}
+		r.Bypass(k, err)
+	})
+}
+
+// Join feeds a node that joins the session late, from where it is (the
+// start, for a fresh one), in the background: a node outside the ring, fed
+// as an adopted one is. fail is called when it cannot be fed to the end:
+// because of the node (it stopped or refused), or, as NotItsFault tells,
+// because of this side. Wait waits for it too.
+func (r *Rescuer) Join(p wire.Peer, fail func(error)) {
+	r.wg.Go(func() { r.feedPeer(p, fail) })
+}
+
+// NotItsFault tells whether a Join's failure is this side's (the stream
+// ended here, the range the node needs cannot be had any more) rather
+// than the fed node's.
+func NotItsFault(err error) bool {
+	var ours errOurs
+	return errors.As(err, &ours)
+}
+
+// feedPeer connects to p, asks where it is and feeds it the rest of the
+// stream; fail is told why when that does not work.
+func (r *Rescuer) feedPeer(p wire.Peer, fail func(error)) {
 	conn, pos, err := r.resume(p)
 	if err != nil {
-		r.Bypass(k, err)
+		fail(err)
 		return
 	}
 	defer conn.Close()
@@ -123,15 +152,15 @@ func (r *Rescuer) adopt(k int) {
 	defer stop()
 	r.cfg.Logf("adopted %s at %v", p.Name, pos)
 	err = r.feed(conn, pos)
-	var ours errOurs
 	switch {
 	case err == nil:
 		r.cfg.Logf("%s got the rest of the stream", p.Name)
 	case r.ctx.Err() != nil:
-	case errors.As(err, &ours):
+	case NotItsFault(err):
 		r.cfg.Logf("cannot go on feeding %s: %v", p.Name, err)
+		fail(err)
 	default:
-		r.Bypass(k, fmt.Errorf("send to %s (%s): %w", p.Name, p.Addr, err))
+		fail(fmt.Errorf("send to %s (%s): %w", p.Name, p.Addr, err))
 	}
 }
 
@@ -156,7 +185,8 @@ func (r *Rescuer) resume(p wire.Peer) (net.Conn, wire.Position, error) {
 // feed sends the stream from pos to the End frame.
 func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
 	m := wire.NewFrameMAC(r.cfg.SessionKey)
-	bw := bufio.NewWriterSize(stream.NewLiveConn(conn, r.cfg.Timeout), 256<<10)
+	live := stream.NewLiveConn(conn, r.cfg.Timeout)
+	bw := bufio.NewWriterSize(live, 256<<10)
 	write := func(f Frame) error {
 		f, ok := f.From(pos, m)
 		if !ok {
@@ -171,9 +201,19 @@ func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
 		pos = f.H.After()
 		return nil
 	}
-	rd, start, covered := r.cfg.Window.Reader(pos)
-	defer rd.Close()
-	if !covered {
+	// Catch up from elsewhere while the window no longer holds pos,
+	// without pinning it meanwhile: the ring goes on at its own pace and
+	// the window moves on, so repeat until it holds where the node is (at
+	// the latest when the stream ends and the window stops moving).
+	var rd *Reader
+	for {
+		var start wire.Position
+		var covered bool
+		rd, start, covered = r.cfg.Window.Reader(pos)
+		if covered {
+			break
+		}
+		rd.Close()
 		if r.cfg.Fetch == nil {
 			return errOurs{fmt.Errorf("%v is no longer held here and there is no sender to fetch it from", pos)}
 		}
@@ -190,6 +230,7 @@ func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
 			return errOurs{fmt.Errorf("the sender's range ended at %v, not %v", pos, start)}
 		}
 	}
+	defer rd.Close()
 	for {
 		f, err := rd.Next(r.ctx)
 		if err == io.EOF {
@@ -207,7 +248,10 @@ func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
 			return err
 		}
 		if f.H.Type == wire.TEnd {
-			return bw.Flush()
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			return live.Finish()
 		}
 		// Flush as the live stream does: a frame at a time, unless more
 		// are already waiting.

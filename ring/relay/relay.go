@@ -420,13 +420,17 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 	}()
 }
 
+// ReasonBusy is the reason a node gives a sender while another session
+// has it.
+const ReasonBusy = "node busy with another session"
+
 // refuseBusy tells a sender that the node has a session already, and
 // closes c: after what the sender sent meanwhile (its Hello), so that the
 // refusal is not lost to a reset.
 func refuseBusy(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if wire.WriteMsg(c, wire.TFail, wire.Fail{Reason: "node busy with another session"}) != nil {
+	if wire.WriteMsg(c, wire.TFail, wire.Fail{Reason: ReasonBusy}) != nil {
 		return
 	}
 	if tc, ok := c.(*net.TCPConn); ok {

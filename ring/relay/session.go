@@ -604,6 +604,7 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 				received.Add(c.Bytes())
 				stream.Dispatch(c, stages)
 				if h.Type == wire.TEnd {
+					up.finished(conn)
 					return nil
 				}
 				continue

@@ -92,6 +92,20 @@ func (u *upstream) setLive(c net.Conn) {
 	u.mu.Unlock()
 }
 
+// finished tells upstream c that the whole stream arrived: no more
+// KeepAlives, and c half-closed, which the upstream waits for before it
+// closes its side (stream.LiveConn.Finish).
+func (u *upstream) finished(c dataConn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.live == net.Conn(c) {
+		u.live = nil
+	}
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
 // close closes the current connection and any not taken.
 func (u *upstream) close() {
 	u.mu.Lock()

@@ -5,6 +5,7 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -153,7 +154,11 @@ func Summary(w io.Writer, r *sender.Report) {
 		if n.Verified {
 			v = "yes"
 		}
-		fmt.Fprintf(w, "%-24s %-7s %14d %9.2f %9.1f %-8s %s\n", n.Name, n.State, n.Received, n.Seconds, mbps, v, n.Reason)
+		reason := n.Reason
+		if reason == "" && n.Joins > 0 {
+			reason = "joined late, after: " + cmp.Or(n.JoinedAfter, "unknown")
+		}
+		fmt.Fprintf(w, "%-24s %-7s %14d %9.2f %9.1f %-8s %s\n", n.Name, n.State, n.Received, n.Seconds, mbps, v, reason)
 	}
 	t := Compute(r)
 	fmt.Fprintf(w, "Time: %f\nMBytes/s: %.3f\nAggregate MBytes/s: %.3f\n", t.Seconds, t.MBps, t.Aggregate)

@@ -56,20 +56,27 @@ func (s *session) startBypass(ctx context.Context, live []int) error {
 }
 
 // bypassed marks live node j failed: it stopped and the ring went past it.
-// Its control connection is closed, so that a frozen node does not keep
-// the session waiting for its verdict.
+// It may come back and join late.
 func (s *session) bypassed(j int, reason string) {
 	if j < 0 || j >= len(s.live) {
 		return
 	}
 	i := s.live[j]
-	s.setState(i, StateFailed, reason)
 	s.logf("node %s: bypassed: %s", s.hosts[i].Name, reason)
+	s.failNode(i, "bypassed: ", reason)
+	s.setJoinable(i, true)
+}
+
+// failNode marks node i failed for reason and closes its control
+// connection, so that a frozen node does not keep the session waiting for
+// its verdict; the node is told why, prefixed with what.
+func (s *session) failNode(i int, what, reason string) {
+	s.setState(i, StateFailed, reason)
 	s.mu.Lock()
 	c := s.ctl[i]
 	s.mu.Unlock()
 	if c != nil {
-		_ = c.send(wire.TAbort, wire.Fail{Reason: "bypassed: " + reason})
+		_ = c.send(wire.TAbort, wire.Fail{Reason: what + reason})
 		c.conn.Close()
 	}
 }

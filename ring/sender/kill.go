@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/ring/hostlist"
+	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/wire"
 )
 
@@ -81,6 +82,9 @@ func authError(err error) error {
 	switch {
 	case errors.As(err, &pe) && strings.HasPrefix(pe.Reason, wire.ErrAuth.Error()):
 		return fmt.Errorf("%w%s", wire.ErrAuth, strings.TrimPrefix(pe.Reason, wire.ErrAuth.Error()))
+	case errors.As(err, &pe) && pe.Reason == relay.ReasonBusy:
+		// Refused before any authentication: not a key problem.
+		return fmt.Errorf("refused the session: %s", pe.Reason)
 	case errors.As(err, &pe):
 		return fmt.Errorf("%w: refused by the node: %s", wire.ErrAuth, pe.Reason)
 	case errors.Is(err, wire.ErrAuth):

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s.ctl = make([]*nodeConn, len(s.hosts))
+	s.track = make([]nodeState, len(s.hosts))
 	defer func() {
 		for _, c := range s.ctl {
 			if c != nil {
@@ -133,69 +135,84 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	}
 	s.logf("Ring built: %d node(s), fanout %d. Sending...", len(live), fanout)
 
-	// 3. Stream, while the nodes report progress and verdicts.
+	// 3. Stream, while the nodes report progress and verdicts, and nodes
+	// that failed (unreachable, bypassed) may come back and join late.
 	start := time.Now()
 	s.mu.Lock()
 	s.moved = start
 	s.mu.Unlock()
-	verdicts := make(chan int, len(live))
+	verdicts := make(chan int, len(s.hosts)*(maxJoins+1))
 	// A node may finish before the sender's own hashing does (a single
 	// fast node, or the last chunks still in the sender's hasher): its
 	// verdict is judged once the sender's digests are known.
 	digestsReady := make(chan struct{})
+	members := slices.Clone(live) // every node of the session: Bye goes to them
 	for _, i := range live {
-		go s.listen(ctx, i, start, verdicts, digestsReady)
+		s.startListen(ctx, i, start, verdicts, digestsReady)
 	}
 	stopWatch := s.startWatch(ctx, start)
-	serr := s.stream(ctx, conns, firsts)
-	close(digestsReady)
-	if serr != nil {
-		s.abortAll("sender failed: " + serr.Error())
-		for _, i := range live {
-			s.setState(i, StateFailed, "sender failed: "+serr.Error())
-		}
+	jctx, stopJoins := context.WithCancel(ctx)
+	defer stopJoins()
+	joined := make(chan *nodeConn)
+	if s.lateJoin() {
+		go s.lateJoins(jctx, setups, joined)
 	}
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- s.stream(ctx, conns, firsts) }()
 
-	// 4. Wait for every verdict (a node whose control connection drops
-	// reports failed through listen), bounded by -a.
-	pending := len(live)
+	// 4. Wait for the stream and every verdict (a node whose control
+	// connection drops reports failed through listen), bounded by -a.
+	var serr error
+	streaming, pending := true, len(live)
+	interrupted := ctx.Done()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	for pending > 0 && serr == nil {
+	for streaming || pending > 0 && serr == nil {
 		select {
+		case serr = <-streamDone:
+			streaming = false
+			close(digestsReady)
+			if serr != nil {
+				s.abortAll("sender failed: " + serr.Error())
+				for _, i := range members {
+					s.setState(i, StateFailed, "sender failed: "+serr.Error())
+				}
+			}
 		case <-verdicts:
 			pending--
+		case nc := <-joined:
+			if !slices.Contains(members, nc.i) {
+				members = append(members, nc.i)
+			}
+			pending++
+			s.admit(ctx, nc, start, verdicts, digestsReady)
 		case <-tick.C:
-			if s.cfg.Timeout > 0 {
+			if !streaming && s.cfg.Timeout > 0 {
 				s.mu.Lock()
 				idle := time.Since(s.moved)
 				s.mu.Unlock()
 				if idle > s.cfg.Timeout {
 					reason := fmt.Sprintf("no data moved for %v (-a %v)", idle.Round(time.Second), s.cfg.Timeout)
-					for _, i := range live {
+					for _, i := range members {
 						s.setState(i, StateFailed, reason)
 					}
 					s.abortAll(reason)
 					pending = 0
 				}
 			}
-		case <-ctx.Done():
-			for _, i := range live {
+		case <-interrupted:
+			// The stream ends with ctx too.
+			interrupted = nil
+			for _, i := range members {
 				s.setState(i, StateFailed, "interrupted")
 			}
 			s.abortAll("sender interrupted")
 			pending = 0
 		}
 	}
-	for _, i := range live {
-		s.mu.Lock()
-		n := s.rep.Nodes[i]
-		s.mu.Unlock()
-		bye := wire.Bye{Verified: n.State == StateDone && n.Verified, Reason: n.Reason}
-		if !bye.Verified && bye.Reason == "" {
-			bye.Reason = "not verified"
-		}
-		_ = s.ctl[i].send(wire.TBye, bye)
+	stopJoins()
+	for _, i := range members {
+		s.sendBye(i)
 	}
 	s.mu.Lock()
 	s.rep.Seconds = time.Since(start).Seconds()
@@ -267,7 +284,7 @@ func cookName(f plan.File, k cook.Kind) string {
 // exchanges Hello, Setup and Ready.
 func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error {
 	h := s.hosts[i]
-	ctlAddr := net.JoinHostPort(h.Addr.String(), strconv.Itoa(s.cfg.ControlPort))
+	ctlAddr := s.ctlAddr(i)
 	if s.cfg.Activate {
 		pokeReport(ctx, net.JoinHostPort(h.Addr.String(), strconv.Itoa(s.cfg.ReportPort)))
 	}
@@ -288,6 +305,7 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 		}
 	}
 	if err != nil {
+		s.setJoinable(i, true)
 		return fmt.Errorf("cannot reach %s after %d tries: %w (is herd recv / dolly running there?)", ctlAddr, s.cfg.Retries, err)
 	}
 	nc := &nodeConn{i: i, conn: conn}
@@ -297,30 +315,46 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 	// An interrupt during set-up must not wait out the read deadlines.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := greet(conn, nc, s.cfg.Key, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name}); err != nil {
-		return err
-	}
-	if err := nc.send(wire.TSetup, setup); err != nil {
-		return fmt.Errorf("set-up: %w", err)
-	}
 	wait := 60 * time.Second
 	if s.cfg.Timeout > 0 {
 		wait = s.cfg.Timeout
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(wait))
-	var r wire.Ready
-	if err := wire.Expect(conn, wire.TReady, &r); err != nil {
-		var pe *wire.PeerError
-		if errors.As(err, &pe) {
-			return fmt.Errorf("refused the session: %s", pe.Reason)
-		}
-		return fmt.Errorf("set-up: %w", err)
+	r, err := s.handshakeNode(nc, setup, wait)
+	if err != nil {
+		return err
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	s.setState(i, StateReady, "")
 	s.logf("Host ready '%s' (%s).", h.Name, r.Name)
 	return nil
+}
+
+// ctlAddr is node i's control address.
+func (s *session) ctlAddr(i int) string {
+	return net.JoinHostPort(s.hosts[i].Addr.String(), strconv.Itoa(s.cfg.ControlPort))
+}
+
+// handshakeNode greets a node on its control connection, sends it setup
+// and waits up to wait for its Ready.
+func (s *session) handshakeNode(nc *nodeConn, setup wire.Setup, wait time.Duration) (wire.Ready, error) {
+	conn := nc.conn
+	var r wire.Ready
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := greet(conn, nc, s.cfg.Key, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name}); err != nil {
+		return r, err
+	}
+	if err := nc.send(wire.TSetup, setup); err != nil {
+		return r, fmt.Errorf("set-up: %w", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	if err := wire.Expect(conn, wire.TReady, &r); err != nil {
+		var pe *wire.PeerError
+		if errors.As(err, &pe) {
+			return r, fmt.Errorf("refused the session: %s", pe.Reason)
+		}
+		return r, fmt.Errorf("set-up: %w", err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return r, nil
 }
 
 // pokeReport connects to a node's report port and reads its answer, which
@@ -337,7 +371,10 @@ func pokeReport(ctx context.Context, addr string) {
 }
 
 func (s *session) abortAll(reason string) {
-	for _, c := range s.ctl {
+	s.mu.Lock()
+	ctl := slices.Clone(s.ctl)
+	s.mu.Unlock()
+	for _, c := range ctl {
 		if c != nil {
 			_ = c.send(wire.TAbort, wire.Fail{Reason: reason})
 		}
@@ -366,8 +403,15 @@ func (s *session) snapshot() *Report {
 // listen reads node i's progress and verdict; it judges the verdict once
 // digestsReady is closed (the sender's stream, and so its digests, done).
 func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts chan<- int, digestsReady <-chan struct{}) {
-	defer func() { verdicts <- i }()
+	s.mu.Lock()
 	c := s.ctl[i]
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.track[i].listening = false
+		s.mu.Unlock()
+		verdicts <- i
+	}()
 	var lastT time.Time
 	var lastB int64
 	for {
@@ -375,6 +419,7 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 		if err != nil {
 			if ctx.Err() == nil {
 				s.setState(i, StateFailed, fmt.Sprintf("reset: lost contact: %v", err))
+				s.setJoinable(i, true)
 			}
 			return
 		}
@@ -410,6 +455,9 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 			case <-ctx.Done():
 			}
 			s.judge(i, v)
+			// Judged: the node may end its session now, whatever
+			// the others still do (a late joiner catching up).
+			s.sendBye(i)
 			return
 		case wire.TBypassed:
 			var b wire.Bypassed
@@ -423,6 +471,23 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 			return
 		}
 	}
+}
+
+// sendBye sends node i its judgement, once per connection.
+func (s *session) sendBye(i int) {
+	s.mu.Lock()
+	n, c := s.rep.Nodes[i], s.ctl[i]
+	sent := s.track[i].bye
+	s.track[i].bye = true
+	s.mu.Unlock()
+	if sent || c == nil {
+		return
+	}
+	bye := wire.Bye{Verified: n.State == StateDone && n.Verified, Reason: n.Reason}
+	if !bye.Verified && bye.Reason == "" {
+		bye.Reason = "not verified"
+	}
+	_ = c.send(wire.TBye, bye)
 }
 
 // judge compares a node's verdict with the sender's digests.

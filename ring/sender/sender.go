@@ -66,6 +66,10 @@ type Config struct {
 	// node fails set-up; by default the others go on and the failed ones
 	// are reported.
 	RequireAll bool
+	// NoLateJoin turns late join off: by default the sender keeps trying,
+	// while the session runs, the nodes that could not be reached or
+	// stopped, and feeds those that come back from the start.
+	NoLateJoin bool
 	// Activate is dolly's -d: first connect to each node's report port so
 	// that systemd starts the node's service, then connect as usual.
 	Activate bool
@@ -151,6 +155,11 @@ type NodeReport struct {
 	Files    []wire.FileResult
 	// Rate is the recent receive rate in bytes per second.
 	Rate float64
+	// Joins is how often the node joined the session late, after it
+	// failed (unreachable at set-up, or stopped and bypassed), and
+	// JoinedAfter why it had failed the last time.
+	Joins       int
+	JoinedAfter string
 }
 
 // Report is the session as the sender sees it.
@@ -212,6 +221,8 @@ type session struct {
 	win       *bypass.Window
 	rescuer   *bypass.Rescuer
 	fetchPort int
+	// Per node: late join (join.go) and whether it was judged.
+	track []nodeState
 }
 
 // Send runs a session and returns its report. The error is a *SetupError

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync/atomic"
@@ -18,18 +19,20 @@ import (
 type LiveConn struct {
 	net.Conn
 	timeout time.Duration
-	heard   atomic.Int64 // unix nanoseconds of the last KeepAlive
+	heard   atomic.Int64  // unix nanoseconds of the last KeepAlive
+	ended   chan struct{} // closed when the peer's side ended (EOF or error)
 }
 
 // NewLiveConn wraps c and starts reading its KeepAlives.
 func NewLiveConn(c net.Conn, timeout time.Duration) *LiveConn {
-	l := &LiveConn{Conn: c, timeout: timeout}
+	l := &LiveConn{Conn: c, timeout: timeout, ended: make(chan struct{})}
 	l.heard.Store(time.Now().UnixNano())
 	go l.listen()
 	return l
 }
 
 func (l *LiveConn) listen() {
+	defer close(l.ended)
 	var hb [wire.HeaderSize]byte
 	for {
 		h, err := wire.ReadHeader(l.Conn, &hb)
@@ -52,6 +55,32 @@ func (l *LiveConn) Write(p []byte) (int, error) {
 		}
 		if since := time.Since(time.Unix(0, l.heard.Load())); since >= l.timeout {
 			return total, err
+		}
+	}
+}
+
+// Finish ends a stream that was written whole: it half-closes the
+// connection and waits until the peer closes its side, which a node does
+// once it read the End frame, as long as the peer goes on sending
+// KeepAlives. Closing a socket while the peer's KeepAlives sit unread in
+// it would send a reset, and the peer would lose what it had not read
+// yet: the tail of the stream.
+func (l *LiveConn) Finish() error {
+	if cw, ok := l.Conn.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			return err
+		}
+	}
+	t := time.NewTicker(max(l.timeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ended:
+			return nil
+		case <-t.C:
+			if since := time.Since(time.Unix(0, l.heard.Load())); since >= l.timeout {
+				return fmt.Errorf("the peer did not confirm the end of the stream and sent nothing for %v", since.Round(time.Millisecond))
+			}
 		}
 	}
 }

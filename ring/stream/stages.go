@@ -29,6 +29,8 @@ type Forwarder struct {
 	// timeout bounds each write; 0 waits forever.
 	timeout time.Duration
 
+	ended bool // the End frame went out (run's, then Close's after done)
+
 	mu   sync.Mutex
 	err  error
 	sent atomic.Int64
@@ -69,6 +71,9 @@ func (f *Forwarder) run() {
 				f.fail(fmt.Errorf("send to %s: %w", f.Name, err))
 			} else {
 				f.sent.Add(n)
+				if k := len(c.Segs); k > 0 && c.Segs[k-1].H.Type == wire.TEnd {
+					f.ended = true
+				}
 			}
 		}
 		c.Release()
@@ -99,10 +104,18 @@ func (f *Forwarder) Err() error {
 func (f *Forwarder) Sent() int64 { return f.sent.Load() }
 
 // Close waits until every queued chunk went out, then returns the first
-// error. It does not close the connection.
+// error. When the End frame went out on a connection with a timeout, it
+// also waits until the peer confirms it read the whole stream
+// (LiveConn.Finish); a peer that stops meanwhile fails (OnFail). It does
+// not close the connection.
 func (f *Forwarder) Close() error {
 	close(f.in)
 	<-f.done
+	if lc, ok := f.conn.(*LiveConn); ok && f.ended && f.Err() == nil {
+		if err := lc.Finish(); err != nil {
+			f.fail(fmt.Errorf("send to %s: %w", f.Name, err))
+		}
+	}
 	return f.Err()
 }
 

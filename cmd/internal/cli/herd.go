@@ -106,6 +106,14 @@ with --fanout) and the inputs are read once and streamed through it. Every
 node writes the stream and forwards it at the same time, computes the
 SHA-256 of what it wrote and reports it; herd send compares it with its own.
 
+Failures: a node that resets or makes no progress for --bypass-timeout is
+bypassed (its upstream feeds the next node from where that one is) and
+reported failed with the reason. While the session runs, herd send keeps
+trying the nodes that could not be reached or stopped; one that answers
+again joins late and is fed from the start (--no-late-join turns that off).
+--failed FILE writes the failed nodes' names; --only-failed FILE runs a
+session for just those.
+
 Files:
   --input/--output send one file; --file 'IN > OUT' (raw) or 'IN >> OUT'
   (cooked: decoded by the input's name: .gz .zst .xz .Z .tar .tar.gz .tgz
@@ -136,7 +144,7 @@ type sendFlags struct {
 	files                                                                  *[]string
 	fanout, retries, chunks                                                *int
 	timeout, dummy, bypass                                                 *time.Duration
-	requireAll, noSync, ipv6, activate, verbose, quiet                     *bool
+	requireAll, noSync, ipv6, activate, verbose, quiet, noLateJoin         *bool
 	ports                                                                  portFlags
 }
 
@@ -154,6 +162,7 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		window:     fs.String("window", "64M", "recent stream `SIZE` each process keeps to feed a node again after a bypass (older data is re-read from the input)"),
 		retries:    fs.IntP("retries", "r", 5, "tries to reach each node, a second apart"),
 		requireAll: fs.Bool("require-all", false, "abort before anything is written when any node fails set-up"),
+		noLateJoin: fs.Bool("no-late-join", false, "do not take back, during the session, nodes that could not be reached or stopped (by default they are tried every 2s and fed from the start when they answer)"),
 		block:      fs.StringP("block-size", "b", "1M", "transfer block `SIZE`"),
 		chunks:     fs.Int("chunks", 8, "blocks in flight per process (memory = chunks x block size)"),
 		sockBuf:    fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`"),
@@ -232,6 +241,7 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 		return nil, usagef("--window %q: want at least 1M (a few blocks)", *f.window)
 	}
 	c.RequireAll = *f.requireAll
+	c.NoLateJoin = *f.noLateJoin
 	c.NoSync = *f.noSync
 	c.Dummy = *f.dummy
 	c.Activate = *f.activate

@@ -132,8 +132,13 @@ nodes in inventory order, with live progress. Nodes that verified their
 data are switched to boot from disk; failed ones keep the install entry so
 that their next reset retries. Nodes that never came are listed.
 
-After the session herd serve keeps serving (the nodes reboot through it)
-until interrupted, or exits with --once.
+A node that stops during the session is bypassed; if it comes back while
+the session runs (reset, agent registered again) it joins late and is fed
+from the start. After the session herd serve keeps serving (the nodes
+reboot through it) until interrupted, or exits with --once; meanwhile,
+failed nodes that register again (reset them) get a session of their own
+("AGAIN:"), as many times as needed. Interrupted, it exits 0 once every
+inventory node is done.
 
 Exit status: 0 every expected node installed and verified; 1 otherwise;
 2 bad usage or a bad inventory.
