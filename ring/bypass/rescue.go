@@ -44,11 +44,12 @@ type Config struct {
 
 // Rescuer adopts the children of nodes that stopped and feeds them.
 type Rescuer struct {
-	cfg    Config
-	ctx    context.Context
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	failed map[int]bool
+	cfg     Config
+	ctx     context.Context
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	failed  map[int]bool
+	feeding map[*stream.LiveConn]struct{} // connections to adopted nodes
 }
 
 // New returns a rescuer whose work ends with ctx.
@@ -59,7 +60,7 @@ func New(ctx context.Context, cfg Config) *Rescuer {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	return &Rescuer{cfg: cfg, ctx: ctx, failed: map[int]bool{}}
+	return &Rescuer{cfg: cfg, ctx: ctx, failed: map[int]bool{}, feeding: map[*stream.LiveConn]struct{}{}}
 }
 
 // Reason classifies why a peer counts as stopped: "timeout" (no progress
@@ -99,6 +100,20 @@ func (r *Rescuer) Bypass(i int, err error) {
 	for _, k := range plan.Children(len(r.cfg.Ring), r.cfg.Fanout, i) {
 		r.wg.Go(func() { r.adopt(k) })
 	}
+}
+
+// Writing tells whether the rescuer is writing to an adopted node: waiting
+// on a slow or stopped one, which it will either get through to or bypass
+// within the timeout.
+func (r *Rescuer) Writing() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for l := range r.feeding {
+		if l.Writing() {
+			return true
+		}
+	}
+	return false
 }
 
 // Wait waits until every adopted node got the whole stream or was
@@ -186,6 +201,14 @@ func (r *Rescuer) resume(p wire.Peer) (net.Conn, wire.Position, error) {
 func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
 	m := wire.NewFrameMAC(r.cfg.SessionKey)
 	live := stream.NewLiveConn(conn, r.cfg.Timeout)
+	r.mu.Lock()
+	r.feeding[live] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.feeding, live)
+		r.mu.Unlock()
+	}()
 	bw := bufio.NewWriterSize(live, 256<<10)
 	write := func(f Frame) error {
 		f, ok := f.From(pos, m)

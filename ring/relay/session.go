@@ -471,6 +471,14 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 	go n.progress(ctl, stop, &received, w)
 
 	mac := wire.NewFrameMAC(n.cfg.Key.SessionKey(s.Session))
+	up.downstream = func() bool {
+		for _, f := range fwds {
+			if f.Writing() {
+				return true
+			}
+		}
+		return rescuer != nil && rescuer.Writing()
+	}
 	rerr := n.readUpstream(ctx, up, first, pool, stages, win, s, mac, timeout, &received)
 	if win != nil {
 		win.Close()
@@ -570,8 +578,11 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 	moved.Store(time.Now().UnixNano())
 	stop := make(chan struct{})
 	defer close(stop)
+	// A node blocked by its child is alive too, until it bypasses the
+	// child: it stopped moving at the same moment as the child, and the
+	// upstream must not give up on it first.
 	go stream.SendKeepAlives(func() { up.keepAlive(up.bypass / 4) }, up.bypass/4, func() bool {
-		return time.Since(time.Unix(0, moved.Load())) < 2*up.bypass
+		return time.Since(time.Unix(0, moved.Load())) < 2*up.bypass || up.downstream != nil && up.downstream()
 	}, stop)
 	br, err := switchTo(conn, pos.position())
 	if err != nil {

@@ -33,6 +33,10 @@ type upstream struct {
 	// wait bounds how long the node waits for a new upstream after the
 	// current one broke; bypass is the session's bypass timeout.
 	wait, bypass time.Duration
+	// downstream, when set, tells whether the node is writing to a child
+	// (or an adopted node) it has not given up on: blocked by it, not
+	// dead itself.
+	downstream func() bool
 }
 
 func newUpstream() *upstream { return &upstream{ch: make(chan dataConn, 4)} }

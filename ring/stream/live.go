@@ -21,6 +21,7 @@ type LiveConn struct {
 	timeout time.Duration
 	heard   atomic.Int64  // unix nanoseconds of the last KeepAlive
 	ended   chan struct{} // closed when the peer's side ended (EOF or error)
+	writing atomic.Int32  // Writes in progress
 }
 
 // NewLiveConn wraps c and starts reading its KeepAlives.
@@ -43,8 +44,15 @@ func (l *LiveConn) listen() {
 	}
 }
 
+// Writing tells whether a Write is in progress: one that lasts is a write
+// waiting for a slow or stopped peer, which it fails within the timeout
+// once the peer stops sending KeepAlives.
+func (l *LiveConn) Writing() bool { return l.writing.Load() > 0 }
+
 // Write writes p, waiting as long as the peer says it is alive.
 func (l *LiveConn) Write(p []byte) (int, error) {
+	l.writing.Add(1)
+	defer l.writing.Add(-1)
 	total := 0
 	for {
 		_ = l.Conn.SetWriteDeadline(time.Now().Add(l.timeout))

@@ -100,6 +100,14 @@ func (f *Forwarder) Err() error {
 	return f.err
 }
 
+// Writing tells whether the forwarder is writing to a peer it has not
+// given up on: waiting on a slow or stopped child, which it will either
+// get through to or bypass within its timeout.
+func (f *Forwarder) Writing() bool {
+	lc, ok := f.conn.(*LiveConn)
+	return ok && lc.Writing() && f.Err() == nil
+}
+
 // Sent is the number of bytes (headers included) sent so far.
 func (f *Forwarder) Sent() int64 { return f.sent.Load() }
 
