@@ -4,6 +4,7 @@ package qemutests
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/herdproject/herd/internal/netnstest"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
+	"golang.org/x/sys/unix"
 )
 
 // The boot network inside every cluster's namespace. Each cluster has a
@@ -83,6 +85,52 @@ type Node struct {
 	Disk string
 }
 
+// FirstNonZero returns the offset of the first byte of the node's disk
+// file that is not zero, or -1 when every byte is zero: the disk is as
+// blank as NewCluster made it. It reads the file's data extents
+// (SEEK_DATA, SEEK_HOLE; holes read as zeros), at most the whole file;
+// stop the node's VM first.
+func (n Node) FirstNonZero() (int64, error) {
+	f, err := os.Open(n.Disk)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; {
+		data, err := f.Seek(off, unix.SEEK_DATA)
+		switch {
+		case errors.Is(err, syscall.ENXIO): // no data after off
+			return -1, nil
+		case err != nil: // no SEEK_DATA here: read everything
+			data = off
+		}
+		hole, err := f.Seek(data, unix.SEEK_HOLE)
+		if err != nil {
+			hole = size
+		}
+		for data < hole {
+			k := int(min(int64(len(buf)), hole-data))
+			if _, err := f.ReadAt(buf[:k], data); err != nil {
+				return 0, fmt.Errorf("%s at %d: %w", n.Disk, data, err)
+			}
+			for i, b := range buf[:k] {
+				if b != 0 {
+					return data + int64(i), nil
+				}
+			}
+			data += int64(k)
+		}
+		off = hole
+	}
+	return -1, nil
+}
+
 // Cluster is a boot network in a namespace of the test's: a bridge with
 // herd's address, one tap per node, an inventory, a state directory, the
 // shared boot tree, and the herd servers and VMs the test starts on it.
@@ -98,7 +146,8 @@ type Cluster struct {
 	Inventory, StateDir, BootDir string
 	// Herd is the herd binary the boot tree embeds.
 	Herd string
-	// LogDir holds every log: <node>.console.log, <server>.out/.err.
+	// LogDir holds every log: <node>.console.log (<node>-2.console.log
+	// for a node's second start, ...), <server>.out/.err.
 	LogDir string
 	// Start is when the cluster was made (after the shared build).
 	Start time.Time
@@ -177,13 +226,18 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 	return c
 }
 
-// logDir is $HERD_QEMU_LOGDIR/<test> when set, else a temporary
+// logDir is $HERD_QEMU_LOGDIR/<test> when set (emptied first: it also
+// holds the cluster's inventory and node states, and a state left by an
+// earlier run would switch the nodes to local boot), else a temporary
 // directory removed when the test passes (and kept when it fails).
 func logDir(t testing.TB) string {
 	t.Helper()
 	name := regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(t.Name(), "_")
 	if d := os.Getenv("HERD_QEMU_LOGDIR"); d != "" {
 		dir := filepath.Join(d, name)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatalf("qemutests: HERD_QEMU_LOGDIR: %v", err)
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatalf("qemutests: HERD_QEMU_LOGDIR: %v", err)
 		}
@@ -367,6 +421,62 @@ func (s *Server) Wait(d time.Duration) int {
 	case <-time.After(d):
 		s.t.Fatalf("%s: herd did not exit within %v; stderr (last 20 lines):\n%s", s.Name, d, lastLines(readFile(s.Stderr), 20))
 		return -1
+	}
+}
+
+// WaitOutput waits at most d for a line of the server's standard output
+// matching the regular expression pattern (anywhere in what it wrote so
+// far; ^ and $ match at line boundaries) and returns that line. It fails the test on timeout, or when herd
+// exited without writing it.
+func (s *Server) WaitOutput(pattern string, d time.Duration) string {
+	s.t.Helper()
+	return s.waitLog("standard output", s.Stdout, pattern, d)
+}
+
+// WaitErrors is WaitOutput for the server's standard error.
+func (s *Server) WaitErrors(pattern string, d time.Duration) string {
+	s.t.Helper()
+	return s.waitLog("standard error", s.Stderr, pattern, d)
+}
+
+func (s *Server) waitLog(what, path, pattern string, d time.Duration) string {
+	s.t.Helper()
+	re, err := regexp.Compile("(?m)" + pattern)
+	if err != nil {
+		s.t.Fatalf("%s: pattern %q: %v", s.Name, pattern, err)
+	}
+	deadline := time.Now().Add(d)
+	for {
+		exited := false
+		select {
+		case <-s.done:
+			exited = true
+		default:
+		}
+		text := readFile(path)
+		// Whole lines only, unless herd has exited: a line still being
+		// written could match with half its text.
+		if !exited {
+			text = text[:strings.LastIndexByte(text, '\n')+1]
+		}
+		if loc := re.FindStringIndex(text); loc != nil {
+			start := strings.LastIndexByte(text[:loc[0]], '\n') + 1
+			end := len(text)
+			if i := strings.IndexByte(text[loc[1]:], '\n'); i >= 0 {
+				end = loc[1] + i
+			}
+			if loc[1] > loc[0] && text[loc[1]-1] == '\n' {
+				end = loc[1] - 1
+			}
+			return text[start:end]
+		}
+		if exited {
+			s.t.Fatalf("%s: herd exited (%v) without writing /%s/ on its %s (%s); last 20 lines:\n%s", s.Name, s.Cmd.ProcessState, pattern, what, path, lastLines(text, 20))
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: waited %v for /%s/ on herd's %s (%s); last 20 lines:\n%s", s.Name, d, pattern, what, path, lastLines(text, 20))
+		}
+		time.Sleep(pollInterval)
 	}
 }
 

@@ -20,6 +20,6 @@
 //	if code := srv.Wait(10 * time.Minute); code != 0 { ... }
 //
 // Logs (every console, herd's output) go under $HERD_QEMU_LOGDIR/<test>
-// when that is set; otherwise under a temporary directory removed when the
+// when that is set (emptied when the test starts); otherwise under a temporary directory removed when the
 // test passes and kept, and named, when it fails.
 package qemutests

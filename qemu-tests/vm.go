@@ -46,7 +46,9 @@ type VM struct {
 }
 
 // StartVM starts node i's VM (0-based: Nodes[i]) inside the namespace.
-// It is killed (by PID) at cleanup.
+// It is killed (by PID) at cleanup. A node started again (RestartVM) has
+// a console log and a monitor of its own per start: <node>.console.log,
+// then <node>-2.console.log, ...
 func (c *Cluster) StartVM(i int) *VM {
 	t := c.t
 	t.Helper()
@@ -54,9 +56,18 @@ func (c *Cluster) StartVM(i int) *VM {
 		t.Fatalf("qemutests: no node %d (the cluster has %d)", i, len(c.Nodes))
 	}
 	n := c.Nodes[i]
+	base, starts := n.Name, 1
+	for _, o := range c.vms {
+		if o.Node.Name == n.Name {
+			starts++
+		}
+	}
+	if starts > 1 {
+		base = fmt.Sprintf("%s-%d", n.Name, starts)
+	}
 	v := &VM{Node: n, t: t, exited: make(chan struct{}),
-		Log:     filepath.Join(c.LogDir, n.Name+".console.log"),
-		monitor: filepath.Join(c.sockDir, n.Name+".mon")}
+		Log:     filepath.Join(c.LogDir, base+".console.log"),
+		monitor: filepath.Join(c.sockDir, base+".mon")}
 	args := []string{
 		"-name", n.Name,
 		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(c.opts.MemoryMiB), "-smp", "1",
@@ -110,6 +121,25 @@ func (c *Cluster) StartVM(i int) *VM {
 	})
 	t.Logf("%s: QEMU pid %d (MAC %s, %s, disk %s); console in %s", n.Name, v.cmd.Process.Pid, n.MAC, n.Tap, n.Disk, v.Log)
 	return v
+}
+
+// RestartVM starts v's node again once its QEMU has exited (killed, or
+// powered off): a new QEMU on the same tap, with the same MAC and the
+// same disk file, so whatever the node wrote before is still there. With
+// -boot n it boots through the network again, and herd decides: install,
+// or exit to the disk. It fails the test when v's QEMU still runs.
+func (c *Cluster) RestartVM(v *VM) *VM {
+	c.t.Helper()
+	if !v.Exited() {
+		c.t.Fatalf("qemutests: restart %s: its QEMU (pid %d) still runs; Kill it first", v.Node.Name, v.PID())
+	}
+	for i, n := range c.Nodes {
+		if n.Name == v.Node.Name {
+			return c.StartVM(i)
+		}
+	}
+	c.t.Fatalf("qemutests: restart %s: not a node of this cluster", v.Node.Name)
+	return nil
 }
 
 // PID is QEMU's process ID.

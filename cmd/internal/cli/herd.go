@@ -158,7 +158,7 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		exclude:    fs.StringP("exclude", "X", "", "with --dirs, leave out `PATTERN[,PATTERN]`"),
 		fanout:     fs.Int("fanout", 1, "children per node: 1 is a chain, 2 a binary tree, ..."),
 		timeout:    secondsFlag(fs, "timeout", "a", "fail when no data moved for this `DURATION` (30 or 30s, 2m); 0 waits forever"),
-		bypass:     secondsFlag(fs, "bypass-timeout", "", "bypass a node that made no progress for this `DURATION` (default 5s, or half of -a); a node that resets is bypassed at once"),
+		bypass:     secondsFlag(fs, "bypass-timeout", "", "bypass a node that is frozen or unreachable for this `DURATION`, or alive but making no progress (slow disk aside) for 2-3 times as long (default 5s, or half of -a); a node that resets is bypassed at once"),
 		window:     fs.String("window", "64M", "recent stream `SIZE` each process keeps to feed a node again after a bypass (older data is re-read from the input)"),
 		retries:    fs.IntP("retries", "r", 5, "tries to reach each node, a second apart"),
 		requireAll: fs.Bool("require-all", false, "abort before anything is written when any node fails set-up"),
