@@ -230,16 +230,15 @@ func (n *Node) Serve(ctx context.Context) error {
 		_ = tl.SetDeadline(time.Now().Add(n.cfg.WaitTimeout))
 	}
 	cs := &controls{
-		busy:     &n.busy,
-		result:   make(chan error, 1),
-		cancel:   cancel,
-		refusing: make(chan struct{}, maxHandshakes),
+		handshakes: handshakes{what: "control"},
+		busy:       &n.busy,
+		result:     make(chan error, 1),
+		cancel:     cancel,
+		refusing:   make(chan struct{}, maxHandshakes),
 	}
 	// Runs first: no handshake outlives Serve (the end of ctx closes
 	// their connections).
 	defer func() { cancel(); cs.wg.Wait() }()
-	var evicted int
-	var evictedLog time.Time
 	for backoff := time.Duration(0); ; {
 		c, err := n.ctl.Accept()
 		if err != nil {
@@ -285,13 +284,7 @@ func (n *Node) Serve(ctx context.Context) error {
 			}
 			continue
 		}
-		hs, old := cs.start(c)
-		if old != nil {
-			if evicted++; time.Since(evictedLog) >= time.Second {
-				n.logf("%d control connections in their handshake: closed the oldest, from %s (open %v), to make room (%d closed since the last such message)", maxHandshakes, old.c.RemoteAddr(), time.Since(old.since).Round(time.Millisecond), evicted)
-				evicted, evictedLog = 0, time.Now()
-			}
-		}
+		hs := cs.start(c, n.logf)
 		cs.wg.Add(1)
 		go func() {
 			defer cs.wg.Done()
@@ -302,47 +295,61 @@ func (n *Node) Serve(ctx context.Context) error {
 
 // controls is what Serve shares with its control connections.
 type controls struct {
+	handshakes
 	busy     *atomic.Bool   // the node's: a session (or Kill) has it
 	wg       sync.WaitGroup // handshakes, and a Once node's session
 	result   chan error     // a Once node's session's end, or a Kill
 	cancel   func()         // ends Serve
 	refusing chan struct{}  // one per "busy" answer being sent
 	mu       sync.Mutex
-	hs       []*inHandshake // in progress, oldest first
-	closed   bool           // Serve is ending: no more claims
+	closed   bool // Serve is ending: no more claims
 }
 
-// inHandshake is a control connection in its handshake.
+// handshakes are the connections of one port in their handshake: at most
+// maxHandshakes, the oldest closed to make room for a new one.
+type handshakes struct {
+	what    string // "control", "data"
+	mu      sync.Mutex
+	list    []*inHandshake // oldest first
+	evicted int            // closed since the last message about it
+	said    time.Time      // that message
+}
+
+// inHandshake is a connection in its handshake.
 type inHandshake struct {
 	c       net.Conn
 	since   time.Time
-	evicted bool // closed to make room (under controls.mu)
+	evicted bool // closed to make room (under handshakes.mu)
 }
 
 // start records c's handshake. With maxHandshakes in progress already, it
-// closes the oldest and returns it.
-func (cs *controls) start(c net.Conn) (hs, old *inHandshake) {
-	hs = &inHandshake{c: c, since: time.Now()}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if len(cs.hs) >= maxHandshakes {
-		old = cs.hs[0]
-		cs.hs = slices.Delete(cs.hs, 0, 1)
+// closes the oldest, saying so (at most once a second) with logf.
+func (h *handshakes) start(c net.Conn, logf func(string, ...any)) *inHandshake {
+	hs := &inHandshake{c: c, since: time.Now()}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.list) >= maxHandshakes {
+		old := h.list[0]
+		h.list = slices.Delete(h.list, 0, 1)
 		old.evicted = true
 		old.c.Close()
+		if h.evicted++; time.Since(h.said) >= time.Second {
+			logf("%d %s connections in their handshake: closed the oldest, from %s (open %v), to make room (%d closed since the last such message)", maxHandshakes, h.what, old.c.RemoteAddr(), time.Since(old.since).Round(time.Millisecond), h.evicted)
+			h.evicted, h.said = 0, time.Now()
+		}
 	}
-	cs.hs = append(cs.hs, hs)
-	return hs, old
+	h.list = append(h.list, hs)
+	return hs
 }
 
 // end forgets hs's handshake and tells whether it was closed to make
 // room.
-func (cs *controls) end(hs *inHandshake) (evicted bool) {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	for i, x := range cs.hs {
+func (h *handshakes) end(hs *inHandshake) (evicted bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, x := range h.list {
 		if x == hs {
-			cs.hs = slices.Delete(cs.hs, i, i+1)
+			h.list = slices.Delete(h.list, i, i+1)
 			break
 		}
 	}
@@ -486,6 +493,7 @@ func (n *Node) handshake(ctx context.Context, c net.Conn) (g greeting, err error
 
 // acceptData hands each incoming data connection to the session it names.
 func (n *Node) acceptData(ctx context.Context) {
+	pending := &handshakes{what: "data"}
 	for backoff := time.Duration(0); ; {
 		c, err := n.data.Accept()
 		if err != nil {
@@ -497,16 +505,21 @@ func (n *Node) acceptData(ctx context.Context) {
 			continue
 		}
 		backoff = 0
+		hs := pending.start(c, n.logf)
 		go func() {
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			var hello wire.DataHello
-			if err := wire.Expect(c, wire.TDataHello, &hello); err != nil {
-				n.logf("data connection from %s: %v", c.RemoteAddr(), err)
-				c.Close()
-				return
+			who := c.RemoteAddr().String()
+			err := wire.Expect(c, wire.TDataHello, &hello)
+			if err == nil {
+				who += " (" + hello.From + ")"
+				err = wire.AuthAccept(c, n.cfg.Key, hello.Nonce)
 			}
-			if err := wire.AuthAccept(c, n.cfg.Key, hello.Nonce); err != nil {
-				n.logf("data connection from %s (%s): %v: closed", c.RemoteAddr(), hello.From, err)
+			if pending.end(hs) {
+				return // closed to make room, and said so
+			}
+			if err != nil {
+				n.logf("data connection from %s: %v: closed", who, err)
 				c.Close()
 				return
 			}

@@ -51,6 +51,7 @@ func freePorts(t *testing.T, k int) []int {
 // testNode is a node on 127.0.0.1 serving in a goroutine.
 type testNode struct {
 	ctl    string // control address
+	data   string // data address
 	log    *syncLog
 	cancel context.CancelFunc
 	done   chan error // Serve's result
@@ -62,7 +63,7 @@ func startNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
 	p := freePorts(t, 2)
 	cfg.ListenAddr, cfg.DataPort, cfg.ControlPort, cfg.ReportPort = "127.0.0.1", p[0], p[1], -1
-	tn := &testNode{ctl: net.JoinHostPort("127.0.0.1", strconv.Itoa(p[1])), log: &syncLog{}, done: make(chan error, 1)}
+	tn := &testNode{ctl: net.JoinHostPort("127.0.0.1", strconv.Itoa(p[1])), data: net.JoinHostPort("127.0.0.1", strconv.Itoa(p[0])), log: &syncLog{}, done: make(chan error, 1)}
 	cfg.Log = tn.log
 	n, err := Listen(cfg)
 	if err != nil {
@@ -257,5 +258,39 @@ func TestNoSenderWithStrays(t *testing.T) {
 	}
 	if err := tn.wait(t, 3*time.Second); !errors.Is(err, ErrNoSender) {
 		t.Fatalf("Serve returned %v, want %v", err, ErrNoSender)
+	}
+}
+
+// TestDataFlood: 100 data connections that never finish their handshake
+// neither exhaust the node nor keep a real peer out: beyond maxHandshakes
+// the oldest are closed, and a data connection that authenticates gets
+// through at once.
+func TestDataFlood(t *testing.T) {
+	tn := startNode(t, Config{})
+	var idle []net.Conn
+	for range 100 {
+		idle = append(idle, dial(t, tn.data, 10*time.Second))
+	}
+	first := idle[0]
+	_ = first.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := first.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Errorf("the first of 100 idle data connections: read %v, want it closed by the node", err)
+	}
+	c := dial(t, tn.data, 2*time.Second)
+	nonce := wire.NewNonce()
+	if err := wire.WriteMsg(c, wire.TDataHello, wire.DataHello{Session: "none", From: "relay_test", Nonce: nonce}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wire.AuthConnect(c, nil, nonce); err != nil {
+		t.Fatalf("data handshake with 100 idle data connections open: %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(tn.log.String(), "for unknown session none: closed") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range []string{"data connections in their handshake: closed the oldest", "for unknown session none: closed"} {
+		if !strings.Contains(tn.log.String(), want) {
+			t.Errorf("node log lacks %q:\n%s", want, tn.log)
+		}
 	}
 }

@@ -2,12 +2,10 @@ package relay
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,29 +36,8 @@ func (c *recConn) Read(p []byte) (int, error) {
 // startKeyedNode is startNode that also returns the node's data address.
 func startKeyedNode(t *testing.T, cfg Config) (*testNode, string) {
 	t.Helper()
-	p := freePorts(t, 2)
-	cfg.ListenAddr, cfg.DataPort, cfg.ControlPort, cfg.ReportPort = "127.0.0.1", p[0], p[1], -1
-	tn := &testNode{ctl: net.JoinHostPort("127.0.0.1", strconv.Itoa(p[1])), log: &syncLog{}, done: make(chan error, 1)}
-	cfg.Log = tn.log
-	n, err := Listen(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tn.cancel = cancel
-	go func() { tn.done <- n.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-tn.done:
-		case <-time.After(5 * time.Second):
-			t.Errorf("Serve still runs 5s after its context ended")
-		}
-		if t.Failed() {
-			t.Logf("node log:\n%s", tn.log)
-		}
-	})
-	return tn, net.JoinHostPort("127.0.0.1", strconv.Itoa(p[0]))
+	tn := startNode(t, cfg)
+	return tn, tn.data
 }
 
 // greetKey sends a Hello with a fresh nonce and runs the sender's side of
