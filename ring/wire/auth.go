@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"hash"
 	"io"
 )
@@ -84,15 +83,31 @@ func (k Key) Check(proof []byte, role string, theirs, mine []byte) error {
 	case !k.Set() && len(proof) == 0:
 		return nil
 	case !k.Set():
-		return fmt.Errorf("%w: the peer has a key and this side none (give both the same key)", ErrAuth)
+		return &authError{here: "the peer has a key and this side none (give both the same key)", there: "the peer has no key (give it the same key)"}
 	case len(proof) == 0:
-		return fmt.Errorf("%w: the peer has no key (give it the same key)", ErrAuth)
+		return &authError{here: "the peer has no key (give it the same key)", there: "the peer has a key and this side none (give both the same key)"}
 	case len(theirs) != NonceSize || len(mine) != NonceSize:
-		return fmt.Errorf("%w: bad nonce", ErrAuth)
+		return &authError{here: "bad nonce"}
 	case !hmac.Equal(proof, k.Proof(role, mine, theirs)):
-		return fmt.Errorf("%w: wrong key", ErrAuth)
+		return &authError{here: "wrong key"}
 	}
 	return nil
+}
+
+// authError is a failed Check, worded for this side (here) and, when the
+// sides differ, for the peer it is sent to (there).
+type authError struct{ here, there string }
+
+func (e *authError) Error() string { return ErrAuth.Error() + ": " + e.here }
+func (e *authError) Unwrap() error { return ErrAuth }
+
+// forPeer words err for the peer: "the peer" is this side there.
+func forPeer(err error) string {
+	var ae *authError
+	if errors.As(err, &ae) && ae.there != "" {
+		return ErrAuth.Error() + ": " + ae.there
+	}
+	return err.Error()
 }
 
 // SessionKey derives the key that MACs one session's frames.
@@ -155,7 +170,7 @@ func AuthConnect(rw io.ReadWriter, k Key, mine []byte) error {
 		return err
 	}
 	if err := k.Check(ch.Proof, RoleListener, ch.Nonce, mine); err != nil {
-		_ = WriteMsg(rw, TFail, Fail{Reason: err.Error()})
+		_ = WriteMsg(rw, TFail, Fail{Reason: forPeer(err)})
 		return err
 	}
 	return WriteMsg(rw, TAuth, Auth{Proof: k.Proof(RoleConnector, ch.Nonce, mine)})
@@ -173,7 +188,7 @@ func AuthAccept(rw io.ReadWriter, k Key, theirs []byte) error {
 		return err
 	}
 	if err := k.Check(a.Proof, RoleConnector, theirs, mine); err != nil {
-		_ = WriteMsg(rw, TFail, Fail{Reason: err.Error()})
+		_ = WriteMsg(rw, TFail, Fail{Reason: forPeer(err)})
 		return err
 	}
 	return nil

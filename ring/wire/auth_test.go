@@ -9,7 +9,8 @@ import (
 
 // The handshake over a pipe, for every combination of keys: it succeeds
 // only when both sides hold the same key or neither has one, and each side
-// says why it failed.
+// says why it failed, from its own point of view (the side with the key
+// is told that the peer has none, not the reverse).
 func TestHandshake(t *testing.T) {
 	a, b := Key("ring-key-one"), Key("ring-key-two")
 	tests := []struct {
@@ -21,8 +22,8 @@ func TestHandshake(t *testing.T) {
 		{"no keys", nil, nil, true, "", ""},
 		{"same key", a, a, true, "", ""},
 		{"wrong key", a, b, false, "wrong key", "wrong key"},
-		{"connector without key", nil, a, false, "this side none", "this side none"},
-		{"listener without key", a, nil, false, "has no key", "has no key"},
+		{"connector without key", nil, a, false, "this side none", "the peer has no key"},
+		{"listener without key", a, nil, false, "the peer has no key", "this side none"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +47,7 @@ func TestHandshake(t *testing.T) {
 			}
 			var pe *PeerError
 			if le == nil || errors.As(le, &pe) && !strings.Contains(pe.Reason, tt.listenerErr) {
-				t.Errorf("listener error %v, want the connector's reason (%s)", le, tt.listenerErr)
+				t.Errorf("listener error %v, want the connector's reason, worded for the listener (%s)", le, tt.listenerErr)
 			}
 		})
 	}
