@@ -157,6 +157,13 @@ func (n *Node) session(ctx context.Context, raw net.Conn, hello wire.Hello, setu
 	if err := ctl.send(wire.TVerdict, v); err != nil {
 		return fmt.Errorf("send verdict: %w", err)
 	}
+	if v.Error != "" {
+		// Nothing more is read from upstream: close it once the sender
+		// has this node's account, so that the upstream does not wait
+		// for it to confirm the end of a stream it refused
+		// (stream.LiveConn.Finish) but goes past it.
+		up.close()
+	}
 	select {
 	case <-bye:
 	case <-time.After(byeWait):

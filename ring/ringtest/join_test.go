@@ -3,76 +3,13 @@
 package ringtest
 
 import (
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// startThrottled starts a herd recv node at a whose standard output (the
-// session's output "-") the test reads at about rate bytes per second
-// into its log file: a slow disk, whose backpressure sets the pace of the
-// whole ring without ever stopping it.
-func startThrottled(t *testing.T, dir, a string, rate int) *node {
-	t.Helper()
-	nd := filepath.Join(dir, "node-"+a)
-	if err := os.MkdirAll(nd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "node-" + a
-	p := &proc{name: name, outPath: filepath.Join(dir, name+".stdout"), errPath: filepath.Join(dir, name+".stderr"), done: make(chan struct{})}
-	out, err := os.Create(p.outPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errf, err := os.Create(p.errPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer errf.Close()
-	p.cmd = exec.Command(filepath.Join(binDir, "herd"), "recv", "--listen", a, "-v")
-	p.cmd.Dir, p.cmd.Stdout, p.cmd.Stderr = nd, pw, errf
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	pw.Close()
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		defer out.Close()
-		defer pr.Close()
-		const step = 64 << 10
-		pause := time.Duration(int64(time.Second) * step / int64(rate))
-		for {
-			if _, err := io.CopyN(out, pr, step); err != nil {
-				return
-			}
-			time.Sleep(pause)
-		}
-	}()
-	go func() {
-		_ = p.cmd.Wait()
-		<-copied
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Log(p.dump())
-		}
-	})
-	n := &node{proc: p, addr: a, dir: nd}
-	waitReady(t, n, 9996)
-	return n
-}
 
 // summaryOf returns the sender's summary line for each node name.
 func summaryOf(t *testing.T, r *result) map[string]summaryLine {
@@ -88,8 +25,8 @@ func summaryOf(t *testing.T, r *result) map[string]summaryLine {
 // in the middle and comes back, joins the running session late: the
 // sender feeds it from the start while the ring goes on, it ends with the
 // whole input, verified, and the session exits 0. The ring is paced by a
-// slow first node (its output read at 12 MB/s) so that the session is
-// still running when the node comes back.
+// slow first node (its output a FIFO read at 12 MiB/s) so that the
+// session is still running when the node comes back.
 func TestLateJoin(t *testing.T) {
 	const size = 96 << 20
 	in := randomFile(t, size, 71)
@@ -103,9 +40,9 @@ func TestLateJoin(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := workDir(t)
-			slow := startThrottled(t, dir, addr(tc.first), 12<<20)
-			nodes := []*node{slow}
-			nodes = append(nodes, startNodes(t, dir, addrs(tc.first+1), nodeOpts{})...)
+			slowCopy := filepath.Join(dir, "slow-disk.img")
+			startFIFOReader(t, &fifoReader{path: filepath.Join(dir, "node-"+addr(tc.first), "out.img"), copyPath: slowCopy, rate: 12 << 20})
+			nodes := startNodes(t, dir, addrs(tc.first, tc.first+1), nodeOpts{})
 			late := addr(tc.first + 2)
 			var victim *node
 			if tc.kill {
@@ -114,8 +51,8 @@ func TestLateJoin(t *testing.T) {
 			nodes = append(nodes, startNodes(t, dir, addrs(tc.first+3), nodeOpts{})...)
 			hosts := []string{nodes[0].addr, nodes[1].addr, late, nodes[2].addr}
 			start := time.Now()
-			p := startSend(t, dir, "herd", "send", "-v", "-r", "1", "--bypass-timeout", "2s", "-H", strings.Join(hosts, ","), "-I", in, "-O", "-")
-			waitOutput(t, p, nodes[1].outPath, size/5)
+			p := startSend(t, dir, "herd", "send", "-v", "-r", "1", "--bypass-timeout", "2s", "-H", strings.Join(hosts, ","), "-I", in, "-O", "out.img")
+			waitOutput(t, p, filepath.Join(nodes[1].dir, "out.img"), size/5)
 			if victim != nil {
 				if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 					t.Fatal(err)
@@ -138,9 +75,10 @@ func TestLateJoin(t *testing.T) {
 			}
 			containsAll(t, "the sender's log", r.stderr, "node "+late+": joined late")
 			// Checked again here, byte for byte.
-			sameFile(t, in, back.outPath)
-			for _, nd := range nodes {
-				sameFile(t, in, nd.outPath)
+			sameFile(t, in, filepath.Join(back.dir, "out.img"))
+			sameFile(t, in, slowCopy)
+			for _, nd := range nodes[1:] {
+				sameFile(t, in, filepath.Join(nd.dir, "out.img"))
 			}
 			t.Logf("sender exited %d after %.1fs:\n%s", r.code, r.elapsed.Seconds(), r.stdout)
 		})

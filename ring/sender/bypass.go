@@ -67,9 +67,10 @@ func (s *session) bypassed(j int, reason string) {
 	s.setJoinable(i, true)
 }
 
-// failNode marks node i failed for reason and closes its control
-// connection, so that a frozen node does not keep the session waiting for
-// its verdict; the node is told why, prefixed with what.
+// failNode marks node i failed for reason and tells it why, prefixed with
+// what. Its control connection is read for a moment more (a verdict on its
+// way says what happened on the node's side), then given up, so that a
+// frozen node does not keep the session waiting for its verdict.
 func (s *session) failNode(i int, what, reason string) {
 	s.setState(i, StateFailed, reason)
 	s.mu.Lock()
@@ -77,9 +78,13 @@ func (s *session) failNode(i int, what, reason string) {
 	s.mu.Unlock()
 	if c != nil {
 		_ = c.send(wire.TAbort, wire.Fail{Reason: what + reason})
-		c.conn.Close()
+		_ = c.conn.SetReadDeadline(time.Now().Add(lastWords))
 	}
 }
+
+// lastWords is how long the sender still reads a failed node's control
+// connection.
+const lastWords = 2 * time.Second
 
 // serveFetch answers the nodes' fetches until ctx ends.
 func (s *session) serveFetch(ctx context.Context, ln net.Listener) {

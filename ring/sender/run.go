@@ -525,7 +525,9 @@ func (s *session) judge(i int, v wire.Verdict) {
 	}
 	if len(problems) > 0 {
 		n.State, n.Verified = StateFailed, false
-		if n.Reason == "" {
+		// The node's own account beats its upstream's "reset" (the node
+		// closed its upstream because of what it reports).
+		if n.Reason == "" || strings.HasPrefix(n.Reason, "reset") {
 			n.Reason = strings.Join(problems, "; ")
 		}
 		return
