@@ -32,6 +32,7 @@ Commands:
   agent     the boot-stage agent the herd initramfs runs
   build     build boot: kernel + herd initramfs + iPXE/pxelinux boot tree
   image     golden images: build one, capture a disk, show an image's info
+  plan      check an install plan (kickstart, ka-deploy description)
   version   print the version
 
 The compatibility entry points dolly, dollyS and dollyC take the command
@@ -64,6 +65,8 @@ func Herd(ctx context.Context, args []string, env Env) int {
 		return status(env, "herd nodes", herdNodes(ctx, args[1:], env))
 	case "image":
 		return status(env, "herd image", herdImage(ctx, args[1:], env))
+	case "plan":
+		return status(env, "herd plan", herdPlan(ctx, args[1:], env))
 	case "version", "--version", "-V":
 		fmt.Fprintf(env.Stdout, "herd %s\n", Version)
 		return ExitOK
