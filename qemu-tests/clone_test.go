@@ -61,23 +61,7 @@ func TestCloneWholeDisk(t *testing.T) {
 
 	ids := map[string]string{}
 	for _, vm := range vms {
-		n := vm.Node
-		line := vm.WaitFor(bootedRE.String(), bootTimeout)
-		m := bootedRE.FindStringSubmatch(line)
-		host, ip, id := m[1], m[2], m[3]
-		if host != n.Name || ip != n.IP {
-			t.Errorf("%s booted as host=%s ip=%s, want its reservation %s %s", n.Name, host, ip, n.Name, n.IP)
-		}
-		if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(id) {
-			t.Errorf("%s: machine-id %q is not 32 hex digits", n.Name, id)
-		}
-		if other, dup := ids[id]; dup {
-			t.Errorf("%s and %s share machine-id %s", other, n.Name, id)
-		}
-		ids[id] = n.Name
-		if code := vm.WaitExit(time.Minute); code != 0 {
-			t.Errorf("%s: QEMU exit %d after the installed system powered off", n.Name, code)
-		}
+		checkBooted(t, vm, ids)
 	}
 	t.Logf("%.1fs: all booted their own disks", time.Since(start).Seconds())
 

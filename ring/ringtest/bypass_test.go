@@ -3,8 +3,6 @@
 package ringtest
 
 import (
-	"crypto/sha256"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,7 +35,7 @@ func (f fault) want() string {
 func TestBypass(t *testing.T) {
 	const size = 256 << 20
 	in := randomFile(t, size, 61)
-	sum := fileSum(t, in)
+	sum := inputSHA(t, in)
 	kill, stop := syscall.SIGKILL, syscall.SIGSTOP
 	for _, tc := range []struct {
 		name   string
@@ -106,7 +104,7 @@ func TestBypass(t *testing.T) {
 					t.Errorf("node %d (%s) was not stopped but is %s, verified %s: %s\n%s", i+1, nd.addr, l.state, l.verified, l.reason, nd.dump())
 					continue
 				}
-				if got := fileSum(t, filepath.Join(nd.dir, "out.img")); got != sum {
+				if got := sha256File(t, filepath.Join(nd.dir, "out.img")); got != sum {
 					t.Errorf("node %d (%s) is reported verified but its output differs from the input", i+1, nd.addr)
 				}
 			}
@@ -129,19 +127,4 @@ func waitOutput(t *testing.T, p *proc, path string, n int64) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// fileSum is the SHA-256 of a file, as a string.
-func fileSum(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return string(h.Sum(nil))
 }

@@ -4,12 +4,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/herdproject/herd/ring/bypass"
+	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/wire"
 )
 
@@ -119,7 +118,7 @@ func (s *session) lateJoins(ctx context.Context, setups []wire.Setup, joined cha
 func (s *session) tryJoin(ctx context.Context, i int, setup wire.Setup) (*nodeConn, error) {
 	h := s.hosts[i]
 	if s.cfg.Activate {
-		pokeReport(ctx, net.JoinHostPort(h.Addr.String(), fmt.Sprint(s.cfg.ReportPort)))
+		pokeReport(ctx, s.reportAddr(i))
 	}
 	d := net.Dialer{Timeout: joinEvery}
 	conn, err := d.DialContext(ctx, "tcp", s.ctlAddr(i))
@@ -140,7 +139,11 @@ func (s *session) tryJoin(ctx context.Context, i int, setup wire.Setup) (*nodeCo
 			return nil, err
 		}
 		s.logf("node %s: came back but cannot join: %v", h.Name, err)
-		if strings.HasPrefix(err.Error(), "refused the session") && !strings.Contains(err.Error(), "busy") || errors.Is(err, wire.ErrAuth) {
+		// A node that refuses the session itself (a disk too small, the
+		// key) will refuse it again; one busy with the end of its last
+		// session will not.
+		var pe *wire.PeerError
+		if errors.As(err, &pe) && pe.Reason != relay.ReasonBusy || errors.Is(err, wire.ErrAuth) {
 			s.setJoinable(i, false)
 		}
 		return nil, err

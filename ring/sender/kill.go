@@ -84,7 +84,7 @@ func authError(err error) error {
 		return fmt.Errorf("%w%s", wire.ErrAuth, strings.TrimPrefix(pe.Reason, wire.ErrAuth.Error()))
 	case errors.As(err, &pe) && pe.Reason == relay.ReasonBusy:
 		// Refused before any authentication: not a key problem.
-		return fmt.Errorf("refused the session: %s", pe.Reason)
+		return fmt.Errorf("refused the session: %w", pe)
 	case errors.As(err, &pe):
 		return fmt.Errorf("%w: refused by the node: %s", wire.ErrAuth, pe.Reason)
 	case errors.Is(err, wire.ErrAuth):

@@ -286,7 +286,7 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 	h := s.hosts[i]
 	ctlAddr := s.ctlAddr(i)
 	if s.cfg.Activate {
-		pokeReport(ctx, net.JoinHostPort(h.Addr.String(), strconv.Itoa(s.cfg.ReportPort)))
+		pokeReport(ctx, s.reportAddr(i))
 	}
 	var conn net.Conn
 	var err error
@@ -328,6 +328,11 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 	return nil
 }
 
+// reportAddr is node i's report address.
+func (s *session) reportAddr(i int) string {
+	return net.JoinHostPort(s.hosts[i].Addr.String(), strconv.Itoa(s.cfg.ReportPort))
+}
+
 // ctlAddr is node i's control address.
 func (s *session) ctlAddr(i int) string {
 	return net.JoinHostPort(s.hosts[i].Addr.String(), strconv.Itoa(s.cfg.ControlPort))
@@ -349,7 +354,7 @@ func (s *session) handshakeNode(nc *nodeConn, setup wire.Setup, wait time.Durati
 	if err := wire.Expect(conn, wire.TReady, &r); err != nil {
 		var pe *wire.PeerError
 		if errors.As(err, &pe) {
-			return r, fmt.Errorf("refused the session: %s", pe.Reason)
+			return r, fmt.Errorf("refused the session: %w", pe)
 		}
 		return r, fmt.Errorf("set-up: %w", err)
 	}

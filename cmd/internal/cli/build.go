@@ -43,12 +43,8 @@ Options:
 `
 
 func herdBuild(ctx context.Context, args []string, env Env) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(env.Stderr, buildUsage)
-		if len(args) == 0 {
-			return usagef("want a target: herd build boot")
-		}
-		return pflag.ErrHelp
+	if err := groupHelp(env, args, buildUsage, "want a target: herd build boot"); err != nil {
+		return err
 	}
 	if args[0] != "boot" {
 		return usagef("unknown build target %q: want boot (see herd build --help)", args[0])

@@ -49,6 +49,21 @@ const (
 // usageError is bad input found before anything was sent.
 type usageError struct{ error }
 
+// groupHelp handles a command group's (herd build, image, plan) help and
+// missing command: it prints usage and returns pflag.ErrHelp for --help,
+// or the usage error "want ..." when args is empty. It returns nil when
+// args[0] names a command.
+func groupHelp(env Env, args []string, usage, want string) error {
+	if len(args) > 0 && args[0] != "--help" && args[0] != "-h" && args[0] != "help" {
+		return nil
+	}
+	fmt.Fprint(env.Stderr, usage)
+	if len(args) == 0 {
+		return usagef("%s", want)
+	}
+	return pflag.ErrHelp
+}
+
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }

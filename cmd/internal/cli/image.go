@@ -29,12 +29,8 @@ each node decodes it while writing) or 'herd send -I golden.img -O /dev/vda'
 `
 
 func herdImage(ctx context.Context, args []string, env Env) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(env.Stderr, imageUsage)
-		if len(args) == 0 {
-			return usagef("want a command: herd image golden|capture|info")
-		}
-		return pflag.ErrHelp
+	if err := groupHelp(env, args, imageUsage, "want a command: herd image golden|capture|info"); err != nil {
+		return err
 	}
 	switch args[0] {
 	case "golden":

@@ -23,12 +23,8 @@ Options:
 `
 
 func herdPlan(_ context.Context, args []string, env Env) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(env.Stderr, planUsage)
-		if len(args) == 0 {
-			return usagef("want a command: herd plan check FILE")
-		}
-		return pflag.ErrHelp
+	if err := groupHelp(env, args, planUsage, "want a command: herd plan check FILE"); err != nil {
+		return err
 	}
 	if args[0] != "check" {
 		return usagef("unknown plan command %q: want check (see herd plan --help)", args[0])
