@@ -33,13 +33,6 @@ func (c *recConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// startKeyedNode is startNode that also returns the node's data address.
-func startKeyedNode(t *testing.T, cfg Config) (*testNode, string) {
-	t.Helper()
-	tn := startNode(t, cfg)
-	return tn, tn.data
-}
-
 // greetKey sends a Hello with a fresh nonce and runs the sender's side of
 // the handshake with key.
 func greetKey(c io.ReadWriter, key wire.Key, session, sender string) error {
@@ -278,16 +271,18 @@ func TestReplayedHandshake(t *testing.T) {
 			var dataAddr string
 			var rec recorded
 			if tc.sameNode {
-				tn, dataAddr = startKeyedNode(t, Config{Key: key})
+				tn = startNode(t, Config{Key: key})
+				dataAddr = tn.data
 				rec = genuineSession(t, tn, dataAddr, key, session, nil)
 				waitIdle(t, tn, key)
 			} else {
-				recNode, recData := startKeyedNode(t, Config{Key: key, Once: true})
-				rec = genuineSession(t, recNode, recData, key, session, nil)
+				recNode := startNode(t, Config{Key: key, Once: true})
+				rec = genuineSession(t, recNode, recNode.data, key, session, nil)
 				if err := recNode.wait(t, 5*time.Second); err != nil {
 					t.Fatalf("the recorded session: Serve returned %v, want nil", err)
 				}
-				tn, dataAddr = startKeyedNode(t, Config{Key: key, Once: true})
+				tn = startNode(t, Config{Key: key, Once: true})
+				dataAddr = tn.data
 			}
 			if len(rec.control) < 3 || len(rec.data) < 3 {
 				t.Fatalf("recorded %d control and %d data writes, want at least 3 each (hello, auth, setup or frames)", len(rec.control), len(rec.data))
