@@ -25,6 +25,21 @@ var unsupported = []string{
 // skippedSections are kickstart sections herd reads past with a warning.
 var skippedSections = []string{"%packages", "%addon", "%anaconda", "%onerror", "%traceback"}
 
+// ParseNamed reads a plan by its name: a ka-deploy partition description
+// when IsKa(name), else a kickstart file.
+func ParseNamed(name string, r io.Reader) (*Plan, error) {
+	if IsKa(name) {
+		return ParseKa(name, r)
+	}
+	return Parse(name, r)
+}
+
+// IsKa says whether a plan's file name marks a ka-deploy partition
+// description (.desc or .ka) rather than a kickstart file.
+func IsKa(name string) bool {
+	return strings.HasSuffix(name, ".desc") || strings.HasSuffix(name, ".ka")
+}
+
 // Parse reads a kickstart file; name is used in messages.
 func Parse(name string, r io.Reader) (*Plan, error) {
 	p := &parser{name: name, plan: &Plan{Finish: "reboot"}}
@@ -201,7 +216,18 @@ func (p *parser) command(line int, cmd string, args []string) error {
 		if d, ok := opts["--drives"]; ok {
 			cp.Drives = commaList(d)
 		}
-		for _, o := range []string{"--linux", "--none", "--list", "--disklabel"} {
+		if l, ok := opts["--disklabel"]; ok {
+			switch l {
+			case "gpt", "msdos", "dos", "mbr":
+				cp.DiskLabel = "gpt"
+				if l != "gpt" {
+					cp.DiskLabel = "dos"
+				}
+			default:
+				return p.errf(line, "clearpart --disklabel=%s: want gpt or msdos", l)
+			}
+		}
+		for _, o := range []string{"--linux", "--none", "--list"} {
 			if _, ok := opts[o]; ok {
 				p.warnf(line, "clearpart %s ignored: herd clears whole disks (--all or --drives=)", o)
 			}

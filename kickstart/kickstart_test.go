@@ -111,6 +111,18 @@ func TestParseSmall(t *testing.T) {
 			}
 			return ""
 		}},
+		{"disklabel gpt", "clearpart --all --disklabel=gpt\n", func(p *Plan) string {
+			if p.ClearPart.DiskLabel != "gpt" || len(p.Warnings) != 0 {
+				return "want gpt, no warning"
+			}
+			return ""
+		}},
+		{"disklabel msdos", "clearpart --all --disklabel msdos\n", func(p *Plan) string {
+			if p.ClearPart.DiskLabel != "dos" {
+				return "want dos"
+			}
+			return ""
+		}},
 		{"bootloader none", "bootloader --location none\n", func(p *Plan) string {
 			if p.Bootloader.Location != "none" || p.Bootloader.Timeout != -1 {
 				return "want none, no timeout"
@@ -159,6 +171,7 @@ func TestParseErrors(t *testing.T) {
 		{"rootpw --iscrypted secret\n", 1, "not a crypt(3) hash"},
 		{"rootpw\n", 1, "want one password"},
 		{"timezone\n", 1, "want one zone"},
+		{"clearpart --all --disklabel=sun\n", 1, "--disklabel=sun: want gpt or msdos"},
 		{"reboot\nhalt\n", 2, "already says how it ends"},
 		{"image root.tar\n", 1, "want image SOURCE --to"},
 		{"image root.tar --to /srv\n", 1, "no partition of the plan is mounted there"},

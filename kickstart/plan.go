@@ -51,6 +51,9 @@ type ClearPart struct {
 	Drives []string
 	// InitLabel is --initlabel (a new, empty partition table).
 	InitLabel bool
+	// DiskLabel is --disklabel=: "gpt" or "dos" (msdos); "" = herd
+	// picks (gpt on UEFI machines and disks over 2 TiB, else dos).
+	DiskLabel string
 	Line      int
 }
 

@@ -30,10 +30,23 @@ type RegisterRequest struct {
 type RegisterResponse struct {
 	Name string `json:"name"`
 	IP   string `json:"ip"`
-	// Plan names the node's install plan; "" = the default.
-	Plan    string `json:"plan"`
-	Profile string `json:"profile,omitempty"`
-	Ring    Ring   `json:"ring"`
+	// Plan names the node's install plan; "" = none (the session's
+	// files are written as they are).
+	Plan string `json:"plan"`
+	// PlanText is the plan itself (kickstart, or a ka-deploy description
+	// when Plan ends in .desc or .ka).
+	PlanText string `json:"plan_text,omitempty"`
+	Profile  string `json:"profile,omitempty"`
+	Ring     Ring   `json:"ring"`
+}
+
+// PlanResponse is GET /api/plan/{mac}'s answer: the node's install plan,
+// which the agent carries out (partitions, filesystems) before it
+// registers for the session. Plan "" = none.
+type PlanResponse struct {
+	Name     string `json:"name"`
+	Plan     string `json:"plan"`
+	PlanText string `json:"plan_text,omitempty"`
 }
 
 // ReportRequest is POST /api/report's body.
@@ -188,8 +201,24 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	h.cfg.Logf("httpboot: node %s (%s) registered", node.Name, node.MAC)
 	resp := RegisterResponse{Name: node.Name, Plan: node.Plan, Profile: node.Profile, Ring: h.cfg.Ring}
+	if p, ok := h.cfg.Plans[node.Plan]; ok {
+		resp.Plan, resp.PlanText = p.Name, p.Text
+	}
 	if ip.IsValid() {
 		resp.IP = ip.String()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// servePlan answers GET /api/plan/{mac}. It changes no state.
+func (h *Handler) servePlan(w http.ResponseWriter, r *http.Request) {
+	node, ok := h.nodeByMAC(w, r.PathValue("mac"))
+	if !ok {
+		return
+	}
+	resp := PlanResponse{Name: node.Name}
+	if p, ok := h.cfg.Plans[node.Plan]; ok {
+		resp.Plan, resp.PlanText = p.Name, p.Text
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -71,11 +71,23 @@ type Config struct {
 	// Ring is what a registering agent is told about the transfer ring;
 	// zero ports are dolly's defaults and "" Server is BaseURL's host.
 	Ring Ring
+	// Plans are the install plans agents get at registration, by the
+	// inventory's plan= name; the key "" is the plan of nodes without
+	// one. nil (or a node whose plan is not here) = no plan: the agent
+	// writes the session's files as they are.
+	Plans map[string]Plan
 	// Logf receives one line per state change and per refusal; nil
 	// discards.
 	Logf func(string, ...any)
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
+}
+
+// Plan is an install plan as served: the agent parses Text (kickstart,
+// or a ka-deploy description when Name ends in .desc or .ka).
+type Plan struct {
+	Name string
+	Text string
 }
 
 // Ring tells a registering agent how to take part in the transfer ring.
@@ -149,6 +161,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /pxelinux.cfg/{file}", h.servePxelinux)
 	h.mux.HandleFunc("GET /files/{path...}", h.serveFile)
 	h.mux.HandleFunc("POST /api/register", h.serveRegister)
+	h.mux.HandleFunc("GET /api/plan/{mac}", h.servePlan)
 	h.mux.HandleFunc("POST /api/report", h.serveReport)
 	h.mux.HandleFunc("GET /api/nodes", h.serveNodes)
 	h.mux.HandleFunc("GET /api/nodes/{name}", h.serveNode)

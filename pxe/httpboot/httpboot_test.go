@@ -842,3 +842,50 @@ func FuzzBootPaths(f *testing.F) {
 		}
 	})
 }
+
+// TestPlanRoute: GET /api/plan/{mac} gives a node its inventory plan, or
+// the default ("" key) when its line names none, without changing its
+// state; registration carries the same plan.
+func TestPlanRoute(t *testing.T) {
+	f := newFixture(t)
+	f.h.cfg.Plans = map[string]Plan{
+		"compute.ks": {Name: "compute.ks", Text: "part / --size=100\n"},
+		"":           {Name: "default.ks", Text: "part / --size=50\n"},
+	}
+	for _, tc := range []struct {
+		mac  string
+		want PlanResponse
+	}{
+		{"52:54:00:00:00:01", PlanResponse{Name: "n1", Plan: "compute.ks", PlanText: "part / --size=100\n"}},
+		{"52-54-00-00-00-02", PlanResponse{Name: "n2", Plan: "default.ks", PlanText: "part / --size=50\n"}},
+	} {
+		w := f.do(t, "GET", "/api/plan/"+tc.mac, "")
+		if w.Code != 200 {
+			t.Fatalf("%s: %d %s", tc.mac, w.Code, w.Body)
+		}
+		var got PlanResponse
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(tc.want, got); d != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.mac, d)
+		}
+	}
+	if st := f.state(t, "n1"); st.State != inventory.StateUnknown {
+		t.Errorf("GET /api/plan changed the state to %s", st.State)
+	}
+	if w := f.do(t, "GET", "/api/plan/52:54:00:99:99:99", ""); w.Code != 404 || !strings.Contains(w.Body.String(), "not in the inventory") {
+		t.Errorf("unknown MAC: %d %s", w.Code, w.Body)
+	}
+	if w := f.do(t, "GET", "/api/plan/nonsense", ""); w.Code != 400 {
+		t.Errorf("bad MAC: %d %s", w.Code, w.Body)
+	}
+	w := postJSON(t, f, "/api/register", RegisterRequest{MAC: "52:54:00:00:00:02"})
+	var reg RegisterResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &reg); err != nil {
+		t.Fatal(err)
+	}
+	if reg.Plan != "default.ks" || reg.PlanText != "part / --size=50\n" {
+		t.Errorf("register: plan %q text %q", reg.Plan, reg.PlanText)
+	}
+}

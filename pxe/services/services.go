@@ -49,6 +49,9 @@ type Config struct {
 	UsePxelinux bool
 	// KernelArgs are added to the install boot's kernel command line.
 	KernelArgs string
+	// Plans are the install plans served to the agents (see
+	// httpboot.Config.Plans).
+	Plans map[string]httpboot.Plan
 	// Logf receives messages; nil discards them.
 	Logf func(string, ...any)
 }
@@ -118,7 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	h, err := httpboot.New(httpboot.Config{
 		Root: cfg.BootDir, Inventory: cfg.Inventory, Store: cfg.Store,
-		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Logf: cfg.Logf,
+		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Logf: cfg.Logf, Plans: cfg.Plans,
 		Initrd: initrdName(cfg.BootDir),
 	})
 	if err != nil {

@@ -43,6 +43,7 @@ func herdNodes(ctx context.Context, args []string, env Env) error {
 	fs.SortFlags = false
 	invPath := fs.String("inventory", nodestate.DefaultInventory, "inventory `FILE`: network and nodes (MAC, name, IP)")
 	stateDir := fs.String("state-dir", nodestate.DefaultStateDir, "`DIR` keeping every node's boot state")
+	planDir := fs.String("plan-dir", "", "`DIR` holding the plans the inventory names (default: the inventory's directory)")
 	fs.Usage = func() {
 		fmt.Fprint(env.Stderr, nodesUsage)
 		fs.PrintDefaults()
@@ -91,7 +92,7 @@ func herdNodes(ctx context.Context, args []string, env Env) error {
 	}
 	switch cmd {
 	case "show":
-		err = nodesShow(env.Stdout, inv, st, rest[0])
+		err = nodesShow(env.Stdout, inv, st, rest[0], *planDir)
 	case "reinstall":
 		err = nodesReinstall(env.Stdout, inv, st, rest)
 	default:
@@ -118,7 +119,7 @@ func nodesList(w io.Writer, st *nodestate.Store) error {
 	return tw.Flush()
 }
 
-func nodesShow(w io.Writer, inv *inventory.Inventory, st *nodestate.Store, name string) error {
+func nodesShow(w io.Writer, inv *inventory.Inventory, st *nodestate.Store, name, planDir string) error {
 	s, err := st.Get(name)
 	if err != nil {
 		return err
@@ -130,11 +131,25 @@ func nodesShow(w io.Writer, inv *inventory.Inventory, st *nodestate.Store, name 
 	}
 	plan := n.Plan
 	if plan == "" {
-		plan = "(default)"
+		plan = "(herd serve's --plan, or none)"
 	}
-	_, err = fmt.Fprintf(w, "%s\ninventory %s:%d: %s\nplan %s, profile %s, next boot %s\n",
-		b, inv.File, n.Line, n, plan, nodesDash(n.Profile), nodesBoot(s))
-	return err
+	if _, err = fmt.Fprintf(w, "%s\ninventory %s:%d: %s\nplan %s, profile %s, next boot %s\n",
+		b, inv.File, n.Line, n, plan, nodesDash(n.Profile), nodesBoot(s)); err != nil {
+		return err
+	}
+	if n.Plan == "" {
+		return nil
+	}
+	// What the plan will do, as herd plan check prints it.
+	path := planPath(inv, planDir, n.Plan)
+	_, p, err := readPlan(path, "plan="+n.Plan)
+	if err != nil {
+		_, err = fmt.Fprintf(w, "plan %s: %v\n", path, err)
+		return err
+	}
+	fmt.Fprintf(w, "plan file %s:\n", path)
+	printPlan(w, p)
+	return nil
 }
 
 func nodesReinstall(w io.Writer, inv *inventory.Inventory, st *nodestate.Store, names []string) error {

@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/herdproject/herd/kickstart"
@@ -14,7 +14,7 @@ import (
 const planUsage = `Usage: herd plan check [--ka] FILE
 
 Checks an install plan without a node: a kickstart file (herd's subset,
-with its image and kexec commands) or, with --ka or a .desc name, a
+with its image and kexec commands) or, with --ka or a .desc or .ka name, a
 ka-deploy partition description. Prints the plan, then a warning per line
 herd will not carry out. Exit status: 0 the plan is usable (warnings
 included); 2 it is not, with FILE:LINE and what is wrong.
@@ -41,15 +41,15 @@ func herdPlan(_ context.Context, args []string, env Env) error {
 	}
 	defer f.Close()
 	var p *kickstart.Plan
-	if *ka || filepath.Ext(name) == ".desc" {
+	if *ka {
 		p, err = kickstart.ParseKa(name, f)
 	} else {
-		p, err = kickstart.Parse(name, f)
+		p, err = kickstart.ParseNamed(name, f)
 	}
 	if err != nil {
 		return usagef("%v", err)
 	}
-	printPlan(env, p)
+	printPlan(env.Stdout, p)
 	for _, w := range p.Warnings {
 		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
 	}
@@ -58,14 +58,17 @@ func herdPlan(_ context.Context, args []string, env Env) error {
 }
 
 // printPlan writes what a plan will do, one line per step.
-func printPlan(env Env, p *kickstart.Plan) {
-	w := env.Stdout
+func printPlan(w io.Writer, p *kickstart.Plan) {
 	if p.ClearPart != nil {
 		what := "every disk herd may use"
 		if len(p.ClearPart.Drives) > 0 {
 			what = strings.Join(p.ClearPart.Drives, ",")
 		}
-		fmt.Fprintf(w, "clear      %s (new partition table: %v)\n", what, p.ClearPart.InitLabel || p.ZeroMBR)
+		label := p.ClearPart.DiskLabel
+		if label == "" {
+			label = "gpt on UEFI or over 2 TiB, else dos"
+		}
+		fmt.Fprintf(w, "clear      %s (new partition table: %v, label %s)\n", what, p.ClearPart.InitLabel || p.ZeroMBR, label)
 	}
 	if len(p.OnlyUse) > 0 {
 		fmt.Fprintf(w, "disks      only %s\n", strings.Join(p.OnlyUse, ","))

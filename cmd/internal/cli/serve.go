@@ -21,9 +21,9 @@ import (
 
 // bootFlags are the boot-service options of herd pxe and herd serve.
 type bootFlags struct {
-	iface, inv, stateDir, bootDir, serverIP, kernelArgs *string
-	httpPort, tftpPort                                  *int
-	proxy, noDHCP, noRA, pxelinux                       *bool
+	iface, inv, stateDir, bootDir, serverIP, kernelArgs, plan, planDir *string
+	httpPort, tftpPort                                                 *int
+	proxy, noDHCP, noRA, pxelinux                                      *bool
 }
 
 func addBootFlags(fs *pflag.FlagSet) *bootFlags {
@@ -34,6 +34,8 @@ func addBootFlags(fs *pflag.FlagSet) *bootFlags {
 		bootDir:    fs.String("boot-dir", "/var/lib/herd/boot", "boot tree `DIR` (kernel, initramfs, iPXE and pxelinux binaries)"),
 		serverIP:   fs.String("server-ip", "", "this host's `ADDRESS` on the boot network (default: the interface's, in the inventory's subnet)"),
 		kernelArgs: fs.String("kernel-args", "", "extra kernel `ARGS` for the install boot"),
+		plan:       fs.String("plan", "", "install plan `FILE` (kickstart, or ka-deploy .desc) for the nodes whose inventory line names none"),
+		planDir:    fs.String("plan-dir", "", "`DIR` holding the plans the inventory names (plan=NAME; default: the inventory's directory)"),
 		httpPort:   fs.Int("http-port", 8080, "HTTP `PORT`"),
 		tftpPort:   fs.Int("tftp-port", 69, "TFTP `PORT`"),
 		proxy:      fs.Bool("proxy", false, "proxyDHCP: another server gives addresses, herd only boot information"),
@@ -77,6 +79,11 @@ func (b *bootFlags) config(env Env, inv *inventory.Inventory, st inventory.Store
 	if *b.iface == "" {
 		return c, usagef("no boot interface: give --interface")
 	}
+	plans, err := loadPlans(env, inv, *b.plan, *b.planDir)
+	if err != nil {
+		return c, err
+	}
+	c.Plans = plans
 	if *b.serverIP != "" {
 		ip, err := netip.ParseAddr(*b.serverIP)
 		if err != nil {
