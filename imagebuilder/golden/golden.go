@@ -20,6 +20,12 @@
 // /sbin/init run package goldeninit: the first mounts the root found by
 // root=UUID= and switches to it, the second prints
 // "herd-booted host=... ip=... machine-id=..." and powers off.
+//
+// Build also writes, besides the image or instead of it, the root tree as
+// a zstd-compressed tar for install plans (Config.RootTar, root.tar.zst):
+// the same files with the kernel and the same initrd.img in /boot, a
+// fstab naming the root by label and the host's busybox as /bin/sh for
+// %post scripts. See roottar.go.
 package golden
 
 import (
@@ -73,16 +79,22 @@ var DefaultModules = []string{
 	"ext4",
 }
 
-// ErrExists is wrapped by Build's error when Output exists and Force is
-// not set.
+// ErrExists is wrapped by Build's error when Output or RootTar exists
+// and Force is not set.
 var ErrExists = errors.New("output exists")
 
 // Config is what Build builds. Zero values are defaults.
 type Config struct {
-	// Output is the image file to write (required). It is written under
-	// a temporary name in the same directory and renamed when complete.
+	// Output is the image file to write; "" = no image (RootTar is then
+	// required). It is written under a temporary name in the same
+	// directory and renamed when complete.
 	Output string
-	// Force replaces an existing Output.
+	// RootTar is the root tarball to write (see roottar.go): the image's
+	// root tree with the kernel and initrd in /boot, a root-by-label
+	// fstab and the host's busybox as /bin/sh, as a zstd-compressed tar;
+	// "" = none. Written like Output; it uses the same kernel and initrd.
+	RootTar string
+	// Force replaces an existing Output or RootTar.
 	Force bool
 	// Kernel is the bzImage to boot; "" = the newest /boot/vmlinuz-*.
 	Kernel string
@@ -114,15 +126,30 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// Result describes a built image.
+// Result describes a built image and root tarball.
 type Result struct {
-	// Output is the image's path; Size its length in bytes.
+	// Output is the image's path ("" when none was built); Size its
+	// length in bytes.
 	Output string
 	Size   int64
+	// RootTar is the root tarball's path ("" when none was built);
+	// RootTarSize its length in bytes, RootTarEntries the number of tar
+	// entries in it.
+	RootTar        string
+	RootTarSize    int64
+	RootTarEntries int
+	// Shell is the host busybox put in the root tarball as /bin/busybox
+	// (/bin/sh and the other ShellApplets link to it); "" = none, and
+	// install plans' %post scripts cannot run in the tarball's root.
+	// ShellLibraries are the interpreter and libraries added for it
+	// (paths in the tree, symlinks included).
+	Shell          string
+	ShellLibraries []string
 	// KernelVersion is the kernel's release; Kernel its file.
 	KernelVersion, Kernel string
-	// RootUUID is the root file system's UUID (root=UUID= and fstab);
-	// BootID the boot file system's volume ID ("ABCD-1234").
+	// RootUUID is the image's root file system's UUID (root=UUID= and
+	// fstab); BootID the boot file system's volume ID ("ABCD-1234");
+	// both "" without an image.
 	RootUUID, BootID string
 	// Hostname is the golden system's host name.
 	Hostname string
@@ -141,8 +168,11 @@ type Result struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Output == "" {
-		return errors.New("golden: no output file: give -o FILE")
+	if c.Output == "" && c.RootTar == "" {
+		return errors.New("golden: no output file: give -o FILE (or --root-tar FILE)")
+	}
+	if c.Output != "" && c.RootTar != "" && filepath.Clean(c.Output) == filepath.Clean(c.RootTar) {
+		return fmt.Errorf("golden: the image and the root tarball are both %s: give two names", c.Output)
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -244,21 +274,25 @@ func newLayout(size, boot int64) layout {
 	return l
 }
 
-// Build writes the golden image cfg describes.
+// Build writes the golden image, the root tarball or both, as cfg
+// describes. Both are written under temporary names and renamed once
+// both are complete.
 func Build(ctx context.Context, cfg Config) (*Result, error) {
 	start := time.Now()
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if st, err := os.Stat(cfg.Output); err == nil {
-		if !st.Mode().IsRegular() {
-			return nil, fmt.Errorf("golden: %s exists and is not a regular file: give the name of an image file (write the image to a disk with herd send)", cfg.Output)
-		}
-		if !cfg.Force {
-			return nil, fmt.Errorf("golden: %s: %w: give --force to replace it, or another name", cfg.Output, ErrExists)
+	if cfg.Output != "" {
+		if err := checkOutput(cfg.Output, cfg.Force, "an image file (write the image to a disk with herd send)"); err != nil {
+			return nil, err
 		}
 	}
-	if err := CheckTools(); err != nil {
+	if cfg.RootTar != "" {
+		if err := checkOutput(cfg.RootTar, cfg.Force, "a tarball file (root.tar.zst)"); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkTools(neededTools(&cfg)); err != nil {
 		return nil, fmt.Errorf("golden: %w", err)
 	}
 	release, err := kernel.Version(cfg.Kernel)
@@ -268,7 +302,7 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.ModulesDir == "" {
 		cfg.ModulesDir = filepath.Join("/lib/modules", release)
 	}
-	res := &Result{Kernel: cfg.Kernel, KernelVersion: release, Hostname: cfg.Hostname, Size: cfg.Size}
+	res := &Result{Kernel: cfg.Kernel, KernelVersion: release, Hostname: cfg.Hostname}
 	tmp := cfg.TempDir
 	if tmp == "" {
 		d, err := os.MkdirTemp("", "herd-golden-")
@@ -293,50 +327,126 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	// Sizes: the boot partition holds the kernel and the initrd, the root
 	// the herd binary.
 	l := newLayout(cfg.Size, cfg.BootSize)
-	if need := herdSt.Size() + rootSlack; l.rootSectors*diskimage.SectorSize < need {
+	if need := herdSt.Size() + rootSlack; cfg.Output != "" && l.rootSectors*diskimage.SectorSize < need {
 		return nil, fmt.Errorf("golden: image of %d MiB leaves %d MiB for the root file system, which needs %d MiB: give a larger --size (at least %d MiB)",
 			cfg.Size>>20, max(0, l.rootSectors*diskimage.SectorSize)>>20, need>>20, (roundUp(need, align)+cfg.BootSize+align)>>20)
 	}
 
-	// The initrd: modules, then the archive.
+	// The initrd, one for the image and the tarball: modules, then the
+	// archive.
 	initrd := filepath.Join(tmp, InitrdName)
 	if err := buildInitrd(ctx, &cfg, res, herd, tmp, initrd); err != nil {
 		return nil, err
 	}
+
+	// The outputs, under temporary names next to them; renamed at the end.
+	type rename struct{ tmp, final string }
+	var pending []rename
+	ok := false
+	defer func() {
+		if !ok {
+			for _, p := range pending {
+				os.Remove(p.tmp)
+			}
+		}
+	}()
+	if cfg.Output != "" {
+		img, err := buildImage(ctx, &cfg, res, l, herd, initrd, tmp)
+		if err != nil {
+			return nil, err
+		}
+		pending = append(pending, rename{img, cfg.Output})
+	}
+	if cfg.RootTar != "" {
+		tarDir := filepath.Join(tmp, "roottar")
+		shell, libs, err := writeTarTree(&cfg, tarDir, herd, initrd, release)
+		if err != nil {
+			return nil, fmt.Errorf("golden: root tarball tree: %w", err)
+		}
+		if shell {
+			res.Shell, res.ShellLibraries = HostBusybox, libs
+		}
+		name, st, err := writeRootTarFile(cfg.RootTar, tarDir, start)
+		if err != nil {
+			return nil, fmt.Errorf("golden: %w", err)
+		}
+		pending = append(pending, rename{name, cfg.RootTar})
+		res.RootTarSize, res.RootTarEntries = st.Size, st.Entries
+		shellText := "no shell"
+		if shell {
+			shellText = fmt.Sprintf("/bin/sh (busybox, %d libraries)", len(libs))
+		}
+		cfg.Logf("root tarball: %d entries, /boot/%s-%s and %s-%s, %s, %.1f MiB", st.Entries, KernelName, release, InitrdName, release, shellText, float64(st.Size)/(1<<20))
+	}
+	for _, p := range pending {
+		if err := os.Rename(p.tmp, p.final); err != nil {
+			return nil, fmt.Errorf("golden: %w", err)
+		}
+	}
+	ok = true
+	if cfg.Output != "" {
+		res.Output, res.Size = cfg.Output, cfg.Size
+	}
+	res.RootTar = cfg.RootTar
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// checkOutput refuses an output that is not a regular file, or that
+// exists without force; what names the kind of file wanted.
+func checkOutput(path string, force bool, what string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("golden: %s exists and is not a regular file: give the name of %s", path, what)
+	}
+	if !force {
+		return fmt.Errorf("golden: %s: %w: give --force to replace it, or another name", path, ErrExists)
+	}
+	return nil
+}
+
+// buildImage writes the image under a temporary name in Output's
+// directory and returns that name; the caller renames it. It fills in
+// res's identifiers and table.
+func buildImage(ctx context.Context, cfg *Config, res *Result, l layout, herd, initrd, tmp string) (string, error) {
+	release := res.KernelVersion
 	kst, err := os.Stat(cfg.Kernel)
 	if err != nil {
-		return nil, fmt.Errorf("golden: kernel: %w", err)
+		return "", fmt.Errorf("golden: kernel: %w", err)
 	}
 	if need := kst.Size() + res.InitrdSize + align; need > cfg.BootSize-2*align {
-		return nil, fmt.Errorf("golden: the kernel and initrd take %d MiB, the boot partition is %d MiB: give a larger --boot-size", need>>20, cfg.BootSize>>20)
+		return "", fmt.Errorf("golden: the kernel and initrd take %d MiB, the boot partition is %d MiB: give a larger --boot-size", need>>20, cfg.BootSize>>20)
 	}
 
 	// Identifiers.
 	res.RootUUID, err = randomUUID()
 	if err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
+		return "", fmt.Errorf("golden: %w", err)
 	}
 	volID, err := randomVolumeID()
 	if err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
+		return "", fmt.Errorf("golden: %w", err)
 	}
 	res.BootID = fmt.Sprintf("%04X-%04X", volID>>16, volID&0xffff)
 
 	// The root tree.
 	rootDir := filepath.Join(tmp, "root")
-	if err := writeRoot(rootDir, herd, rootFiles(&cfg, res.RootUUID, res.BootID, release)); err != nil {
-		return nil, fmt.Errorf("golden: root tree: %w", err)
+	if err := writeRoot(rootDir, herd, rootFiles(cfg, res.RootUUID, res.BootID, release)); err != nil {
+		return "", fmt.Errorf("golden: root tree: %w", err)
 	}
 	cfgFile := filepath.Join(tmp, SyslinuxCfg)
 	if err := os.WriteFile(cfgFile, []byte(syslinuxConfig(res.RootUUID)), 0o644); err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
+		return "", fmt.Errorf("golden: %w", err)
 	}
 
 	// The image, under a temporary name next to the output.
 	dir := filepath.Dir(cfg.Output)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(cfg.Output)+".tmp-*")
 	if err != nil {
-		return nil, fmt.Errorf("golden: create the image in %s: %w", dir, err)
+		return "", fmt.Errorf("golden: create the image in %s: %w", dir, err)
 	}
 	img := f.Name()
 	ok := false
@@ -347,47 +457,42 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	}()
 	if err := f.Truncate(cfg.Size); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("golden: %w", err)
+		return "", fmt.Errorf("golden: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
+		return "", fmt.Errorf("golden: %w", err)
 	}
 	if err := partition(ctx, img, l); err != nil {
-		return nil, err
+		return "", err
 	}
 	cfg.Logf("partitioned: boot %d MiB at sector %d, root %d MiB at sector %d", l.bootSectors*diskimage.SectorSize>>20, l.bootStart, l.rootSectors*diskimage.SectorSize>>20, l.rootStart)
 	if err := makeBoot(ctx, img, l, volID, cfg.Kernel, initrd, cfgFile); err != nil {
-		return nil, err
+		return "", err
 	}
 	cfg.Logf("boot partition: syslinux, %s (%s), %s (%.1f MiB)", KernelName, release, InitrdName, float64(res.InitrdSize)/(1<<20))
 	if err := makeRoot(ctx, img, l, rootDir, res.RootUUID); err != nil {
-		return nil, err
+		return "", err
 	}
 	cfg.Logf("root partition: ext4 %s, host name %s", res.RootUUID, cfg.Hostname)
 	if err := writeMBR(img); err != nil {
-		return nil, err
+		return "", err
 	}
 
 	// Read the table back.
 	rf, err := os.Open(img)
 	if err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
+		return "", fmt.Errorf("golden: %w", err)
 	}
 	res.Table, err = diskimage.ReadTable(rf)
 	rf.Close()
 	if err != nil {
-		return nil, fmt.Errorf("golden: the written partition table does not read back: %w", err)
+		return "", fmt.Errorf("golden: the written partition table does not read back: %w", err)
 	}
 	if err := os.Chmod(img, 0o644); err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
-	}
-	if err := os.Rename(img, cfg.Output); err != nil {
-		return nil, fmt.Errorf("golden: %w", err)
+		return "", fmt.Errorf("golden: %w", err)
 	}
 	ok = true
-	res.Output = cfg.Output
-	res.Duration = time.Since(start)
-	return res, nil
+	return img, nil
 }
 
 // herdBinary finds or builds the static herd executable.

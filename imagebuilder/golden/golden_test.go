@@ -75,12 +75,13 @@ func needTools(t *testing.T) string {
 	return k
 }
 
-// buildTestImage builds a golden image into a temporary directory.
+// buildTestImage builds a golden image into a temporary directory (not
+// when cfg asks for a root tarball alone).
 func buildTestImage(t *testing.T, cfg Config) *Result {
 	t.Helper()
 	needTools(t)
 	cfg.HerdBinary = staticHerd(t)
-	if cfg.Output == "" {
+	if cfg.Output == "" && cfg.RootTar == "" {
 		cfg.Output = filepath.Join(t.TempDir(), "golden.img")
 	}
 	cfg.Logf = t.Logf
@@ -274,6 +275,11 @@ func TestBuild(t *testing.T) {
 		for _, want := range []string{"Mode:  0755", "User:     0", "Group:     0"} {
 			if !strings.Contains(stat, want) {
 				t.Errorf("%s: stat lacks %q:\n%s", goldeninit.RootInit, want, stat)
+			}
+		}
+		for p, mode := range map[string]string{"/tmp": "01777", "/root": "0700", "/etc/ssh/ssh_host_rsa_key": "0600"} {
+			if stat := output(t, "debugfs", "-R", "stat "+p, fs); !strings.Contains(stat, "Mode:  "+mode+" ") {
+				t.Errorf("%s: want mode %s:\n%s", p, mode, stat)
 			}
 		}
 		part := extract(t, img, rootOff, 1<<20)

@@ -73,7 +73,8 @@ func writeRoot(dir, herd string, files []rootFile) error {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
+	// os.Chmod takes the sticky bit as os.ModeSticky, not 0o1000.
+	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	if err := os.Chmod(filepath.Join(dir, "root"), 0o700); err != nil {

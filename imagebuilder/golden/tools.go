@@ -62,10 +62,27 @@ func lookTool(name string) (string, error) {
 
 // CheckTools returns an error naming every missing tool and the Debian
 // packages to install, nil when all are there.
-func CheckTools() error {
+func CheckTools() error { return checkTools(Tools) }
+
+// neededTools are the Tools a build of cfg runs: all of them for an
+// image; for a root tarball alone, only depmod (for the initrd's modules).
+func neededTools(cfg *Config) []Tool {
+	if cfg.Output != "" {
+		return Tools
+	}
+	var need []Tool
+	for _, t := range Tools {
+		if t.Name == "depmod" && len(cfg.Modules) > 0 {
+			need = append(need, t)
+		}
+	}
+	return need
+}
+
+func checkTools(tools []Tool) error {
 	var missing []string
 	pkgs := map[string]bool{}
-	for _, t := range Tools {
+	for _, t := range tools {
 		if _, err := lookTool(t.Name); err != nil {
 			missing = append(missing, t.Name)
 			pkgs[t.Package] = true

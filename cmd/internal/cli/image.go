@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -65,7 +66,8 @@ func parseArgs(fs *pflag.FlagSet, env Env, usage string, args []string, n int, w
 	return nil
 }
 
-const imageGoldenUsage = `Usage: herd image golden -o FILE [OPTIONS]
+const imageGoldenUsage = `Usage: herd image golden -o FILE [--root-tar FILE] [OPTIONS]
+       herd image golden --root-tar FILE [OPTIONS]
 
 Build a small bootable raw disk image, as an ordinary user (no root, no
 loop devices): an MBR partition table (sfdisk) with syslinux's boot code;
@@ -85,6 +87,17 @@ prints on the console
 and powers off. A clone installed by herd prints its own name, address
 and machine-id.
 
+--root-tar FILE writes the same root tree, besides the image (or alone,
+without -o), as a zstd-compressed tar for install plans ('image
+root.tar.zst --to /'): /boot/vmlinuz-<release> and
+/boot/initrd.img-<release> (the image's kernel and initrd, for extlinux
+on the node's own ext4 root), an /etc/fstab naming the root by
+LABEL=root instead of the image's UUIDs, and the host's busybox
+(apt-get install busybox) as /bin/busybox with its shared libraries and
+/bin/sh, cat, echo, hostname, ls, mkdir linked to it, the shell of the
+plan's %post (without busybox: a warning, and %post cannot run). Every
+entry is root's, stamped with the build's time.
+
 The kernel is the host's (default: the newest /boot/vmlinuz-*; its
 release, read from the image, names the modules directory). The herd
 binary must be static: this herd when built with CGO_ENABLED=0, else
@@ -93,10 +106,14 @@ give --herd-binary.
 
 Needs: sfdisk (fdisk), mkfs.vfat (dosfstools), mcopy (mtools), syslinux
 and mbr.bin (syslinux, syslinux-common), mke2fs and debugfs (e2fsprogs),
-depmod (kmod).
+depmod (kmod); a root tarball alone needs only depmod.
+
+An existing output is refused unless --force; each output is written
+under a temporary name and renamed when both are complete.
 
 Output: progress on standard error; the image, its partitions, kernel and
-root UUID on standard output.
+root UUID, and the root tarball, its size, entries and shell on standard
+output.
 
 Options:
 `
@@ -106,6 +123,7 @@ func imageGolden(ctx context.Context, args []string, env Env) error {
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
 	out := fs.StringP("output", "o", "", "image `FILE` to write")
+	rootTar := fs.String("root-tar", "", "also (or, without -o, only) write the root tree as a zstd tar `FILE` (root.tar.zst) for install plans")
 	kernelPath := fs.String("kernel", "", "kernel image `FILE` (default: the newest /boot/vmlinuz-*)")
 	modules := fs.String("modules", "", "kernel modules `DIR` (default /lib/modules/<the kernel's release>)")
 	size := fs.String("size", "192M", "image `SIZE` (k, M, G)")
@@ -118,8 +136,11 @@ func imageGolden(ctx context.Context, args []string, env Env) error {
 	if err := parseArgs(fs, env, imageGoldenUsage, args, 0, "", " (see herd image golden --help)"); err != nil {
 		return err
 	}
-	if *out == "" {
-		return usagef("give the image file: -o FILE (see herd image golden --help)")
+	if *out == "" && *rootTar == "" {
+		return usagef("give the image file: -o FILE, or the root tarball: --root-tar FILE (see herd image golden --help)")
+	}
+	if *out != "" && filepath.Clean(*out) == filepath.Clean(*rootTar) {
+		return usagef("-o and --root-tar both name %s: give two files", *out)
 	}
 	n, err := parseSize(*size, "--size")
 	if err != nil {
@@ -135,7 +156,7 @@ func imageGolden(ctx context.Context, args []string, env Env) error {
 		}
 	}
 	res, err := golden.Build(ctx, golden.Config{
-		Output: *out, Force: *force, Kernel: *kernelPath, ModulesDir: *modules,
+		Output: *out, RootTar: *rootTar, Force: *force, Kernel: *kernelPath, ModulesDir: *modules,
 		Size: int64(n), BootSize: int64(b), Hostname: *hostname,
 		HerdBinary: *herdBin, SourceDir: *source, Logf: logf,
 	})
@@ -145,9 +166,21 @@ func imageGolden(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "%s: %s, host name %s, kernel %s\n", res.Output, sizeText(res.Size), res.Hostname, res.KernelVersion)
-	fmt.Fprintf(env.Stdout, "  root UUID %s, boot %s, initrd %s with %d modules\n", res.RootUUID, res.BootID, mib(res.InitrdSize), len(res.Modules))
-	printTable(env, res.Table, "  ")
+	if res.Output != "" {
+		fmt.Fprintf(env.Stdout, "%s: %s, host name %s, kernel %s\n", res.Output, sizeText(res.Size), res.Hostname, res.KernelVersion)
+		fmt.Fprintf(env.Stdout, "  root UUID %s, boot %s, initrd %s with %d modules\n", res.RootUUID, res.BootID, mib(res.InitrdSize), len(res.Modules))
+		printTable(env, res.Table, "  ")
+	}
+	if res.RootTar != "" {
+		shell := "none: %post scripts cannot run (apt-get install busybox)"
+		if res.Shell != "" {
+			shell = fmt.Sprintf("/bin/sh (%s, %d libraries)", res.Shell, len(res.ShellLibraries))
+		}
+		fmt.Fprintf(env.Stdout, "%s: %s, %d entries, host name %s\n", res.RootTar, sizeText(res.RootTarSize), res.RootTarEntries, res.Hostname)
+		fmt.Fprintf(env.Stdout, "  kernel %s: /boot/%s-%s, /boot/%s-%s (%s with %d modules)\n", res.KernelVersion,
+			golden.KernelName, res.KernelVersion, golden.InitrdName, res.KernelVersion, mib(res.InitrdSize), len(res.Modules))
+		fmt.Fprintf(env.Stdout, "  shell  %s\n", shell)
+	}
 	fmt.Fprintf(env.Stdout, "built in %v\n", res.Duration.Round(100*time.Millisecond))
 	return nil
 }

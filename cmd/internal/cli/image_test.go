@@ -3,16 +3,22 @@ package cli
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/herdproject/herd/imagebuilder/golden"
 )
 
 func TestImageUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "x.img")
 	os.WriteFile(img, make([]byte, 4096), 0o644)
+	tarFile := filepath.Join(dir, "root.tar.zst")
+	os.WriteFile(tarFile, []byte("old"), 0o644)
+	noKernel := filepath.Join(dir, "vmlinuz-none")
 	tests := []struct {
 		name string
 		args []string
@@ -30,6 +36,12 @@ func TestImageUsageErrors(t *testing.T) {
 		{"golden bad size", []string{"image", "golden", "-o", "x", "--size", "big"}, "--size"},
 		{"golden stray argument", []string{"image", "golden", "-o", "x", "extra"}, "unexpected argument"},
 		{"golden bad flag", []string{"image", "golden", "--frob"}, "unknown flag"},
+		{"golden root tar is the image", []string{"image", "golden", "-o", img, "--root-tar", img}, "give two files"},
+		// An existing output is refused before anything is built (the
+		// kernel given is not even read).
+		{"golden existing root tar", []string{"image", "golden", "--root-tar", tarFile, "--kernel", noKernel}, tarFile + ": output exists: give --force"},
+		{"golden existing root tar with -o", []string{"image", "golden", "-o", filepath.Join(dir, "new.img"), "--root-tar", tarFile, "--kernel", noKernel}, tarFile + ": output exists"},
+		{"golden existing image with root tar", []string{"image", "golden", "-o", img, "--root-tar", filepath.Join(dir, "new.tar.zst"), "--kernel", noKernel}, img + ": output exists"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,6 +54,52 @@ func TestImageUsageErrors(t *testing.T) {
 			}
 		})
 	}
+	if b, _ := os.ReadFile(tarFile); string(b) != "old" {
+		t.Errorf("the refused root tarball was changed: %q", b)
+	}
+}
+
+// herd image golden --root-tar without -o: the summary names the
+// tarball, its size, entries, kernel and shell, and no image is written.
+func TestImageGoldenRootTar(t *testing.T) {
+	if err := golden.CheckTools(); err != nil {
+		t.Skipf("golden image tools: %v", err)
+	}
+	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
+	if len(kernels) == 0 {
+		t.Skip("no kernel in /boot")
+	}
+	// Any static x86-64 executable does for /sbin/init here: the
+	// tarball is not booted (imagebuilder/golden's tests build herd).
+	const static = "/sbin/ldconfig"
+	if err := golden.CheckStatic(static); err != nil {
+		t.Skipf("no static executable to stand in for herd: %v", err)
+	}
+	dir := t.TempDir()
+	tarFile := filepath.Join(dir, "root.tar.zst")
+	code, stdout, stderr := run(Herd, "image", "golden", "--root-tar", tarFile, "--herd-binary", static, "-q")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	st, err := os.Stat(tarFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shell := "shell  /bin/sh (" + golden.HostBusybox
+	if _, err := os.Stat(golden.HostBusybox); err != nil {
+		shell = "shell  none: %post scripts cannot run"
+	}
+	for _, want := range []string{tarFile + ": ", fmt.Sprintf("(%d bytes), ", st.Size()), " entries, host name golden", "kernel ", "/boot/vmlinuz-", "/boot/initrd.img-", shell} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "partitions") || stderr != "" {
+		t.Errorf("an image without -o, or progress with -q:\n%s\n%s", stdout, stderr)
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 1 {
+		t.Errorf("files written: %v, want only root.tar.zst", names)
+	}
 }
 
 func TestImageHelp(t *testing.T) {
@@ -50,6 +108,9 @@ func TestImageHelp(t *testing.T) {
 		if code != ExitOK || !strings.Contains(stderr, "Usage: herd image "+sub) {
 			t.Errorf("herd image %s --help: exit %d, %q", sub, code, stderr)
 		}
+	}
+	if _, _, stderr := run(Herd, "image", "golden", "--help"); !strings.Contains(stderr, "--root-tar FILE") || !strings.Contains(stderr, "LABEL=root") {
+		t.Errorf("herd image golden --help does not describe --root-tar:\n%s", stderr)
 	}
 	if code, _, stderr := run(Herd, "image", "--help"); code != ExitOK || !strings.Contains(stderr, "capture") {
 		t.Errorf("herd image --help: exit %d, %q", code, stderr)
