@@ -3,8 +3,8 @@
 // rescue shell, the kernel modules for network, storage and filesystems
 // (with their dependency closure and a depmod-generated modules.dep and
 // modules.alias), and the user-space tools the install plans run (mke2fs,
-// mkswap, sfdisk, mkfs.vfat, extlinux with mbr.bin, blkid) with their
-// shared libraries. It is assembled with github.com/u-root/mkuimage's
+// mkswap, sfdisk, mkfs.vfat, mkfs.xfs when installed, extlinux with
+// mbr.bin and gptmbr.bin, blkid) with their shared libraries. It is assembled with github.com/u-root/mkuimage's
 // uimage package and written compressed (gzip or zstd) to an io.Writer.
 //
 // Layout of the archive:
@@ -125,12 +125,17 @@ var Tools = []Tool{
 	{Name: "mkfs.vfat", Package: "dosfstools"},
 	{Name: "extlinux", Package: "extlinux"},
 	{Name: MBRBin, Package: "syslinux-common"},
+	{Name: GPTMBRBin, Package: "syslinux-common"},
+	{Name: "mkfs.xfs", Package: "xfsprogs", Optional: true},
 }
 
 // MBRBin is syslinux's master boot record, which extlinux installs need
 // written to the disk's first 440 bytes; it is at the same path in the
 // initramfs.
 const MBRBin = "/usr/lib/syslinux/mbr/mbr.bin"
+
+// GPTMBRBin is syslinux's boot code for GPT disks booted by BIOS.
+const GPTMBRBin = "/usr/lib/syslinux/mbr/gptmbr.bin"
 
 // Compression is the initramfs's compression.
 type Compression string

@@ -1,0 +1,213 @@
+package bootloader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Filesystem magic numbers (statfs f_type) the installer tells apart.
+const (
+	magicVFAT  = 0x4d44 // MSDOS_SUPER_MAGIC: vfat, msdos
+	magicExt   = 0xef53
+	magicXFS   = 0x58465342
+	magicBtrfs = 0x9123683e
+	magicTmpfs = 0x01021994
+	magicOvl   = 0x794c7630
+)
+
+// statfsType is the statfs filesystem magic of the filesystem holding p.
+func statfsType(p string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: p, Err: err}
+	}
+	return int64(st.Type), nil
+}
+
+// fsName names a filesystem magic for messages.
+func fsName(magic int64) string {
+	switch magic {
+	case magicVFAT:
+		return "vfat"
+	case magicExt:
+		return "ext2/3/4"
+	case magicXFS:
+		return "xfs"
+	case magicBtrfs:
+		return "btrfs"
+	case magicTmpfs:
+		return "tmpfs"
+	case magicOvl:
+		return "overlay"
+	}
+	return fmt.Sprintf("type %#x", magic)
+}
+
+// toolDirs are searched after PATH for host tools: the initramfs's PATH
+// may lack the sbin directories.
+var toolDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+// lookHost finds a program of the running system (herd's initramfs).
+func lookHost(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range toolDirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in PATH or %s", name, strings.Join(toolDirs, ", "))
+}
+
+// lookTarget finds a program of the installed system: its path inside
+// the target (/usr/sbin/grub-install), "" when the target has none.
+func lookTarget(target, name string) string {
+	for _, d := range toolDirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(filepath.Join(target, p)); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
+// run runs a host program and logs its command line and output.
+func (in *installer) run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return in.runIn(ctx, "", name, args...)
+}
+
+// runIn runs name (a path inside root) chrooted into root, or a host
+// program when root is "", with a plain environment. It logs the command
+// and its output; a failure's error carries the output.
+func (in *installer) runIn(ctx context.Context, root, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	line := strings.Join(append([]string{name}, args...), " ")
+	if root != "" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		cmd.Dir = "/"
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "HOME=/root"}
+		line = "chroot " + root + " " + line
+	}
+	in.logf("run %s", line)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	text := strings.TrimSpace(out.String())
+	if err != nil {
+		if text == "" {
+			return out.Bytes(), fmt.Errorf("%s: %w", line, err)
+		}
+		return out.Bytes(), fmt.Errorf("%s: %w: %s", line, err, text)
+	}
+	for l := range strings.SplitSeq(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			in.logf("  %s", l)
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// bindSystem bind-mounts the running system's /dev, /proc and /sys onto
+// the same directories in target (making them when missing), for programs
+// run chrooted there. undo unmounts them in reverse order; call it also
+// when a later step fails. On error nothing stays mounted.
+func (in *installer) bindSystem(target string) (undo func() error, err error) {
+	var done []string
+	undo = func() error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			p := done[i]
+			err := unix.Unmount(p, 0)
+			if errors.Is(err, unix.EBUSY) {
+				in.logf("unmount %s: busy, detaching it", p)
+				err = unix.Unmount(p, unix.MNT_DETACH)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+				continue
+			}
+			in.logf("unmounted %s", p)
+		}
+		done = nil
+		return errors.Join(errs...)
+	}
+	for _, d := range []string{"/dev", "/proc", "/sys"} {
+		p := filepath.Join(target, d)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return nil, errors.Join(fmt.Errorf("make mount point: %w", err), undo())
+		}
+		if err := unix.Mount(d, p, "", unix.MS_BIND, ""); err != nil {
+			return nil, errors.Join(fmt.Errorf("bind-mount %s on %s: %w", d, p, err), undo())
+		}
+		in.logf("bind-mounted %s on %s", d, p)
+		done = append(done, p)
+	}
+	return undo, nil
+}
+
+// writeFile writes data to p (making its directory) and syncs it.
+func (in *installer) writeFile(p string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", p, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	in.logf("wrote %s (%d bytes)", p, len(data))
+	return nil
+}
+
+// copyFile copies the regular file src to dst (making its directory) and
+// syncs it.
+func (in *installer) copyFile(src, dst string) error {
+	r, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	w, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(w, r)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	if err := w.Sync(); err != nil {
+		w.Close()
+		return fmt.Errorf("sync %s: %w", dst, err)
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	in.logf("copied %s to %s (%d bytes)", src, dst, n)
+	return nil
+}
