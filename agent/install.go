@@ -18,10 +18,7 @@ import (
 // or its partitions after re-reading the table), which is mounted, edited
 // and unmounted; cooked outputs (trees) are edited in place.
 func (a *agent) customize() error {
-	id := customize.Identity{
-		Hostname: a.id.Hostname, Domain: a.id.Domain, MAC: a.id.MAC, Interface: a.id.Interface,
-		IP: a.id.Addr, Gateway: a.id.Gateway, DNS: a.id.DNS, DHCP: true,
-	}
+	id := a.identity()
 	done := 0
 	for _, f := range a.files {
 		if f.Discard || f.Output == "-" || isStage2(f) {
@@ -51,6 +48,14 @@ func (a *agent) customize() error {
 		a.con.printf("no installed system found among the outputs: nothing to customize")
 	}
 	return nil
+}
+
+// identity is the node's identity as customize takes it.
+func (a *agent) identity() customize.Identity {
+	return customize.Identity{
+		Hostname: a.id.Hostname, Domain: a.id.Domain, MAC: a.id.MAC, Interface: a.id.Interface,
+		IP: a.id.Addr, Gateway: a.id.Gateway, DNS: a.id.DNS, DHCP: true,
+	}
 }
 
 // isRootTree says whether dir looks like an installed system's root.

@@ -38,6 +38,9 @@ type agent struct {
 	// mounts are the stage2 mount points, unmounted at the end of a
 	// plain-process run.
 	mounts []string
+	// plan is the node's install plan; nil = none (the session's files
+	// are written as they are).
+	plan *planState
 }
 
 // ErrNoServer is the agent's "Can't reach a valid herd server": every try
@@ -55,6 +58,26 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	if err := a.con.step("network (DHCP)", func() error { return a.network(ctx) }); err != nil {
 		return a.fail(ctx, err)
+	}
+	if err := a.waitSession("fetch the install plan", "", func() error { return a.fetchPlan(ctx) }); err != nil {
+		return a.fail(ctx, err)
+	}
+	if a.plan != nil {
+		for i, s := range a.plan.plan.Pre {
+			what := fmt.Sprintf("%%pre (line %d)", s.Line)
+			err := a.con.step(fmt.Sprintf("%s, %d of %d", what, i+1, len(a.plan.plan.Pre)), func() error {
+				_, err := a.runScript(ctx, what, s, "", "")
+				return err
+			})
+			if err != nil {
+				return a.fail(ctx, err)
+			}
+		}
+		if len(a.plan.plan.Parts) > 0 {
+			if err := a.con.step("prepare the disks (plan "+a.plan.name+")", func() error { return a.prepareDisks(ctx) }); err != nil {
+				return a.fail(ctx, err)
+			}
+		}
 	}
 	err := a.waitSession("register and wait for the session", "", func() error {
 		if err := a.register(ctx); err != nil {
@@ -85,10 +108,19 @@ func (a *agent) run(ctx context.Context) error {
 			}
 		}
 	}
-	if err := a.con.step("customize the installed system", a.customize); err != nil {
+	msg := "installed and verified"
+	if a.plan != nil && len(a.plan.fs) > 0 {
+		if err := a.installPlan(ctx); err != nil {
+			return a.fail(ctx, err)
+		}
+		msg = "installed by plan " + a.plan.name + " and verified"
+		if a.plan.postOutput != "" {
+			msg += "; %post output:\n" + a.plan.postOutput
+		}
+	} else if err := a.con.step("customize the installed system", a.customize); err != nil {
 		return a.fail(ctx, err)
 	}
-	_ = a.con.step("report done", func() error { return a.report(ctx, inventory.StateDone, "", "installed and verified") })
+	_ = a.con.step("report done", func() error { return a.report(ctx, inventory.StateDone, "", msg) })
 	return a.finish(ctx, nil)
 }
 
@@ -112,6 +144,11 @@ func (a *agent) waitSession(name, what string, fn func() error) error {
 
 // fail reports the failure (when the server is known) and ends the run.
 func (a *agent) fail(ctx context.Context, err error) error {
+	if a.plan != nil && len(a.plan.mounted) > 0 {
+		if uerr := a.plan.unmountTarget(); uerr != nil {
+			a.con.printf("warning: %v", uerr)
+		}
+	}
 	if a.id.Server != "" && a.id.MAC != nil {
 		_ = a.report(ctx, inventory.StateFailed, err.Error(), "")
 	}
@@ -137,10 +174,17 @@ func (a *agent) finish(ctx context.Context, err error) error {
 		// or the console hangs up when the agent exits.
 		return rescueShell()
 	}
-	if err == nil && a.cfg.Settings.Kexec {
+	if err == nil && (a.cfg.Settings.Kexec || a.plan != nil && a.plan.plan.Kexec) {
 		kerr := a.con.step("kexec into the installed kernel", a.kexec)
 		if kerr == nil {
 			return nil
+		}
+	}
+	if err == nil && a.plan != nil && a.plan.plan.Finish != "reboot" {
+		// The plan's poweroff or halt.
+		cmd := map[string]int{"poweroff": unix.LINUX_REBOOT_CMD_POWER_OFF, "halt": unix.LINUX_REBOOT_CMD_HALT}[a.plan.plan.Finish]
+		if cmd != 0 {
+			_ = a.con.step(a.plan.plan.Finish, func() error { unix.Sync(); return unix.Reboot(cmd) })
 		}
 	}
 	_ = a.con.step("reboot", reboot)
@@ -349,9 +393,14 @@ func (a *agent) receive(ctx context.Context, listening func()) error {
 		DataPort:   a.ring.DataPort, ControlPort: a.ring.ControlPort, ReportPort: a.ring.ReportPort,
 		Once: true, WaitTimeout: a.cfg.Settings.Timeout, Verbose: true, Log: a.cfg.Console,
 		Finished: func(files []wire.SetupFile, v wire.Verdict) { a.files, a.verdict = files, &v },
-		Prepare:  a.prepare,
-		Key:      wire.Key(a.cfg.Settings.Key),
-		Allow:    a.cfg.Settings.Allow,
+		Prepare: func(f *wire.SetupFile) error {
+			if f.Mount != "" || ramIndex(f.Output) >= 0 || a.plan == nil {
+				return a.prepare(f)
+			}
+			return a.prepareImage(f)
+		},
+		Key:   wire.Key(a.cfg.Settings.Key),
+		Allow: a.cfg.Settings.Allow,
 	}
 	n, err := relay.Listen(cfg)
 	if err != nil {

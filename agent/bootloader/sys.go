@@ -3,8 +3,8 @@ package bootloader
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/herdproject/herd/agent/hostsys"
 	"io"
 	"os"
 	"os/exec"
@@ -119,42 +119,10 @@ func (in *installer) runIn(ctx context.Context, root, name string, args ...strin
 	return out.Bytes(), nil
 }
 
-// bindSystem bind-mounts the running system's /dev, /proc and /sys onto
-// the same directories in target (making them when missing), for programs
-// run chrooted there. undo unmounts them in reverse order; call it also
-// when a later step fails. On error nothing stays mounted.
+// bindSystem binds the running system's /dev, /proc and /sys into
+// target (hostsys.BindSystem), logging each step.
 func (in *installer) bindSystem(target string) (undo func() error, err error) {
-	var done []string
-	undo = func() error {
-		var errs []error
-		for i := len(done) - 1; i >= 0; i-- {
-			p := done[i]
-			err := unix.Unmount(p, 0)
-			if errors.Is(err, unix.EBUSY) {
-				in.logf("unmount %s: busy, detaching it", p)
-				err = unix.Unmount(p, unix.MNT_DETACH)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
-				continue
-			}
-			in.logf("unmounted %s", p)
-		}
-		done = nil
-		return errors.Join(errs...)
-	}
-	for _, d := range []string{"/dev", "/proc", "/sys"} {
-		p := filepath.Join(target, d)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return nil, errors.Join(fmt.Errorf("make mount point: %w", err), undo())
-		}
-		if err := unix.Mount(d, p, "", unix.MS_BIND, ""); err != nil {
-			return nil, errors.Join(fmt.Errorf("bind-mount %s on %s: %w", d, p, err), undo())
-		}
-		in.logf("bind-mounted %s on %s", d, p)
-		done = append(done, p)
-	}
-	return undo, nil
+	return hostsys.BindSystem(target, in.logf)
 }
 
 // writeFile writes data to p (making its directory) and syncs it.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,48 @@ func TestServeConfigHosts(t *testing.T) {
 	}
 	if _, err := f.options(env, fs, "herd send", "10.0.0.11"); err == nil || !strings.Contains(err.Error(), "cannot be combined") {
 		t.Errorf("herd send --config with hosts: %v", err)
+	}
+}
+
+// herd serve checks every plan before it serves anything: a bad one, or
+// one the inventory names that is missing, is exit 2 naming the node,
+// the file and the line.
+func TestServeBadPlans(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inventory")
+	if err := os.WriteFile(inv, []byte("subnet 10.0.0.0/24\nnode 52:54:00:00:00:02 n2 10.0.0.12\nnode 52:54:00:00:00:01 n1 10.0.0.11 plan=c.ks\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.ks")
+	if err := os.WriteFile(bad, []byte("zerombr\npart / --size=ten\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good.ks")
+	if err := os.WriteFile(good, []byte("part / --size=100\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"serve", "--interface", "lo", "--inventory", inv, "--state-dir", filepath.Join(dir, "state"), "--boot-dir", dir, "-I", good, "-O", "/dev/null"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing plan=", nil, "node n1 (" + inv + ":3) plan=c.ks: open " + filepath.Join(dir, "c.ks")},
+		{"bad --plan", []string{"--plan", bad, "--plan-dir", filepath.Join(dir, "none")}, "--plan: " + bad + ":2: part / --size=\"ten\""},
+		{"bad plan=", []string{"--plan-dir", dir, "--plan", good}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == "" {
+				// c.ks is the bad plan now.
+				if err := os.Rename(bad, filepath.Join(dir, "c.ks")); err != nil {
+					t.Fatal(err)
+				}
+				tc.want = "node n1 (" + inv + ":3) plan=c.ks: " + filepath.Join(dir, "c.ks") + ":2:"
+			}
+			code, _, stderr := run(Herd, append(base, tc.args...)...)
+			if code != ExitUsage || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr, ExitUsage, tc.want)
+			}
+		})
 	}
 }

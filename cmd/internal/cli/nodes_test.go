@@ -44,6 +44,10 @@ func TestHerdNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stateDir := filepath.Join(dir, "state") // created by herd nodes
+	// n1's plan=compute.ks, beside the inventory.
+	if err := os.WriteFile(filepath.Join(dir, "compute.ks"), []byte("zerombr\nclearpart --all\npart / --fstype=ext4 --size=4096 --grow\nimage root.tar.zst --to /\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	// n1 installed, n2 failed, n3 never heard of.
 	when := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -101,6 +105,9 @@ func TestHerdNodes(t *testing.T) {
 			args: append([]string{"show", "n1"}, flags...),
 			has:  "inventory " + invPath + ":3: node 52:54:00:00:00:01 n1 10.0.0.11 plan=compute.ks profile=compute\nplan compute.ks, profile compute, next boot local\n",
 		},
+		{name: "show plan", args: append([]string{"show", "n1"}, flags...), has: "plan file " + filepath.Join(dir, "compute.ks") + ":\nclear      every disk herd may use"},
+		{name: "show plan partitions", args: append([]string{"show", "n1"}, flags...), has: "partition  /          ext4   any      4096 MiB and the room left on first disk\nimage      root.tar.zst -> /\n"},
+		{name: "show no plan", args: append([]string{"show", "n2"}, flags...), has: "plan (herd serve's --plan, or none), profile -"},
 		{name: "show json", args: append([]string{"show", "n2"}, flags...), has: "{\n  \"name\": \"n2\",\n  \"mac\": \"52:54:00:00:00:02\",\n  \"ip\": \"10.0.0.12\",\n  \"state\": \"failed\",\n  \"reason\": \"disk /dev/vda missing\","},
 		{name: "show unknown", args: append([]string{"show", "nope"}, flags...), code: ExitUsage, err: `no node "nope" in inventory ` + invPath},
 		{name: "show no name", args: append([]string{"show"}, flags...), code: ExitUsage, err: "want herd nodes show NAME"},

@@ -147,8 +147,17 @@ failed nodes that register again (reset them) get a session of their own
 ("AGAIN:"), as many times as needed. Interrupted, it exits 0 once every
 inventory node is done.
 
+Install plans: a node whose inventory line says plan=NAME (a file in
+--plan-dir, default the inventory's directory), or every other node when
+--plan FILE is given, gets that kickstart plan (or ka-deploy .desc). Its
+agent partitions the disks, makes and mounts the filesystems, then takes
+the session: a file the plan's image command names goes where it says,
+other cooked files ('>>') unpack inside the new system at their output
+path (--file 'root.tar.zst >> /'). Then fstab by UUID, the bootloader and
+%post. Every plan is checked before anything is served.
+
 Exit status: 0 every expected node installed and verified; 1 otherwise;
-2 bad usage or a bad inventory.
+2 bad usage, a bad inventory or a bad plan.
 
 Options:
 `
