@@ -8,9 +8,10 @@ FUZZTIME ?= 5s
 # cross-check the cooking decoders; util-linux for loop devices; iproute2
 # for network namespaces; a kernel, kmod (depmod), the plans' tools
 # (fdisk, extlinux) and QEMU for the initramfs and its boot test;
-# syslinux and mtools build golden images without root.
+# syslinux and mtools build golden images without root; busybox is the
+# shell golden root tarballs carry for %post.
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
-	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools
+	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox
 
 .PHONY: all build deps test unit fuzz ring-test net-test boot-test qemu-test lint bench demo clean
 

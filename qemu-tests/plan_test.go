@@ -63,7 +63,7 @@ echo "herd-post host=$HOSTNAME ip=$IPADDR mac=$MAC root=$(cat /etc/hostname)"
 		line := vm.WaitFor(`UUID=\S+\t/\text4\t`, installTimeout)
 		rootUUID := regexp.MustCompile(`UUID=(\S+)`).FindStringSubmatch(line)[1]
 		vm.WaitFor(`extlinux: .*root=UUID=`+regexp.QuoteMeta(rootUUID), installTimeout)
-		vm.WaitFor(`%post \(line 8\): herd-post host=`+n.Name+` ip=`+regexp.QuoteMeta(n.IP)+` mac=`+n.MAC+` root=`+n.Name+`$`, installTimeout)
+		vm.WaitFor(`%post \(line 8\): herd-post host=`+n.Name+` ip=`+regexp.QuoteMeta(n.IP)+` mac=`+n.MAC+` root=`+n.Name+`\b`, installTimeout)
 		vm.WaitFor(`== herd: report done done`, installTimeout)
 	}
 	t.Logf("%.1fs: all installed by the plan and reported done", time.Since(start).Seconds())
