@@ -75,11 +75,24 @@ func (a *agent) loadModules(ctx context.Context) error {
 	// Filesystems and loop devices are not hardware: load the ones plans
 	// use, with their soft dependencies. brd waits for a stage2, which
 	// sizes its ramdisks (see prepare).
-	fs, ferr := modalias.LoadModules(ctx, []string{"ext4", "vfat", "xfs", "squashfs", "isofs", "loop"}, al, soft, extra, l, a.con.printf)
+	names := []string{"ext4", "vfat", "xfs", "squashfs", "isofs", "loop"}
+	_, efiErr := os.Stat("/sys/firmware/efi")
+	if efiErr == nil {
+		names = append(names, "efivarfs") // UEFI boot entries (plans)
+	}
+	fs, ferr := modalias.LoadModules(ctx, names, al, soft, extra, l, a.con.printf)
 	loaded = append(loaded, fs...)
 	a.con.printf("loaded %d module(s): %s", len(loaded), strings.Join(loaded, " "))
+	if efiErr == nil {
+		if err := unix.Mount("efivarfs", efivarsDir, "efivarfs", 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			a.con.printf("warning: mount efivarfs on %s: %v (a plan's UEFI boot entry will rely on the removable path)", efivarsDir, err)
+		}
+	}
 	return errors.Join(err, ferr)
 }
+
+// efivarsDir is where the kernel's EFI variables are mounted.
+const efivarsDir = "/sys/firmware/efi/efivars"
 
 // pciHint lists the PCI devices and the drivers that would match, for a
 // machine where no network interface appeared.

@@ -99,6 +99,11 @@ func (a *agent) fetchPlan(ctx context.Context) error {
 	for _, w := range p.Warnings {
 		a.con.printf("  warning: %s", w)
 	}
+	if kickstart.IsKa(pr.Plan) {
+		if m := kaRoot(p); m != "" {
+			a.con.printf("  %s", m)
+		}
+	}
 	if len(p.Parts) == 0 {
 		for _, s := range p.Post {
 			if !s.NoChroot {
@@ -117,6 +122,21 @@ func (a *agent) fetchPlan(ctx context.Context) error {
 	a.plan = &planState{name: pr.Plan, plan: p, target: target}
 	a.con.printf("install plan %s: %d partition(s), %d image(s), %d %%pre, %d %%post", pr.Plan, len(p.Parts), len(p.Images), len(p.Pre), len(p.Post))
 	return nil
+}
+
+// kaRoot gives a ka-deploy description what ka-deploy did with it: the
+// disk is repartitioned whatever it held, and the first linux partition
+// becomes the ext4 root the tree is copied into. It returns a note saying
+// so ("" when the description has no linux partition).
+func kaRoot(p *kickstart.Plan) string {
+	p.ZeroMBR = true
+	for i, pt := range p.Parts {
+		if pt.FSType == "" && pt.Kind != kickstart.Extended && pt.Mount == "" {
+			p.Parts[i].Mount, p.Parts[i].FSType = "/", "ext4"
+			return fmt.Sprintf("ka-deploy description: partition %d (line %d) becomes the ext4 root; the disk is repartitioned", i+1, pt.Line)
+		}
+	}
+	return ""
 }
 
 // blockDisks lists the machine's disks an install plan may use by

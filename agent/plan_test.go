@@ -207,3 +207,18 @@ func TestRunScript(t *testing.T) {
 		t.Errorf("missing interpreter: %v", err)
 	}
 }
+
+// A ka-deploy description is carried out as ka-deploy did: the first
+// linux partition is the ext4 root, the disk is repartitioned.
+func TestKaRoot(t *testing.T) {
+	p, err := kickstart.ParseKa("node.desc", strings.NewReader("linux 3500 extended fill logical swap 500 logical linux fill\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note := kaRoot(p); !strings.Contains(note, "partition 1 (line 1) becomes the ext4 root") {
+		t.Errorf("note %q", note)
+	}
+	if !p.ZeroMBR || p.Parts[0].Mount != "/" || p.Parts[0].FSType != "ext4" || p.Parts[1].Kind != kickstart.Extended || p.Parts[1].FSType != "" || p.Parts[3].Mount != "" || p.Parts[3].FSType != "" {
+		t.Errorf("plan after kaRoot: %+v", p.Parts)
+	}
+}

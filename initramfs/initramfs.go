@@ -80,7 +80,7 @@ var (
 	// StorageModules: disks, and brd/loop for a stage2 in RAM.
 	StorageModules = []string{"virtio_blk", "virtio_scsi", "sd_mod", "ahci", "nvme", "brd", "loop"}
 	// FilesystemModules: what plans make, mount or receive as stage2.
-	FilesystemModules = []string{"ext4", "xfs", "vfat", "squashfs", "isofs"}
+	FilesystemModules = []string{"ext4", "xfs", "vfat", "squashfs", "isofs", "efivarfs"}
 	// ExtraSoftdeps are dependencies modules.dep and modules.softdep do
 	// not list: ext4 checksums with crc32c (it asks the crypto API for
 	// "crc32c" at mount time), vfat's default codepage and iocharset.
