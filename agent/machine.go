@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/herdproject/herd/agent/modalias"
 	"golang.org/x/sys/unix"
@@ -115,6 +117,25 @@ func (a *agent) pciHint() string {
 func hasCarrier(name string) bool {
 	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "carrier"))
 	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// drainConsole waits (at most 2 s) until the console has sent what the
+// agent wrote (tcdrain): a reboot right after the last line would
+// otherwise cut the serial console's tail, "report done" included.
+func drainConsole(w io.Writer) {
+	f, ok := w.(*os.File)
+	if !ok {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1) // a non-zero argument: drain, no break
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
 }
 
 // reboot syncs and restarts the machine.

@@ -175,7 +175,7 @@ func (a *agent) finish(ctx context.Context, err error) error {
 		return rescueShell()
 	}
 	if err == nil && (a.cfg.Settings.Kexec || a.plan != nil && a.plan.plan.Kexec) {
-		kerr := a.con.step("kexec into the installed kernel", a.kexec)
+		kerr := a.con.step("kexec into the installed kernel", func() error { drainConsole(a.cfg.Console); return a.kexec() })
 		if kerr == nil {
 			return nil
 		}
@@ -184,10 +184,10 @@ func (a *agent) finish(ctx context.Context, err error) error {
 		// The plan's poweroff or halt.
 		cmd := map[string]int{"poweroff": unix.LINUX_REBOOT_CMD_POWER_OFF, "halt": unix.LINUX_REBOOT_CMD_HALT}[a.plan.plan.Finish]
 		if cmd != 0 {
-			_ = a.con.step(a.plan.plan.Finish, func() error { unix.Sync(); return unix.Reboot(cmd) })
+			_ = a.con.step(a.plan.plan.Finish, func() error { drainConsole(a.cfg.Console); unix.Sync(); return unix.Reboot(cmd) })
 		}
 	}
-	_ = a.con.step("reboot", reboot)
+	_ = a.con.step("reboot", func() error { drainConsole(a.cfg.Console); return reboot() })
 	return err
 }
 
