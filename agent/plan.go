@@ -175,14 +175,12 @@ func devPath(name string) string {
 // plain process the agent writes only to disks the plan names (ignoredisk
 // --only-use, clearpart --drives or part --ondisk).
 func (a *agent) planDisks(p *kickstart.Plan) (disks []string, parts map[string][]kickstart.Part, err error) {
-	named := len(p.OnlyUse) > 0
 	var def string
 	switch {
-	case named:
+	case len(p.OnlyUse) > 0:
 		def = devPath(p.OnlyUse[0])
 	case p.ClearPart != nil && len(p.ClearPart.Drives) > 0:
 		def = devPath(p.ClearPart.Drives[0])
-		named = true
 	default:
 		if !a.cfg.AsInit {
 			for _, pt := range p.Parts {
