@@ -18,6 +18,7 @@ import (
 	"github.com/herdproject/herd/agent/partition"
 	"github.com/herdproject/herd/kickstart"
 	"github.com/herdproject/herd/pxe/httpboot"
+	"github.com/herdproject/herd/ring/blockdev"
 	"github.com/herdproject/herd/ring/wire"
 	"golang.org/x/sys/unix"
 )
@@ -282,7 +283,7 @@ func (a *agent) prepareDisks(ctx context.Context) error {
 		}
 	}
 	for _, d := range disks {
-		size, err := partition.Size(d)
+		size, err := blockdev.SizeOf(d)
 		if err != nil {
 			return fmt.Errorf("disk %s: %w", d, err)
 		}

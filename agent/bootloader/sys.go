@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/herdproject/herd/agent/hostsys"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/herdproject/herd/agent/hostsys"
 	"golang.org/x/sys/unix"
 )
 

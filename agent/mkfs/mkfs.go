@@ -7,12 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/herdproject/herd/agent/hostsys"
-	"os"
 	"os/exec"
 	"strings"
 
 	"github.com/herdproject/herd/agent/customize"
+	"github.com/herdproject/herd/agent/hostsys"
 	"github.com/herdproject/herd/ring/blockdev"
 )
 
@@ -67,7 +66,7 @@ func Make(ctx context.Context, dev, fstype, label string) (uuid string, err erro
 	if len(label) > m.maxLabel {
 		return "", fmt.Errorf("make %s on %s: %w: %q has %d bytes, %s takes %d: shorten it", fstype, dev, ErrLabel, label, len(label), fstype, m.maxLabel)
 	}
-	size, err := devSize(dev)
+	size, err := blockdev.SizeOf(dev)
 	if err != nil {
 		return "", fmt.Errorf("make %s on %s: %w", fstype, dev, err)
 	}
@@ -109,28 +108,4 @@ func Make(ctx context.Context, dev, fstype, label string) (uuid string, err erro
 		return "", fmt.Errorf("make %s on %s: after %s: %w", fstype, dev, m.tool, err)
 	}
 	return uuid, nil
-}
-
-// devSize is the size of a block device or regular file in bytes.
-func devSize(dev string) (int64, error) {
-	f, err := os.Open(dev)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case fi.Mode().IsRegular():
-		return fi.Size(), nil
-	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
-		n, err := blockdev.Size(f)
-		if err != nil {
-			return 0, fmt.Errorf("size of %s: BLKGETSIZE64: %w", dev, err)
-		}
-		return n, nil
-	}
-	return 0, fmt.Errorf("%s is neither a block device nor a regular file", dev)
 }

@@ -3,13 +3,14 @@ package mkfs
 import (
 	"context"
 	"errors"
-	"github.com/herdproject/herd/agent/hostsys"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herdproject/herd/agent/hostsys"
 )
 
 const mib = 1 << 20

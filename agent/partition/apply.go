@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/herdproject/herd/agent/hostsys"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,9 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/herdproject/herd/agent/hostsys"
 	"github.com/herdproject/herd/kickstart"
+	"github.com/herdproject/herd/ring/blockdev"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,11 +58,11 @@ func Apply(ctx context.Context, t *Table) error {
 	if err != nil {
 		return fmt.Errorf("apply partition table: %w", err)
 	}
-	block := isBlock(fi)
+	block := blockdev.IsBlock(fi.Mode())
 	if !block && !fi.Mode().IsRegular() {
 		return fmt.Errorf("apply partition table to %s: %s is neither a block device nor a regular file", t.Disk, fi.Mode().Type())
 	}
-	size, err := Size(t.Disk)
+	size, err := blockdev.SizeOf(t.Disk)
 	if err != nil {
 		return fmt.Errorf("apply partition table: %w", err)
 	}

@@ -11,11 +11,9 @@ package partition
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/herdproject/herd/kickstart"
-	"github.com/herdproject/herd/ring/blockdev"
 )
 
 // MiB is the unit of every start and size in a Table.
@@ -87,33 +85,4 @@ func DeviceName(disk string, n int) string {
 		return fmt.Sprintf("%sp%d", disk, n)
 	}
 	return fmt.Sprintf("%s%d", disk, n)
-}
-
-// Size returns the size in bytes of dev: a block device's (BLKGETSIZE64)
-// or a regular file's.
-func Size(dev string) (int64, error) {
-	f, err := os.Open(dev)
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", dev, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", dev, err)
-	}
-	switch {
-	case fi.Mode().IsRegular():
-		return fi.Size(), nil
-	case isBlock(fi):
-		n, err := blockdev.Size(f)
-		if err != nil {
-			return 0, fmt.Errorf("size of %s: BLKGETSIZE64: %w", dev, err)
-		}
-		return n, nil
-	}
-	return 0, fmt.Errorf("size of %s: %s is neither a block device nor a regular file", dev, fi.Mode().Type())
-}
-
-func isBlock(fi os.FileInfo) bool {
-	return fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
 }
