@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/herdproject/herd/agent/hostsys"
 )
 
 // mkTree makes files (content) and, for names ending in "/", directories
@@ -488,10 +489,10 @@ func TestInstallExtlinuxRefusals(t *testing.T) {
 		}
 	})
 	t.Run("no gptmbr.bin", func(t *testing.T) {
-		if _, err := lookHost("extlinux"); err != nil {
+		if _, err := hostsys.Find("extlinux"); err != nil {
 			t.Skip(err)
 		}
-		if _, err := lookHost("sfdisk"); err != nil {
+		if _, err := hostsys.Find("sfdisk"); err != nil {
 			t.Skip(err)
 		}
 		target := t.TempDir()
@@ -672,7 +673,7 @@ func needRoot(t *testing.T) {
 func needTools(t *testing.T, names ...string) {
 	t.Helper()
 	for _, n := range names {
-		if _, err := lookHost(n); err != nil {
+		if _, err := hostsys.Find(n); err != nil {
 			t.Skip(err)
 		}
 	}
@@ -696,7 +697,7 @@ func needFilesystem(t *testing.T, fstype string) {
 // mustRun runs a test helper program and returns its standard output.
 func mustRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	p, err := lookHost(name)
+	p, err := hostsys.Find(name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/herdproject/herd/agent/hostsys"
 )
 
 // bootCodeSize is the boot code area of a master boot record: the disk
@@ -37,14 +39,14 @@ func (in *installer) installExtlinux(ctx context.Context, res *Result) error {
 
 	// Find everything before writing anything.
 	extlinux, chroot := "", ""
-	if p, err := lookHost("extlinux"); err == nil {
+	if p, err := hostsys.Find("extlinux"); err == nil {
 		extlinux = p
 	} else if p := lookTarget(cfg.Target, "extlinux"); p != "" {
 		extlinux, chroot = p, cfg.Target
 	} else {
 		return fmt.Errorf("%w, nor in the image under %s: herd's initramfs carries /usr/bin/extlinux (Debian package extlinux); rebuild it, or add extlinux or grub-pc to the image", err, cfg.Target)
 	}
-	sfdisk, err := lookHost("sfdisk")
+	sfdisk, err := hostsys.Find("sfdisk")
 	if err != nil {
 		return fmt.Errorf("%w: herd's initramfs carries it (Debian package fdisk); rebuild it", err)
 	}

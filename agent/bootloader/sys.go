@@ -53,28 +53,10 @@ func fsName(magic int64) string {
 	return fmt.Sprintf("type %#x", magic)
 }
 
-// toolDirs are searched after PATH for host tools: the initramfs's PATH
-// may lack the sbin directories.
-var toolDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
-
-// lookHost finds a program of the running system (herd's initramfs).
-func lookHost(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range toolDirs {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found in PATH or %s", name, strings.Join(toolDirs, ", "))
-}
-
 // lookTarget finds a program of the installed system: its path inside
 // the target (/usr/sbin/grub-install), "" when the target has none.
 func lookTarget(target, name string) string {
-	for _, d := range toolDirs {
+	for _, d := range hostsys.ToolDirs {
 		p := filepath.Join(d, name)
 		if st, err := os.Stat(filepath.Join(target, p)); err == nil && st.Mode().IsRegular() {
 			return p

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,9 +19,9 @@ import (
 // PATH on Debian, may lack the sbin directories.
 var ToolDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
 
-// FindTool finds program name in PATH or ToolDirs. Its error names the
-// Debian package pkg that provides it and says how the initramfs gets it.
-func FindTool(name, pkg string) (string, error) {
+// Find finds program name in PATH or ToolDirs; its error wraps
+// exec.ErrNotFound and names where it looked.
+func Find(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
@@ -30,7 +31,17 @@ func FindTool(name, pkg string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s: %w: install Debian package %s (the initramfs carries it when the package is installed on the host that builds it: herd build boot)", name, exec.ErrNotFound, pkg)
+	return "", fmt.Errorf("%s: %w, nor in %s", name, exec.ErrNotFound, strings.Join(ToolDirs, ", "))
+}
+
+// FindTool is Find whose error also names the Debian package pkg that
+// provides the program and says how the initramfs gets it.
+func FindTool(name, pkg string) (string, error) {
+	p, err := Find(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: install Debian package %s (the initramfs carries it when the package is installed on the host that builds it: herd build boot)", err, pkg)
+	}
+	return p, nil
 }
 
 // BindSystem bind-mounts the running system's /dev, /proc and /sys onto
