@@ -3,8 +3,9 @@ package customize
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/herdproject/herd/internal/mountinfo"
 )
 
 // fstabField is one whitespace-separated field of an fstab line and
@@ -33,25 +34,6 @@ func fstabFields(l string) []fstabField {
 	return out
 }
 
-// unescapeFstab decodes fstab's octal escapes ("\040" is a space).
-func unescapeFstab(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // checkUUID accepts what can follow "UUID=" in fstab: a non-empty word.
 func checkUUID(u string) error {
 	if u == "" || strings.ContainsAny(u, " \t\r\n#\\") {
@@ -73,7 +55,7 @@ func rewriteFstab(content string, byUUID map[string]string) (out string, changed
 		if len(f) < 2 || body[f[0].start] == '#' {
 			continue
 		}
-		file := unescapeFstab(body[f[1].start:f[1].end])
+		file := mountinfo.Unescape(body[f[1].start:f[1].end])
 		key := ""
 		if _, ok := byUUID[file]; ok {
 			key = file

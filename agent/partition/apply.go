@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/herdproject/herd/agent/hostsys"
+	"github.com/herdproject/herd/internal/mountinfo"
 	"github.com/herdproject/herd/kickstart"
 	"github.com/herdproject/herd/ring/blockdev"
 	"golang.org/x/sys/unix"
@@ -211,14 +212,12 @@ func checkMounts(devs map[string]string) error {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		// ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
+		m, ok := mountinfo.Parse(sc.Text())
+		if !ok {
 			continue
 		}
-		if dev, ok := devs[fields[2]]; ok {
-			mnt := unescapeOctal(fields[4])
-			return fmt.Errorf("%w: %s is mounted on %s: unmount it first (umount %s)", ErrInUse, dev, mnt, mnt)
+		if dev, ok := devs[m.DevID]; ok {
+			return fmt.Errorf("%w: %s is mounted on %s: unmount it first (umount %s)", ErrInUse, dev, m.Point, m.Point)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -241,7 +240,7 @@ func checkSwaps(devs map[string]string) error {
 		if i == 0 || len(fields) == 0 {
 			continue // the header
 		}
-		name := unescapeOctal(fields[0])
+		name := mountinfo.Unescape(fields[0])
 		var st unix.Stat_t
 		if unix.Stat(name, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
 			continue // a swap file, or gone
@@ -251,26 +250,6 @@ func checkSwaps(devs map[string]string) error {
 		}
 	}
 	return nil
-}
-
-// unescapeOctal undoes the \040-style escapes of /proc/self/mountinfo and
-// /proc/swaps.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // settle has the kernel take the new table of t.Disk (sysfs name disk)

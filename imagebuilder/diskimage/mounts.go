@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/herdproject/herd/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,12 +18,12 @@ const maxStack = 64
 // MountedRW returns, for the block device dev, the read-write mounts of
 // the device itself, of its partitions and of the devices stacked on any
 // of them (LVM, dm-crypt, MD RAID: the "holders" in sysfs), as lines like
-// "/dev/sda2 on / (ext4)". mountinfo and sys are the files it reads:
+// "/dev/sda2 on / (ext4)". table and sys are the files it reads:
 // "" = /proc/self/mountinfo and /sys. A mount counts as read-write when
 // both its mount options and its superblock options say rw.
-func MountedRW(dev, mountinfo, sys string) ([]string, error) {
-	if mountinfo == "" {
-		mountinfo = "/proc/self/mountinfo"
+func MountedRW(dev, table, sys string) ([]string, error) {
+	if table == "" {
+		table = "/proc/self/mountinfo"
 	}
 	if sys == "" {
 		sys = "/sys"
@@ -39,17 +40,17 @@ func MountedRW(dev, mountinfo, sys string) ([]string, error) {
 	if real, err := filepath.EvalSymlinks(dev); err == nil {
 		aliases = append(aliases, real)
 	}
-	return mountedRW(id, aliases, mountinfo, sys)
+	return mountedRW(id, aliases, table, sys)
 }
 
 // mountedRW is MountedRW for the device numbered id ("8:0"), also known
 // by the paths in aliases.
-func mountedRW(id string, aliases []string, mountinfo, sys string) ([]string, error) {
+func mountedRW(id string, aliases []string, table, sys string) ([]string, error) {
 	devs, names := stackOf(sys, id)
 	for _, a := range aliases {
 		names[a] = true
 	}
-	f, err := os.Open(mountinfo)
+	f, err := os.Open(table)
 	if err != nil {
 		return nil, fmt.Errorf("read the mount table: %w", err)
 	}
@@ -58,16 +59,16 @@ func mountedRW(id string, aliases []string, mountinfo, sys string) ([]string, er
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		m, ok := parseMountInfo(sc.Text())
-		if !ok || !m.rw {
+		m, ok := mountinfo.Parse(sc.Text())
+		if !ok || !m.RW {
 			continue
 		}
-		if devs[m.devID] || names[m.source] {
-			out = append(out, fmt.Sprintf("%s on %s (%s)", m.source, m.point, m.fstype))
+		if devs[m.DevID] || names[m.Source] {
+			out = append(out, fmt.Sprintf("%s on %s (%s)", m.Source, m.Point, m.FSType))
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", mountinfo, err)
+		return nil, fmt.Errorf("read %s: %w", table, err)
 	}
 	return out, nil
 }
@@ -121,60 +122,3 @@ func readDevID(dir string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
-// mountEntry is the part of a mountinfo line the check needs.
-type mountEntry struct {
-	devID, point, fstype, source string
-	rw                           bool
-}
-
-// parseMountInfo reads one line of /proc/PID/mountinfo (proc(5)):
-// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
-func parseMountInfo(line string) (mountEntry, bool) {
-	f := strings.Fields(line)
-	sep := -1
-	for i := 6; i < len(f); i++ {
-		if f[i] == "-" {
-			sep = i
-			break
-		}
-	}
-	if len(f) < 6 || sep < 0 || sep+3 > len(f) {
-		return mountEntry{}, false
-	}
-	m := mountEntry{devID: f[2], point: unescapeOctal(f[4]), fstype: f[sep+1], source: unescapeOctal(f[sep+2])}
-	super := ""
-	if sep+3 < len(f) {
-		super = f[sep+3]
-	}
-	m.rw = hasOption(f[5], "rw") && (super == "" || hasOption(super, "rw"))
-	return m, true
-}
-
-func hasOption(opts, o string) bool {
-	for _, x := range strings.Split(opts, ",") {
-		if x == o {
-			return true
-		}
-	}
-	return false
-}
-
-// unescapeOctal decodes mountinfo's \040-style escapes.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }

@@ -9,37 +9,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestParseMountInfo(t *testing.T) {
-	tests := []struct {
-		line string
-		want mountEntry
-		ok   bool
-	}{
-		{"36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue",
-			mountEntry{devID: "98:0", point: "/mnt2", fstype: "ext3", source: "/dev/root", rw: true}, true},
-		{"22 1 8:2 / / rw,relatime shared:1 - ext4 /dev/sda2 rw",
-			mountEntry{devID: "8:2", point: "/", fstype: "ext4", source: "/dev/sda2", rw: true}, true},
-		{"23 1 8:1 / /boot ro,relatime - vfat /dev/sda1 rw,fmask=0022",
-			mountEntry{devID: "8:1", point: "/boot", fstype: "vfat", source: "/dev/sda1"}, true},
-		// Mount options rw but the superblock read-only: nothing writes.
-		{"24 1 8:3 / /data rw - ext4 /dev/sda3 ro,errors=remount-ro",
-			mountEntry{devID: "8:3", point: "/data", fstype: "ext4", source: "/dev/sda3"}, true},
-		{`25 1 8:4 / /mnt/my\040disk rw - ext4 /dev/sda4 rw`,
-			mountEntry{devID: "8:4", point: "/mnt/my disk", fstype: "ext4", source: "/dev/sda4", rw: true}, true},
-		{"26 1 0:5 / /dev rw,nosuid - devtmpfs udev rw,size=1k",
-			mountEntry{devID: "0:5", point: "/dev", fstype: "devtmpfs", source: "udev", rw: true}, true},
-		{"garbage", mountEntry{}, false},
-		{"1 2 3:4 / /x rw no separator here", mountEntry{}, false},
-		{"1 2 3:4 / /x rw -", mountEntry{}, false},
-	}
-	for _, tt := range tests {
-		got, ok := parseMountInfo(tt.line)
-		if ok != tt.ok || got != tt.want {
-			t.Errorf("parseMountInfo(%q) = %+v, %v; want %+v, %v", tt.line, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 // fakeSys builds a sysfs with sda (partitions sda1, sda2), sda2 held by
 // dm-0 (vg-root), and sdb alone.
 func fakeSys(t *testing.T) string {
