@@ -45,6 +45,7 @@ import (
 
 	"github.com/herdproject/herd/initramfs/kernel"
 	"github.com/herdproject/herd/initramfs/kmod"
+	"github.com/herdproject/herd/internal/iocount"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/u-root/gobusybox/src/pkg/golang"
@@ -401,7 +402,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 			return res, fmt.Errorf("initramfs: shared library %s was not added (mkuimage could not read it?)", l)
 		}
 	}
-	res.Size, res.RawSize, res.Files = out.size.n, out.raw.n, len(out.names)
+	res.Size, res.RawSize, res.Files = out.size.N, out.raw.N, len(out.names)
 	return res, nil
 }
 
@@ -484,23 +485,12 @@ func addTool(t Tool, links map[string]string) ([]string, error) {
 type archiveOut struct {
 	w         io.Writer
 	comp      Compression
-	size, raw countWriter
+	size, raw iocount.Writer
 	names     map[string]bool
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 func (o *archiveOut) OpenWriter() (mkinitramfs.Writer, error) {
-	o.size = countWriter{w: o.w}
+	o.size = iocount.Writer{W: o.w}
 	o.names = map[string]bool{}
 	var zw io.WriteCloser
 	switch o.comp {
@@ -519,7 +509,7 @@ func (o *archiveOut) OpenWriter() (mkinitramfs.Writer, error) {
 		}
 		zw = w
 	}
-	o.raw = countWriter{w: zw}
+	o.raw = iocount.Writer{W: zw}
 	return &recordWriter{rw: cpio.Newc.Writer(&o.raw), zw: zw, out: o}, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herdproject/herd/internal/iocount"
 	"github.com/herdproject/herd/ring/blockdev"
 	"github.com/herdproject/herd/ring/stream"
 	"github.com/klauspost/compress/zstd"
@@ -130,7 +130,7 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	cw := &countWriter{w: tmp}
+	cw := &iocount.Writer{W: tmp}
 	level := opts.Level
 	if level == 0 {
 		level = zstd.SpeedDefault
@@ -182,7 +182,7 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 	syncDir(dir)
 
 	r, _ := sc.Close()
-	res.DataSize, res.SHA256, res.CompressedSize = sc.data, hex.EncodeToString(r.SHA256), cw.n
+	res.DataSize, res.SHA256, res.CompressedSize = sc.data, hex.EncodeToString(r.SHA256), cw.N
 	if t, err := sc.table(); err != nil {
 		res.NoTable = strings.TrimPrefix(err.Error(), ErrNoMBR.Error()+": ")
 	} else {
@@ -237,17 +237,6 @@ func (c *captureSink) Zero(n int64) error {
 		n -= k
 	}
 	return nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // syncDir makes a rename durable; errors are ignored (some file systems

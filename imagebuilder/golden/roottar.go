@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
+	"github.com/herdproject/herd/internal/iocount"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -260,7 +261,7 @@ type tarStats struct {
 // entry root's with mtime as its modification time (see the comment at
 // the top of this file).
 func writeTar(w io.Writer, dir string, mtime time.Time) (tarStats, error) {
-	cw := &countingWriter{w: w}
+	cw := &iocount.Writer{W: w}
 	zw, err := zstd.NewWriter(cw)
 	if err != nil {
 		return tarStats{}, err
@@ -333,7 +334,7 @@ func writeTar(w io.Writer, dir string, mtime time.Time) (tarStats, error) {
 	if err := zw.Close(); err != nil {
 		return st, err
 	}
-	st.Size = cw.n
+	st.Size = cw.N
 	return st, nil
 }
 
@@ -351,17 +352,6 @@ func tarMode(m fs.FileMode) int64 {
 		mode |= 0o1000
 	}
 	return mode
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // writeRootTarFile writes the tarball of dir under a temporary name in
