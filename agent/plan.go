@@ -457,12 +457,12 @@ func (ps *planState) writeFstab() (string, error) {
 		case f.part.FSType == "swap":
 			m, opts, pass = "none", "sw", 0
 		case m == "/":
-			opts, pass = "errors=remount-ro", 1
+			pass = 1
+			if strings.HasPrefix(f.part.FSType, "ext") { // xfs has no errors=
+				opts = "errors=remount-ro"
+			}
 		case f.part.FSType == "vfat":
 			opts = "umask=0077"
-		}
-		if f.part.FSType == "xfs" || f.part.FSType == "ext4" && m != "/" {
-			opts = "defaults"
 		}
 		fmt.Fprintf(&b, "UUID=%s\t%s\t%s\t%s\t0\t%d\n", f.uuid, m, f.part.FSType, opts, pass)
 	}

@@ -45,14 +45,15 @@ func goldenExt4(t *testing.T, dir string) string {
 	return golden
 }
 
-// loopDevice attaches a fresh file of size bytes to a loop device.
-func loopDevice(t *testing.T, path string, size int64) string {
+// loopDevice attaches a fresh file of size bytes to a loop device, with
+// more losetup flags ("-P": scan partitions, as a node's blank disk).
+func loopDevice(t *testing.T, path string, size int64, flags ...string) string {
 	t.Helper()
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	os.Truncate(path, size)
-	out, err := exec.Command("losetup", "-f", "--show", path).Output()
+	out, err := exec.Command("losetup", append(append([]string{"-f", "--show"}, flags...), path)...).Output()
 	if err != nil {
 		t.Skipf("no loop device: %v", err)
 	}

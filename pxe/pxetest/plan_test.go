@@ -14,23 +14,6 @@ import (
 	"time"
 )
 
-// partLoop attaches a fresh zero file of size bytes to a loop device that
-// scans partitions (losetup -P), as a node's blank disk.
-func partLoop(t *testing.T, path string, size int64) string {
-	t.Helper()
-	if err := os.WriteFile(path, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Truncate(path, size)
-	out, err := exec.Command("losetup", "-f", "--show", "-P", path).Output()
-	if err != nil {
-		t.Skipf("no loop device: %v", err)
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
-	return loop
-}
-
 // withLibs copies an executable and the shared libraries ldd names into
 // tree, at the same paths.
 func withLibs(t *testing.T, tree, exe string) {
@@ -150,7 +133,7 @@ func TestAgentPlanInstall(t *testing.T) {
 	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
 	dir := t.TempDir()
 	tarball := rootTarball(t, dir)
-	loop := partLoop(t, filepath.Join(dir, "disk.raw"), 400<<20)
+	loop := loopDevice(t, filepath.Join(dir, "disk.raw"), 400<<20, "-P")
 	plan := filepath.Join(dir, "compute.ks")
 	os.WriteFile(plan, []byte(fmt.Sprintf(`# a compute node on a blank disk
 ignoredisk --only-use=%s
@@ -320,7 +303,7 @@ func TestAgentPlanRefusals(t *testing.T) {
 			run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
 			dir := t.TempDir()
 			raw := filepath.Join(dir, "disk.raw")
-			loop := partLoop(t, raw, 64<<20)
+			loop := loopDevice(t, raw, 64<<20, "-P")
 			if tc.table {
 				cmd := exec.Command("sfdisk", "-q", loop)
 				cmd.Stdin = strings.NewReader("label: dos\nstart=2048, size=8192, type=83\n")
