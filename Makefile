@@ -13,7 +13,7 @@ FUZZTIME ?= 5s
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
 	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox
 
-.PHONY: all build deps test unit fuzz ring-test net-test boot-test qemu-test lint bench demo clean
+.PHONY: all build deps test unit fuzz ring-test net-test boot-test qemu-test lint bench bench-quick bench-go demo clean
 
 all: build
 
@@ -56,7 +56,18 @@ qemu-test:
 
 test: deps lint unit fuzz ring-test net-test boot-test qemu-test
 
-bench: build
+# The ring against a star on a lab network of namespaces (root): writes
+# docs/bench/ (CSV, markdown, SVG). About 45 minutes; BENCH_ARGS=--quick
+# is a smoke test of a few minutes, --only REGEXP picks suites.
+BENCH_ARGS ?=
+bench: deps build
+	$(BIN)/herd-bench $(BENCH_ARGS)
+
+bench-quick: deps build
+	$(BIN)/herd-bench --quick --reps 1 --out $${TMPDIR:-/tmp}/herd-bench-quick
+
+# Go micro-benchmarks: the ring on loopback, the bypass of a dead node.
+bench-go: build
 	$(GO) test -count=1 -tags ringtest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/ringtest/
 	$(GO) test -count=1 -tags nettest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/faulttest/
 

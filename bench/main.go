@@ -1,0 +1,227 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Main is herd-bench's command line; it returns the exit status: 0 every
+// run ran and every node verified, 1 a run failed or a node did not
+// verify, 2 bad usage or a lab that could not be built.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("herd-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	quick := fs.Bool("quick", false, "a smoke test of a few minutes: small images, N = 1 and 4")
+	reps := fs.Int("reps", 3, "repetitions of each ring run and unlimited star run (medians are reported)")
+	starReps := fs.Int("star-reps", 1, "repetitions of each star run on shaped links (link-bound, so repeatable)")
+	only := fs.String("only", "", "run only the suites matching `REGEXP` (ring-400M, star-100M, sparse-unlimited, ...)")
+	out := fs.String("out", "docs/bench", "write results.csv, runs.csv, README.md and time-vs-n.svg to `DIR`")
+	herd := fs.String("herd", "", "herd `BINARY` (default: herd next to herd-bench)")
+	list := fs.Bool("list", false, "list the suites and exit")
+	keep := fs.Bool("keep", false, "keep the work directory (logs) afterwards")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: herd-bench [OPTIONS]\n\nMeasure herd's ring against a star of HTTP clients on a lab network of\nnamespaces (root), and write the figures to --out.\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "herd-bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *reps < 1 || *starReps < 1 {
+		fmt.Fprintln(stderr, "herd-bench: --reps and --star-reps must be at least 1")
+		return 2
+	}
+	var re *regexp.Regexp
+	if *only != "" {
+		var err error
+		if re, err = regexp.Compile(*only); err != nil {
+			fmt.Fprintf(stderr, "herd-bench: --only: %v\n", err)
+			return 2
+		}
+	}
+	plan := DefaultPlan(*quick, *reps, *starReps).Filter(re)
+	if *list || len(plan.Suites) == 0 {
+		for _, s := range DefaultPlan(*quick, *reps, *starReps).Suites {
+			fmt.Fprintf(stdout, "%-18s %s %-9s image %-7s N=%v reps %d\n", s.Name, s.Mode, RateName(s.Rate), s.Image, s.Ns, s.Reps)
+		}
+		if len(plan.Suites) == 0 {
+			fmt.Fprintf(stderr, "herd-bench: --only %q matches no suite\n", *only)
+			return 2
+		}
+		return 0
+	}
+	b := &bencher{stdout: stdout, stderr: stderr, plan: plan, out: *out, keep: *keep}
+	if err := b.setup(ctx, *herd); err != nil {
+		fmt.Fprintf(stderr, "herd-bench: %v\n", err)
+		b.teardown()
+		return 2
+	}
+	code := b.run(ctx)
+	b.teardown()
+	return code
+}
+
+type bencher struct {
+	stdout, stderr io.Writer
+	plan           Plan
+	out            string
+	keep           bool
+
+	work    string
+	mounted bool
+	lab     *Lab
+	cg      *Cgroup
+	runner  *Runner
+	images  map[string]*Image
+}
+
+// setup checks the tools, makes the work tmpfs, the images, the lab and
+// the cgroups.
+func (b *bencher) setup(ctx context.Context, herd string) error {
+	if err := Available(); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if herd == "" {
+		herd = filepath.Join(filepath.Dir(self), "herd")
+	}
+	if _, err := os.Stat(herd); err != nil {
+		return fmt.Errorf("herd binary: %w (build it with 'make build', or give --herd)", err)
+	}
+	if err := os.MkdirAll(b.out, 0o755); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	b.work, err = os.MkdirTemp("", "herd-bench-")
+	if err != nil {
+		return err
+	}
+	// Images and the star's web root share one tmpfs: the sender reads
+	// from memory, as from a warm page cache, and hard links work.
+	if err := unix.Mount("tmpfs", b.work, "tmpfs", 0, "mode=0755,size=16g"); err != nil {
+		return fmt.Errorf("mount the work tmpfs on %s: %w", b.work, err)
+	}
+	b.mounted = true
+	mnt := filepath.Join(b.work, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		return err
+	}
+	b.images = map[string]*Image{}
+	keys := make([]string, 0, len(b.plan.Images))
+	for k := range b.plan.Images {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		spec := b.plan.Images[k]
+		t := time.Now()
+		im, err := spec.Make(b.work, uint64(i+1))
+		if err != nil {
+			return err
+		}
+		b.images[k] = im
+		fmt.Fprintf(b.stderr, "image %s: %s, %s of data, %s on the wire (%.1fs)\n", k, im.Name, MiB(im.Data), MiB(im.Wire), time.Since(t).Seconds())
+	}
+	prefix := fmt.Sprintf("hb%d", os.Getpid())
+	if b.lab, err = NewLab(ctx, prefix, b.plan.MaxN()+1); err != nil {
+		return err
+	}
+	if b.cg, err = NewCgroupRoot("herd-bench-" + fmt.Sprint(os.Getpid())); err != nil {
+		return err
+	}
+	b.runner = &Runner{Lab: b.lab, Herd: herd, Self: self, Work: b.work, Mnt: mnt, CG: b.cg,
+		Logf: func(f string, a ...any) { fmt.Fprintf(b.stderr, f+"\n", a...) }}
+	return nil
+}
+
+// teardown removes the lab, the cgroups and the work directory.
+func (b *bencher) teardown() {
+	if b.lab != nil {
+		b.lab.Close()
+	}
+	if b.cg != nil {
+		if err := b.cg.Remove(); err != nil {
+			fmt.Fprintf(b.stderr, "herd-bench: %v\n", err)
+		}
+	}
+	if b.work == "" {
+		return
+	}
+	if b.keep {
+		if b.mounted {
+			fmt.Fprintf(b.stderr, "herd-bench: work directory kept: %s (a tmpfs: umount it when done)\n", b.work)
+		}
+		return
+	}
+	if b.mounted {
+		if err := unix.Unmount(b.work, 0); err != nil {
+			fmt.Fprintf(b.stderr, "herd-bench: unmount %s: %v\n", b.work, err)
+			return
+		}
+	}
+	_ = os.RemoveAll(b.work)
+}
+
+// run carries out every run of the plan, writing runs.csv as it goes,
+// then the summary.
+func (b *bencher) run(ctx context.Context) int {
+	var results []*Result
+	failed := 0
+	var specs []Spec
+	for _, s := range b.plan.Suites {
+		for rep := 1; rep <= s.Reps; rep++ {
+			for _, n := range s.Ns {
+				specs = append(specs, Spec{Suite: s.Name, Mode: s.Mode, N: n, Rate: s.Rate, Image: b.images[s.Image], Rep: rep})
+			}
+		}
+	}
+	start := time.Now()
+	for i, s := range specs {
+		if ctx.Err() != nil {
+			fmt.Fprintln(b.stderr, "herd-bench: interrupted")
+			return 1
+		}
+		r, err := b.runner.Run(ctx, s)
+		if err != nil {
+			fmt.Fprintf(b.stderr, "herd-bench: %v: %v\n", s, err)
+			return 1
+		}
+		results = append(results, r)
+		fmt.Fprintf(b.stderr, "[%d/%d %s] %s\n", i+1, len(specs), time.Since(start).Round(time.Second), r.Line())
+		if !r.Verified() {
+			failed++
+		}
+		if err := WriteRuns(filepath.Join(b.out, "runs.csv"), results); err != nil {
+			fmt.Fprintf(b.stderr, "herd-bench: %v\n", err)
+			return 1
+		}
+	}
+	rows := Summarize(results)
+	if err := WriteReport(b.out, rows, results, Machine(), b.plan); err != nil {
+		fmt.Fprintf(b.stderr, "herd-bench: %v\n", err)
+		return 1
+	}
+	for _, g := range Goals(rows) {
+		fmt.Fprintln(b.stdout, g)
+	}
+	fmt.Fprintf(b.stdout, "%d runs in %s; results in %s\n", len(results), time.Since(start).Round(time.Second), b.out)
+	if failed > 0 {
+		fmt.Fprintf(b.stdout, "%d run(s) had a node that did not verify\n", failed)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Suite is a set of runs that belong on one line of the plot or table:
+// one mode, rate and image over a range of N.
+type Suite struct {
+	// Name is "ring-400M", "star-unlimited", "sparse-400M", ...
+	Name  string
+	Mode  string
+	Rate  int64
+	Image string // key into the images (see ImageSet)
+	Ns    []int
+	Reps  int
+}
+
+// ImageSpec says how to make one of the benchmark's images.
+type ImageSpec struct {
+	Kind     string
+	Size     int64
+	Fraction float64 // sparse only
+}
+
+// Make creates the image under dir.
+func (s ImageSpec) Make(dir string, seed uint64) (*Image, error) {
+	switch s.Kind {
+	case "random":
+		return MakeRandom(dir, s.Size, seed)
+	case "sparse":
+		return MakeSparse(dir, s.Size, s.Fraction, seed)
+	case "zstd":
+		return MakeZstd(dir, s.Size, seed)
+	}
+	return nil, fmt.Errorf("unknown image kind %q", s.Kind)
+}
+
+// Mbit is one megabit per second.
+const Mbit = 1_000_000
+
+// Plan is a benchmark: its images and suites.
+type Plan struct {
+	Images map[string]ImageSpec
+	Suites []Suite
+}
+
+// DefaultPlan is the full benchmark (reps repetitions of every ring run
+// and unlimited star run; a star on shaped links is link-bound and
+// repeatable, so it runs starReps times), or with quick a smoke test of
+// a few minutes.
+func DefaultPlan(quick bool, reps, starReps int) Plan {
+	if quick {
+		return Plan{
+			Images: map[string]ImageSpec{
+				"random": {Kind: "random", Size: 128 << 20},
+				"dense":  {Kind: "random", Size: 1 << 30},
+				"sparse": {Kind: "sparse", Size: 1 << 30, Fraction: 0.10},
+				"zstd":   {Kind: "zstd", Size: 256 << 20},
+			},
+			Suites: []Suite{
+				{Name: "ring-400M", Mode: "ring", Rate: 400 * Mbit, Image: "random", Ns: []int{1, 4}, Reps: reps},
+				{Name: "star-400M", Mode: "star", Rate: 400 * Mbit, Image: "random", Ns: []int{1, 4}, Reps: starReps},
+				{Name: "ring-unlimited", Mode: "ring", Image: "random", Ns: []int{1, 4}, Reps: reps},
+				{Name: "star-unlimited", Mode: "star", Image: "random", Ns: []int{1, 4}, Reps: reps},
+				{Name: "dense-unlimited", Mode: "ring", Image: "dense", Ns: []int{1}, Reps: reps},
+				{Name: "sparse-unlimited", Mode: "ring", Image: "sparse", Ns: []int{1}, Reps: reps},
+				{Name: "zstd-400M", Mode: "ring", Rate: 400 * Mbit, Image: "zstd", Ns: []int{1, 4}, Reps: reps},
+			},
+		}
+	}
+	ns := []int{1, 2, 4, 8, 12, 16}
+	return Plan{
+		Images: map[string]ImageSpec{
+			"random":  {Kind: "random", Size: 256 << 20},
+			"random5": {Kind: "random", Size: 512 << 20},
+			"dense":   {Kind: "random", Size: 4 << 30},
+			"sparse":  {Kind: "sparse", Size: 4 << 30, Fraction: 0.10},
+			"zstd":    {Kind: "zstd", Size: 1 << 30},
+		},
+		Suites: []Suite{
+			{Name: "ring-400M", Mode: "ring", Rate: 400 * Mbit, Image: "random", Ns: ns, Reps: reps},
+			{Name: "star-400M", Mode: "star", Rate: 400 * Mbit, Image: "random", Ns: ns, Reps: starReps},
+			{Name: "ring-100M", Mode: "ring", Rate: 100 * Mbit, Image: "random", Ns: append(ns[:len(ns):len(ns)], 32), Reps: reps},
+			{Name: "star-100M", Mode: "star", Rate: 100 * Mbit, Image: "random", Ns: ns, Reps: starReps},
+			{Name: "ring-unlimited", Mode: "ring", Image: "random5", Ns: ns, Reps: reps},
+			{Name: "star-unlimited", Mode: "star", Image: "random5", Ns: ns, Reps: reps},
+			{Name: "dense-400M", Mode: "ring", Rate: 400 * Mbit, Image: "dense", Ns: []int{1}, Reps: reps},
+			{Name: "sparse-400M", Mode: "ring", Rate: 400 * Mbit, Image: "sparse", Ns: []int{1, 8}, Reps: reps},
+			{Name: "dense-unlimited", Mode: "ring", Image: "dense", Ns: []int{1}, Reps: reps},
+			{Name: "sparse-unlimited", Mode: "ring", Image: "sparse", Ns: []int{1}, Reps: reps},
+			{Name: "zstd-400M", Mode: "ring", Rate: 400 * Mbit, Image: "zstd", Ns: []int{1, 4, 8}, Reps: reps},
+			{Name: "zstd-unlimited", Mode: "ring", Image: "zstd", Ns: []int{1, 4}, Reps: reps},
+		},
+	}
+}
+
+// Filter keeps the suites whose names match re, and the images they use.
+func (p Plan) Filter(re *regexp.Regexp) Plan {
+	out := Plan{Images: map[string]ImageSpec{}}
+	for _, s := range p.Suites {
+		if re == nil || re.MatchString(s.Name) {
+			out.Suites = append(out.Suites, s)
+			out.Images[s.Image] = p.Images[s.Image]
+		}
+	}
+	return out
+}
+
+// MaxN is the largest N of the plan.
+func (p Plan) MaxN() int {
+	m := 1
+	for _, s := range p.Suites {
+		for _, n := range s.Ns {
+			m = max(m, n)
+		}
+	}
+	return m
+}
