@@ -42,7 +42,7 @@ ring-test: build
 # Boot-service and ring fault tests in network namespaces the tests create
 # (root).
 net-test:
-	$(GO) test -count=1 -tags nettest -timeout 10m ./pxe/pxetest/ ./ring/faulttest/
+	$(GO) test -count=1 -tags nettest -timeout 10m ./pxe/pxetest/ ./ring/faulttest/ ./bench/
 
 # The initramfs boots in QEMU (TCG): u-root's init, the herd agent,
 # virtio_net loaded from the initramfs's modules.
