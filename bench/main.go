@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +30,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	herd := fs.String("herd", "", "herd `BINARY` (default: herd next to herd-bench)")
 	list := fs.Bool("list", false, "list the suites and exit")
 	keep := fs.Bool("keep", false, "keep the work directory (logs) afterwards")
+	sendArgs := fs.String("send-args", "", "extra herd send `OPTIONS` for every ring run (a lever: \"-b 256K --chunks 16\")")
+	nList := fs.String("n", "", "run these `N,N,...` instead of each suite's")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herd-bench [OPTIONS]\n\nMeasure herd's ring against a star of HTTP clients on a lab network of\nnamespaces (root), and write the figures to --out.\n\nOptions:\n")
 		fs.PrintDefaults()
@@ -52,6 +56,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	plan := DefaultPlan(*quick, *reps, *starReps).Filter(re)
+	if *nList != "" {
+		var ns []int
+		for _, f := range strings.Split(*nList, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 100 {
+				fmt.Fprintf(stderr, "herd-bench: -n: %q is not a node count from 1 to 100\n", f)
+				return 2
+			}
+			ns = append(ns, n)
+		}
+		for i := range plan.Suites {
+			plan.Suites[i].Ns = ns
+		}
+	}
 	if *list || len(plan.Suites) == 0 {
 		for _, s := range DefaultPlan(*quick, *reps, *starReps).Suites {
 			fmt.Fprintf(stdout, "%-18s %s %-9s image %-7s N=%v reps %d\n", s.Name, s.Mode, RateName(s.Rate), s.Image, s.Ns, s.Reps)
@@ -62,7 +80,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	b := &bencher{stdout: stdout, stderr: stderr, plan: plan, out: *out, keep: *keep}
+	b := &bencher{stdout: stdout, stderr: stderr, plan: plan, out: *out, keep: *keep, sendArgs: strings.Fields(*sendArgs), args: args}
 	if err := b.setup(ctx, *herd); err != nil {
 		fmt.Fprintf(stderr, "herd-bench: %v\n", err)
 		b.teardown()
@@ -78,6 +96,8 @@ type bencher struct {
 	plan           Plan
 	out            string
 	keep           bool
+	sendArgs       []string
+	args           []string // the command line, for the report
 
 	work    string
 	mounted bool
@@ -185,20 +205,23 @@ func (b *bencher) run(ctx context.Context) int {
 	for _, s := range b.plan.Suites {
 		for rep := 1; rep <= s.Reps; rep++ {
 			for _, n := range s.Ns {
-				specs = append(specs, Spec{Suite: s.Name, Mode: s.Mode, N: n, Rate: s.Rate, Image: b.images[s.Image], Rep: rep})
+				specs = append(specs, Spec{Suite: s.Name, Mode: s.Mode, N: n, Rate: s.Rate, Image: b.images[s.Image], Rep: rep, SendArgs: b.sendArgs})
 			}
 		}
 	}
 	start := time.Now()
+	code := 0
 	for i, s := range specs {
 		if ctx.Err() != nil {
-			fmt.Fprintln(b.stderr, "herd-bench: interrupted")
-			return 1
+			fmt.Fprintf(b.stderr, "herd-bench: interrupted after %d of %d runs; the report covers those\n", len(results), len(specs))
+			code = 1
+			break
 		}
 		r, err := b.runner.Run(ctx, s)
 		if err != nil {
 			fmt.Fprintf(b.stderr, "herd-bench: %v: %v\n", s, err)
-			return 1
+			code = 1
+			break
 		}
 		results = append(results, r)
 		fmt.Fprintf(b.stderr, "[%d/%d %s] %s\n", i+1, len(specs), time.Since(start).Round(time.Second), r.Line())
@@ -210,8 +233,12 @@ func (b *bencher) run(ctx context.Context) int {
 			return 1
 		}
 	}
+	if len(results) == 0 {
+		return 1
+	}
 	rows := Summarize(results)
-	if err := WriteReport(b.out, rows, results, Machine(), b.plan); err != nil {
+	machine := append(Machine(), "command: herd-bench "+strings.Join(b.args, " "))
+	if err := WriteReport(b.out, rows, results, machine, b.plan); err != nil {
 		fmt.Fprintf(b.stderr, "herd-bench: %v\n", err)
 		return 1
 	}
@@ -223,5 +250,5 @@ func (b *bencher) run(ctx context.Context) int {
 		fmt.Fprintf(b.stdout, "%d run(s) had a node that did not verify\n", failed)
 		return 1
 	}
-	return 0
+	return code
 }
