@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -453,12 +452,16 @@ func bypassTimeout(c *wire.Connect) time.Duration {
 // transfer runs the pipeline until the End frame or a failure, and returns
 // the node's verdict.
 func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first dataConn, children []net.Conn, s *wire.Setup, c *wire.Connect, timeout time.Duration) wire.Verdict {
-	pool := stream.NewPool(n.cfg.PoolChunks, s.ChunkSize)
-	depth := pool.Cap()
+	depth := n.cfg.PoolChunks
 	bt := bypassTimeout(c)
 	var stages []stream.Stage
 	var fwds []*stream.Forwarder
 	win, rescuer := n.rescuer(ctx, ctl, s, c, len(children))
+	chunks := depth
+	if win != nil {
+		chunks += bypass.ChunkWindow(n.cfg.Window, s.ChunkSize) // the chunks it keeps
+	}
+	pool := stream.NewPool(chunks, s.ChunkSize)
 	kids := plan.Children(len(c.Ring), c.Fanout, c.Me)
 	for i, conn := range children {
 		f := stream.NewForwarder(fmt.Sprintf("child %d (%s)", i+1, conn.RemoteAddr()), conn, depth, bt)
@@ -605,14 +608,7 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 			h, c, next, err = readFrame(ctx, conn, br, &hb, &mb, pos, pool, s, mac, timeout)
 			if err == nil {
 				if win != nil {
-					f := bypass.Frame{H: h}
-					if h.Type == wire.TData {
-						f.Payload = append([]byte(nil), c.Payload(0)...)
-					}
-					if mac != nil {
-						f.MAC = append([]byte(nil), mb[:]...)
-					}
-					if err := win.Add(ctx, f); err != nil {
+					if err := win.AddChunk(ctx, c); err != nil {
 						stream.Dispatch(c, nil)
 						return err
 					}
@@ -661,7 +657,7 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 
 // readFrame reads the next frame into a chunk of the pool and checks its
 // place (and MAC, into mb). Failures of the connection are lost errors.
-func readFrame(ctx context.Context, conn dataConn, br *bufio.Reader, hb *[wire.HeaderSize]byte, mb *[wire.MACSize]byte, pos streamPos, pool *stream.Pool, s *wire.Setup, mac *wire.FrameMAC, timeout time.Duration) (wire.Header, *stream.Chunk, streamPos, error) {
+func readFrame(ctx context.Context, conn dataConn, br *frameReader, hb *[wire.HeaderSize]byte, mb *[wire.MACSize]byte, pos streamPos, pool *stream.Pool, s *wire.Setup, mac *wire.FrameMAC, timeout time.Duration) (wire.Header, *stream.Chunk, streamPos, error) {
 	from := conn.RemoteAddr()
 	connErr := func(what string, err error) error {
 		var ne net.Error
@@ -680,9 +676,15 @@ func readFrame(ctx context.Context, conn dataConn, br *bufio.Reader, hb *[wire.H
 	if timeout > 0 {
 		_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	}
+	br.expect(wire.HeaderSize)
 	h, err := wire.ReadHeader(br, hb)
 	if err != nil {
 		return h, nil, pos, connErr("read", err)
+	}
+	if h.Flags&wire.FlagMAC != 0 {
+		br.expect(h.PayloadLen() + wire.MACSize)
+	} else {
+		br.expect(h.PayloadLen())
 	}
 	next, err := pos.advance(h, len(s.Files), pool.ChunkSize())
 	if err != nil {

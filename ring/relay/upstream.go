@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -183,7 +182,7 @@ func (p streamPos) advance(h wire.Header, nfiles int, chunkSize int) (streamPos,
 
 // switchTo makes c the upstream: a resuming node is told where this node
 // is. It returns the reader for c.
-func switchTo(c dataConn, at wire.Position) (*bufio.Reader, error) {
+func switchTo(c dataConn, at wire.Position) (*frameReader, error) {
 	if c.resume {
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if err := wire.WriteMsg(c, wire.TPosition, at); err != nil {
@@ -192,5 +191,5 @@ func switchTo(c dataConn, at wire.Position) (*bufio.Reader, error) {
 		}
 		_ = c.SetWriteDeadline(time.Time{})
 	}
-	return bufio.NewReaderSize(c, 256<<10), nil
+	return newFrameReader(c), nil
 }

@@ -552,8 +552,9 @@ func short(h string) string {
 // stream reads every input once and sends it through the ring, hashing as
 // it goes (and decoding cooked files to know their decoded digest).
 func (s *session) stream(ctx context.Context, conns []net.Conn, firsts []int) error {
-	pool := stream.NewPool(s.cfg.PoolChunks, s.cfg.ChunkSize)
-	depth := pool.Cap()
+	depth := s.cfg.PoolChunks
+	// The window keeps chunks of the pool besides those in the stages.
+	pool := stream.NewPool(depth+bypass.ChunkWindow(s.cfg.Window, s.cfg.ChunkSize), s.cfg.ChunkSize)
 	var stages []stream.Stage
 	var fwds []*stream.Forwarder
 	for j, c := range conns {
@@ -565,8 +566,13 @@ func (s *session) stream(ctx context.Context, conns []net.Conn, firsts []int) er
 	}
 	hs := stream.NewHasher(depth)
 	stages = append(stages, hs)
-	dg := newDigester(s.kinds, depth)
-	stages = append(stages, dg)
+	// Only cooked files need decoding to know their digest: without them
+	// the digester would only pass the chunks on.
+	var dg *digester
+	if slices.ContainsFunc(s.kinds, func(k *cook.Kind) bool { return k != nil }) {
+		dg = newDigester(s.kinds, depth)
+		stages = append(stages, dg)
+	}
 
 	err := s.produce(ctx, pool, stages)
 	s.win.Close()
@@ -574,7 +580,10 @@ func (s *session) stream(ctx context.Context, conns []net.Conn, firsts []int) er
 		_ = f.Close() // a first node that failed is bypassed
 	}
 	hs.Close()
-	dsums := dg.close()
+	var dsums map[int]string
+	if dg != nil {
+		dsums = dg.close()
+	}
 	if err != nil {
 		return err
 	}
@@ -598,7 +607,7 @@ func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []strea
 	send := func(c *stream.Chunk) {
 		c.Seal(mac)
 		if werr == nil {
-			werr = s.win.Add(ctx, bypass.FromChunk(c)...)
+			werr = s.win.AddChunk(ctx, c)
 		}
 		s.mu.Lock()
 		s.rep.Sent += c.Bytes()

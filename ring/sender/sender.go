@@ -33,7 +33,7 @@ type Config struct {
 	// DataPort, ControlPort, ReportPort of the nodes; 0 = 9998, 9997, 9996.
 	DataPort, ControlPort, ReportPort int
 	// ChunkSize is the size of one read and of the largest data frame in
-	// bytes (dolly's -b); 0 = 1 MiB.
+	// bytes (dolly's -b); 0 = DefaultChunkSize for the plan's hosts.
 	ChunkSize int
 	// PoolChunks is the number of chunks in flight; 0 = 8.
 	PoolChunks int
@@ -88,6 +88,18 @@ type Config struct {
 	Resolver *net.Resolver
 }
 
+// DefaultChunkSize is the block size for a ring of n nodes: 1 MiB, or
+// 256 KiB beyond 16 nodes. A node forwards a frame once it has all of it,
+// so every hop delays the stream by one block's time on the wire (1 MiB:
+// 22 ms at 400 Mbit/s, 88 ms at 100 Mbit/s); past 16 hops that delay
+// outweighs what larger blocks save in CPU (fewer wake-ups per GiB).
+func DefaultChunkSize(n int) int {
+	if n > 16 {
+		return 256 << 10
+	}
+	return 1 << 20
+}
+
 func (c *Config) setDefaults() {
 	if c.DataPort == 0 {
 		c.DataPort = relay.DefaultDataPort
@@ -99,7 +111,7 @@ func (c *Config) setDefaults() {
 		c.ReportPort = relay.DefaultReportPort
 	}
 	if c.ChunkSize == 0 {
-		c.ChunkSize = 1 << 20
+		c.ChunkSize = DefaultChunkSize(len(c.Plan.Hosts))
 	}
 	if c.PoolChunks == 0 {
 		c.PoolChunks = 8

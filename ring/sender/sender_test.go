@@ -148,3 +148,11 @@ func TestSetupRefusal(t *testing.T) {
 		t.Error("output of the reachable node differs")
 	}
 }
+
+func TestDefaultChunkSize(t *testing.T) {
+	for _, c := range []struct{ n, want int }{{0, 1 << 20}, {1, 1 << 20}, {16, 1 << 20}, {17, 256 << 10}, {500, 256 << 10}} {
+		if got := sender.DefaultChunkSize(c.n); got != c.want {
+			t.Errorf("DefaultChunkSize(%d) = %d, want %d", c.n, got, c.want)
+		}
+	}
+}

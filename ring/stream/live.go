@@ -67,6 +67,25 @@ func (l *LiveConn) Write(p []byte) (int, error) {
 	}
 }
 
+// WriteBuffers writes b in as few system calls as the connection allows
+// (writev on a TCP connection), waiting as Write does. It consumes b.
+func (l *LiveConn) WriteBuffers(b *net.Buffers) (int64, error) {
+	l.writing.Add(1)
+	defer l.writing.Add(-1)
+	var total int64
+	for {
+		_ = l.Conn.SetWriteDeadline(time.Now().Add(l.timeout))
+		n, err := b.WriteTo(l.Conn)
+		total += n
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return total, err
+		}
+		if since := time.Since(time.Unix(0, l.heard.Load())); since >= l.timeout {
+			return total, err
+		}
+	}
+}
+
 // Finish ends a stream that was written whole: it half-closes the
 // connection and waits until the peer closes its side, which a node does
 // once it read the End frame, as long as the peer goes on sending

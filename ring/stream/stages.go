@@ -66,8 +66,7 @@ func (f *Forwarder) run() {
 					bufs = append(bufs, m)
 				}
 			}
-			b := bufs // WriteTo consumes its receiver
-			if n, err := b.WriteTo(f.conn); err != nil {
+			if n, err := f.write(bufs); err != nil {
 				f.fail(fmt.Errorf("send to %s: %w", f.Name, err))
 			} else {
 				f.sent.Add(n)
@@ -78,6 +77,14 @@ func (f *Forwarder) run() {
 		}
 		c.Release()
 	}
+}
+
+// write sends b: in one writev when the connection allows.
+func (f *Forwarder) write(b net.Buffers) (int64, error) {
+	if lc, ok := f.conn.(*LiveConn); ok {
+		return lc.WriteBuffers(&b)
+	}
+	return b.WriteTo(f.conn)
 }
 
 func (f *Forwarder) fail(err error) {

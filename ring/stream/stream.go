@@ -139,14 +139,20 @@ type Stage interface {
 	In() chan<- *Chunk
 }
 
-// Dispatch hands c to every stage; each must release it.
+// Hold takes a reference to c beside the stages' (a window that keeps its
+// frames): c goes back to its pool once that is released too. Call it
+// before Dispatch.
+func (c *Chunk) Hold() { c.refs.Add(1) }
+
+// Dispatch hands c to every stage; each must release it. Without stages,
+// c goes back to its pool (unless held).
 func Dispatch(c *Chunk, stages []Stage) {
 	if len(stages) == 0 {
-		c.refs.Store(1)
+		c.refs.Add(1)
 		c.Release()
 		return
 	}
-	c.refs.Store(int32(len(stages)))
+	c.refs.Add(int32(len(stages)))
 	for _, s := range stages {
 		s.In() <- c
 	}
