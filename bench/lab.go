@@ -149,6 +149,24 @@ func (l *Lab) SetRate(ctx context.Context, bps int64) error {
 	return nil
 }
 
+// SetGRO turns generic receive offload on or off on both ends of every
+// port, as a NIC does it: small packets are merged before the stack sees
+// them (veth needs ethtool and a kernel of 5.13 or later for this).
+func (l *Lab) SetGRO(ctx context.Context, on bool) error {
+	state := "off"
+	if on {
+		state = "on"
+	}
+	for k := 0; k < l.hosts; k++ {
+		for _, dev := range []struct{ ns, name string }{{l.Host(k), "eth0"}, {l.switchNS(), fmt.Sprintf("p%d", k)}} {
+			if err := run(ctx, "ip", "netns", "exec", dev.ns, "ethtool", "-K", dev.name, "gro", state); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Close deletes every namespace of the lab (and so its veths and
 // qdiscs). Processes must have ended before: a namespace with a process
 // inside lives on unnamed.

@@ -31,6 +31,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	list := fs.Bool("list", false, "list the suites and exit")
 	keep := fs.Bool("keep", false, "keep the work directory (logs) afterwards")
 	sendArgs := fs.String("send-args", "", "extra herd send `OPTIONS` for every ring run (a lever: \"-b 256K --chunks 16\")")
+	gro := fs.Bool("gro", false, "turn on generic receive offload on every port (ethtool)")
 	nList := fs.String("n", "", "run these `N,N,...` instead of each suite's")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herd-bench [OPTIONS]\n\nMeasure herd's ring against a star of HTTP clients on a lab network of\nnamespaces (root), and write the figures to --out.\n\nOptions:\n")
@@ -80,7 +81,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	b := &bencher{stdout: stdout, stderr: stderr, plan: plan, out: *out, keep: *keep, sendArgs: strings.Fields(*sendArgs), args: args}
+	b := &bencher{stdout: stdout, stderr: stderr, plan: plan, out: *out, keep: *keep, sendArgs: strings.Fields(*sendArgs), args: args, gro: *gro}
 	if err := b.setup(ctx, *herd); err != nil {
 		fmt.Fprintf(stderr, "herd-bench: %v\n", err)
 		b.teardown()
@@ -98,6 +99,7 @@ type bencher struct {
 	keep           bool
 	sendArgs       []string
 	args           []string // the command line, for the report
+	gro            bool
 
 	work    string
 	mounted bool
@@ -159,6 +161,11 @@ func (b *bencher) setup(ctx context.Context, herd string) error {
 	prefix := fmt.Sprintf("hb%d", os.Getpid())
 	if b.lab, err = NewLab(ctx, prefix, b.plan.MaxN()+1); err != nil {
 		return err
+	}
+	if b.gro {
+		if err := b.lab.SetGRO(ctx, true); err != nil {
+			return err
+		}
 	}
 	if b.cg, err = NewCgroupRoot("herd-bench-" + fmt.Sprint(os.Getpid())); err != nil {
 		return err

@@ -83,7 +83,8 @@ func Markdown(rows []Row, machine []string) []byte {
 	fmt.Fprintf(&b, "# herd benchmark: ring vs star\n\n")
 	fmt.Fprintf(&b, "Written by `make bench` (cmd/herd-bench, package bench). Each node is a network namespace with its own private tmpfs; ")
 	fmt.Fprintf(&b, "every port of the lab's bridge is shaped in both directions (tbf) to the rate shown, or not at all (\"unlimited\": CPU-bound). ")
-	fmt.Fprintf(&b, "Figures are medians over the repetitions; every copy was hashed on its node after the run.\n\n")
+	fmt.Fprintf(&b, "Figures are medians over the repetitions; every copy was hashed on its node after the run. ")
+	fmt.Fprintf(&b, "What was tried to get here, and what did not help: [levers.md](levers.md).\n\n")
 	fmt.Fprintf(&b, "## Machine\n\n")
 	for _, m := range machine {
 		fmt.Fprintf(&b, "- %s\n", m)
