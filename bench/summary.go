@@ -277,6 +277,11 @@ func Machine() []string {
 		for sc.Scan() {
 			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
 				out = append(out, fmt.Sprintf("CPU: %s, %d logical CPUs", strings.TrimSpace(v), runtime.NumCPU()))
+			}
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "flags" {
+				if strings.Contains(" "+v+" ", " hypervisor ") {
+					out = append(out, "virtual machine (the CPU flags name a hypervisor)")
+				}
 				break
 			}
 		}
