@@ -204,7 +204,7 @@ func TestWriteReport(t *testing.T) {
 	if err := WriteRuns(filepath.Join(dir, "runs.csv"), rs); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteReport(dir, Summarize(rs), rs, nil, Plan{}); err != nil {
+	if err := WriteReport(dir, Summarize(rs), nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"runs.csv", "results.csv", "README.md", "time-vs-n.svg"} {

@@ -51,7 +51,7 @@ func TestLabRuns(t *testing.T) {
 		lab.Close()
 		t.Fatal(err)
 	}
-	r := &Runner{Lab: lab, Herd: filepath.Join(bin, "herd"), Self: filepath.Join(bin, "herd-bench"), Work: work, Mnt: mnt, CG: cg, Logf: t.Logf}
+	r := &Runner{Lab: lab, Herd: filepath.Join(bin, "herd"), Self: filepath.Join(bin, "herd-bench"), Work: work, Mnt: mnt, CG: cg}
 	for _, mode := range []string{"ring", "star"} {
 		res, err := r.Run(ctx, Spec{Suite: mode + "-400M", Mode: mode, N: 2, Rate: 400 * Mbit, Image: im, Rep: 1})
 		if err != nil {

@@ -170,8 +170,7 @@ func (b *bencher) setup(ctx context.Context, herd string) error {
 	if b.cg, err = NewCgroupRoot("herd-bench-" + fmt.Sprint(os.Getpid())); err != nil {
 		return err
 	}
-	b.runner = &Runner{Lab: b.lab, Herd: herd, Self: self, Work: b.work, Mnt: mnt, CG: b.cg,
-		Logf: func(f string, a ...any) { fmt.Fprintf(b.stderr, f+"\n", a...) }}
+	b.runner = &Runner{Lab: b.lab, Herd: herd, Self: self, Work: b.work, Mnt: mnt, CG: b.cg}
 	return nil
 }
 
@@ -245,7 +244,7 @@ func (b *bencher) run(ctx context.Context) int {
 	}
 	rows := Summarize(results)
 	machine := append(Machine(), "command: herd-bench "+strings.Join(b.args, " "))
-	if err := WriteReport(b.out, rows, results, machine, b.plan); err != nil {
+	if err := WriteReport(b.out, rows, machine); err != nil {
 		fmt.Fprintf(b.stderr, "herd-bench: %v\n", err)
 		return 1
 	}

@@ -55,7 +55,7 @@ func writeOut(path string, data []byte) error {
 
 // WriteReport writes results.csv (the summary rows), time-vs-n.svg and
 // README.md (machine, goals, tables) to dir.
-func WriteReport(dir string, rows []Row, results []*Result, machine []string, plan Plan) error {
+func WriteReport(dir string, rows []Row, machine []string) error {
 	var b bytes.Buffer
 	w := csv.NewWriter(&b)
 	_ = w.Write([]string{"suite", "mode", "image", "rate_mbit", "n", "reps", "image_bytes", "wire_bytes", "wall_s", "time_n_over_time_1",

@@ -31,16 +31,10 @@ type Spec struct {
 	Rep int
 	// SendArgs are extra herd send options (levers: -b, --chunks, -u).
 	SendArgs []string
-	// Label tells runs of the same kind apart in the results ("-b 256K").
-	Label string
 }
 
 func (s Spec) String() string {
-	l := fmt.Sprintf("%s N=%d %s %s #%d", s.Mode, s.N, RateName(s.Rate), s.Image.Name, s.Rep)
-	if s.Label != "" {
-		l += " [" + s.Label + "]"
-	}
-	return l
+	return fmt.Sprintf("%s N=%d %s %s #%d", s.Mode, s.N, RateName(s.Rate), s.Image.Name, s.Rep)
 }
 
 // RateName is "400M", "100M" or "unlimited".
@@ -64,8 +58,6 @@ type Verdict struct {
 	Reason string
 	// MaxRSSKiB is the node program's peak resident set.
 	MaxRSSKiB int64
-	// Seconds is the node program's own run time (star: its download).
-	Seconds float64
 }
 
 // Result is what one run measured.
@@ -107,10 +99,8 @@ type Runner struct {
 	// tmpfs of its own, invisible to the others.
 	Mnt string
 	// CG is the cgroup the runs' role groups are made under.
-	CG *Cgroup
-	// Logf reports progress.
-	Logf func(format string, args ...any)
-	seq  int
+	CG  *Cgroup
+	seq int
 }
 
 // httpPort is the star server's port.
@@ -203,20 +193,30 @@ func (rr *run1) tmpfsSize() string {
 	return fmt.Sprintf("%dm", rr.s.Image.Size>>20+64)
 }
 
-func (rr *run1) ring(ctx context.Context) error {
-	s := rr.s
+// startNodes starts a wrapper of w in each node's host (name1, name2,
+// ...): each on a tmpfs of its own, holding after its program to hash
+// what it wrote to outPath.
+func (rr *run1) startNodes(ctx context.Context, name string, w Wrap) ([]*proc, error) {
+	w.Tmpfs, w.TmpfsSize, w.Hash, w.Hold = rr.r.Mnt, rr.tmpfsSize(), rr.outPath(), true
 	var nodes []*proc
-	var addrs []string
-	for k := 1; k <= s.N; k++ {
-		p, err := rr.start(ctx, k, "nodes", fmt.Sprintf("node%d", k), Wrap{
-			Tmpfs: rr.r.Mnt, TmpfsSize: rr.tmpfsSize(), Ready: "127.0.0.1:9996",
-			Hash: rr.outPath(), Hold: true,
-			Argv: []string{rr.r.Herd, "recv"},
-		})
+	for k := 1; k <= rr.s.N; k++ {
+		p, err := rr.start(ctx, k, "nodes", fmt.Sprintf("%s%d", name, k), w)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		nodes = append(nodes, p)
+	}
+	return nodes, nil
+}
+
+func (rr *run1) ring(ctx context.Context) error {
+	s := rr.s
+	nodes, err := rr.startNodes(ctx, "node", Wrap{Ready: "127.0.0.1:9996", Argv: []string{rr.r.Herd, "recv"}})
+	if err != nil {
+		return err
+	}
+	var addrs []string
+	for k := 1; k <= s.N; k++ {
 		addrs = append(addrs, rr.r.Lab.Addr(k))
 	}
 	file := fmt.Sprintf("%s > %s", s.Image.Path, rr.outPath())
@@ -295,17 +295,9 @@ func (rr *run1) star(ctx context.Context) error {
 		return err
 	}
 	url := fmt.Sprintf("http://%s/files/%s", srvAddr, name)
-	var clients []*proc
-	for k := 1; k <= s.N; k++ {
-		p, err := rr.start(ctx, k, "nodes", fmt.Sprintf("client%d", k), Wrap{
-			Tmpfs: rr.r.Mnt, TmpfsSize: rr.tmpfsSize(), Gate: true,
-			Hash: rr.outPath(), Hold: true,
-			Argv: []string{"curl", "-sS", "--fail", "-o", rr.outPath(), url},
-		})
-		if err != nil {
-			return err
-		}
-		clients = append(clients, p)
+	clients, err := rr.startNodes(ctx, "client", Wrap{Gate: true, Argv: []string{"curl", "-sS", "--fail", "-o", rr.outPath(), url}})
+	if err != nil {
+		return err
 	}
 	for _, p := range clients {
 		if err := p.ready(ctx); err != nil {
@@ -375,7 +367,7 @@ func (rr *run1) verdict(ctx context.Context, p *proc, node string) Verdict {
 		v.Reason = err.Error()
 		return v
 	}
-	v.MaxRSSKiB, v.Seconds, v.SHA256 = ev.MaxRSSKiB, ev.Seconds, ev.SHA256
+	v.MaxRSSKiB, v.SHA256 = ev.MaxRSSKiB, ev.SHA256
 	switch {
 	case ev.Error != "":
 		v.Reason = ev.Error + " (log " + p.logPath + ")"

@@ -24,7 +24,7 @@ import (
 // the host's namespaces (started by "ip netns exec", which also gives it
 // a mount namespace of its own), mounts the host's private tmpfs, starts
 // the program, tells the harness when the program is ready, and after
-// the program ended reports its CPU time and peak RSS and the SHA-256
+// the program ended reports its peak RSS and the SHA-256
 // of what it wrote, as JSON lines on standard output.
 type Wrap struct {
 	// Tmpfs, when set, is where a tmpfs of TmpfsSize is mounted first.
@@ -52,12 +52,9 @@ type Wrap struct {
 type WrapEvent struct {
 	Ready bool `json:"ready,omitempty"`
 	// Ended marks the program's end (with Hold); Done the result.
-	Ended   bool    `json:"ended,omitempty"`
-	Done    bool    `json:"done,omitempty"`
-	Exit    int     `json:"exit"`
-	Seconds float64 `json:"seconds,omitempty"`
-	UserUS  int64   `json:"user_us,omitempty"`
-	SysUS   int64   `json:"sys_us,omitempty"`
+	Ended bool `json:"ended,omitempty"`
+	Done  bool `json:"done,omitempty"`
+	Exit  int  `json:"exit"`
 	// MaxRSSKiB is the program's peak resident set (ru_maxrss).
 	MaxRSSKiB int64  `json:"maxrss_kib,omitempty"`
 	SHA256    string `json:"sha256,omitempty"`
@@ -139,7 +136,6 @@ func (w *Wrap) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) error
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("start %s: %w", w.Argv[0], err))
 	}
@@ -156,12 +152,9 @@ func (w *Wrap) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) error
 		}
 	}
 	werr := <-exited
-	res.Seconds = time.Since(start).Seconds()
 	if st := cmd.ProcessState; st != nil {
 		res.Exit = st.ExitCode()
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-			res.UserUS = ru.Utime.Sec*1e6 + int64(ru.Utime.Usec)
-			res.SysUS = ru.Stime.Sec*1e6 + int64(ru.Stime.Usec)
 			res.MaxRSSKiB = ru.Maxrss
 		}
 	}
