@@ -85,30 +85,38 @@ func readFrames(t *testing.T, fr *frameReader, hs []wire.Header, ps [][]byte) {
 	}
 }
 
+// tcpFeed returns the accepting end of a loopback TCP connection on
+// which b arrives in pieces (writePieces), with a read deadline a minute
+// away; it is closed at the test's end.
+func tcpFeed(t *testing.T, b []byte) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return
+		}
+		writePieces(c, b)
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+	return c
+}
+
 // The frame reader gives back the stream as it was sent, however it
 // arrives, on a TCP connection (where it sets SO_RCVLOWAT) and on a pipe.
 func TestFrameReader(t *testing.T) {
 	hs, ps, enc := frameStream(60, 1<<20)
 	t.Run("tcp", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				return
-			}
-			writePieces(c, enc)
-		}()
-		c, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(time.Minute))
-		fr := newFrameReader(dataConn{Conn: c})
+		fr := newFrameReader(dataConn{Conn: tcpFeed(t, enc)})
 		if fr.sock == nil {
 			t.Fatal("no socket to set SO_RCVLOWAT on")
 		}
@@ -129,25 +137,7 @@ func TestFrameReader(t *testing.T) {
 // reader: the node waits for another upstream.
 func TestFrameReaderShortPayload(t *testing.T) {
 	hs, _, enc := frameStream(1, 100<<10)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			return
-		}
-		writePieces(c, enc[:len(enc)-1])
-	}()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(time.Minute))
-	fr := newFrameReader(c)
+	fr := newFrameReader(tcpFeed(t, enc[:len(enc)-1]))
 	var hb [wire.HeaderSize]byte
 	fr.expect(wire.HeaderSize)
 	h, err := wire.ReadHeader(fr, &hb)
