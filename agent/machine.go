@@ -121,20 +121,15 @@ func hasCarrier(name string) bool {
 
 // drainConsole waits (at most 2 s) until the console has sent what the
 // agent wrote (tcdrain): a reboot right after the last line would
-// otherwise cut the serial console's tail, "report done" included.
+// otherwise cut the serial console's tail, "report done" included. Only
+// a terminal or TTYs can be drained; other writers are left as they are.
 func drainConsole(w io.Writer) {
-	f, ok := w.(*os.File)
-	if !ok {
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1) // a non-zero argument: drain, no break
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
+	const limit = 2 * time.Second
+	switch c := w.(type) {
+	case *TTYs:
+		c.Drain(limit)
+	case *os.File:
+		drainFile(c, limit)
 	}
 }
 

@@ -56,6 +56,9 @@ func TestCloneWholeDisk(t *testing.T) {
 	t.Logf("%.1fs: all %d nodes registered", time.Since(start).Seconds(), len(vms))
 	for _, vm := range vms {
 		vm.WaitFor(`== herd: report done done`, installTimeout)
+		// The agent drains the console before it reboots: its last step
+		// is on the console before the firmware starts again.
+		vm.WaitFor(`== herd: reboot`, time.Minute)
 	}
 	t.Logf("%.1fs: all installed and reported done", time.Since(start).Seconds())
 

@@ -40,6 +40,9 @@
 //     or around a whole word ("herd.name=a b") is removed, quotes
 //     elsewhere are kept. Words after "--" (arguments for init; the agent
 //     is init) are read the same way.
+//   - console= (the kernel's own) is read into Consoles, so the agent can
+//     write to the consoles itself; words after "--" are not the kernel's
+//     and are not consoles.
 //   - Unknown herd.* keys are not errors: they are listed in Unknown so
 //     the agent can warn. Everything else on the line (root=, quiet,
 //     initrd=, "rescue dollymethod") is ignored.
@@ -133,6 +136,11 @@ type Settings struct {
 	Method string
 	// Network is the Mandriva network: setting; always "dhcp".
 	Network string
+	// Consoles are the kernel's consoles, from console= before "--", as
+	// device names under /dev without the options ("ttyS0" for
+	// console=ttyS0,115200n8), in the order given: the last is the one
+	// /dev/console is. nil = none given.
+	Consoles []string
 	// Unknown lists herd.* parameters and automatic= keys Parse does not
 	// know, as written ("herd.foo=1", "automatic=directory:/cs4"), for
 	// warnings.
@@ -173,9 +181,16 @@ func Parse(cmdline string) (Settings, error) {
 	// herd.* and automatic= are applied separately so that herd.* wins
 	// whatever the order.
 	var herd, auto []param
+	forInit := false // after "--": init's arguments, not the kernel's
 	for _, w := range Split(cmdline) {
 		p := splitParam(w)
 		switch {
+		case w == "--":
+			forInit = true
+		case p.key == "console" && !forInit:
+			if name, _, _ := strings.Cut(p.val, ","); name != "" {
+				s.Consoles = append(s.Consoles, name)
+			}
 		case p.key == "automatic":
 			auto = append(auto, p)
 		case p.key == "BOOTIF" || strings.HasPrefix(p.key, "herd."):

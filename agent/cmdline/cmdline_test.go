@@ -47,17 +47,25 @@ func TestParse(t *testing.T) {
 		{
 			name:    "proc cmdline with unrelated words",
 			cmdline: "BOOT_IMAGE=/vmlinuz root=/dev/ram0 quiet console=ttyS0,115200n8\n",
-			want:    defaults(Settings{}),
+			want:    defaults(Settings{Consoles: []string{"ttyS0"}}),
+		},
+		{
+			// The kernel's consoles in order, options dropped; an empty
+			// console= names none; after "--" the words are init's.
+			name:    "consoles",
+			cmdline: "console=tty0 console=ttyS1,115200n8 console= console=hvc0 -- console=ttyS2",
+			want:    defaults(Settings{Consoles: []string{"tty0", "ttyS1", "hvc0"}}),
 		},
 		{
 			// What pxe/httpboot writes on the kernel line.
 			name:    "herd boot script",
 			cmdline: "initrd=herd.cpio.zst herd.url=http://10.0.0.1:8080 herd.mac=52:54:00:00:00:01 herd.name=node1 BOOTIF=01-52-54-00-00-00-01 console=ttyS0\n",
 			want: defaults(Settings{
-				URL:    "http://10.0.0.1:8080",
-				MAC:    mac("52:54:00:00:00:01"),
-				Name:   "node1",
-				BootIF: mac("52:54:00:00:00:01"),
+				URL:      "http://10.0.0.1:8080",
+				MAC:      mac("52:54:00:00:00:01"),
+				Name:     "node1",
+				BootIF:   mac("52:54:00:00:00:01"),
+				Consoles: []string{"ttyS0"},
 			}),
 		},
 		{

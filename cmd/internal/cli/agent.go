@@ -71,6 +71,18 @@ func herdAgent(ctx context.Context, args []string, env Env) error {
 	} else {
 		// u-root's init (PID 1) starts the agent as its uinit.
 		cfg.AsInit = *asInit || os.Getppid() == 1 || os.Getpid() == 1
+		if cfg.AsInit && !isTerminal(env.Stderr) {
+			// init gave a pipe it copies to the consoles: write to them
+			// directly, so that the last lines can be drained before the
+			// reboot.
+			ttys, err := agent.OpenTTYs("/dev", s.Consoles)
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "herd agent: warning: %v; writing to standard error, whose tail a reboot may cut\n", err)
+			} else {
+				defer ttys.Close()
+				cfg.Console = ttys
+			}
+		}
 	}
 	return agent.Run(ctx, cfg)
 }

@@ -117,11 +117,7 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 	}
 	var prog *report.Progress
 	if !o.quiet {
-		tty := false
-		if f, ok := env.Stderr.(*os.File); ok {
-			tty = term.IsTerminal(int(f.Fd()))
-		}
-		prog = report.NewProgress(env.Stderr, tty, 5*time.Second)
+		prog = report.NewProgress(env.Stderr, isTerminal(env.Stderr), 5*time.Second)
 		if also := o.cfg.Watch; also != nil {
 			o.cfg.Watch = func(r *sender.Report) { prog.Update(r); also(r) }
 		} else {
@@ -258,4 +254,10 @@ func splitList(s string) []string {
 // " (see herd send --help)".
 func parseFlags(fs *pflag.FlagSet, env Env, usage string, args []string, hint string) error {
 	return parseArgs(fs, env, usage, args, 0, "", hint)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
