@@ -150,7 +150,7 @@ func TestSetupRefusal(t *testing.T) {
 }
 
 func TestDefaultChunkSize(t *testing.T) {
-	for _, c := range []struct{ n, want int }{{0, 1 << 20}, {1, 1 << 20}, {16, 1 << 20}, {17, 256 << 10}, {500, 256 << 10}} {
+	for _, c := range []struct{ n, want int }{{0, 512 << 10}, {1, 512 << 10}, {16, 512 << 10}, {17, 256 << 10}, {500, 256 << 10}} {
 		if got := sender.DefaultChunkSize(c.n); got != c.want {
 			t.Errorf("DefaultChunkSize(%d) = %d, want %d", c.n, got, c.want)
 		}

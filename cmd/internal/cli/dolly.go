@@ -68,7 +68,7 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		uncomp      = fs.StringP("uncompressed-size", "c", "", "uncompressed `SIZE` of a compressed input, for the statistics")
 		dummy       = fs.IntP("dummy", "t", 0, "dummy mode: send generated data for about `SECONDS`; clients write nothing")
 		sockBuf     = fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE` (k, M suffixes)")
-		block       = fs.StringP("block-size", "b", "", "transfer block `SIZE`: the largest read and frame (default 1M, 256K beyond 16 nodes)")
+		block       = fs.StringP("block-size", "b", "", "transfer block `SIZE`: the largest read and frame (default 512K, 256K beyond 16 nodes)")
 		activate    = fs.BoolP("systemd", "d", false, "start the clients through their systemd socket on the report port (9996)")
 		password    = fs.StringP("password", "P", "", "ring `PASSWORD` (openSUSE dolly 0.72): server and clients authenticate each other and every block; clients take data only from holders of it")
 		kill        = fs.StringP("kill", "K", "", "stop the waiting clients `HOST[,HOST...]` (with -P when they have a password)")

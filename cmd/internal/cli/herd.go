@@ -166,7 +166,7 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		retries:    fs.IntP("retries", "r", 5, "tries to reach each node, a second apart"),
 		requireAll: fs.Bool("require-all", false, "abort before anything is written when any node fails set-up"),
 		noLateJoin: fs.Bool("no-late-join", false, "do not take back, during the session, nodes that could not be reached or stopped (by default they are tried every 2s and fed from the start when they answer)"),
-		block:      fs.StringP("block-size", "b", "", "transfer block `SIZE` (default 1M, 256K beyond 16 nodes)"),
+		block:      fs.StringP("block-size", "b", "", "transfer block `SIZE` (default 512K, 256K beyond 16 nodes)"),
 		chunks:     fs.Int("chunks", 8, "blocks in flight per process (memory = chunks x block size)"),
 		sockBuf:    fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`"),
 		noSync:     fs.BoolP("no-sync", "n", false, "nodes do not fsync their outputs"),
