@@ -357,7 +357,7 @@ func checkFile(f wire.SetupFile) error {
 func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wire.Connect) ([]net.Conn, error) {
 	var conns []net.Conn
 	for _, p := range c.Children {
-		conn, err := DialData(ctx, p.Addr, s.Session, me, n.cfg.Key, c.SegSize, s.SockBuf)
+		conn, err := DialData(ctx, p.Addr, s.Session, me, n.cfg.Key, dialOptions(s, c.SegSize))
 		if err != nil {
 			for _, x := range conns {
 				x.Close()
@@ -372,25 +372,52 @@ func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wir
 // DialData opens a data connection to addr and introduces the session. It
 // tries for up to 10 seconds. segsize and sockbuf, when > 0, set
 // TCP_MAXSEG (dolly's segsize) and the socket buffers (dolly's -u).
-func DialData(ctx context.Context, addr, session, from string, key wire.Key, segsize, sockbuf int) (net.Conn, error) {
-	return Dial(ctx, addr, wire.DataHello{Session: session, From: from}, key, segsize, sockbuf)
+func DialData(ctx context.Context, addr, session, from string, key wire.Key, opts DialOptions) (net.Conn, error) {
+	return Dial(ctx, addr, wire.DataHello{Session: session, From: from}, key, opts)
+}
+
+// DialOptions tune a data connection's socket.
+type DialOptions struct {
+	// SegSize, when > 0, sets TCP_MAXSEG (dolly's segsize).
+	SegSize int
+	// SockBuf, when > 0, sets the send and receive buffer sizes (dolly's
+	// -u), which turns the kernel's autotuning off.
+	SockBuf int
+	// Congestion, when set, is the TCP congestion control (TCP_CONGESTION,
+	// e.g. "cubic"). An algorithm the kernel lacks or refuses leaves the
+	// system's: the connection works either way.
+	Congestion string
+}
+
+// dialOptions is the DialOptions a session's Setup asks for.
+func dialOptions(s *wire.Setup, segsize int) DialOptions {
+	return DialOptions{SegSize: segsize, SockBuf: s.SockBuf, Congestion: s.Congestion}
+}
+
+// control sets the options that must be set before connecting.
+func (o DialOptions) control(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		if o.Congestion != "" {
+			// Best effort: the system's algorithm is still correct.
+			_ = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, o.Congestion)
+		}
+		if o.SegSize > 0 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, o.SegSize)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // Dial opens a data connection to addr (a node's data port, or a sender's
 // fetch port), sends hello with a fresh nonce and authenticates. It tries
 // for up to 10 seconds, or until ctx ends.
-func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, segsize, sockbuf int) (net.Conn, error) {
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if segsize > 0 {
-		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, segsize) })
-			if err != nil {
-				return err
-			}
-			return serr
-		}
-	}
+func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, opts DialOptions) (net.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, Control: opts.control}
+	sockbuf := opts.SockBuf
 	var last error
 	for try := 0; try < 20; try++ {
 		c, err := d.DialContext(ctx, "tcp", addr)
@@ -543,7 +570,7 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 	cfg := bypass.Config{
 		Ring: c.Ring, Fanout: c.Fanout, Timeout: bypassTimeout(c), SessionKey: sk, Window: win,
 		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-			return Dial(ctx, addr, wire.DataHello{Session: s.Session, From: me, Resume: true}, n.cfg.Key, c.SegSize, s.SockBuf)
+			return Dial(ctx, addr, wire.DataHello{Session: s.Session, From: me, Resume: true}, n.cfg.Key, dialOptions(s, c.SegSize))
 		},
 		Report: func(i int, reason string) {
 			go func() { _ = ctl.send(wire.TBypassed, wire.Bypassed{Node: c.Ring[i].Name, Index: i, Reason: reason}) }()
@@ -554,7 +581,7 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 		addr := net.JoinHostPort(host, strconv.Itoa(c.FetchPort))
 		cfg.Fetch = func(ctx context.Context, from, to wire.Position, emit func(bypass.Frame) error) error {
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			conn, err := Dial(dctx, addr, wire.DataHello{Session: s.Session, From: me}, n.cfg.Key, 0, s.SockBuf)
+			conn, err := Dial(dctx, addr, wire.DataHello{Session: s.Session, From: me}, n.cfg.Key, dialOptions(s, 0))
 			cancel()
 			if err != nil {
 				return fmt.Errorf("connect to the sender's fetch port %s: %w", addr, err)

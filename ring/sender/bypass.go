@@ -40,7 +40,7 @@ func (s *session) startBypass(ctx context.Context, live []int) error {
 		Ring: peers, Fanout: max(s.cfg.Plan.Fanout, 1), Timeout: s.cfg.Bypass, SessionKey: sk, Window: s.win,
 		Fetch: s.fetchLocal,
 		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-			return relay.Dial(ctx, addr, wire.DataHello{Session: s.id, From: s.cfg.Name, Resume: true}, s.cfg.Key, s.cfg.Plan.SegSize, s.cfg.SockBuf)
+			return relay.Dial(ctx, addr, wire.DataHello{Session: s.id, From: s.cfg.Name, Resume: true}, s.cfg.Key, s.dialOptions())
 		},
 		Report: func(j int, reason string) { s.bypassed(j, reason) },
 		Logf:   s.logf,

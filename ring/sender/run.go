@@ -122,7 +122,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	var conns []net.Conn
 	firsts := plan.Children(len(live), fanout, -1)
 	for _, k := range firsts {
-		c, err := relay.DialData(ctx, s.dataAddr(live[k]), s.id, s.cfg.Name, s.cfg.Key, s.cfg.Plan.SegSize, s.cfg.SockBuf)
+		c, err := relay.DialData(ctx, s.dataAddr(live[k]), s.id, s.cfg.Name, s.cfg.Key, s.dialOptions())
 		if err != nil {
 			s.abortAll("ring not built")
 			return s.snapshot(), fmt.Errorf("connect to first node %s: %w; nothing was written", s.hosts[live[k]].Name, err)
@@ -255,7 +255,8 @@ func (s *session) setups() []wire.Setup {
 			Session: s.id, Hosts: names, Addrs: addrs, Index: i, Server: s.cfg.Name,
 			Files: files, ChunkSize: s.cfg.ChunkSize, NoSync: s.cfg.NoSync,
 			TimeoutMilli: s.cfg.Timeout.Milliseconds(), HyphenNormal: s.cfg.Plan.HyphenNormal,
-			SockBuf: s.cfg.SockBuf,
+			SockBuf:    s.cfg.SockBuf,
+			Congestion: s.congestion(),
 		}
 	}
 	return out
@@ -797,4 +798,18 @@ func (s *session) startWatch(ctx context.Context, start time.Time) (stop func())
 		<-finished
 		s.cfg.Watch(s.snapshot())
 	}
+}
+
+// congestion is the congestion control the session asks for: "" for the
+// system's.
+func (s *session) congestion() string {
+	if s.cfg.Congestion == SystemCongestion {
+		return ""
+	}
+	return s.cfg.Congestion
+}
+
+// dialOptions is how the sender's own data connections are set up.
+func (s *session) dialOptions() relay.DialOptions {
+	return relay.DialOptions{SegSize: s.cfg.Plan.SegSize, SockBuf: s.cfg.SockBuf, Congestion: s.congestion()}
 }

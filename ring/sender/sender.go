@@ -40,6 +40,10 @@ type Config struct {
 	// SockBuf is dolly's -u: the TCP send and receive buffer size of data
 	// connections in bytes; 0 leaves the system's.
 	SockBuf int
+	// Congestion is the TCP congestion control of every data connection,
+	// the sender's and the nodes': "" = DefaultCongestion, SystemCongestion
+	// = each machine's own (net.ipv4.tcp_congestion_control).
+	Congestion string
 	// Timeout is dolly's -a: the session fails when no data moved for this
 	// long, set-up and transfer alike. 0 waits forever.
 	Timeout time.Duration
@@ -103,7 +107,22 @@ func DefaultChunkSize(n int) int {
 	return 512 << 10
 }
 
+// DefaultCongestion is the TCP congestion control herd asks for on its
+// data connections: CUBIC, the kernel's default. A ring's connections are
+// long single flows through switch ports; BBR, which some systems set,
+// paces every packet with a timer, and in the bench lab that took the 100
+// Mbit/s ring of 32 nodes from 2.7 to 4.7 CPU-seconds per GiB
+// (docs/bench/levers.md).
+const DefaultCongestion = "cubic"
+
+// SystemCongestion as Config.Congestion leaves each machine's own
+// congestion control.
+const SystemCongestion = "system"
+
 func (c *Config) setDefaults() {
+	if c.Congestion == "" {
+		c.Congestion = DefaultCongestion
+	}
 	if c.DataPort == 0 {
 		c.DataPort = relay.DefaultDataPort
 	}

@@ -51,6 +51,9 @@ type Setup struct {
 	HyphenNormal bool        `json:"hyphen_normal,omitempty"`
 	// SockBuf, when > 0, is the TCP buffer size for data connections.
 	SockBuf int `json:"sockbuf,omitempty"`
+	// Congestion is the TCP congestion control (TCP_CONGESTION) for the
+	// data connections a node opens; "" leaves the system's.
+	Congestion string `json:"congestion,omitempty"`
 }
 
 // Ready is a node's positive answer to Setup.

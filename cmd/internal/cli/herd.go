@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,7 +145,7 @@ Options:
 // serve (which takes its hosts from the inventory).
 type sendFlags struct {
 	config, input, output, dirs, exclude, block, sockBuf, logFile, keyFile *string
-	window                                                                 *string
+	window, congestion                                                     *string
 	files                                                                  *[]string
 	fanout, retries, chunks                                                *int
 	timeout, dummy, bypass                                                 *time.Duration
@@ -169,6 +171,7 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		block:      fs.StringP("block-size", "b", "", "transfer block `SIZE` (default 512K, 256K beyond 16 nodes)"),
 		chunks:     fs.Int("chunks", 8, "blocks in flight per process (memory = chunks x block size)"),
 		sockBuf:    fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`"),
+		congestion: fs.String("tcp-congestion", sender.DefaultCongestion, "TCP congestion control `NAME` of the data connections, the nodes' too; "+sender.SystemCongestion+" keeps each machine's own"),
 		noSync:     fs.BoolP("no-sync", "n", false, "nodes do not fsync their outputs"),
 		ipv6:       fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses"),
 		dummy:      secondsFlag(fs, "dummy", "t", "benchmark: send generated data for this `DURATION` (10 or 10s); nodes write nothing"),
@@ -196,6 +199,9 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 		if c.SockBuf, err = parseSize(*f.sockBuf, "--buffer-size"); err != nil {
 			return nil, err
 		}
+	}
+	if c.Congestion, err = parseCongestion(env, prog, *f.congestion); err != nil {
+		return nil, err
 	}
 	switch {
 	case *f.config != "":
@@ -434,3 +440,23 @@ func secondsFlag(fs *pflag.FlagSet, name, short, usage string) *time.Duration {
 	fs.VarP(&s, name, short, usage)
 	return (*time.Duration)(&s)
 }
+
+// parseCongestion checks a --tcp-congestion NAME (a kernel algorithm's
+// name, or sender.SystemCongestion) and warns when this machine does not
+// offer it (the nodes may).
+func parseCongestion(env Env, prog, name string) (string, error) {
+	if name == sender.SystemCongestion {
+		return name, nil
+	}
+	if !congestionName.MatchString(name) {
+		return "", usagef("--tcp-congestion %q: want an algorithm's name (cubic, reno, bbr, ...) or %s", name, sender.SystemCongestion)
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control"); err == nil && !slices.Contains(strings.Fields(string(b)), name) {
+		fmt.Fprintf(env.Stderr, "%s: warning: --tcp-congestion %s: this machine offers only %s; its own connections keep the system's\n", prog, name, strings.TrimSpace(string(b)))
+	}
+	return name, nil
+}
+
+// congestionName is what the kernel accepts as an algorithm's name
+// (TCP_CA_NAME_MAX is 16 with the NUL).
+var congestionName = regexp.MustCompile(`^[a-z0-9_]{1,15}$`)
