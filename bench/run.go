@@ -103,12 +103,20 @@ type Runner struct {
 	seq int
 }
 
+// quietIdle is the share of idle CPU time a run waits for before it
+// starts (quiesce).
+const quietIdle = 0.85
+
 // httpPort is the star server's port.
 const httpPort = 8080
 
 // Run carries out one run. A run whose nodes failed is a Result with
 // their verdicts, not an error; errors are failures of the harness.
 func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
+	// What the last run left behind (exits, freeing its nodes' tmpfs, the
+	// verification) must not be charged to this one. A machine that never
+	// gets that quiet is measured anyway.
+	quiesce(ctx, quietIdle, 250*time.Millisecond, 15*time.Second)
 	if r.Lab.Rate() != s.Rate {
 		if err := r.Lab.SetRate(ctx, s.Rate); err != nil {
 			return nil, err
