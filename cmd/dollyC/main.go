@@ -1,22 +1,6 @@
 // Command dollyC is herd's implementation of the dollyC command line.
 package main
 
-import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/herdproject/herd/cmd/internal/cli"
 
-	"github.com/herdproject/herd/cmd/internal/cli"
-	"github.com/herdproject/herd/internal/procs"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// One P while one is enough (see package procs).
-	stopProcs := procs.Govern(ctx)
-	code := cli.DollyC(ctx, os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
-	stopProcs()
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Exec(cli.DollyC) }

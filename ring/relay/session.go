@@ -370,8 +370,7 @@ func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wir
 }
 
 // DialData opens a data connection to addr and introduces the session. It
-// tries for up to 10 seconds. segsize and sockbuf, when > 0, set
-// TCP_MAXSEG (dolly's segsize) and the socket buffers (dolly's -u).
+// tries for up to 10 seconds; opts tune the socket.
 func DialData(ctx context.Context, addr, session, from string, key wire.Key, opts DialOptions) (net.Conn, error) {
 	return Dial(ctx, addr, wire.DataHello{Session: session, From: from}, key, opts)
 }
@@ -417,14 +416,13 @@ func (o DialOptions) control(_, _ string, rc syscall.RawConn) error {
 // for up to 10 seconds, or until ctx ends.
 func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, opts DialOptions) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second, Control: opts.control}
-	sockbuf := opts.SockBuf
 	var last error
 	for try := 0; try < 20; try++ {
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
-			if tc, ok := c.(*net.TCPConn); ok && sockbuf > 0 {
-				_ = tc.SetWriteBuffer(sockbuf)
-				_ = tc.SetReadBuffer(sockbuf)
+			if tc, ok := c.(*net.TCPConn); ok && opts.SockBuf > 0 {
+				_ = tc.SetWriteBuffer(opts.SockBuf)
+				_ = tc.SetReadBuffer(opts.SockBuf)
 			}
 			stop := context.AfterFunc(ctx, func() { c.Close() })
 			err := greetData(c, hello, key)

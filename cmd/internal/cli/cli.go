@@ -13,9 +13,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/herdproject/herd/internal/procs"
 	"github.com/herdproject/herd/ring/dollyconf"
 	"github.com/herdproject/herd/ring/hostlist"
 	"github.com/herdproject/herd/ring/plan"
@@ -38,6 +41,19 @@ type Env struct {
 
 // Main is the signature of every entry point.
 type Main func(ctx context.Context, args []string, env Env) int
+
+// Exec runs m as the process's main function, on the process's own
+// arguments and standard streams, and exits with its status. SIGINT and
+// SIGTERM cancel its context; the process runs on one P while one is
+// enough (package procs).
+func Exec(m Main) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopProcs := procs.Govern(ctx)
+	code := m(ctx, os.Args[1:], Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
+	stopProcs()
+	stop()
+	os.Exit(code)
+}
 
 // Exit statuses.
 const (
