@@ -64,10 +64,5 @@ func (a *agent) installBootloader(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("boot entry: %w", err)
 	}
-	n, err := efivar.Vars{}.AddBootEntry("herd "+a.id.Hostname, hd, res.Loader)
-	if err != nil {
-		return fmt.Errorf("boot entry: %w", err)
-	}
-	a.con.printf("  Boot%04X %q → %s on %s partition %d; first in BootOrder, BootNext (read back)", n, "herd "+a.id.Hostname, res.Loader, esp.disk, esp.number)
-	return nil
+	return a.addBootEntry(hd, esp.disk, res.Loader)
 }

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/herdproject/herd/agent/customize"
@@ -58,6 +61,39 @@ func (a *agent) identity() customize.Identity {
 	}
 }
 
+// sshKeygenTimeout bounds the installed system's `ssh-keygen -A`: an RSA
+// key takes seconds on a slow CPU, and minutes under emulation.
+const sshKeygenTimeout = 5 * time.Minute
+
+// sshKeygen makes the installed system's SSH host keys with its own
+// ssh-keygen, chrooted into root: the key types and formats are the ones
+// its sshd expects.
+func (a *agent) sshKeygen(root string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), sshKeygenTimeout)
+	defer cancel()
+	var bin string
+	for _, p := range []string{"/usr/bin/ssh-keygen", "/bin/ssh-keygen"} {
+		if st, err := os.Stat(filepath.Join(root, p)); err == nil && st.Mode().IsRegular() {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		return errors.New("the image has sshd but no ssh-keygen (/usr/bin/ssh-keygen): install openssh-client in it")
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, bin, "-A")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("chroot %s %s -A: %w: %s", root, bin, err, strings.TrimSpace(string(out)))
+	}
+	a.con.printf("  %s -A in the installed system: %s (%.1fs)", bin, strings.Join(strings.Fields(string(out)), " "), time.Since(start).Seconds())
+	return nil
+}
+
 // isRootTree says whether dir looks like an installed system's root.
 func isRootTree(dir string) bool {
 	st, err := os.Stat(filepath.Join(dir, "etc"))
@@ -66,7 +102,8 @@ func isRootTree(dir string) bool {
 
 func (a *agent) apply(root string, id customize.Identity) error {
 	// Apply logs each change (Logf) as it makes it.
-	_, err := customize.Apply(customize.Options{Root: root, Identity: id, Logf: func(f string, args ...any) { a.con.printf("  "+f, args...) }})
+	_, err := customize.Apply(customize.Options{Root: root, Identity: id, SSHKeygen: a.sshKeygen,
+		Logf: func(f string, args ...any) { a.con.printf("  "+f, args...) }})
 	if err != nil {
 		return fmt.Errorf("customize %s: %w", root, err)
 	}

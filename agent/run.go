@@ -117,8 +117,15 @@ func (a *agent) run(ctx context.Context) error {
 		if a.plan.postOutput != "" {
 			msg += "; %post output:\n" + a.plan.postOutput
 		}
-	} else if err := a.con.step("customize the installed system", a.customize); err != nil {
-		return a.fail(ctx, err)
+	} else {
+		if err := a.con.step("customize the installed system", a.customize); err != nil {
+			return a.fail(ctx, err)
+		}
+		if a.uefiBoot() {
+			if err := a.con.step("UEFI boot entry for the installed disk", func() error { return a.uefiDiskBoot(ctx) }); err != nil {
+				return a.fail(ctx, err)
+			}
+		}
 	}
 	_ = a.con.step("report done", func() error { return a.report(ctx, inventory.StateDone, "", msg) })
 	return a.finish(ctx, nil)

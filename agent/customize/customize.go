@@ -11,8 +11,12 @@
 //   - /etc/machine-id: a fresh random ID (clones sharing one get the same
 //     DHCP DUID from systemd-networkd, and so the same address), and the
 //     same ID in /var/lib/dbus/machine-id when that is a regular file;
-//   - /etc/ssh/ssh_host_*_key and .pub removed, so that the clone makes
-//     its own on first boot (noted when the image has nothing that does);
+//   - /etc/ssh/ssh_host_*_key and .pub removed, and new ones made by
+//     Options.SSHKeygen when the image has an SSH server and nothing that
+//     makes them at boot (else the clone makes its own on first boot);
+//   - per-machine state a clone must not share removed: systemd's random
+//     seed and credential secret, DHCP client leases (they carry the
+//     golden machine's DUID), NetworkManager's secret key and leases;
 //   - network configuration for each of systemd-networkd, ifupdown and
 //     NetworkManager that the image has (see network.go);
 //   - /etc/fstab: the fs_spec of the entries named in
@@ -84,6 +88,12 @@ type Options struct {
 	// Now gives the time written in the headers of generated files (nil
 	// = time.Now).
 	Now func() time.Time
+	// SSHKeygen, when set, makes the host keys of an image that has an
+	// SSH server but nothing that makes keys at boot (Debian's sshd does
+	// not start without them): Apply calls it with Root after removing
+	// the golden image's keys. herd's agent runs the image's own
+	// `ssh-keygen -A` chrooted into Root. nil = only note the problem.
+	SSHKeygen func(root string) error
 }
 
 // ErrOutsideRoot is wrapped by the error for a file whose path or
@@ -121,7 +131,8 @@ func Apply(opts Options) (changes []string, err error) {
 		{"hostname", t.hostname},
 		{"hosts", t.hosts},
 		{"machine-id", t.machineID},
-		{"ssh host keys", t.sshKeys},
+		{"ssh host keys", func(id identity) error { return t.sshKeys(id, opts.Root, opts.SSHKeygen) }},
+		{"per-machine state", t.machineState},
 		{"network", t.network},
 		{"fstab", func(identity) error { return t.fstab(opts.FstabByUUID) }},
 	}

@@ -299,6 +299,71 @@ func TestSSHHostKeys(t *testing.T) {
 			t.Errorf("changes = %q", changes)
 		}
 	})
+	t.Run("debian with sshd: the agent's keygen makes new keys", func(t *testing.T) {
+		fs := files{"lib/systemd/system/ssh.service": "[Service]\nExecStartPre=/usr/sbin/sshd -t\n", "usr/sbin/sshd": "ELF"}
+		for k, v := range keys {
+			fs[k] = v
+		}
+		root := mkRoot(t, fs)
+		var called []string
+		keygen := func(r string) error {
+			called = append(called, r)
+			// As ssh-keygen -A would: new keys, other bytes.
+			for _, k := range []string{"ssh_host_ed25519_key", "ssh_host_rsa_key"} {
+				if err := os.WriteFile(filepath.Join(r, "etc/ssh", k), []byte("new "+k), 0o600); err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(r, "etc/ssh", k+".pub"), []byte("new pub"), 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		changes, err := Apply(Options{Root: root, Identity: dhcpID(), Now: testNow, SSHKeygen: keygen})
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		if diff := cmp.Diff([]string{root}, called); diff != "" {
+			t.Errorf("keygen calls (-want +got):\n%s", diff)
+		}
+		if !hasLine(changes, "made this node's SSH host keys: ssh_host_ed25519_key ssh_host_rsa_key") || hasLine(changes, "note: nothing") {
+			t.Errorf("changes = %q", changes)
+		}
+		b, err := os.ReadFile(filepath.Join(root, "etc/ssh/ssh_host_rsa_key"))
+		if err != nil || string(b) != "new ssh_host_rsa_key" {
+			t.Errorf("ssh_host_rsa_key = %q, %v; want the new key", b, err)
+		}
+	})
+	t.Run("keygen that fails or makes nothing fails Apply", func(t *testing.T) {
+		for name, keygen := range map[string]func(string) error{
+			"fails":   func(string) error { return errors.New("exec format error") },
+			"nothing": func(string) error { return nil },
+		} {
+			fs := files{"usr/sbin/sshd": "ELF"}
+			for k, v := range keys {
+				fs[k] = v
+			}
+			root := mkRoot(t, fs)
+			_, err := Apply(Options{Root: root, Identity: dhcpID(), Now: testNow, SSHKeygen: keygen})
+			if err == nil || !strings.Contains(err.Error(), "make this node's SSH host keys") {
+				t.Errorf("%s: Apply = %v, want an error about the SSH host keys", name, err)
+			}
+		}
+	})
+	t.Run("keygen not called when the image makes keys at boot", func(t *testing.T) {
+		fs := files{"usr/lib/systemd/system/sshd-keygen@.service": "[Unit]\n", "usr/sbin/sshd": "ELF"}
+		for k, v := range keys {
+			fs[k] = v
+		}
+		root := mkRoot(t, fs)
+		_, err := Apply(Options{Root: root, Identity: dhcpID(), Now: testNow, SSHKeygen: func(string) error {
+			t.Error("keygen called")
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("a key that is a link outside: the link goes, not its target", func(t *testing.T) {
 		outside := filepath.Join(t.TempDir(), "precious")
 		if err := os.WriteFile(outside, []byte("x"), 0o600); err != nil {
@@ -833,4 +898,31 @@ func FuzzRewriteInterfaces(f *testing.F) {
 			t.Fatalf("no stanza in %q", once)
 		}
 	})
+}
+
+func TestMachineState(t *testing.T) {
+	root := mkRoot(t, files{
+		"var/lib/systemd/random-seed":                    "seed",
+		"var/lib/systemd/credential.secret":              "secret",
+		"var/lib/dhcp/dhclient.enp1s0.leases":            "lease { }",
+		"var/lib/dhcp/keep.conf":                         "x",
+		"var/lib/NetworkManager/secret_key":              "k",
+		"var/lib/NetworkManager/internal-1-enp1s0.lease": "l",
+		"var/lib/NetworkManager/NetworkManager.state":    "s",
+		"var/lib/systemd/timesync/clock":                 "",
+	})
+	changes := apply(t, root, dhcpID(), nil)
+	for _, gone := range []string{"var/lib/systemd/random-seed", "var/lib/systemd/credential.secret", "var/lib/dhcp/dhclient.enp1s0.leases", "var/lib/NetworkManager/secret_key", "var/lib/NetworkManager/internal-1-enp1s0.lease"} {
+		if _, err := os.Lstat(filepath.Join(root, gone)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there (%v)", gone, err)
+		}
+		if !hasLine(changes, "removed /"+gone) {
+			t.Errorf("changes do not say /%s was removed: %q", gone, changes)
+		}
+	}
+	for _, kept := range []string{"var/lib/dhcp/keep.conf", "var/lib/NetworkManager/NetworkManager.state", "var/lib/systemd/timesync/clock"} {
+		if _, err := os.Lstat(filepath.Join(root, kept)); err != nil {
+			t.Errorf("%s removed: %v", kept, err)
+		}
+	}
 }

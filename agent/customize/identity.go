@@ -200,8 +200,9 @@ func (t *tree) sshKeygenMechanism() string {
 }
 
 // sshKeys removes /etc/ssh/ssh_host_*_key and their .pub files (links
-// themselves, never their targets).
-func (t *tree) sshKeys(identity) error {
+// themselves, never their targets). When the image has an SSH server and
+// nothing that makes keys at boot, keygen (if set) makes new ones in root.
+func (t *tree) sshKeys(_ identity, root string, keygen func(string) error) error {
 	const dir = "/etc/ssh"
 	entries, err := t.readDir(dir)
 	if err != nil {
@@ -220,13 +221,84 @@ func (t *tree) sshKeys(identity) error {
 		removed = append(removed, p)
 		t.note("removed %s", p)
 	}
-	if len(removed) == 0 {
+	hasServer := t.anyExists([]string{"/usr/sbin/sshd", "/sbin/sshd"})
+	if len(removed) == 0 && !hasServer {
 		return nil
 	}
 	if m := t.sshKeygenMechanism(); m != "" {
 		t.note("SSH host keys are made again on first boot by %s", m)
-	} else {
+		return nil
+	}
+	if !hasServer || keygen == nil {
 		t.note("note: nothing in the image makes SSH host keys at boot (no sshd-keygen unit): sshd will not start until `ssh-keygen -A` runs; add it to the image or the plan's %%post")
+		return nil
+	}
+	if err := keygen(root); err != nil {
+		return fmt.Errorf("make this node's SSH host keys: %w", err)
+	}
+	var made []string
+	entries, err = t.readDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if isHostKey(e.Name()) && !strings.HasSuffix(e.Name(), ".pub") {
+			made = append(made, e.Name())
+		}
+	}
+	if len(made) == 0 {
+		return fmt.Errorf("make this node's SSH host keys: no %s/ssh_host_*_key afterwards", dir)
+	}
+	t.note("made this node's SSH host keys: %s", strings.Join(made, " "))
+	return nil
+}
+
+// machineStateFiles are files that hold one machine's state and that a
+// clone must make for itself: systemd's random seed (clones would start
+// with the same entropy) and credential secret, the DHCP clients' leases
+// (they carry the golden machine's DUID and address), NetworkManager's
+// secret key (stable IPv6 addresses) and leases.
+var machineStateFiles = []string{
+	"/var/lib/systemd/random-seed",
+	"/var/lib/systemd/credential.secret",
+	"/var/lib/NetworkManager/secret_key",
+}
+
+// machineStateDirs are directories whose lease files (*.lease, *.leases)
+// are removed.
+var machineStateDirs = []string{"/var/lib/dhcp", "/var/lib/dhclient", "/var/lib/NetworkManager", "/var/lib/systemd/network"}
+
+// machineState removes per-machine state (machineStateFiles and the
+// leases in machineStateDirs). systemd-networkd's DUID and IAID derive
+// from the machine-id, which machineID has made new.
+func (t *tree) machineState(identity) error {
+	for _, f := range machineStateFiles {
+		if !t.exists(f) {
+			continue
+		}
+		if err := t.remove(f); err != nil {
+			return err
+		}
+		t.note("removed %s", f)
+	}
+	for _, d := range machineStateDirs {
+		if !t.isDir(d) {
+			continue
+		}
+		ents, err := t.readDir(d)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if e.IsDir() || !(strings.HasSuffix(e.Name(), ".lease") || strings.HasSuffix(e.Name(), ".leases")) {
+				continue
+			}
+			p := path.Join(d, e.Name())
+			if err := t.remove(p); err != nil {
+				return err
+			}
+			t.note("removed %s", p)
+		}
 	}
 	return nil
 }

@@ -49,8 +49,12 @@ func (v Vars) BootOrder() ([]uint16, error) {
 // BootNext returns the BootNext variable, the Boot#### number the firmware
 // tries once at the next boot (and then deletes); ok is false if the
 // variable does not exist.
-func (v Vars) BootNext() (n uint16, ok bool, err error) {
-	_, data, err := v.Get("BootNext")
+func (v Vars) BootNext() (n uint16, ok bool, err error) { return v.uint16Var("BootNext") }
+
+// uint16Var reads a variable holding one 16-bit number (BootNext,
+// BootCurrent); ok is false if it does not exist.
+func (v Vars) uint16Var(name string) (n uint16, ok bool, err error) {
+	_, data, err := v.Get(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, false, nil
 	}
@@ -58,7 +62,7 @@ func (v Vars) BootNext() (n uint16, ok bool, err error) {
 		return 0, false, err
 	}
 	if len(data) != 2 {
-		return 0, false, fmt.Errorf("BootNext: %d bytes, want 2: %w", len(data), ErrMalformed)
+		return 0, false, fmt.Errorf("%s: %d bytes, want 2: %w", name, len(data), ErrMalformed)
 	}
 	return binary.LittleEndian.Uint16(data), true, nil
 }
@@ -78,55 +82,131 @@ func (v Vars) Boot(n uint16) (LoadOption, error) {
 	return o, nil
 }
 
+// Placement says where AddBootEntry puts its entry in BootOrder.
+type Placement int
+
+const (
+	// First puts the entry first in BootOrder: the machine boots its
+	// disk at every reset, and a reinstall needs BootNext set from the
+	// installed system or by the BMC.
+	First Placement = iota
+	// AfterCurrent puts the entry right after BootCurrent, the option
+	// this boot came from (for herd's agent: the network entry), so the
+	// machine keeps booting through the network first, where herd
+	// decides: the installer, or an iPXE `exit` that falls through to
+	// the entry. When BootCurrent is missing or not in BootOrder, the
+	// entry goes first (AddBootEntry says so in its result).
+	AfterCurrent
+)
+
+// String names the placement as herd's messages do.
+func (p Placement) String() string {
+	switch p {
+	case First:
+		return "first"
+	case AfterCurrent:
+		return "after the current boot entry"
+	}
+	return fmt.Sprintf("Placement(%d)", int(p))
+}
+
+// Added is what AddBootEntry did.
+type Added struct {
+	// Number is the entry's Boot#### number.
+	Number uint16
+	// Order is BootOrder as written (and read back).
+	Order []uint16
+	// Current is BootCurrent (valid when HasCurrent).
+	Current    uint16
+	HasCurrent bool
+	// First is true when AfterCurrent could not keep the current entry
+	// ahead (no BootCurrent, or it is not in BootOrder) and the entry
+	// went first.
+	First bool
+}
+
 // AddBootEntry makes the file path (`\EFI\BOOT\BOOTX64.EFI`) on the GPT
-// partition hd the next and first boot choice, under the menu name desc:
+// partition hd the next boot choice, under the menu name desc, and puts
+// it in BootOrder as place says:
 //
 //   - it writes an active Boot#### load option, reusing the number of an
 //     existing option with the same description, partition and path
 //     (compared without case, as FAT does), else the lowest free number;
-//   - it puts that number first in BootOrder, removing it from later
-//     places;
-//   - it sets BootNext to it;
+//   - it puts that number in BootOrder, first or right after BootCurrent,
+//     removing it from other places;
+//   - it sets BootNext to it, so that the next boot tries it whatever
+//     the order;
 //   - it reads the three variables back and compares them with what it
 //     wrote.
 //
 // All three are written with BootAttrs; a variable that already holds the
-// wanted value is not written again, to spare the firmware's flash. It
-// returns the Boot#### number. A read-back difference gives an error
-// wrapping ErrVerify that names the variables, returned with the number.
-func (v Vars) AddBootEntry(desc string, hd HardDrive, path string) (uint16, error) {
+// wanted value is not written again, to spare the firmware's flash. A
+// read-back difference gives an error wrapping ErrVerify that names the
+// variables, returned with the number.
+func (v Vars) AddBootEntry(desc string, hd HardDrive, path string, place Placement) (Added, error) {
+	var res Added
 	if err := checkEntry(desc, hd, path); err != nil {
-		return 0, fmt.Errorf("add boot entry %q: %w", desc, err)
+		return res, fmt.Errorf("add boot entry %q: %w", desc, err)
 	}
 	opt := EncodeLoadOption(LoadOption{Attributes: LoadOptionActive, Description: desc, HardDrive: &hd, Path: path})
 	n, err := v.bootNumber(desc, hd, path)
 	if err != nil {
-		return 0, fmt.Errorf("add boot entry %q: %w", desc, err)
+		return res, fmt.Errorf("add boot entry %q: %w", desc, err)
 	}
+	res.Number = n
 	if err := v.setIfChanged(BootName(n), opt); err != nil {
-		return 0, fmt.Errorf("add boot entry %q: %w", desc, err)
+		return res, fmt.Errorf("add boot entry %q: %w", desc, err)
 	}
 	old, err := v.BootOrder()
 	if err != nil {
-		return 0, fmt.Errorf("add boot entry %q: %w", desc, err)
+		return res, fmt.Errorf("add boot entry %q: %w", desc, err)
 	}
-	order := []uint16{n}
-	for _, m := range old {
-		if m != n {
-			order = append(order, m)
+	if place == AfterCurrent {
+		if res.Current, res.HasCurrent, err = v.BootCurrent(); err != nil {
+			return res, fmt.Errorf("add boot entry %q: %w", desc, err)
 		}
 	}
-	if err := v.setIfChanged("BootOrder", encodeUint16s(order)); err != nil {
-		return 0, fmt.Errorf("add boot entry %q: %w", desc, err)
+	var at int
+	res.Order, at = placeEntry(old, n, place, res.Current, res.HasCurrent)
+	res.First = at == 0 && place == AfterCurrent
+	if err := v.setIfChanged("BootOrder", encodeUint16s(res.Order)); err != nil {
+		return res, fmt.Errorf("add boot entry %q: %w", desc, err)
 	}
 	if err := v.setIfChanged("BootNext", encodeUint16s([]uint16{n})); err != nil {
-		return 0, fmt.Errorf("add boot entry %q: %w", desc, err)
+		return res, fmt.Errorf("add boot entry %q: %w", desc, err)
 	}
-	if err := v.verify(n, opt, order); err != nil {
-		return n, fmt.Errorf("add boot entry %q: %w", desc, err)
+	if err := v.verify(n, opt, res.Order); err != nil {
+		return res, fmt.Errorf("add boot entry %q: %w", desc, err)
 	}
-	return n, nil
+	return res, nil
 }
+
+// placeEntry returns old with n removed and put back at the place asked
+// for, and n's index in it: first, or right after cur when cur is valid,
+// in old and not n itself.
+func placeEntry(old []uint16, n uint16, place Placement, cur uint16, hasCur bool) ([]uint16, int) {
+	rest := make([]uint16, 0, len(old)+1)
+	for _, m := range old {
+		if m != n {
+			rest = append(rest, m)
+		}
+	}
+	at := 0
+	if place == AfterCurrent && hasCur && cur != n {
+		for i, m := range rest {
+			if m == cur {
+				at = i + 1
+				break
+			}
+		}
+	}
+	order := append(rest[:at:at], n)
+	return append(order, rest[at:]...), at
+}
+
+// BootCurrent returns the BootCurrent variable, the Boot#### number this
+// boot came from; ok is false if the variable does not exist.
+func (v Vars) BootCurrent() (n uint16, ok bool, err error) { return v.uint16Var("BootCurrent") }
 
 // checkEntry validates AddBootEntry's arguments.
 func checkEntry(desc string, hd HardDrive, path string) error {

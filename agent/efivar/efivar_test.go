@@ -18,7 +18,7 @@ import (
 )
 
 // espType is the EFI System Partition type GUID and its on-disk bytes.
-const espType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+const espType = ESPType
 
 var espTypeBytes = [16]byte{0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b}
 
@@ -295,7 +295,7 @@ func checkBoot(t *testing.T, v Vars, n uint16, order []uint16) {
 
 func TestAddBootEntry(t *testing.T) {
 	v := prefilled(t)
-	n, err := v.AddBootEntry("herd", espHD, bootx64)
+	n, err := addFirst(v, "herd", espHD, bootx64)
 	if err != nil {
 		t.Fatalf("AddBootEntry: %v", err)
 	}
@@ -316,7 +316,7 @@ func TestAddBootEntry(t *testing.T) {
 	}
 
 	// Again, with the path in another case: the same entry, listed once.
-	n, err = v.AddBootEntry("herd", espHD, strings.ToLower(bootx64))
+	n, err = addFirst(v, "herd", espHD, strings.ToLower(bootx64))
 	if err != nil || n != 1 {
 		t.Fatalf("second AddBootEntry = %04X, %v; want 0001", n, err)
 	}
@@ -327,7 +327,7 @@ func TestAddBootEntry(t *testing.T) {
 	if err := v.Remove("BootNext"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err = v.AddBootEntry("herd", espHD, bootx64); err != nil || n != 1 {
+	if n, err = addFirst(v, "herd", espHD, bootx64); err != nil || n != 1 {
 		t.Fatalf("third AddBootEntry = %04X, %v; want 0001", n, err)
 	}
 	checkBoot(t, v, 1, []uint16{1, 0})
@@ -335,7 +335,7 @@ func TestAddBootEntry(t *testing.T) {
 	// Another partition is another entry.
 	hd2 := espHD
 	hd2.Number = 2
-	if n, err = v.AddBootEntry("herd", hd2, bootx64); err != nil || n != 2 {
+	if n, err = addFirst(v, "herd", hd2, bootx64); err != nil || n != 2 {
 		t.Fatalf("AddBootEntry(partition 2) = %04X, %v; want 0002", n, err)
 	}
 	checkBoot(t, v, 2, []uint16{2, 1, 0})
@@ -344,7 +344,7 @@ func TestAddBootEntry(t *testing.T) {
 func TestAddBootEntryNumbers(t *testing.T) {
 	t.Run("empty", func(t *testing.T) {
 		v := Vars{Dir: t.TempDir()}
-		n, err := v.AddBootEntry("herd", espHD, bootx64)
+		n, err := addFirst(v, "herd", espHD, bootx64)
 		if err != nil || n != 0 {
 			t.Fatalf("AddBootEntry = %04X, %v; want 0000", n, err)
 		}
@@ -363,7 +363,7 @@ func TestAddBootEntryNumbers(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(v.Dir, "Boot0004-01234567-89ab-cdef-0123-456789abcdef"), []byte{7, 0, 0, 0}, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		n, err := v.AddBootEntry("herd", espHD, bootx64)
+		n, err := addFirst(v, "herd", espHD, bootx64)
 		if err != nil || n != 4 {
 			t.Fatalf("AddBootEntry = %04X, %v; want 0004", n, err)
 		}
@@ -374,7 +374,7 @@ func TestAddBootEntryNumbers(t *testing.T) {
 		herd := EncodeLoadOption(LoadOption{Description: "herd", HardDrive: &espHD, Path: bootx64}) // inactive
 		writeVar(t, v.Dir, "Boot0005", BootAttrs, herd)
 		writeVar(t, v.Dir, "Boot0003", AttrNonVolatile, herd)
-		n, err := v.AddBootEntry("herd", espHD, bootx64)
+		n, err := addFirst(v, "herd", espHD, bootx64)
 		if err != nil || n != 3 {
 			t.Fatalf("AddBootEntry = %04X, %v; want 0003", n, err)
 		}
@@ -410,7 +410,7 @@ func TestAddBootEntryArgs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := Vars{Dir: t.TempDir()}
-			if n, err := v.AddBootEntry(tt.desc, tt.hd, tt.path); err == nil {
+			if n, err := addFirst(v, tt.desc, tt.hd, tt.path); err == nil {
 				t.Errorf("AddBootEntry = %04X, want an error", n)
 			}
 			if ents, _ := os.ReadDir(v.Dir); len(ents) != 0 {
@@ -418,7 +418,7 @@ func TestAddBootEntryArgs(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (Vars{Dir: filepath.Join(t.TempDir(), "missing")}).AddBootEntry("herd", espHD, bootx64); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := addFirst((Vars{Dir: filepath.Join(t.TempDir(), "missing")}), "herd", espHD, bootx64); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("AddBootEntry on a missing directory = %v, want fs.ErrNotExist", err)
 	}
 }
@@ -453,7 +453,7 @@ func TestVerify(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := prefilled(t)
-			if _, err := v.AddBootEntry("herd", espHD, bootx64); err != nil {
+			if _, err := addFirst(v, "herd", espHD, bootx64); err != nil {
 				t.Fatal(err)
 			}
 			if err := v.verify(1, opt, []uint16{1, 0}); err != nil {
@@ -474,7 +474,7 @@ func TestVerify(t *testing.T) {
 
 	t.Run("BootNext gone", func(t *testing.T) {
 		v := prefilled(t)
-		if _, err := v.AddBootEntry("herd", espHD, bootx64); err != nil {
+		if _, err := addFirst(v, "herd", espHD, bootx64); err != nil {
 			t.Fatal(err)
 		}
 		if err := v.Remove("BootNext"); err != nil {
@@ -693,6 +693,13 @@ func TestHardDriveFromSfdiskImage(t *testing.T) {
 	if diff := cmp.Diff(want, hd); diff != "" {
 		t.Errorf("HardDriveFromSfdisk(2) (-want +got):\n%s", diff)
 	}
+	esp, err := FindESP(out)
+	if err != nil {
+		t.Fatalf("FindESP: %v", err)
+	}
+	if esp.Number != 2 || esp.Node != img+"2" || esp.HardDrive != want {
+		t.Errorf("FindESP = %+v, want partition 2 (%s2) %+v", esp, img, want)
+	}
 	if _, err := HardDriveFromSfdisk(out, 1); !errors.Is(err, ErrNoPartition) {
 		t.Errorf("HardDriveFromSfdisk(1) = %v, want ErrNoPartition", err)
 	}
@@ -776,6 +783,108 @@ func FuzzHardDriveFromSfdisk(f *testing.F) {
 		}
 		if _, err := ParseGUID(FormatGUID(hd.PartUUID)); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// addFirst is AddBootEntry with First, returning the number.
+func addFirst(v Vars, desc string, hd HardDrive, path string) (uint16, error) {
+	r, err := v.AddBootEntry(desc, hd, path, First)
+	return r.Number, err
+}
+
+// TestAddBootEntryAfterCurrent: network first keeps the entry this boot
+// came from ahead of the new one.
+func TestAddBootEntryAfterCurrent(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		order     []uint16 // BootOrder before; nil = none
+		current   int      // BootCurrent; -1 = none
+		wantOrder []uint16
+		wantFirst bool
+	}{
+		{"network first, disk after", []uint16{0, 2, 3}, 2, []uint16{0, 2, 1, 3}, false},
+		{"current is first", []uint16{2, 0}, 2, []uint16{2, 1, 0}, false},
+		{"current is last", []uint16{0, 2}, 2, []uint16{0, 2, 1}, false},
+		{"no BootCurrent", []uint16{0, 2}, -1, []uint16{1, 0, 2}, true},
+		{"current not in BootOrder", []uint16{0, 2}, 7, []uint16{1, 0, 2}, true},
+		{"no BootOrder", nil, 2, []uint16{1}, true},
+		{"entry already placed elsewhere", []uint16{1, 0, 2}, 2, []uint16{0, 2, 1}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Vars{Dir: t.TempDir()}
+			writeVar(t, v.Dir, "Boot0000", BootAttrs, EncodeLoadOption(LoadOption{Attributes: LoadOptionActive, Description: "disk", HardDrive: &espHD, Path: `\other.efi`}))
+			if tt.order != nil {
+				writeVar(t, v.Dir, "BootOrder", BootAttrs, encodeUint16s(tt.order))
+			}
+			if tt.current >= 0 {
+				writeVar(t, v.Dir, "BootCurrent", AttrBootServiceAccess|AttrRuntimeAccess, encodeUint16s([]uint16{uint16(tt.current)}))
+			}
+			r, err := v.AddBootEntry("herd", espHD, bootx64, AfterCurrent)
+			if err != nil {
+				t.Fatalf("AddBootEntry: %v", err)
+			}
+			if r.Number != 1 {
+				t.Errorf("number %04X, want 0001", r.Number)
+			}
+			if diff := cmp.Diff(tt.wantOrder, r.Order); diff != "" {
+				t.Errorf("order (-want +got):\n%s", diff)
+			}
+			if r.First != tt.wantFirst {
+				t.Errorf("First = %v, want %v", r.First, tt.wantFirst)
+			}
+			checkBoot(t, v, 1, tt.wantOrder)
+		})
+	}
+}
+
+func TestFindESP(t *testing.T) {
+	gpt, err := os.ReadFile("testdata/sfdisk-gpt.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := FindESP(gpt)
+	if err != nil {
+		t.Fatalf("FindESP(testdata/sfdisk-gpt.json): %v", err)
+	}
+	if got.Number != 1 || got.Node != "disk.img1" || got.HardDrive.Start != 2048 || got.HardDrive.Size != 65536 {
+		t.Errorf("FindESP = %+v, want partition 1 disk.img1 at 2048, 65536 sectors", got)
+	}
+	for _, tt := range []struct {
+		name, json, want string
+	}{
+		{"dos without ESP", `{"partitiontable":{"label":"dos","partitions":[{"node":"/dev/vda1","start":2048,"size":100,"type":"83"}]}}`, "a dos partition table without an ESP"},
+		{"dos with ESP", `{"partitiontable":{"label":"dos","partitions":[{"node":"/dev/vda1","start":2048,"size":100,"type":"ef"}]}}`, "its ESP /dev/vda1 must be on a GPT"},
+		{"gpt without ESP", `{"partitiontable":{"label":"gpt","partitions":[{"node":"/dev/vda1","start":2048,"size":100,"type":"0FC63DAF-8483-4772-8E79-3D69D8477DE4","uuid":"9B1C2D3E-4F50-4617-8293-A4B5C6D7E8F9"}]}}`, "a GPT of 1 partitions, none of type"},
+		{"no table", `{}`, "no partition table"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := FindESP([]byte(tt.json))
+			if !errors.Is(err, ErrNoESP) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("FindESP = %v, want ErrNoESP saying %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := FindESP([]byte("{")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("FindESP(bad JSON) = %v, want ErrMalformed", err)
+	}
+}
+
+func FuzzFindESP(f *testing.F) {
+	out, err := os.ReadFile("testdata/sfdisk-gpt.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(out)
+	f.Add([]byte(`{"partitiontable":{"label":"dos","partitions":[{"node":"x1","type":"ef"}]}}`))
+	f.Add([]byte(`{"partitiontable":{"label":"gpt","partitions":[{"node":"x","start":1,"size":1,"type":"` + espType + `"}]}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		esp, err := FindESP(b)
+		if err != nil {
+			return
+		}
+		if esp.Number == 0 || esp.HardDrive.Number != esp.Number || esp.HardDrive.Size == 0 {
+			t.Fatalf("FindESP = %+v", esp)
 		}
 	})
 }

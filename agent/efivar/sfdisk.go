@@ -24,6 +24,7 @@ type sfdiskDump struct {
 			Start *uint64 `json:"start"`
 			Size  *uint64 `json:"size"`
 			UUID  string  `json:"uuid"`
+			Type  string  `json:"type"`
 		} `json:"partitions"`
 	} `json:"partitiontable"`
 }
@@ -88,4 +89,57 @@ func partitionNumber(node string, i int) uint32 {
 		return uint32(i + 1)
 	}
 	return uint32(n)
+}
+
+// ESPType is the GPT partition type GUID of an EFI System Partition
+// (UEFI 2.10 §5.3.3), as sfdisk prints it.
+const ESPType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+
+// ErrNoESP is wrapped by FindESP's error when the table has no EFI System
+// Partition.
+var ErrNoESP = errors.New("no EFI System Partition")
+
+// ESP is an EFI System Partition as `sfdisk --json DISK` lists it.
+type ESP struct {
+	// Number is the partition's number (from 1), Node its device node
+	// (/dev/vda2) as sfdisk names it.
+	Number uint32
+	Node   string
+	// HardDrive is its device path node for a boot entry.
+	HardDrive HardDrive
+}
+
+// FindESP returns the first EFI System Partition of a GPT in `sfdisk
+// --json DISK` output. A dos table, no table or a GPT without an ESP give
+// an error wrapping ErrNoESP that says which; boot entries name the ESP
+// by its GPT GUID, so an ESP in a dos table (type ef) is refused too.
+func FindESP(out []byte) (ESP, error) {
+	var d sfdiskDump
+	if err := json.Unmarshal(out, &d); err != nil {
+		return ESP{}, fmt.Errorf("sfdisk --json: %w: %w", ErrMalformed, err)
+	}
+	pt := d.PartitionTable
+	switch {
+	case pt == nil:
+		return ESP{}, fmt.Errorf("no partition table: %w", ErrNoESP)
+	case pt.Label != "gpt":
+		for _, p := range pt.Partitions {
+			if strings.EqualFold(p.Type, "ef") {
+				return ESP{}, fmt.Errorf("a %s partition table (its ESP %s must be on a GPT for a boot entry): %w", pt.Label, p.Node, ErrNoESP)
+			}
+		}
+		return ESP{}, fmt.Errorf("a %s partition table without an ESP: %w", pt.Label, ErrNoESP)
+	}
+	for i, p := range pt.Partitions {
+		if !strings.EqualFold(p.Type, ESPType) {
+			continue
+		}
+		n := partitionNumber(p.Node, i)
+		hd, err := HardDriveFromSfdisk(out, n)
+		if err != nil {
+			return ESP{}, err
+		}
+		return ESP{Number: n, Node: p.Node, HardDrive: hd}, nil
+	}
+	return ESP{}, fmt.Errorf("a GPT of %d partitions, none of type %s: %w", len(pt.Partitions), ESPType, ErrNoESP)
 }
