@@ -120,9 +120,32 @@ func (a *agent) fetchPlan(ctx context.Context) error {
 		}
 		target = filepath.Join(wd, "mnt", "sysimage")
 	}
+	if err := checkUEFIPlan(pr.Plan, p, a.uefiBoot()); err != nil {
+		return err
+	}
 	a.plan = &planState{name: pr.Plan, plan: p, target: target}
 	a.con.printf("install plan %s: %d partition(s), %d image(s), %d %%pre, %d %%post", pr.Plan, len(p.Parts), len(p.Images), len(p.Pre), len(p.Post))
 	return nil
+}
+
+// checkUEFIPlan refuses, before any disk is touched, a plan that makes
+// filesystems and a boot loader for a node that booted by UEFI but has
+// no EFI System Partition (a vfat /boot/efi) to put the loader on.
+func checkUEFIPlan(name string, p *kickstart.Plan, uefi bool) error {
+	if !uefi || len(p.Parts) == 0 || (p.Bootloader != nil && p.Bootloader.Location == "none") {
+		return nil
+	}
+	hasRoot := false
+	for _, pt := range p.Parts {
+		if pt.Mount == "/boot/efi" && pt.FSType == "vfat" {
+			return nil
+		}
+		hasRoot = hasRoot || pt.Mount == "/"
+	}
+	if !hasRoot {
+		return nil
+	}
+	return fmt.Errorf("install plan %s: this node booted by UEFI, and the plan has no EFI System Partition for its boot loader: add `part /boot/efi --fstype=efi --size=200` (and `clearpart --disklabel=gpt`), or `bootloader --location=none`", name)
 }
 
 // kaRoot gives a ka-deploy description what ka-deploy did with it: the

@@ -222,3 +222,31 @@ func TestKaRoot(t *testing.T) {
 		t.Errorf("plan after kaRoot: %+v", p.Parts)
 	}
 }
+
+func TestCheckUEFIPlan(t *testing.T) {
+	for _, tt := range []struct {
+		name, plan string
+		uefi, ok   bool
+	}{
+		{"UEFI with ESP", "clearpart --all --disklabel=gpt\npart /boot/efi --fstype=efi --size=100\npart / --fstype=ext4 --size=500 --grow\nbootloader\n", true, true},
+		{"UEFI without ESP", "clearpart --all\npart / --fstype=ext4 --size=500 --grow\nbootloader\n", true, false},
+		{"UEFI without ESP, no bootloader line: herd still installs one", "clearpart --all\npart / --size=500\n", true, false},
+		{"UEFI without ESP, bootloader none", "clearpart --all\npart / --size=500\nbootloader --location=none\n", true, true},
+		{"UEFI, no partitions (image only)", "image root.tar.zst --to /dev/vda\n", true, true},
+		{"BIOS without ESP", "clearpart --all\npart / --size=500\nbootloader\n", false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := kickstart.Parse("t.ks", strings.NewReader(tt.plan))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = checkUEFIPlan("t.ks", p, tt.uefi)
+			if (err == nil) != tt.ok {
+				t.Fatalf("checkUEFIPlan = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "part /boot/efi --fstype=efi") {
+				t.Errorf("error %q does not say what to add", err)
+			}
+		})
+	}
+}
