@@ -1,0 +1,282 @@
+//go:build qemu
+
+package qemutests
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herdproject/herd/pxe/inventory"
+)
+
+// Bounds of the Debian scenarios under TCG (four VMs on two cores).
+const (
+	debianBuildTimeout   = 20 * time.Minute // herd image build, when not cached
+	debianInstallTimeout = 12 * time.Minute // registered to "report done"
+	debianBootTimeout    = 10 * time.Minute // firmware to the report's last line
+)
+
+// reportScript runs in the installed Debian as herd-report.service
+// (Type=simple, so that boot finishes while it waits for it): once the
+// system has started, it prints what the node says about itself on the
+// console, one "herd-report KEY=VALUE..." line per topic, then
+// "herd-report end".
+const reportScript = `#!/bin/sh
+# herd qemu-tests: the installed node's own view of itself.
+state=$(systemctl is-system-running --wait 2>/dev/null)
+say() { echo "herd-report $*" >/dev/console; }
+say host=$(hostname) ip=$(ip -4 -o addr show scope global | awk '{print $4}' | paste -sd, -)
+say machine-id=$(cat /etc/machine-id) dbus-id=$(cat /var/lib/dbus/machine-id 2>/dev/null)
+say state=$state failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | paste -sd, -)
+say root-uuid=$(findmnt -n -o UUID /) fstab-root=$(awk '$2=="/"{print $1}' /etc/fstab) cmdline-root=$(sed -n 's/.*root=\([^ ]*\).*/\1/p' /proc/cmdline)
+say sshd=$(systemctl is-active ssh) ed25519=$(awk '{print $2}' /etc/ssh/ssh_host_ed25519_key.pub)
+say firmware=$(test -d /sys/firmware/efi && echo uefi || echo bios) bootcurrent=$(efibootmgr 2>/dev/null | sed -n 's/^BootCurrent: //p')
+say end
+`
+
+// reportUnit starts reportScript after boot.
+const reportUnit = `[Unit]
+Description=herd qemu-tests: report this node's identity on the console
+After=multi-user.target ssh.service systemd-networkd-wait-online.service
+
+[Service]
+Type=simple
+ExecStart=/usr/local/sbin/herd-report
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// reportHook is the --hook of the test's image build: it installs the
+// report script and unit into the image's root ("$1") and enables the
+// unit. The files travel inside the hook, base64-encoded, so that the
+// build's cache key changes when they do.
+func reportHook() string {
+	enc := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	return fmt.Sprintf(`echo %s | base64 -d > "$1/usr/local/sbin/herd-report" && chmod 0755 "$1/usr/local/sbin/herd-report" && `+
+		`echo %s | base64 -d > "$1/etc/systemd/system/herd-report.service" && `+
+		`ln -sf /etc/systemd/system/herd-report.service "$1/etc/systemd/system/multi-user.target.wants/herd-report.service"`,
+		enc(reportScript), enc(reportUnit))
+}
+
+// debianImage builds (or takes from the cache) the Debian 12 golden image
+// with the report unit: herd image build, as an administrator runs it.
+// The cache is $HERD_IMAGE_CACHE, else herd's default, so that the demo,
+// the tests and later runs share one build.
+func debianImage(t *testing.T, c *Cluster) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "debian.img")
+	start := time.Now()
+	out := herdRun(t, c, debianBuildTimeout, "image", "build", "-o", img, "--hook", reportHook())
+	t.Logf("herd image build (%.0fs):\n%s", time.Since(start).Seconds(), lastLines(out, 15))
+	return img
+}
+
+// report is what a node's herd-report lines say.
+type report map[string]string
+
+var reportRE = regexp.MustCompile(`herd-report (.*)`)
+
+// waitReport reads the node's next herd-report block, up to "end".
+func waitReport(t *testing.T, vm *VM, d time.Duration) report {
+	t.Helper()
+	r := report{}
+	deadline := time.Now().Add(d)
+	for {
+		line := vm.WaitFor(`herd-report `, time.Until(deadline))
+		m := reportRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if strings.TrimSpace(m[1]) == "end" {
+			return r
+		}
+		for _, kv := range strings.Fields(m[1]) {
+			k, v, _ := strings.Cut(kv, "=")
+			r[k] = v
+		}
+	}
+}
+
+// goldenKey reads /etc/ssh/ssh_host_ed25519_key.pub from the image's root
+// filesystem (its third partition) with debugfs on a read-only loop
+// device: nothing is mounted.
+func goldenKey(t *testing.T, img string) string {
+	t.Helper()
+	out, err := exec.Command("sfdisk", "--json", img).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json %s: %v", img, err)
+	}
+	var d struct {
+		PartitionTable struct {
+			Partitions []struct {
+				Start, Size int64
+				Type        string
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	var start, size int64
+	for _, p := range d.PartitionTable.Partitions {
+		if strings.EqualFold(p.Type, "0FC63DAF-8483-4772-8E79-3D69D8477DE4") {
+			start, size = p.Start*512, p.Size*512
+		}
+	}
+	if size == 0 {
+		t.Fatalf("%s has no Linux filesystem partition:\n%s", img, out)
+	}
+	loop, err := exec.Command("losetup", "--find", "--show", "--read-only", "--offset", fmt.Sprint(start), "--sizelimit", fmt.Sprint(size), img).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(loop))
+	defer exec.Command("losetup", "-d", dev).Run()
+	pub, err := exec.Command("debugfs", "-R", "cat /etc/ssh/ssh_host_ed25519_key.pub", dev).Output()
+	if err != nil {
+		t.Fatalf("debugfs %s: %v", dev, err)
+	}
+	f := strings.Fields(string(pub))
+	if len(f) < 2 {
+		t.Fatalf("the golden image's ed25519 host key: %q", pub)
+	}
+	return f[1]
+}
+
+// keyscan asks the node's sshd for its ed25519 host key, from the test's
+// namespace.
+func keyscan(t *testing.T, c *Cluster, ip string) string {
+	t.Helper()
+	// -T bounds ssh-keyscan's wait for the node.
+	out, err := c.NS.Command("ssh-keyscan", "-T", "20", "-t", "ed25519", ip).Output()
+	if err != nil {
+		t.Errorf("ssh-keyscan %s: %v", ip, err)
+		return ""
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 3 && f[1] == "ssh-ed25519" {
+			return f[2]
+		}
+	}
+	t.Errorf("ssh-keyscan %s: no ed25519 key in %q", ip, out)
+	return ""
+}
+
+// checkReport asserts what a booted node says about itself.
+func checkReport(t *testing.T, n Node, r report, golden string) {
+	t.Helper()
+	if r["host"] != n.Name {
+		t.Errorf("%s: hostname %q, want its reservation's %s", n.Name, r["host"], n.Name)
+	}
+	if !strings.HasPrefix(r["ip"], n.IP+"/") {
+		t.Errorf("%s: address %q, want its reservation's %s", n.Name, r["ip"], n.IP)
+	}
+	if r["state"] != "running" {
+		t.Errorf("%s: systemctl is-system-running says %q; failed units: %s", n.Name, r["state"], r["failed"])
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(r["machine-id"]) {
+		t.Errorf("%s: machine-id %q", n.Name, r["machine-id"])
+	}
+	if u := r["root-uuid"]; u == "" || r["fstab-root"] != "UUID="+u || r["cmdline-root"] != "UUID="+u {
+		t.Errorf("%s: root filesystem UUID %q, fstab's / %q, kernel root= %q: want all the same UUID", n.Name, u, r["fstab-root"], r["cmdline-root"])
+	}
+	if r["sshd"] != "active" {
+		t.Errorf("%s: ssh.service is %q", n.Name, r["sshd"])
+	}
+	if r["ed25519"] == "" || r["ed25519"] == golden {
+		t.Errorf("%s: ed25519 host key %q is the golden image's", n.Name, r["ed25519"])
+	}
+	want := "bios"
+	if n.Firmware.UEFI() {
+		want = "uefi"
+	}
+	if r["firmware"] != want {
+		t.Errorf("%s: booted by %q, want %s", n.Name, r["firmware"], want)
+	}
+}
+
+// TestDebianMixedRack: two BIOS and two UEFI nodes (one through OVMF's
+// own PXE, one through iPXE's EFI ROM) clone a Debian 12 image made by
+// herd image build (GPT: BIOS boot partition, ESP, root; GRUB for both)
+// through the ring, and boot it from their own disks to a running system.
+// Every check reads the node itself: its console (a unit of the test's
+// image) and its sshd (ssh-keyscan from the namespace). Then every node
+// is reset: herd's script exits to the disk, and the node boots Debian
+// again with the same identity.
+func TestDebianMixedRack(t *testing.T) {
+	fw := []Firmware{BIOS, UEFIPXE, BIOS, UEFIiPXE}
+	c := NewCluster(t, Options{Nodes: len(fw), DiskSize: 3 << 30, MemoryMiB: 1024,
+		Firmware: func(i int) Firmware { return fw[i] }})
+	img := debianImage(t, c)
+	golden := goldenKey(t, img)
+	t.Logf("herd image info:\n%s", herdRun(t, c, 2*time.Minute, "image", "info", img))
+
+	srv := c.Serve("--file", img+" > /dev/vda")
+	start := time.Now()
+	vms := c.StartAll()
+	for _, vm := range vms {
+		vm.WaitFor(`registered as `+vm.Node.Name+` `, agentTimeout+registerTimeout)
+	}
+	t.Logf("%.1fs: all %d nodes registered", time.Since(start).Seconds(), len(vms))
+	for _, vm := range vms {
+		vm.WaitFor(`== herd: report done done`, debianInstallTimeout)
+		vm.WaitFor(`== herd: reboot`, time.Minute)
+	}
+	t.Logf("%.1fs: all installed and reported done", time.Since(start).Seconds())
+	first := map[string]report{}
+	ids := map[string]string{}
+	keys := map[string]string{}
+	for _, vm := range vms {
+		r := waitReport(t, vm, debianBootTimeout)
+		t.Logf("%.1fs: %s (%s) booted Debian: %v", time.Since(start).Seconds(), vm.Node.Name, vm.Node.Firmware, r)
+		checkReport(t, vm.Node, r, golden)
+		if other, dup := ids[r["machine-id"]]; dup {
+			t.Errorf("%s and %s share machine-id %s", other, vm.Node.Name, r["machine-id"])
+		}
+		ids[r["machine-id"]] = vm.Node.Name
+		k := keyscan(t, c, vm.Node.IP)
+		if k != r["ed25519"] {
+			t.Errorf("%s: sshd offers ed25519 key %q, the node's file says %q", vm.Node.Name, k, r["ed25519"])
+		}
+		if other, dup := keys[k]; dup {
+			t.Errorf("%s and %s share the ed25519 host key", other, vm.Node.Name)
+		}
+		keys[k] = vm.Node.Name
+		first[vm.Node.Name] = r
+	}
+	t.Logf("%.1fs: every node runs its own Debian", time.Since(start).Seconds())
+	out := srv.Output()
+	for _, n := range c.Nodes {
+		if st := c.Show(n.Name); st.State != inventory.StateDone || !st.LocalBoot {
+			t.Errorf("herd nodes show %s: state %s, local boot %v; want done, local", n.Name, st.State, st.LocalBoot)
+		}
+	}
+	t.Logf("herd serve:\n%s", lastLines(out, 12))
+
+	// Reset: network first, herd's script exits, the firmware falls
+	// through to the disk; the node is the same machine as before.
+	for _, vm := range vms {
+		vm.Mark()
+		vm.Reset()
+	}
+	for _, vm := range vms {
+		vm.WaitFor(`boots from its disk`, debianBootTimeout)
+		r := waitReport(t, vm, debianBootTimeout)
+		if r["machine-id"] != first[vm.Node.Name]["machine-id"] || r["ed25519"] != first[vm.Node.Name]["ed25519"] || r["host"] != vm.Node.Name {
+			t.Errorf("%s after a reset: %v, before %v: want the same machine", vm.Node.Name, r, first[vm.Node.Name])
+		}
+		if r["state"] != "running" {
+			t.Errorf("%s after a reset: %s; failed units %s", vm.Node.Name, r["state"], r["failed"])
+		}
+	}
+	t.Logf("%.1fs: every node booted its disk again after a reset", time.Since(start).Seconds())
+}
