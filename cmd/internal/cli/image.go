@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/imagebuilder/debimage"
 	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/imagebuilder/golden"
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
@@ -16,10 +17,11 @@ import (
 	"github.com/spf13/pflag"
 )
 
-const imageUsage = `Usage: herd image golden|capture|info [OPTIONS] ...
+const imageUsage = `Usage: herd image build|golden|capture|info [OPTIONS] ...
 
 Build, capture and inspect whole-disk images.
 
+  build    build a Debian 12 golden image (BIOS and UEFI) with mmdebstrap
   golden   build a small bootable golden image (no root, no loop devices)
   capture  read a golden node's disk (or an image file) into IMAGE.zst
   info     print an image's size, data size, SHA-256 and partition table
@@ -30,10 +32,12 @@ each node decodes it while writing) or 'herd send -I golden.img -O /dev/vda'
 `
 
 func herdImage(ctx context.Context, args []string, env Env) error {
-	if err := groupHelp(env, args, imageUsage, "want a command: herd image golden|capture|info"); err != nil {
+	if err := groupHelp(env, args, imageUsage, "want a command: herd image build|golden|capture|info"); err != nil {
 		return err
 	}
 	switch args[0] {
+	case "build":
+		return imageBuild(ctx, args[1:], env)
 	case "golden":
 		return imageGolden(ctx, args[1:], env)
 	case "capture":
@@ -41,7 +45,7 @@ func herdImage(ctx context.Context, args []string, env Env) error {
 	case "info":
 		return imageInfo(ctx, args[1:], env)
 	}
-	return usagef("unknown image command %q: want golden, capture or info (see herd image --help)", args[0])
+	return usagef("unknown image command %q: want build, golden, capture or info (see herd image --help)", args[0])
 }
 
 // parseArgs is parseFlags for commands that take n positional arguments,
@@ -182,6 +186,117 @@ func imageGolden(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintf(env.Stdout, "  shell  %s\n", shell)
 	}
 	fmt.Fprintf(env.Stdout, "built in %v\n", res.Duration.Round(100*time.Millisecond))
+	return nil
+}
+
+const imageBuildUsage = `Usage: herd image build -o FILE [--root-tar FILE] [OPTIONS]
+
+Build a Debian 12 (bookworm) golden disk image with mmdebstrap (as root),
+bootable by BIOS and UEFI firmware from one GPT disk:
+
+  1  BIOS boot  1 MiB: GRUB's core.img (i386-pc), boot.img in the MBR
+  2  ESP        FAT32: GRUB at \EFI\BOOT\BOOTX64.EFI, \EFI\debian\grubx64.efi
+  3  root       ext4, the rest of the disk: the system
+
+The system: minbase with systemd, udev, dbus, linux-image-amd64,
+openssh-server, GRUB for both platforms, initramfs-tools, iproute2,
+efibootmgr, zstd, systemd-resolved and the --include packages; no manual
+pages, documentation or locales; systemd-networkd with DHCP on en* and
+eth*; the serial console (ttyS0, 115200) and the screen; fstab by UUID;
+host name "debian"; root locked unless --root-password-file. The GRUB
+images are the system's own grub-mkimage's, and find the root by UUID.
+
+Packages come from the host's apt sources for the suite (bookworm,
+bookworm-updates, bookworm-security in /etc/apt/sources.list and
+sources.list.d/*.list, *.sources), or from --mirror.
+
+Builds are cached by a SHA-256 over every input (suite, source lines,
+packages, hooks, sizes, password and key file contents) in --cache-dir
+(KEY/disk.img, KEY/root.tar.zst, KEY/build.json); a build with the same
+inputs is copied from there (sparse) without root. Downloaded packages
+are kept in CACHE/debs for the next build.
+
+Needs: mmdebstrap, sfdisk (fdisk), mkfs.fat (dosfstools), mcopy and mmd
+(mtools), mke2fs (e2fsprogs); root, unless the build is cached.
+
+Output: the phases with their times on standard error; the image's size,
+data size, SHA-256, UUIDs, kernel and partitions, and the root tarball's
+size on standard output.
+
+Options:
+`
+
+func imageBuild(ctx context.Context, args []string, env Env) error {
+	fs := pflag.NewFlagSet("herd image build", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	out := fs.StringP("output", "o", "", "image `FILE` to write (default: leave it in the cache)")
+	rootTar := fs.String("root-tar", "", "also copy the root tarball to `FILE` (root.tar.zst) for install plans")
+	size := fs.String("size", "2G", "image `SIZE` (k, M, G)")
+	espSize := fs.String("esp-size", "100M", "EFI system partition `SIZE`")
+	suite := fs.String("suite", debimage.DefaultSuite, "Debian `SUITE`")
+	mirrors := fs.StringArray("mirror", nil, "apt `URL` (or a 'deb URI SUITE COMPONENTS' line) instead of the host's sources; repeatable")
+	include := fs.StringArray("include", nil, "extra `PACKAGE` to install; repeatable")
+	hooks := fs.StringArray("hook", nil, "shell `CMD` run after herd's configuration, \"$1\" the root (mmdebstrap --customize-hook); repeatable")
+	password := fs.String("root-password-file", "", "root's password: the first line of `FILE` (hashed with SHA-512 crypt; default: locked)")
+	keys := fs.String("authorized-keys", "", "`FILE` to install as /root/.ssh/authorized_keys")
+	cacheDir := fs.String("cache-dir", "", "cache `DIR` (default $"+debimage.CacheEnv+", else "+debimage.DefaultCacheDir+")")
+	rebuild := fs.Bool("rebuild", false, "build even when the cache has the build, and replace it")
+	force := fs.BoolP("force", "f", false, "replace an existing output")
+	quiet := fs.BoolP("quiet", "q", false, "no progress messages")
+	verbose := fs.BoolP("verbose", "v", false, "show mmdebstrap's output")
+	if err := parseArgs(fs, env, imageBuildUsage, args, 0, "", " (see herd image build --help)"); err != nil {
+		return err
+	}
+	n, err := parseSize(*size, "--size")
+	if err != nil {
+		return err
+	}
+	e, err := parseSize(*espSize, "--esp-size")
+	if err != nil {
+		return err
+	}
+	logf := func(format string, a ...any) {
+		if *quiet || (!*verbose && strings.HasPrefix(format, "  ")) {
+			return
+		}
+		fmt.Fprintf(env.Stderr, "herd image build: "+format+"\n", a...)
+	}
+	res, err := debimage.Build(ctx, debimage.Config{
+		Output: *out, RootTar: *rootTar, Force: *force, Suite: *suite, Mirrors: *mirrors,
+		Packages: *include, Hooks: *hooks, Size: int64(n), ESPSize: int64(e),
+		RootPasswordFile: *password, AuthorizedKeysFile: *keys, CacheDir: *cacheDir,
+		Rebuild: *rebuild, Logf: logf,
+	})
+	if errors.Is(err, debimage.ErrExists) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	how := fmt.Sprintf("built in %v", res.Duration.Round(100*time.Millisecond))
+	if res.Cached {
+		how = fmt.Sprintf("cached (built %s in %v)", res.Built.Local().Format("2006-01-02 15:04"), res.Duration.Round(time.Second))
+	}
+	fmt.Fprintf(env.Stdout, "%s: Debian %s, kernel %s, %s\n", res.Image, res.Suite, res.KernelVersion, how)
+	fmt.Fprintf(env.Stdout, "  size        %s\n", sizeText(res.Size))
+	fmt.Fprintf(env.Stdout, "  data        %s\n", sizeText(res.DataSize))
+	fmt.Fprintf(env.Stdout, "  sha256      %s\n", res.SHA256)
+	fmt.Fprintf(env.Stdout, "  root        UUID=%s (ext4, label %s), ESP UUID=%s, machine-id %s\n", res.RootUUID, debimage.RootLabel, res.ESPID, res.MachineID)
+	fmt.Fprintf(env.Stdout, "  partitions  gpt, disk GUID %s\n", res.DiskGUID)
+	for _, p := range res.Partitions {
+		fmt.Fprintf(env.Stdout, "    %d %-11s %10d %10d %10s  %s\n", p.Number, p.Name, p.Start, p.Sectors, mib(p.Size()), p.Type)
+	}
+	fmt.Fprintf(env.Stdout, "%s: %s, %d entries\n", res.RootTar, sizeText(res.RootTarSize), res.RootTarEntries)
+	fmt.Fprintf(env.Stdout, "  cache       %s\n", filepath.Dir(res.CachedImage))
+	if !res.Cached {
+		var ph []string
+		for _, p := range res.Phases {
+			ph = append(ph, fmt.Sprintf("%s %v", p.Name, p.Duration.Round(100*time.Millisecond)))
+		}
+		fmt.Fprintf(env.Stdout, "  phases      %s\n", strings.Join(ph, ", "))
+	}
+	fmt.Fprintf(env.Stdout, "  took        %v\n", res.Took.Round(100*time.Millisecond))
 	return nil
 }
 

@@ -1,0 +1,997 @@
+// Package debimage builds a Debian 12 (bookworm) golden disk image with
+// mmdebstrap, bootable by both BIOS and UEFI firmware from one GPT disk,
+// and the same root as a tarball for install plans. It is what `herd
+// image build` runs, and what herd's QEMU cluster tests clone when they
+// need a real distribution.
+//
+// The image (a sparse raw file, DefaultSize), made on the image file
+// without mounting anything or loop devices:
+//
+//	GPT (sfdisk), protective MBR with GRUB's boot.img
+//	  1  BIOS boot  1 MiB at 1 MiB: GRUB's core.img (i386-pc)
+//	  2  ESP        DefaultESPSize, FAT32 (mkfs.fat --offset, mtools):
+//	                \EFI\BOOT\BOOTX64.EFI and \EFI\debian\grubx64.efi
+//	  3  root       the rest, ext4 (mke2fs -d): the Debian system
+//
+// Both GRUB images are made by the image's own grub-mkimage (in a chroot
+// of the built root) with a built-in configuration that finds the root
+// file system by UUID and reads /boot/grub/grub.cfg, which the builder
+// writes: one entry, linux /boot/vmlinuz-<version> root=UUID=<uuid> on
+// the serial console and the screen. What grub-bios-setup would do to
+// boot.img and core.img is done on bytes (PatchBootSector, PatchCore).
+//
+// The system: mmdebstrap --variant=minbase with DefaultPackages
+// (systemd, udev, dbus, the kernel, OpenSSH, GRUB for both platforms,
+// initramfs-tools, iproute2, efibootmgr, zstd, systemd-resolved) and the
+// caller's extras, without documentation, manual pages and locales;
+// systemd-networkd enabled with DHCP on en* and eth*; fstab by UUID;
+// host name "debian"; a real /etc/machine-id and Debian's SSH host keys
+// (herd's agent replaces them in every clone); root locked unless a
+// password is given.
+//
+// Builds are cached by a key over every input (see Config and
+// cacheKey), under CacheDir/<key>/ (disk.img, root.tar.zst, build.json),
+// and the downloaded packages under CacheDir/debs, so that a build whose
+// only change is a hook downloads nothing.
+package debimage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/GehirnInc/crypt"
+	_ "github.com/GehirnInc/crypt/sha512_crypt" // $6$ hashes, as the agent makes them
+	"github.com/herdproject/herd/imagebuilder/diskimage"
+)
+
+// Defaults.
+const (
+	// DefaultSuite is the Debian release built.
+	DefaultSuite = "bookworm"
+	// DefaultSize of the image in bytes.
+	DefaultSize = 2 << 30
+	// DefaultESPSize of the EFI system partition in bytes.
+	DefaultESPSize = 100 << 20
+	// DefaultCacheDir is where builds are cached, unless the environment
+	// variable CacheEnv or Config.CacheDir says otherwise.
+	DefaultCacheDir = "/var/cache/herd/images"
+	// CacheEnv names the environment variable with the cache directory.
+	CacheEnv = "HERD_IMAGE_CACHE"
+	// Hostname is the golden system's placeholder host name.
+	Hostname = "debian"
+	// RootLabel is the root file system's label.
+	RootLabel = "root"
+	// NetworkFile is the golden system's systemd-networkd configuration
+	// (herd's agent writes its own 10-herd.network, which sorts first).
+	NetworkFile = "/etc/systemd/network/50-dhcp.network"
+)
+
+// DefaultPackages are installed besides the minbase variant's.
+var DefaultPackages = []string{
+	"systemd-sysv", "udev", "dbus", "linux-image-amd64", "openssh-server",
+	"grub-pc-bin", "grub-efi-amd64-bin", "initramfs-tools", "iproute2",
+	"efibootmgr", "zstd", "systemd-resolved", "netbase", "dosfstools",
+}
+
+// ExcludePaths are kept out of every package (dpkg --path-exclude),
+// IncludePaths kept despite that (the copyright files).
+var (
+	ExcludePaths = []string{"/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*",
+		"/usr/share/locale/*", "/usr/share/lintian/*", "/usr/share/linda/*"}
+	IncludePaths = []string{"/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias"}
+)
+
+// Partition type GUIDs (UEFI spec §5.3.3; GRUB's BIOS boot partition).
+const (
+	TypeBIOSBoot = "21686148-6449-6E6F-744E-656564454649"
+	TypeESP      = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	TypeLinux    = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+)
+
+// Layout, in bytes.
+const (
+	align        = 1 << 20
+	biosBootSize = 1 << 20
+	// rootSlack is what the root file system needs beyond its files:
+	// journal, inode tables, and room to boot and log.
+	rootSlack = 256 << 20
+)
+
+// ErrExists is wrapped by Build's error when Output or RootTar exists and
+// Force is not set.
+var ErrExists = errors.New("output exists")
+
+// ErrNotRoot is wrapped by Build's error when it does not run as root.
+var ErrNotRoot = errors.New("needs root")
+
+// Config is what Build builds. Zero values are defaults.
+type Config struct {
+	// Output is where the image goes (a sparse copy, or a reflink, of
+	// the cached one, written under a temporary name and renamed); "" =
+	// only the cache (Result.CachedImage).
+	Output string
+	// RootTar is where the root tarball goes, like Output; "" = only the
+	// cache (Result.CachedRootTar).
+	RootTar string
+	// Force replaces an existing Output or RootTar.
+	Force bool
+	// Suite is the Debian release; "" = DefaultSuite. The host's sources
+	// for it, its -updates and -security suites are used.
+	Suite string
+	// Mirrors replace the host's apt sources: each a URL (becoming "deb
+	// URL SUITE main") or a one-line source ("deb [options] URI SUITE
+	// COMPONENTS"). nil = the host's sources for the suite.
+	Mirrors []string
+	// SourcesRoot is the root directory whose etc/apt sources are read;
+	// "" = "/".
+	SourcesRoot string
+	// Packages are installed besides DefaultPackages.
+	Packages []string
+	// Hooks are shell commands run in order after the system is
+	// configured (mmdebstrap --customize-hook; "$1" is the root
+	// directory, chroot "$1" runs a command in it), before the initramfs
+	// is made again and the GRUB, machine-id and password files are
+	// written.
+	Hooks []string
+	// Size of the image in bytes (rounded up to MiB); 0 = DefaultSize.
+	Size int64
+	// ESPSize of the EFI system partition in bytes (rounded up to MiB);
+	// 0 = DefaultESPSize.
+	ESPSize int64
+	// RootPasswordFile holds root's password (its first line, in clear
+	// text, hashed with SHA-512 crypt as the agent does; or a crypt hash
+	// starting with '$'); "" = root's password is locked.
+	RootPasswordFile string
+	// AuthorizedKeysFile becomes /root/.ssh/authorized_keys; "" = none.
+	AuthorizedKeysFile string
+	// CacheDir holds the finished builds and the downloaded packages; ""
+	// = $HERD_IMAGE_CACHE, else DefaultCacheDir.
+	CacheDir string
+	// Rebuild builds even when the cache has the key, and replaces the
+	// cache entry.
+	Rebuild bool
+	// Logf receives progress; nil discards it.
+	Logf func(format string, args ...any)
+}
+
+// Partition is one entry of the image's GPT.
+type Partition struct {
+	Number int    `json:"number"`
+	Name   string `json:"name"`
+	Type   string `json:"type"` // type GUID
+	UUID   string `json:"uuid"` // partition GUID (PARTUUID)
+	Start  int64  `json:"start"`
+	// Sectors of 512 bytes.
+	Sectors int64 `json:"sectors"`
+}
+
+// Offset is the partition's start in bytes.
+func (p Partition) Offset() int64 { return p.Start * sectorSize }
+
+// Size is the partition's length in bytes.
+func (p Partition) Size() int64 { return p.Sectors * sectorSize }
+
+// Phase is one timed step of a build.
+type Phase struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Result describes a build: the one done now or the cached one reused.
+type Result struct {
+	// Key is the cache key; Cached is true when the build was reused.
+	Key    string `json:"key"`
+	Cached bool   `json:"-"`
+	// Image and RootTar are Config.Output and Config.RootTar, or the
+	// cached files when those are "".
+	Image   string `json:"-"`
+	RootTar string `json:"-"`
+	// CachedImage and CachedRootTar are the files in the cache: do not
+	// change them (boot a copy: CloneFile).
+	CachedImage   string `json:"-"`
+	CachedRootTar string `json:"-"`
+	// Size of the image; DataSize its 4 KiB blocks that are not all
+	// zeros; SHA256 of the whole image (as `herd image info`).
+	Size     int64  `json:"size"`
+	DataSize int64  `json:"data_size"`
+	SHA256   string `json:"sha256"`
+	// RootTarSize is the tarball's size, RootTarEntries its entries.
+	RootTarSize    int64 `json:"root_tar_size"`
+	RootTarEntries int   `json:"root_tar_entries"`
+	// KernelVersion is the installed kernel's release (6.1.0-…-amd64):
+	// /boot/vmlinuz-<it>, /boot/initrd.img-<it>.
+	KernelVersion string `json:"kernel_version"`
+	// RootUUID is the root file system's UUID; ESPID the EFI system
+	// partition's FAT volume ID ("ABCD-1234"), both as fstab names them.
+	RootUUID string `json:"root_uuid"`
+	ESPID    string `json:"esp_id"`
+	// DiskGUID is the GPT's disk GUID; Partitions its entries.
+	DiskGUID   string      `json:"disk_guid"`
+	Partitions []Partition `json:"partitions"`
+	// MachineID is the image's /etc/machine-id.
+	MachineID string `json:"machine_id"`
+	// Suite, Sources (the apt lines used), Packages (all of them) and
+	// Hooks are the build's inputs.
+	Suite    string   `json:"suite"`
+	Sources  []string `json:"sources"`
+	Packages []string `json:"packages"`
+	Hooks    []string `json:"hooks"`
+	// Phases are the build's timed steps; Duration the whole build (of
+	// the cached build when Cached). Took is this call's time.
+	Phases   []Phase       `json:"phases"`
+	Duration time.Duration `json:"duration"`
+	Took     time.Duration `json:"-"`
+	// Built is when the build finished.
+	Built time.Time `json:"built"`
+}
+
+// setDefaults fills in defaults and checks what can be checked without
+// the host.
+func (c *Config) setDefaults() error {
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.Suite == "" {
+		c.Suite = DefaultSuite
+	}
+	if c.Size == 0 {
+		c.Size = DefaultSize
+	}
+	if c.ESPSize == 0 {
+		c.ESPSize = DefaultESPSize
+	}
+	if c.SourcesRoot == "" {
+		c.SourcesRoot = "/"
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = os.Getenv(CacheEnv)
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = DefaultCacheDir
+	}
+	c.Size = roundUp(c.Size, align)
+	c.ESPSize = roundUp(c.ESPSize, align)
+	if c.ESPSize < 34<<20 {
+		return fmt.Errorf("debimage: EFI system partition of %d MiB: give at least 34 MiB (FAT32's minimum)", c.ESPSize>>20)
+	}
+	if min := int64(2*align+biosBootSize) + c.ESPSize + 512<<20; c.Size < min {
+		return fmt.Errorf("debimage: image of %d MiB: give at least %d MiB", c.Size>>20, min>>20)
+	}
+	if c.Output != "" && c.RootTar != "" && filepath.Clean(c.Output) == filepath.Clean(c.RootTar) {
+		return fmt.Errorf("debimage: the image and the root tarball are both %s: give two names", c.Output)
+	}
+	for _, p := range c.Packages {
+		if !validPackage(p) {
+			return fmt.Errorf("debimage: package %q: want a Debian package name (letters, digits, + - . :)", p)
+		}
+	}
+	return nil
+}
+
+var packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?([=/][A-Za-z0-9.+~:\-]+)?$`)
+
+func validPackage(p string) bool { return packageRE.MatchString(p) }
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+// layout is where the partitions go, in sectors.
+type layout struct {
+	biosStart, biosSectors int64
+	espStart, espSectors   int64
+	rootStart, rootSectors int64
+}
+
+// newLayout places the partitions: BIOS boot at 1 MiB, the ESP after it,
+// the root to 1 MiB before the end (room for the backup GPT, aligned).
+func newLayout(size, esp int64) layout {
+	var l layout
+	l.biosStart, l.biosSectors = align/sectorSize, biosBootSize/sectorSize
+	l.espStart, l.espSectors = l.biosStart+l.biosSectors, esp/sectorSize
+	l.rootStart = l.espStart + l.espSectors
+	l.rootSectors = (size-align)/sectorSize - l.rootStart
+	return l
+}
+
+// Sources returns the apt source lines a build of cfg uses: cfg.Mirrors
+// made into lines, or the host's sources for the suite family.
+func Sources(cfg Config) ([]string, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return sourceLines(&cfg)
+}
+
+func sourceLines(cfg *Config) ([]string, error) {
+	if len(cfg.Mirrors) > 0 {
+		var out []string
+		for _, m := range cfg.Mirrors {
+			m = strings.TrimSpace(m)
+			if strings.HasPrefix(m, "deb ") || strings.HasPrefix(m, "deb\t") {
+				s, err := parseOneLine(m)
+				if err != nil {
+					return nil, fmt.Errorf("debimage: --mirror %q: %w", m, err)
+				}
+				out = append(out, s.String())
+				continue
+			}
+			if !strings.Contains(m, "://") || strings.ContainsAny(m, " \t") {
+				return nil, fmt.Errorf("debimage: --mirror %q: want a URL (http://deb.debian.org/debian) or a line \"deb URI SUITE COMPONENTS\"", m)
+			}
+			out = append(out, Source{Type: "deb", URI: m, Suite: cfg.Suite, Components: []string{"main"}}.String())
+		}
+		return out, nil
+	}
+	all, err := HostSources(cfg.SourcesRoot)
+	if err != nil {
+		return nil, fmt.Errorf("debimage: apt sources: %w", err)
+	}
+	sel := SelectSources(all, cfg.Suite)
+	if len(sel) == 0 {
+		return nil, fmt.Errorf("debimage: %w %s in %s (etc/apt/sources.list, sources.list.d/*.list, *.sources): give a mirror: --mirror http://deb.debian.org/debian",
+			ErrNoSources, cfg.Suite, cfg.SourcesRoot)
+	}
+	out := make([]string, len(sel))
+	for i, s := range sel {
+		out[i] = s.String()
+	}
+	return out, nil
+}
+
+// packages is every package a build installs.
+func (c *Config) packages() []string {
+	return append(append([]string(nil), DefaultPackages...), c.Packages...)
+}
+
+// inputs reads the files a build depends on.
+func (c *Config) inputs() (password, keys []byte, err error) {
+	if c.RootPasswordFile != "" {
+		if password, err = os.ReadFile(c.RootPasswordFile); err != nil {
+			return nil, nil, fmt.Errorf("debimage: root password: %w", err)
+		}
+		if pw := firstLine(password); pw == "" {
+			return nil, nil, fmt.Errorf("debimage: root password file %s: its first line is empty: write the password there, or leave --root-password-file out to keep root locked", c.RootPasswordFile)
+		}
+	}
+	if c.AuthorizedKeysFile != "" {
+		if keys, err = os.ReadFile(c.AuthorizedKeysFile); err != nil {
+			return nil, nil, fmt.Errorf("debimage: authorized keys: %w", err)
+		}
+	}
+	return password, keys, nil
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimRight(s, "\r")
+}
+
+// Build builds the image and the root tarball, or reuses a cached build
+// with the same key, and copies them to Output and RootTar.
+func Build(ctx context.Context, cfg Config) (*Result, error) {
+	start := time.Now()
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	for _, o := range []struct{ path, what string }{{cfg.Output, "an image file"}, {cfg.RootTar, "a tarball file (root.tar.zst)"}} {
+		if o.path != "" {
+			if err := checkOutput(o.path, cfg.Force, o.what); err != nil {
+				return nil, err
+			}
+		}
+	}
+	sources, err := sourceLines(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	password, keys, err := cfg.inputs()
+	if err != nil {
+		return nil, err
+	}
+	pkgs := cfg.packages()
+	key := cacheKey(cfg.Suite, sources, pkgs, cfg.Hooks, cfg.Size, cfg.ESPSize, password, keys)
+	entry := filepath.Join(cfg.CacheDir, key)
+	cfg.Logf("cache key %s (%s)", key[:16], entry)
+
+	var res *Result
+	if !cfg.Rebuild {
+		if res, err = loadCached(entry); err != nil {
+			return nil, fmt.Errorf("debimage: %w", err)
+		}
+	}
+	if res != nil {
+		res.Cached = true
+		cfg.Logf("cached: built %s in %v", res.Built.Format(time.RFC3339), res.Duration.Round(time.Second))
+	} else {
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("debimage: building an image %w: mmdebstrap runs in root mode (chroot, mounts, device nodes): run as root (sudo), or use a cached build", ErrNotRoot)
+		}
+		if err := CheckTools(); err != nil {
+			return nil, fmt.Errorf("debimage: %w", err)
+		}
+		if err := checkMirrors(ctx, sources, cfg.Suite); err != nil {
+			return nil, err
+		}
+		b := &builder{cfg: &cfg, key: key, entry: entry, sources: sources, packages: pkgs, password: password, keys: keys}
+		if res, err = b.build(ctx); err != nil {
+			return nil, err
+		}
+	}
+	res.CachedImage, res.CachedRootTar = filepath.Join(entry, ImageName), filepath.Join(entry, RootTarName)
+	res.Image, res.RootTar = res.CachedImage, res.CachedRootTar
+	if cfg.Output != "" {
+		t := time.Now()
+		if err := CloneFile(res.CachedImage, cfg.Output); err != nil {
+			return nil, fmt.Errorf("debimage: image to %s: %w", cfg.Output, err)
+		}
+		res.Image = cfg.Output
+		cfg.Logf("image: %s (from the cache in %v)", cfg.Output, time.Since(t).Round(time.Millisecond))
+	}
+	if cfg.RootTar != "" {
+		if err := CloneFile(res.CachedRootTar, cfg.RootTar); err != nil {
+			return nil, fmt.Errorf("debimage: root tarball to %s: %w", cfg.RootTar, err)
+		}
+		res.RootTar = cfg.RootTar
+	}
+	res.Took = time.Since(start)
+	return res, nil
+}
+
+// checkOutput refuses an output that is not a regular file, or that
+// exists without force; what names the kind of file wanted.
+func checkOutput(path string, force bool, what string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("debimage: %s exists and is not a regular file: give the name of %s", path, what)
+	}
+	if !force {
+		return fmt.Errorf("debimage: %s: %w: give --force to replace it, or another name", path, ErrExists)
+	}
+	return nil
+}
+
+// checkMirrors asks each HTTP(S) source for its suite's InRelease file
+// and fails, saying what to do, when none answers: mmdebstrap's own
+// error comes only after minutes, and says less.
+func checkMirrors(ctx context.Context, sources []string, suite string) error {
+	client := &http.Client{Timeout: 20 * time.Second}
+	var tried, failed []string
+	for _, line := range sources {
+		s, err := parseOneLine(line)
+		if err != nil || !(strings.HasPrefix(s.URI, "http://") || strings.HasPrefix(s.URI, "https://")) || strings.HasSuffix(s.Suite, "/") {
+			return nil // a file: or mirror+ source, or a flat one: mmdebstrap will tell
+		}
+		url := strings.TrimSuffix(s.URI, "/") + "/dists/" + s.Suite + "/InRelease"
+		tried = append(tried, url)
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
+		if err != nil {
+			return fmt.Errorf("debimage: source %q: %w", line, err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				if s.Suite == suite {
+					return nil
+				}
+				continue
+			}
+			err = fmt.Errorf("HTTP %s", resp.Status)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("debimage: %w", ctx.Err())
+		}
+		failed = append(failed, fmt.Sprintf("%s: %v", url, err))
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("debimage: the apt mirror cannot be reached for %s:\n  %s\ncheck the network and the host's apt sources, or give a reachable mirror: --mirror http://deb.debian.org/debian",
+		suite, strings.Join(failed, "\n  "))
+}
+
+// builder is one build's state.
+type builder struct {
+	cfg             *Config
+	key, entry      string
+	sources         []string
+	packages        []string
+	password, keys  []byte
+	work, root, out string
+	phases          []Phase
+}
+
+// phase times a step and logs it.
+func (b *builder) phase(name string, start time.Time) {
+	d := time.Since(start)
+	b.phases = append(b.phases, Phase{name, d})
+	b.cfg.Logf("%-16s %v", name+":", d.Round(100*time.Millisecond))
+}
+
+func (b *builder) build(ctx context.Context) (*Result, error) {
+	start := time.Now()
+	cfg := b.cfg
+	debs := filepath.Join(cfg.CacheDir, DebsDir)
+	if err := os.MkdirAll(debs, 0o755); err != nil {
+		return nil, fmt.Errorf("debimage: cache directory: %w (give --cache-dir DIR or set %s)", err, CacheEnv)
+	}
+	work, err := os.MkdirTemp(cfg.CacheDir, ".build-"+b.key[:16]+"-")
+	if err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	defer removeWork(work, cfg.Logf)
+	b.work, b.root, b.out = work, filepath.Join(work, "root"), filepath.Join(work, "out")
+	if err := os.Mkdir(b.out, 0o755); err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+
+	res := &Result{Key: b.key, Suite: cfg.Suite, Sources: b.sources, Packages: b.packages, Hooks: cfg.Hooks}
+	if res.RootUUID, err = randomUUID(); err != nil {
+		return nil, err
+	}
+	volID, err := randomVolumeID()
+	if err != nil {
+		return nil, err
+	}
+	res.ESPID = fmt.Sprintf("%04X-%04X", volID>>16, volID&0xffff)
+	if res.MachineID, err = randomHex(16); err != nil {
+		return nil, err
+	}
+
+	// The system.
+	t := time.Now()
+	overlay := filepath.Join(work, "overlay")
+	if err := writeOverlay(overlay, res, b.keys); err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	var initrdStart, initrdEnd time.Time
+	line := func(l string) {
+		switch strings.TrimSpace(l) {
+		case markInitrd:
+			initrdStart = time.Now()
+		case markInitrdDone:
+			initrdEnd = time.Now()
+		}
+		cfg.Logf("  %s", l)
+	}
+	if err := runLines(ctx, line, "mmdebstrap", b.mmdebstrapArgs(debs, overlay)...); err != nil {
+		return nil, fmt.Errorf("debimage: mmdebstrap: %w", err)
+	}
+	// The initramfs is made in a hook: its time is not mmdebstrap's.
+	initrd := initrdEnd.Sub(initrdStart)
+	if initrdStart.IsZero() || initrdEnd.IsZero() {
+		initrd = 0
+	}
+	b.phase("mmdebstrap", t.Add(initrd))
+	b.phases = append(b.phases, Phase{"kernel/initramfs", initrd})
+	cfg.Logf("%-16s %v", "kernel/initramfs:", initrd.Round(100*time.Millisecond))
+
+	// Files that come after the hooks: the kernel's, GRUB's, the
+	// machine-id (mmdebstrap empties it) and root's password.
+	t = time.Now()
+	if res.KernelVersion, err = kernelVersion(b.root); err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	if err := b.finishRoot(res); err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	grub, err := makeGRUB(ctx, b.root, work, res.RootUUID)
+	if err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	grubTime := time.Since(t)
+
+	// The disk.
+	t = time.Now()
+	l := newLayout(cfg.Size, cfg.ESPSize)
+	used, err := treeSize(b.root)
+	if err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	if need := used + rootSlack; l.rootSectors*sectorSize < need {
+		return nil, fmt.Errorf("debimage: the system takes %d MiB, the root partition of a %d MiB image has %d MiB: give a larger --size (at least %d MiB)",
+			used>>20, cfg.Size>>20, l.rootSectors*sectorSize>>20, (roundUp(need, align)+l.rootStart*sectorSize+align)>>20)
+	}
+	img := filepath.Join(b.out, ImageName)
+	if res.DiskGUID, res.Partitions, err = makeDisk(ctx, img, cfg.Size, l); err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	if err := makeESP(ctx, img, l, volID, grub.efi); err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	if err := makeRoot(ctx, img, l, b.root, res.RootUUID); err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	fsTime := time.Since(t)
+	t = time.Now()
+	coreSectors, err := installBIOS(img, grub.boot, grub.core, l.biosStart, l.biosSectors)
+	if err != nil {
+		return nil, fmt.Errorf("debimage: BIOS boot: %w", err)
+	}
+	b.phases = append(b.phases, Phase{"filesystems", fsTime}, Phase{"GRUB", grubTime + time.Since(t)})
+	cfg.Logf("%-16s %v (GPT, FAT32 ESP %s, ext4 root %s from %d MiB of files)", "filesystems:", fsTime.Round(100*time.Millisecond), res.ESPID, res.RootUUID, used>>20)
+	cfg.Logf("%-16s %v (BOOTX64.EFI, core.img %d sectors in the BIOS boot partition, boot.img in the MBR)", "GRUB:", (grubTime + time.Since(t)).Round(100*time.Millisecond), coreSectors)
+
+	// The root tarball.
+	t = time.Now()
+	ts, err := writeRootTarFile(filepath.Join(b.out, RootTarName), b.root, start)
+	if err != nil {
+		return nil, fmt.Errorf("debimage: root tarball: %w", err)
+	}
+	res.RootTarSize, res.RootTarEntries = ts.size, ts.entries
+	b.phase("tarball", t)
+
+	// What `herd image info` says.
+	t = time.Now()
+	info, err := diskimage.Inspect(ctx, img)
+	if err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	res.Size, res.DataSize, res.SHA256 = info.Size, info.DataSize, info.SHA256
+	b.phase("sha256", t)
+
+	res.Duration = time.Since(start)
+	res.Built = time.Now().UTC()
+	res.Phases = append(b.phases, Phase{"total", res.Duration})
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(b.out, ResultName), append(js, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("debimage: %w", err)
+	}
+	// The entry, whole: a rebuild replaces the old one, which is removed.
+	if cfg.Rebuild {
+		if _, err := os.Stat(b.entry); err == nil {
+			old := filepath.Join(work, "old")
+			if err := os.Rename(b.entry, old); err != nil {
+				return nil, fmt.Errorf("debimage: replace the cache entry: %w", err)
+			}
+		}
+	}
+	if err := os.Rename(b.out, b.entry); err != nil {
+		if cached, lerr := loadCached(b.entry); lerr == nil && cached != nil {
+			cfg.Logf("another build of the same key finished first: using it")
+			return cached, nil
+		}
+		return nil, fmt.Errorf("debimage: cache entry: %w", err)
+	}
+	cfg.Logf("%-16s %v", "total:", res.Duration.Round(100*time.Millisecond))
+	return res, nil
+}
+
+// Markers the initramfs hook prints, to time it.
+const (
+	markInitrd     = "herd-debimage: update-initramfs"
+	markInitrdDone = "herd-debimage: update-initramfs done"
+)
+
+// mmdebstrapArgs is the mmdebstrap command line: minbase and the
+// packages, the .deb cache (the manual's sync-in/sync-out recipe), the
+// overlay of herd's files, systemd-networkd enabled, the caller's
+// hooks, the initramfs made again (it was made before fstab existed).
+func (b *builder) mmdebstrapArgs(debs, overlay string) []string {
+	args := []string{"--mode=root", "--variant=minbase", "--format=directory",
+		"--include=" + strings.Join(b.packages, ","),
+		"--skip=essential/unlink",
+		"--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+		"--setup-hook=sync-in " + shellQuote(debs) + " /var/cache/apt/archives/",
+	}
+	for _, p := range ExcludePaths {
+		args = append(args, "--dpkgopt=path-exclude="+p)
+	}
+	for _, p := range IncludePaths {
+		args = append(args, "--dpkgopt=path-include="+p)
+	}
+	args = append(args,
+		"--customize-hook=sync-out /var/cache/apt/archives "+shellQuote(debs),
+		"--customize-hook=sync-in "+shellQuote(overlay)+" /",
+		`--customize-hook=chroot "$1" systemctl enable systemd-networkd.service`,
+	)
+	for _, h := range b.cfg.Hooks {
+		args = append(args, "--customize-hook="+h)
+	}
+	args = append(args,
+		"--customize-hook=echo "+shellQuote(markInitrd)+`; chroot "$1" update-initramfs -u -k all && echo `+shellQuote(markInitrdDone),
+		b.cfg.Suite, b.root)
+	return append(args, b.sources...)
+}
+
+// writeOverlay writes the files herd puts into the system before the
+// hooks run (synced over the root by mmdebstrap).
+func writeOverlay(dir string, res *Result, keys []byte) error {
+	files := []struct {
+		path, content string
+		mode          os.FileMode
+	}{
+		{"etc/fstab", fstab(res.RootUUID, res.ESPID), 0o644},
+		{"etc/hostname", Hostname + "\n", 0o644},
+		{"etc/hosts", hosts(Hostname), 0o644},
+		{strings.TrimPrefix(NetworkFile, "/"), networkConfig, 0o644},
+	}
+	if keys != nil {
+		files = append(files, struct {
+			path, content string
+			mode          os.FileMode
+		}{"root/.ssh/authorized_keys", string(keys), 0o600})
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(f.content), f.mode); err != nil {
+			return err
+		}
+	}
+	if keys != nil {
+		for _, d := range []string{"root", "root/.ssh"} {
+			if err := os.Chmod(filepath.Join(dir, d), 0o700); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fstab is the image's /etc/fstab.
+func fstab(rootUUID, espID string) string {
+	return "# herd debimage golden image: file systems by UUID. herd's agent\n" +
+		"# rewrites this file in every clone.\n" +
+		"# <file system>\t<mount point>\t<type>\t<options>\t<dump>\t<pass>\n" +
+		fmt.Sprintf("UUID=%s\t/\text4\terrors=remount-ro\t0\t1\n", rootUUID) +
+		fmt.Sprintf("UUID=%s\t/boot/efi\tvfat\tumask=0077\t0\t2\n", espID)
+}
+
+// hosts is /etc/hosts for a host name, as Debian's installer writes it.
+func hosts(name string) string {
+	return fmt.Sprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n\n"+
+		"# The following lines are desirable for IPv6 capable hosts\n"+
+		"::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n", name)
+}
+
+// networkConfig is NetworkFile: DHCP on every wired interface.
+const networkConfig = `# herd debimage: DHCP on every wired interface. herd's agent writes
+# 10-herd.network for each clone, which takes precedence.
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+`
+
+// finishRoot writes the files that must come after mmdebstrap: the
+// machine-id (mmdebstrap empties it), root's password, grub.cfg and the
+// ESP's mount point.
+func (b *builder) finishRoot(res *Result) error {
+	root := b.root
+	if err := os.WriteFile(filepath.Join(root, "etc/machine-id"), []byte(res.MachineID+"\n"), 0o444); err != nil {
+		return err
+	}
+	// A stale D-Bus machine-id would differ from it.
+	if p := filepath.Join(root, "var/lib/dbus/machine-id"); fileExists(p) {
+		os.Remove(p)
+		if err := os.Symlink("/etc/machine-id", p); err != nil {
+			return err
+		}
+	}
+	hash := "*"
+	if b.password != nil {
+		pw := firstLine(b.password)
+		if strings.HasPrefix(pw, "$") {
+			hash = pw
+		} else {
+			h, err := crypt.SHA512.New().Generate([]byte(pw), nil)
+			if err != nil {
+				return fmt.Errorf("hash the root password: %w", err)
+			}
+			hash = h
+		}
+	}
+	if err := setShadowPassword(filepath.Join(root, "etc/shadow"), "root", hash); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(root, "boot/efi"), 0o700); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(root, "boot/grub"), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(root, "boot/grub/grub.cfg"), []byte(grubConfig(res.RootUUID, res.KernelVersion)), 0o644)
+}
+
+// setShadowPassword sets user's password field in a shadow file.
+func setShadowPassword(path, user, hash string) error {
+	if strings.ContainsAny(hash, ":\n") {
+		return fmt.Errorf("password hash %q has ':' or a newline", hash)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(b), "\n")
+	found := false
+	for i, l := range lines {
+		f := strings.Split(l, ":")
+		if len(f) >= 2 && f[0] == user {
+			f[1] = hash
+			lines[i] = strings.Join(f, ":")
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("%s has no entry for %s", path, user)
+	}
+	return os.WriteFile(path, []byte(strings.Join(lines, "\n")), st.Mode().Perm())
+}
+
+// kernelVersion is the release of the newest /boot/vmlinuz-* of root
+// that has an initrd.img.
+func kernelVersion(root string) (string, error) {
+	ks, _ := filepath.Glob(filepath.Join(root, "boot/vmlinuz-*"))
+	var vs []string
+	for _, k := range ks {
+		v := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
+		if fileExists(filepath.Join(root, "boot/initrd.img-"+v)) {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		return "", errors.New("the system has no /boot/vmlinuz-* with its initrd.img: keep linux-image-amd64 and initramfs-tools in the packages")
+	}
+	sort.Strings(vs)
+	return vs[len(vs)-1], nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// treeSize is the bytes the files under dir take (apparent sizes,
+// rounded up to 4 KiB blocks).
+func treeSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += roundUp(info.Size(), 4096)
+		return nil
+	})
+	return n, err
+}
+
+// makeDisk makes the sparse image file and its GPT with sfdisk.
+func makeDisk(ctx context.Context, img string, size int64, l layout) (string, []Partition, error) {
+	f, err := os.OpenFile(img, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return "", nil, err
+	}
+	if err := f.Close(); err != nil {
+		return "", nil, err
+	}
+	disk, err := randomUUID()
+	if err != nil {
+		return "", nil, err
+	}
+	parts := []Partition{
+		{Number: 1, Name: "BIOS boot", Type: TypeBIOSBoot, Start: l.biosStart, Sectors: l.biosSectors},
+		{Number: 2, Name: "EFI system", Type: TypeESP, Start: l.espStart, Sectors: l.espSectors},
+		{Number: 3, Name: "root", Type: TypeLinux, Start: l.rootStart, Sectors: l.rootSectors},
+	}
+	var script strings.Builder
+	fmt.Fprintf(&script, "label: gpt\nlabel-id: %s\nunit: sectors\n\n", strings.ToUpper(disk))
+	for i := range parts {
+		p := &parts[i]
+		if p.UUID, err = randomUUID(); err != nil {
+			return "", nil, err
+		}
+		fmt.Fprintf(&script, "start=%d, size=%d, type=%s, uuid=%s, name=%q\n", p.Start, p.Sectors, p.Type, strings.ToUpper(p.UUID), p.Name)
+	}
+	if err := runIn(ctx, []byte(script.String()), "sfdisk", "--no-reread", "--no-tell-kernel", "--wipe", "never", img); err != nil {
+		return "", nil, fmt.Errorf("partition table: %w", err)
+	}
+	return disk, parts, nil
+}
+
+// makeESP makes the FAT32 file system of the EFI system partition in the
+// image and copies GRUB there, at the removable-media path and Debian's.
+func makeESP(ctx context.Context, img string, l layout, volID uint32, efi string) error {
+	kib := l.espSectors * sectorSize / 1024
+	start := strconv.FormatInt(l.espStart, 10)
+	// mkfs.fat picks the cluster size from the whole file's size, not the
+	// partition's, and can leave FAT32 with fewer clusters than it must
+	// have (65525), which firmware and mtools then take for FAT16: pick
+	// it here, at most 4 KiB.
+	spc := int64(8)
+	for spc > 1 && l.espSectors/spc < 66000 {
+		spc /= 2
+	}
+	if err := run(ctx, "mkfs.fat", "--offset", start, "-h", start, "-F", "32", "-s", strconv.FormatInt(spc, 10), "-n", "EFI", "-i", fmt.Sprintf("%08X", volID),
+		img, strconv.FormatInt(kib, 10)); err != nil {
+		return fmt.Errorf("EFI system partition: %w", err)
+	}
+	at := fmt.Sprintf("%s@@%d", img, l.espStart*sectorSize)
+	if err := run(ctx, "mmd", "-i", at, "::/EFI", "::/EFI/BOOT", "::/EFI/debian"); err != nil {
+		return fmt.Errorf("EFI system partition: %w", err)
+	}
+	for _, dst := range []string{"::/EFI/BOOT/BOOTX64.EFI", "::/EFI/debian/grubx64.efi"} {
+		if err := run(ctx, "mcopy", "-o", "-i", at, efi, dst); err != nil {
+			return fmt.Errorf("EFI system partition: %w", err)
+		}
+	}
+	return nil
+}
+
+// makeRoot makes the ext4 root file system from dir in the image.
+func makeRoot(ctx context.Context, img string, l layout, dir, uuid string) error {
+	kib := l.rootSectors * sectorSize / 1024
+	// -T default: 4 KiB blocks and 256-byte inodes; nodiscard: never
+	// punch the rest of the file (the other partitions).
+	if err := run(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-T", "default", "-L", RootLabel, "-U", uuid,
+		"-d", dir, "-E", fmt.Sprintf("offset=%d,nodiscard", l.rootStart*sectorSize), img, strconv.FormatInt(kib, 10)+"k"); err != nil {
+		return fmt.Errorf("root file system: %w", err)
+	}
+	return nil
+}
+
+// randomUUID returns a version 4 UUID.
+func randomUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+}
+
+// randomVolumeID returns a non-zero 32-bit FAT volume ID.
+func randomVolumeID() (uint32, error) {
+	var b [4]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		if v := binary.LittleEndian.Uint32(b[:]); v != 0 {
+			return v, nil
+		}
+	}
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
