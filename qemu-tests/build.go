@@ -29,7 +29,9 @@ import (
 const ROM = "/usr/lib/ipxe/qemu/pxe-virtio.rom"
 
 // Packages are the Debian packages the harness needs besides Go.
-const Packages = "qemu-system-x86 ipxe-qemu linux-image-amd64 kmod iproute2 e2fsprogs util-linux fdisk dosfstools extlinux syslinux-common ipxe pxelinux"
+// ovmf is for UEFI nodes (Firmware), mtools and grub-efi-amd64-bin for the
+// EFI system partitions their tests write.
+const Packages = "qemu-system-x86 ipxe-qemu linux-image-amd64 kmod iproute2 e2fsprogs util-linux fdisk dosfstools extlinux syslinux-common ipxe pxelinux ovmf mtools grub-efi-amd64-bin"
 
 // Bounds on building what the clusters share.
 const (

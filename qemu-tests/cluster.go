@@ -71,6 +71,11 @@ type Options struct {
 	// NoReboot makes QEMU exit when a VM resets instead of booting again
 	// (-no-reboot); VM.WaitExit then sees each reset.
 	NoReboot bool
+	// Firmware gives node i's (0-based) firmware; nil means BIOS for
+	// every node. A mixed rack is e.g.
+	//
+	//	func(i int) Firmware { return []Firmware{BIOS, UEFIPXE}[i%2] }
+	Firmware func(i int) Firmware
 }
 
 // Node is one inventory node and its VM's parts.
@@ -83,6 +88,12 @@ type Node struct {
 	// Disk is the node's raw disk image; a test may write to it before
 	// the VM starts.
 	Disk string
+	// Firmware is the node's boot firmware (Options.Firmware).
+	Firmware Firmware
+	// Vars is a UEFI node's own copy of OVMF's variable store (boot
+	// entries, BootOrder, BootNext): made when the cluster is, kept across
+	// the VM's resets and restarts; "" for a BIOS node.
+	Vars string
 }
 
 // FirstNonZero returns the offset of the first byte of the node's disk
@@ -160,9 +171,10 @@ type Cluster struct {
 	sockDir string // QEMU monitor sockets (short paths)
 }
 
-// NewCluster makes the cluster's network, inventory and disks; nothing
-// runs on it yet. It skips the test when the host lacks root, QEMU, the
-// iPXE ROM or a kernel (see Packages).
+// NewCluster makes the cluster's network, inventory and disks (and each
+// UEFI node's variable store); nothing runs on it yet. It skips the test
+// when the host lacks root, QEMU, the iPXE ROMs, OVMF for UEFI nodes or a
+// kernel (see Packages).
 func NewCluster(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	b := build(t)
@@ -171,6 +183,13 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 	}
 	if o.Nodes < 0 || o.Nodes > MaxNodes {
 		t.Fatalf("qemutests: %d nodes: want 1 to %d", o.Nodes, MaxNodes)
+	}
+	if o.Firmware != nil {
+		for i := range o.Nodes {
+			if why := missingFirmware(o.Firmware(i)); why != "" {
+				t.Skip(why)
+			}
+		}
 	}
 	if o.DiskSize == 0 {
 		o.DiskSize = 64 << 20
@@ -204,6 +223,15 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 			IP:   fmt.Sprintf("10.251.20.%d", 20+k),
 			Tap:  fmt.Sprintf("tap%d", k),
 			Disk: filepath.Join(disks, fmt.Sprintf("n%d.raw", k)),
+		}
+		if o.Firmware != nil {
+			n.Firmware = o.Firmware(i)
+		}
+		if n.Firmware.UEFI() {
+			n.Vars = filepath.Join(disks, fmt.Sprintf("n%d.vars.fd", k))
+			if err := copyVars(n.Vars); err != nil {
+				t.Fatalf("qemutests: node %s: %v", n.Name, err)
+			}
 		}
 		c.NS.AddTap(n.Tap, Bridge)
 		if err := os.WriteFile(n.Disk, nil, 0o644); err != nil {

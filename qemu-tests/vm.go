@@ -23,9 +23,11 @@ const (
 	tailLines      = 40
 )
 
-// VM is one node's QEMU: TCG, the iPXE ROM on a virtio-net card on the
-// node's tap, its blank virtio disk, and -boot n, so every reset boots
-// through the network (and herd decides: install, or exit to the disk).
+// VM is one node's QEMU: TCG, its firmware (Node.Firmware: SeaBIOS and
+// the iPXE ROM, or OVMF with or without iPXE's EFI ROM) on a virtio-net
+// card on the node's tap, and its virtio disk; the network boots first,
+// so every reset boots through the network (and herd decides: install, or
+// exit to the disk).
 // Its serial console is read as it comes; WaitFor looks for lines in it.
 type VM struct {
 	// Node is the inventory node the VM is.
@@ -71,12 +73,11 @@ func (c *Cluster) StartVM(i int) *VM {
 	args := []string{
 		"-name", n.Name,
 		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(c.opts.MemoryMiB), "-smp", "1",
-		"-nographic", "-boot", "n",
+		"-nographic",
 		"-netdev", "tap,id=n0,ifname=" + n.Tap + ",script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac=" + n.MAC + ",disable-legacy=on,romfile=" + ROM,
-		"-drive", "file=" + n.Disk + ",format=raw,if=virtio",
 		"-monitor", "unix:" + v.monitor + ",server=on,wait=off",
 	}
+	args = append(args, n.Firmware.vmArgs(n)...)
 	if c.opts.NoReboot {
 		args = append(args, "-no-reboot")
 	}
@@ -119,15 +120,15 @@ func (c *Cluster) StartVM(i int) *VM {
 		r.Close()
 		logf.Close()
 	})
-	t.Logf("%s: QEMU pid %d (MAC %s, %s, disk %s); console in %s", n.Name, v.cmd.Process.Pid, n.MAC, n.Tap, n.Disk, v.Log)
+	t.Logf("%s: QEMU pid %d (%s, MAC %s, %s, disk %s); console in %s", n.Name, v.cmd.Process.Pid, n.Firmware, n.MAC, n.Tap, n.Disk, v.Log)
 	return v
 }
 
 // RestartVM starts v's node again once its QEMU has exited (killed, or
 // powered off): a new QEMU on the same tap, with the same MAC and the
-// same disk file, so whatever the node wrote before is still there. With
-// -boot n it boots through the network again, and herd decides: install,
-// or exit to the disk. It fails the test when v's QEMU still runs.
+// same disk file (and a UEFI node's same variable store), so whatever the
+// node wrote before is still there. It boots through the network again,
+// and herd decides: install, or exit to the disk. It fails the test when v's QEMU still runs.
 func (c *Cluster) RestartVM(v *VM) *VM {
 	c.t.Helper()
 	if !v.Exited() {
@@ -177,10 +178,12 @@ func (v *VM) Wait(pattern string, d time.Duration) (string, error) {
 func (v *VM) Mark() { v.cursor = v.con.size() }
 
 // WaitReset waits at most d for the firmware to start again after the
-// last match (SeaBIOS's banner): the machine was reset, or rebooted.
+// last match: the machine was reset, or rebooted. It looks for the
+// firmware's first line of a start (Firmware.startPattern): SeaBIOS's
+// banner, OVMF's PXE starting, or the iPXE ROM's banner.
 func (v *VM) WaitReset(d time.Duration) {
 	v.t.Helper()
-	v.WaitFor(`SeaBIOS \(version`, d)
+	v.WaitFor(v.Node.Firmware.startPattern(), d)
 }
 
 // Console returns the console's text so far.
