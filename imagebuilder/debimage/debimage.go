@@ -38,11 +38,11 @@ package debimage
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -112,7 +112,7 @@ const (
 
 // ErrExists is wrapped by Build's error when Output or RootTar exists and
 // Force is not set.
-var ErrExists = errors.New("output exists")
+var ErrExists = buildutil.ErrExists
 
 // ErrNotRoot is wrapped by Build's error when it does not run as root.
 var ErrNotRoot = errors.New("needs root")
@@ -387,8 +387,8 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	for _, o := range []struct{ path, what string }{{cfg.Output, "an image file"}, {cfg.RootTar, "a tarball file (root.tar.zst)"}} {
 		if o.path != "" {
-			if err := checkOutput(o.path, cfg.Force, o.what); err != nil {
-				return nil, err
+			if err := buildutil.CheckOutput(o.path, cfg.Force, o.what); err != nil {
+				return nil, fmt.Errorf("debimage: %w", err)
 			}
 		}
 	}
@@ -447,22 +447,6 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Took = time.Since(start)
 	return res, nil
-}
-
-// checkOutput refuses an output that is not a regular file, or that
-// exists without force; what names the kind of file wanted.
-func checkOutput(path string, force bool, what string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("debimage: %s exists and is not a regular file: give the name of %s", path, what)
-	}
-	if !force {
-		return fmt.Errorf("debimage: %s: %w: give --force to replace it, or another name", path, ErrExists)
-	}
-	return nil
 }
 
 // checkMirrors asks each HTTP(S) source for its suite's InRelease file
@@ -541,10 +525,10 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	}
 
 	res := &Result{Key: b.key, Suite: cfg.Suite, Sources: b.sources, Packages: b.packages, Hooks: cfg.Hooks}
-	if res.RootUUID, err = randomUUID(); err != nil {
+	if res.RootUUID, err = buildutil.RandomUUID(); err != nil {
 		return nil, err
 	}
-	volID, err := randomVolumeID()
+	volID, err := buildutil.RandomVolumeID()
 	if err != nil {
 		return nil, err
 	}
@@ -898,7 +882,7 @@ func makeDisk(ctx context.Context, img string, size int64, l layout) (string, []
 	if err := f.Close(); err != nil {
 		return "", nil, err
 	}
-	disk, err := randomUUID()
+	disk, err := buildutil.RandomUUID()
 	if err != nil {
 		return "", nil, err
 	}
@@ -911,7 +895,7 @@ func makeDisk(ctx context.Context, img string, size int64, l layout) (string, []
 	fmt.Fprintf(&script, "label: gpt\nlabel-id: %s\nunit: sectors\n\n", strings.ToUpper(disk))
 	for i := range parts {
 		p := &parts[i]
-		if p.UUID, err = randomUUID(); err != nil {
+		if p.UUID, err = buildutil.RandomUUID(); err != nil {
 			return "", nil, err
 		}
 		fmt.Fprintf(&script, "start=%d, size=%d, type=%s, uuid=%s, name=%q\n", p.Start, p.Sectors, p.Type, strings.ToUpper(p.UUID), p.Name)
@@ -961,30 +945,6 @@ func makeRoot(ctx context.Context, img string, l layout, dir, uuid string) error
 		return fmt.Errorf("root file system: %w", err)
 	}
 	return nil
-}
-
-// randomUUID returns a version 4 UUID.
-func randomUUID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
-}
-
-// randomVolumeID returns a non-zero 32-bit FAT volume ID.
-func randomVolumeID() (uint32, error) {
-	var b [4]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			return 0, err
-		}
-		if v := binary.LittleEndian.Uint32(b[:]); v != 0 {
-			return v, nil
-		}
-	}
 }
 
 // randomHex returns n random bytes in hex.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,7 +237,7 @@ func copyModules(src, dst string) error {
 		if !e.Type().IsRegular() || !(strings.HasSuffix(n, ".mod") || strings.HasSuffix(n, ".lst") || strings.HasSuffix(n, ".img")) {
 			continue
 		}
-		if err := copyFile(filepath.Join(src, n), filepath.Join(dst, n), 0o644); err != nil {
+		if err := buildutil.CopyFile(filepath.Join(src, n), filepath.Join(dst, n), 0o644); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io"
 	"io/fs"
 	"os"
@@ -80,7 +81,7 @@ func writeRootTar(w io.Writer, dir string, mtime time.Time) (tarResult, error) {
 		}
 		hdr := &tar.Header{
 			Name:    "./" + rel,
-			Mode:    tarMode(info.Mode()),
+			Mode:    buildutil.TarMode(info.Mode()),
 			Uid:     int(st.Uid),
 			Gid:     int(st.Gid),
 			ModTime: mtime,
@@ -171,22 +172,6 @@ func addXattrs(hdr *tar.Header, p string) error {
 		hdr.PAXRecords["SCHILY.xattr."+name] = string(v[:m])
 	}
 	return nil
-}
-
-// tarMode is a file mode as tar stores it: the permissions and the
-// setuid, setgid and sticky bits.
-func tarMode(m fs.FileMode) int64 {
-	mode := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		mode |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		mode |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		mode |= 0o1000
-	}
-	return mode
 }
 
 // writeRootTarFile writes the root tarball of dir to path, with the

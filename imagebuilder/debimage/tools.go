@@ -5,78 +5,42 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/herdproject/herd/internal/mountinfo"
 )
 
 // Tool is a host program Build runs.
-type Tool struct {
-	// Name is the program, looked up in PATH and the sbin directories.
-	Name string
-	// Package is the Debian package that has it.
-	Package string
-}
+type Tool = buildutil.Tool
 
 // Tools are what Build needs from the host.
 var Tools = []Tool{
-	{"mmdebstrap", "mmdebstrap"},
-	{"sfdisk", "fdisk"},
-	{"mkfs.fat", "dosfstools"},
-	{"mcopy", "mtools"},
-	{"mmd", "mtools"},
-	{"mke2fs", "e2fsprogs"},
-	{"chroot", "coreutils"},
-}
-
-// lookTool finds a tool in PATH or in the sbin directories (which an
-// ordinary user's PATH may lack).
-func lookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
+	{Name: "mmdebstrap", Package: "mmdebstrap"},
+	{Name: "sfdisk", Package: "fdisk"},
+	{Name: "mkfs.fat", Package: "dosfstools"},
+	{Name: "mcopy", Package: "mtools"},
+	{Name: "mmd", Package: "mtools"},
+	{Name: "mke2fs", Package: "e2fsprogs"},
+	{Name: "chroot", Package: "coreutils"},
 }
 
 // CheckTools returns an error naming every missing tool and the Debian
 // packages to install, nil when all are there.
-func CheckTools() error {
-	var missing []string
-	pkgs := map[string]bool{}
-	for _, t := range Tools {
-		if _, err := lookTool(t.Name); err != nil {
-			missing = append(missing, t.Name)
-			pkgs[t.Package] = true
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	list := make([]string, 0, len(pkgs))
-	for p := range pkgs {
-		list = append(list, p)
-	}
-	sort.Strings(list)
-	return fmt.Errorf("missing %s: install them: apt-get install %s", strings.Join(missing, ", "), strings.Join(list, " "))
-}
+func CheckTools() error { return buildutil.CheckTools(Tools) }
 
 // command makes a command that ends, with every process it started, when
 // ctx ends: it runs in its own process group, which gets SIGTERM (so that
 // mmdebstrap can unmount what it mounted in the chroot), then SIGKILL
 // after a grace period.
 func command(ctx context.Context, name string, args ...string) (*exec.Cmd, error) {
-	path, err := lookTool(name)
+	path, err := buildutil.LookTool(name)
 	if err != nil {
 		return nil, fmt.Errorf("%s not found: %w (see CheckTools)", name, err)
 	}
@@ -191,44 +155,12 @@ func mountsUnder(dir string) []string {
 	dir = filepath.Clean(dir)
 	var out []string
 	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
+		e, ok := mountinfo.Parse(l)
+		if ok && (e.Point == dir || strings.HasPrefix(e.Point, dir+"/")) {
+			out = append(out, e.Point)
 		}
 	}
 	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range []byte(s[i+1 : i+4]) {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + c - '0'
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // removeWork removes a work directory unless something is mounted in
@@ -241,22 +173,4 @@ func removeWork(dir string, logf func(string, ...any)) {
 	if err := os.RemoveAll(dir); err != nil {
 		logf("warning: remove %s: %v", dir, err)
 	}
-}
-
-// copyFile copies the regular file src to dst with mode perm.
-func copyFile(src, dst string, perm os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	return out.Close()
 }

@@ -30,10 +30,9 @@ package golden
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -81,7 +80,7 @@ var DefaultModules = []string{
 
 // ErrExists is wrapped by Build's error when Output or RootTar exists
 // and Force is not set.
-var ErrExists = errors.New("output exists")
+var ErrExists = buildutil.ErrExists
 
 // Config is what Build builds. Zero values are defaults.
 type Config struct {
@@ -283,16 +282,16 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	if cfg.Output != "" {
-		if err := checkOutput(cfg.Output, cfg.Force, "an image file (write the image to a disk with herd send)"); err != nil {
-			return nil, err
+		if err := buildutil.CheckOutput(cfg.Output, cfg.Force, "an image file (write the image to a disk with herd send)"); err != nil {
+			return nil, fmt.Errorf("golden: %w", err)
 		}
 	}
 	if cfg.RootTar != "" {
-		if err := checkOutput(cfg.RootTar, cfg.Force, "a tarball file (root.tar.zst)"); err != nil {
-			return nil, err
+		if err := buildutil.CheckOutput(cfg.RootTar, cfg.Force, "a tarball file (root.tar.zst)"); err != nil {
+			return nil, fmt.Errorf("golden: %w", err)
 		}
 	}
-	if err := checkTools(neededTools(&cfg)); err != nil {
+	if err := buildutil.CheckTools(neededTools(&cfg)); err != nil {
 		return nil, fmt.Errorf("golden: %w", err)
 	}
 	release, err := kernel.Version(cfg.Kernel)
@@ -392,22 +391,6 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-// checkOutput refuses an output that is not a regular file, or that
-// exists without force; what names the kind of file wanted.
-func checkOutput(path string, force bool, what string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("golden: %s exists and is not a regular file: give the name of %s", path, what)
-	}
-	if !force {
-		return fmt.Errorf("golden: %s: %w: give --force to replace it, or another name", path, ErrExists)
-	}
-	return nil
-}
-
 // buildImage writes the image under a temporary name in Output's
 // directory and returns that name; the caller renames it. It fills in
 // res's identifiers and table.
@@ -422,11 +405,11 @@ func buildImage(ctx context.Context, cfg *Config, res *Result, l layout, herd, i
 	}
 
 	// Identifiers.
-	res.RootUUID, err = randomUUID()
+	res.RootUUID, err = buildutil.RandomUUID()
 	if err != nil {
 		return "", fmt.Errorf("golden: %w", err)
 	}
-	volID, err := randomVolumeID()
+	volID, err := buildutil.RandomVolumeID()
 	if err != nil {
 		return "", fmt.Errorf("golden: %w", err)
 	}
@@ -579,7 +562,7 @@ LABEL herd
 
 // partition writes the MBR partition table with sfdisk.
 func partition(ctx context.Context, img string, l layout) error {
-	id, err := randomVolumeID()
+	id, err := buildutil.RandomVolumeID()
 	if err != nil {
 		return err
 	}
@@ -694,28 +677,4 @@ func writeMBR(img string) error {
 		return fmt.Errorf("golden: %w", err)
 	}
 	return f.Close()
-}
-
-// randomUUID returns a version 4 UUID.
-func randomUUID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
-}
-
-// randomVolumeID returns a non-zero 32-bit ID.
-func randomVolumeID() (uint32, error) {
-	var b [4]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			return 0, err
-		}
-		if v := binary.LittleEndian.Uint32(b[:]); v != 0 {
-			return v, nil
-		}
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io"
 	"net"
 	"os"
@@ -470,7 +471,7 @@ func TestChownRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make a file another user's")
 	}
-	if _, err := lookTool("mke2fs"); err != nil {
+	if _, err := buildutil.LookTool("mke2fs"); err != nil {
 		t.Skip("e2fsprogs not installed")
 	}
 	dir := t.TempDir()

@@ -2,7 +2,7 @@ package golden
 
 import (
 	"fmt"
-	"io"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,7 +84,7 @@ func writeRoot(dir, herd string, files []rootFile) error {
 	if err := os.MkdirAll(filepath.Dir(init), 0o755); err != nil {
 		return err
 	}
-	if err := copyFile(herd, init, 0o755); err != nil {
+	if err := buildutil.CopyFile(herd, init, 0o755); err != nil {
 		return err
 	}
 	if err := os.Symlink(goldeninit.RootInit, filepath.Join(dir, NetworkdMark)); err != nil {
@@ -103,25 +103,4 @@ func writeRoot(dir, herd string, files []rootFile) error {
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	if err := out.Chmod(mode); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

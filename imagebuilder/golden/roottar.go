@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io"
 	"io/fs"
 	"os"
@@ -87,10 +88,10 @@ func writeTarTree(cfg *Config, dir, herd, initrd, release string) (shell bool, l
 		return false, nil, err
 	}
 	boot := filepath.Join(dir, "boot")
-	if err := copyFile(cfg.Kernel, filepath.Join(boot, KernelName+"-"+release), 0o644); err != nil {
+	if err := buildutil.CopyFile(cfg.Kernel, filepath.Join(boot, KernelName+"-"+release), 0o644); err != nil {
 		return false, nil, err
 	}
-	if err := copyFile(initrd, filepath.Join(boot, InitrdName+"-"+release), 0o644); err != nil {
+	if err := buildutil.CopyFile(initrd, filepath.Join(boot, InitrdName+"-"+release), 0o644); err != nil {
 		return false, nil, err
 	}
 	return addShell(dir, HostBusybox, cfg.Logf)
@@ -109,7 +110,7 @@ func addShell(dir, busybox string, logf func(string, ...any)) (bool, []string, e
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return false, nil, err
 	}
-	if err := copyFile(busybox, filepath.Join(bin, "busybox"), 0o755); err != nil {
+	if err := buildutil.CopyFile(busybox, filepath.Join(bin, "busybox"), 0o755); err != nil {
 		return false, nil, err
 	}
 	for _, a := range ShellApplets {
@@ -231,7 +232,7 @@ func copyHostPath(dir, p string) ([]string, error) {
 		added = append(added, p)
 		switch {
 		case st.Mode().IsRegular():
-			return added, copyFile(p, dst, st.Mode().Perm())
+			return added, buildutil.CopyFile(p, dst, st.Mode().Perm())
 		case st.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
@@ -283,7 +284,7 @@ func writeTar(w io.Writer, dir string, mtime time.Time) (tarStats, error) {
 		}
 		hdr := &tar.Header{
 			Name:    "./" + filepath.ToSlash(rel),
-			Mode:    tarMode(info.Mode()),
+			Mode:    buildutil.TarMode(info.Mode()),
 			Uname:   "root",
 			Gname:   "root",
 			ModTime: mtime,
@@ -336,22 +337,6 @@ func writeTar(w io.Writer, dir string, mtime time.Time) (tarStats, error) {
 	}
 	st.Size = cw.N
 	return st, nil
-}
-
-// tarMode is a file mode as tar stores it: the permissions and the
-// setuid, setgid and sticky bits (c_ISUID, c_ISGID, c_ISVTX).
-func tarMode(m fs.FileMode) int64 {
-	mode := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		mode |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		mode |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		mode |= 0o1000
-	}
-	return mode
 }
 
 // writeRootTarFile writes the tarball of dir under a temporary name in

@@ -6,63 +6,35 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 )
 
 // Tool is a host program Build runs.
-type Tool struct {
-	// Name is the program (looked up in PATH, then /usr/sbin, /sbin) or
-	// an absolute path for a file.
-	Name string
-	// Package is the Debian package that has it.
-	Package string
-}
+type Tool = buildutil.Tool
 
 // Tools are what Build needs from the host: all run as an ordinary
 // user, on the image file, without loop devices.
 var Tools = []Tool{
-	{"sfdisk", "fdisk"},
-	{"mkfs.vfat", "dosfstools"},
-	{"mcopy", "mtools"},
-	{"syslinux", "syslinux"},
-	{MBRBin, "syslinux-common"},
-	{"mke2fs", "e2fsprogs"},
-	{"debugfs", "e2fsprogs"},
-	{"depmod", "kmod"},
+	{Name: "sfdisk", Package: "fdisk"},
+	{Name: "mkfs.vfat", Package: "dosfstools"},
+	{Name: "mcopy", Package: "mtools"},
+	{Name: "syslinux", Package: "syslinux"},
+	{Name: MBRBin, Package: "syslinux-common"},
+	{Name: "mke2fs", Package: "e2fsprogs"},
+	{Name: "debugfs", Package: "e2fsprogs"},
+	{Name: "depmod", Package: "kmod"},
 }
 
 // MBRBin is syslinux's master boot record, written to the image's first
 // 440 bytes.
 const MBRBin = "/usr/lib/syslinux/mbr/mbr.bin"
 
-// lookTool finds a tool: an absolute path as it is, a name in PATH or in
-// the sbin directories (which an ordinary user's PATH may lack).
-func lookTool(name string) (string, error) {
-	if filepath.IsAbs(name) {
-		if _, err := os.Stat(name); err != nil {
-			return "", err
-		}
-		return name, nil
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
-}
-
 // CheckTools returns an error naming every missing tool and the Debian
 // packages to install, nil when all are there.
-func CheckTools() error { return checkTools(Tools) }
+func CheckTools() error { return buildutil.CheckTools(Tools) }
 
 // neededTools are the Tools a build of cfg runs: all of them for an
 // image; for a root tarball alone, only depmod (for the initrd's modules).
@@ -79,30 +51,10 @@ func neededTools(cfg *Config) []Tool {
 	return need
 }
 
-func checkTools(tools []Tool) error {
-	var missing []string
-	pkgs := map[string]bool{}
-	for _, t := range tools {
-		if _, err := lookTool(t.Name); err != nil {
-			missing = append(missing, t.Name)
-			pkgs[t.Package] = true
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	var list []string
-	for p := range pkgs {
-		list = append(list, p)
-	}
-	sort.Strings(list)
-	return fmt.Errorf("missing %s: install them: apt-get install %s", strings.Join(missing, ", "), strings.Join(list, " "))
-}
-
 // run runs a tool with args; its output goes into the error when it
 // fails.
 func run(ctx context.Context, stdin []byte, name string, args ...string) error {
-	path, err := lookTool(name)
+	path, err := buildutil.LookTool(name)
 	if err != nil {
 		return fmt.Errorf("%s not found: %w (run CheckTools first)", name, err)
 	}

@@ -248,6 +248,9 @@ func imageBuild(ctx context.Context, args []string, env Env) error {
 	if err := parseArgs(fs, env, imageBuildUsage, args, 0, "", " (see herd image build --help)"); err != nil {
 		return err
 	}
+	if *out != "" && filepath.Clean(*out) == filepath.Clean(*rootTar) {
+		return usagef("-o and --root-tar both name %s: give two files", *out)
+	}
 	n, err := parseSize(*size, "--size")
 	if err != nil {
 		return err
