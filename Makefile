@@ -11,7 +11,7 @@ FUZZTIME ?= 5s
 # syslinux and mtools build golden images without root; busybox is the
 # shell golden root tarballs carry for %post.
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
-	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf
+	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf openssh-client
 
 .PHONY: all build deps test unit fuzz ring-test net-test boot-test qemu-test lint bench bench-quick bench-go demo clean
 
@@ -52,7 +52,7 @@ boot-test:
 # The cluster scenarios: QEMU nodes PXE-boot through herd's own servers on
 # a bridge in a network namespace of the test's (see qemu-tests/).
 qemu-test:
-	$(GO) test -count=1 -tags qemu -timeout 30m -v ./qemu-tests/
+	$(GO) test -count=1 -tags qemu -timeout 60m -v ./qemu-tests/
 
 test: deps lint unit fuzz ring-test net-test boot-test qemu-test
 
