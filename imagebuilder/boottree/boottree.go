@@ -181,11 +181,14 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 // The default boot scripts: a machine herd has no install for boots its
 // own disk (herd's HTTP service answers known nodes with their own
 // script; these are for everything else, or a foreign DHCP server
-// pointing at the tree).
+// pointing at the tree). On UEFI iPXE exits with an error: on success the
+// boot manager would show its menu instead of going on to the disk (see
+// pxe/httpboot's exitToNext).
 const (
 	defaultIPXE = `#!ipxe
 # herd: default boot script: no install is scheduled, boot from the local disk.
 echo herd: no install for ${net0/mac}: booting from the local disk
+iseq ${platform} efi && exit 1 ||
 exit
 `
 	defaultPxelinux = `# herd: a machine with no install scheduled boots from its disk

@@ -67,9 +67,23 @@ func safeName(s string) bool {
 	return true
 }
 
+// exitToNext are the iPXE script lines that end iPXE so that the firmware
+// goes on to its next boot device (the disk, after the network).
+//
+// BIOS (SeaBIOS, and PXE ROMs generally) does that whatever iPXE returns.
+// UEFI does not: EDK2's boot manager (BdsDxe, OVMF's too) shows its menu,
+// and waits there, when a boot option's image returns EFI_SUCCESS, which
+// is what a bare "exit" (status 0) makes iPXE return; only an error makes
+// it go on down BootOrder. So on UEFI iPXE exits with status 1, which it
+// returns to the firmware as an error (seen in QEMU with OVMF 2022.11 and
+// Debian's iPXE 1.0.0+git-20190125, through OVMF's PXE and snponly.efi,
+// and as iPXE's EFI option ROM).
+const exitToNext = "iseq ${platform} efi && exit 1 ||\nexit\n"
+
 // IPXEScript renders b as an iPXE script. The install entry fetches the
 // kernel and initramfs from BaseURL/files/; the local entry exits iPXE,
-// so the firmware goes on to its next boot device, the disk.
+// so the firmware goes on to its next boot device, the disk (see
+// exitToNext).
 func IPXEScript(b Boot) ([]byte, error) {
 	args, err := b.kernelArgs()
 	if err != nil {
@@ -81,7 +95,7 @@ func IPXEScript(b Boot) ([]byte, error) {
 	if b.LocalBoot {
 		fmt.Fprintf(&s, "# herd: %s is installed: boot from the local disk\n", id)
 		fmt.Fprintf(&s, "echo herd: %s boots from its disk\n", id)
-		s.WriteString("exit\n")
+		s.WriteString(exitToNext)
 		return s.Bytes(), nil
 	}
 	fmt.Fprintf(&s, "# herd: install %s\n", id)
@@ -241,8 +255,7 @@ func unknownScript(mac net.HardwareAddr, file string) []byte {
 echo herd: %[1]s is not in %[2]s: add a node line for it to install it
 echo herd: booting the next device in 5 seconds
 sleep 5
-exit
-`, mac, safeText(file))
+%[3]s`, mac, safeText(file), exitToNext)
 }
 
 // safeText drops what could end or extend an iPXE script line.

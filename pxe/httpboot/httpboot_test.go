@@ -208,6 +208,7 @@ boot
 const localN1 = `#!ipxe
 # herd: n1 (52:54:00:00:00:01) is installed: boot from the local disk
 echo herd: n1 (52:54:00:00:00:01) boots from its disk
+iseq ${platform} efi && exit 1 ||
 exit
 `
 
@@ -231,7 +232,7 @@ func TestIPXEScriptRoute(t *testing.T) {
 	}
 
 	w := f.do(t, "GET", "/boot/52:54:00:99:99:99.ipxe", "")
-	if w.Code != 200 || !strings.HasPrefix(w.Body.String(), "#!ipxe\n") || !strings.Contains(w.Body.String(), "52:54:00:99:99:99 is not in /etc/herd/inventory") || !strings.HasSuffix(w.Body.String(), "exit\n") {
+	if w.Code != 200 || !strings.HasPrefix(w.Body.String(), "#!ipxe\n") || !strings.Contains(w.Body.String(), "52:54:00:99:99:99 is not in /etc/herd/inventory") || !strings.HasSuffix(w.Body.String(), "iseq ${platform} efi && exit 1 ||\nexit\n") {
 		t.Errorf("unknown MAC: %d\n%s", w.Code, w.Body)
 	}
 	for target, code := range map[string]int{
