@@ -543,6 +543,7 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	if err := writeOverlay(overlay, res, b.keys); err != nil {
 		return nil, fmt.Errorf("debimage: %w", err)
 	}
+	debsBefore := countDebs(debs)
 	var initrdStart, initrdEnd time.Time
 	line := func(l string) {
 		switch strings.TrimSpace(l) {
@@ -554,8 +555,10 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 		cfg.Logf("  %s", l)
 	}
 	if err := runLines(ctx, line, "mmdebstrap", b.mmdebstrapArgs(debs, overlay)...); err != nil {
-		return nil, fmt.Errorf("debimage: mmdebstrap: %w", err)
+		return nil, fmt.Errorf("debimage: %w", err)
 	}
+	debsAfter := countDebs(debs)
+	cfg.Logf("packages: %d in %s before, %d after (%d downloaded)", debsBefore, debs, debsAfter, debsAfter-debsBefore)
 	// The initramfs is made in a hook: its time is not mmdebstrap's.
 	initrd := initrdEnd.Sub(initrdStart)
 	if initrdStart.IsZero() || initrdEnd.IsZero() {
@@ -657,6 +660,12 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	}
 	cfg.Logf("%-16s %v", "total:", res.Duration.Round(100*time.Millisecond))
 	return res, nil
+}
+
+// countDebs is the number of .deb files in dir.
+func countDebs(dir string) int {
+	m, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
+	return len(m)
 }
 
 // Markers the initramfs hook prints, to time it.

@@ -38,7 +38,7 @@ say() { echo "herd-boot-report $*" >/dev/ttyS0; }
 say state=$state failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | paste -sd, -)
 say firmware=$(test -d /sys/firmware/efi && echo uefi || echo bios) grub=$(sed -n 's/.*herd\.grub=\([^ ]*\).*/\1/p' /proc/cmdline)
 say root-source=$(findmnt -n -o SOURCE /) root-uuid=$(findmnt -n -o UUID /) root-fstype=$(findmnt -n -o FSTYPE /) cmdline-root=$(sed -n 's/.* root=\([^ ]*\).*/\1/p' /proc/cmdline)
-say esp=$(findmnt -n -o FSTYPE,UUID /boot/efi | tr ' ' ,) kernel=$(uname -r) host=$(hostname) machine-id=$(cat /etc/machine-id)
+say esp-fstype=$(findmnt -n -o FSTYPE /boot/efi) esp-uuid=$(findmnt -n -o UUID /boot/efi) kernel=$(uname -r) host=$(hostname) machine-id=$(cat /etc/machine-id)
 say networkd=$(systemctl is-active systemd-networkd) sshd=$(systemctl is-active ssh)
 say end
 `
@@ -242,7 +242,8 @@ func TestQEMUBoot(t *testing.T) {
 				"root-uuid":    res.RootUUID,
 				"root-fstype":  "ext4",
 				"cmdline-root": "UUID=" + res.RootUUID,
-				"esp":          "vfat," + res.ESPID,
+				"esp-fstype":   "vfat",
+				"esp-uuid":     res.ESPID,
 				"kernel":       res.KernelVersion,
 				"host":         Hostname,
 				"machine-id":   res.MachineID,

@@ -14,8 +14,8 @@
 //     option 93): BootFiles.BIOS ("undionly.kpxe"), or
 //     BootFiles.BIOSPxelinux ("pxelinux.0") when BootFiles.UsePxelinux.
 //   - UEFI PXE firmware (option 93 = 7 or 9; both are x86-64 UEFI in
-//     practice, see RFC 4578 and its errata): BootFiles.UEFI ("ipxe.efi"),
-//     or BootFiles.UEFISNP when it is set.
+//     practice, see RFC 4578 and its errata): BootFiles.UEFI
+//     ("snponly.efi"), or BootFiles.UEFISNP when it is set.
 //   - iPXE (option 77 user class "iPXE" or option 175 present; this takes
 //     precedence over option 93): the URL HTTPBase + "/boot/" + MAC +
 //     ".ipxe", with the MAC in lowercase hex with colons (the form
@@ -83,7 +83,13 @@ const DefaultLeaseTime = time.Hour
 const (
 	DefaultBIOSFile     = "undionly.kpxe"
 	DefaultPxelinuxFile = "pxelinux.0"
-	DefaultUEFIFile     = "ipxe.efi"
+	// DefaultUEFIFile is iPXE that drives the NIC through the firmware's
+	// SNP: it works on every NIC the firmware could PXE-boot from, which
+	// is the NIC it was loaded from, and is what iPXE recommends for
+	// chainloading from UEFI PXE; ipxe.efi, with iPXE's own NIC drivers,
+	// is the alternative (both checked in QEMU with OVMF: qemu-tests
+	// TestUEFIPXESnponly, TestUEFIPXEIpxeEFI).
+	DefaultUEFIFile = "snponly.efi"
 )
 
 // offerHold is how long a dynamic address stays set aside for a client
@@ -139,11 +145,12 @@ type BootFiles struct {
 	// means DefaultPxelinuxFile ("pxelinux.0").
 	BIOSPxelinux string
 	// UEFI is for x86-64 UEFI firmware (option 93 = 7 or 9); "" means
-	// DefaultUEFIFile ("ipxe.efi", iPXE with its own NIC drivers).
+	// DefaultUEFIFile ("snponly.efi", iPXE over the firmware's SNP).
 	UEFI string
 	// UEFISNP, when set, replaces UEFI for every UEFI client, e.g.
 	// "snponly.efi" (iPXE that drives the NIC only through the firmware's
-	// SNP protocol) for NICs whose native iPXE driver misbehaves. The
+	// SNP protocol) where UEFI names ipxe.efi and a NIC's native iPXE
+	// driver misbehaves. The
 	// choice is per site, not per architecture: arch 7 and arch 9 are both
 	// x86-64 UEFI, so they cannot tell the two cases apart. "" means use
 	// UEFI.

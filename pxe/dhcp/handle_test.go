@@ -278,18 +278,24 @@ func TestHandle(t *testing.T) {
 		{
 			name: "uefi arch 7",
 			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return discover(t, mac1, uefi7...) },
-			want: bootFile(full("OFFER", "10.0.0.11", "node1"), "ipxe.efi"),
+			want: bootFile(full("OFFER", "10.0.0.11", "node1"), "snponly.efi"),
 		},
 		{
 			name: "uefi arch 9",
 			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return discover(t, mac1, uefi9...) },
+			want: bootFile(full("OFFER", "10.0.0.11", "node1"), "snponly.efi"),
+		},
+		{
+			name: "uefi ipxe.efi",
+			cfg:  func(c *Config) { c.BootFiles.UEFI = "ipxe.efi" },
+			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return discover(t, mac1, uefi9...) },
 			want: bootFile(full("OFFER", "10.0.0.11", "node1"), "ipxe.efi"),
 		},
 		{
-			name: "uefi snponly",
-			cfg:  func(c *Config) { c.BootFiles.UEFISNP = "snponly.efi" },
+			name: "uefi snp overrides uefi",
+			cfg:  func(c *Config) { c.BootFiles.UEFI, c.BootFiles.UEFISNP = "ipxe.efi", "snp/snponly.efi" },
 			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return discover(t, mac1, uefi9...) },
-			want: bootFile(full("OFFER", "10.0.0.11", "node1"), "snponly.efi"),
+			want: bootFile(full("OFFER", "10.0.0.11", "node1"), "snp/snponly.efi"),
 		},
 		{
 			name: "ipxe user class",
@@ -373,7 +379,7 @@ func TestHandle(t *testing.T) {
 			req: func(t *testing.T) *dhcpv4.DHCPv4 {
 				return request(t, mac1, "10.0.0.11", "10.0.0.1", uefi7...)
 			},
-			want: bootFile(full("ACK", "10.0.0.11", "node1"), "ipxe.efi"),
+			want: bootFile(full("ACK", "10.0.0.11", "node1"), "snponly.efi"),
 		},
 		{
 			name: "request init-reboot",
@@ -485,7 +491,7 @@ func TestHandle(t *testing.T) {
 			name: "proxy uefi offer",
 			cfg:  proxy,
 			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return discover(t, mac2, uefi7...) },
-			want: &reply{Type: "OFFER", SIAddr: "10.0.0.1", ServerID: "10.0.0.1", File: "ipxe.efi", Opt67: "ipxe.efi",
+			want: &reply{Type: "OFFER", SIAddr: "10.0.0.1", ServerID: "10.0.0.1", File: "snponly.efi", Opt67: "snponly.efi",
 				Class: "PXEClient", Vendor43: []byte{6, 1, 8, 255}},
 		},
 		{

@@ -119,7 +119,7 @@ func TestServeReservation(t *testing.T) {
 	}{
 		{"bios", biosPXE, "undionly.kpxe", nil},
 		{"ipxe", ipxeUC, url, []byte{176, 1, 1}},
-		{"uefi", uefi7, "ipxe.efi", nil},
+		{"uefi", uefi7, "snponly.efi", nil},
 		{"not pxe", nil, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,6 +47,9 @@ type Config struct {
 	NoRA bool
 	// UsePxelinux hands BIOS clients pxelinux.0 instead of iPXE.
 	UsePxelinux bool
+	// UEFIFile is the boot file for UEFI PXE firmware, under BootDir; ""
+	// means dhcp.DefaultUEFIFile.
+	UEFIFile string
 	// KernelArgs are added to the install boot's kernel command line.
 	KernelArgs string
 	// Plans are the install plans served to the agents (see
@@ -146,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ds, err = dhcp.New(dhcp.Config{
 			Interface: cfg.Interface, ServerIP: cfg.ServerIP, Inventory: cfg.Inventory,
 			Proxy: cfg.Proxy, HTTPBase: cfg.BaseURL(), Logf: cfg.Logf,
-			BootFiles: dhcp.BootFiles{UsePxelinux: cfg.UsePxelinux},
+			BootFiles: dhcp.BootFiles{UsePxelinux: cfg.UsePxelinux, UEFI: cfg.UEFIFile},
 		})
 		if err != nil {
 			ln.Close()

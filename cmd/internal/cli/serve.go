@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/agent"
+	"github.com/herdproject/herd/pxe/dhcp"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/herdproject/herd/pxe/services"
@@ -22,6 +23,7 @@ import (
 // bootFlags are the boot-service options of herd pxe and herd serve.
 type bootFlags struct {
 	iface, inv, stateDir, bootDir, serverIP, kernelArgs, plan, planDir *string
+	uefiFile                                                           *string
 	httpPort, tftpPort                                                 *int
 	proxy, noDHCP, noRA, pxelinux                                      *bool
 }
@@ -42,6 +44,7 @@ func addBootFlags(fs *pflag.FlagSet) *bootFlags {
 		noDHCP:     fs.Bool("no-dhcp", false, "no DHCP at all (TFTP and HTTP only)"),
 		noRA:       fs.Bool("no-ra", false, "do not answer IPv6 router solicitations"),
 		pxelinux:   fs.Bool("pxelinux", false, "give BIOS clients pxelinux.0 instead of iPXE"),
+		uefiFile:   fs.String("uefi-file", dhcp.DefaultUEFIFile, "boot `FILE` (in the boot tree) for UEFI PXE clients: snponly.efi drives the NIC through the firmware, ipxe.efi with iPXE's own drivers"),
 	}
 }
 
@@ -66,7 +69,7 @@ func (b *bootFlags) config(env Env, inv *inventory.Inventory, st inventory.Store
 	c := services.Config{
 		Interface: *b.iface, Inventory: inv, Store: st, BootDir: *b.bootDir,
 		HTTPPort: *b.httpPort, TFTPPort: *b.tftpPort, Proxy: *b.proxy, NoDHCP: *b.noDHCP,
-		NoRA: *b.noRA, UsePxelinux: *b.pxelinux, KernelArgs: *b.kernelArgs,
+		NoRA: *b.noRA, UsePxelinux: *b.pxelinux, UEFIFile: *b.uefiFile, KernelArgs: *b.kernelArgs,
 		Logf: func(format string, args ...any) { fmt.Fprintf(env.Stderr, format+"\n", args...) },
 	}
 	if !verbose {
