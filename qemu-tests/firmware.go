@@ -59,18 +59,25 @@ const EFIROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
 
 // startPattern matches the console line a firmware prints early at each
 // start (power-on, reset, reboot), before it runs anything from the
-// network or the disk: SeaBIOS's banner; OVMF's PXE client starting
-// (UEFIPXE: the card's boot option is the first, bootindex=1); the banner
-// of the iPXE ROM, which OVMF starts as the card's boot option (UEFIiPXE:
-// OVMF prints its "BdsDxe: loading" line only once the option's image is
-// loaded, which for iPXE's ROM is never: iPXE boots from inside the
-// firmware's LoadFile call).
+// network or the disk, and only then:
+//
+//   - BIOS: SeaBIOS's banner;
+//   - UEFIPXE: OVMF's PXE client starting; the card's options come first
+//     (bootindex=1), and OVMF prints its "BdsDxe: loading Boot####" line
+//     only once LoadImage returned, i.e. after the PXE download;
+//   - UEFIiPXE: the iPXE ROM opening the card with its own virtio-net
+//     driver. OVMF starts the ROM as the card's first option without a
+//     "BdsDxe: loading" line (iPXE boots from inside the firmware's
+//     LoadFile call), and the iPXE banner is no mark: when the ROM's
+//     iPXE exits, OVMF's own PXE over the ROM's SNP (the option "UEFI
+//     PXEv4 (MAC:...) 2") loads an EFI iPXE, whose banner is the same and
+//     which drives the card through SNP.
 func (f Firmware) startPattern() string {
 	switch f {
 	case UEFIPXE:
 		return `>>Start PXE over IPv4`
 	case UEFIiPXE:
-		return `iPXE \S+ -- Open Source Network Boot Firmware`
+		return `net0: [0-9a-f:]+ using virtio-net on `
 	}
 	return `SeaBIOS \(version`
 }
@@ -97,7 +104,10 @@ func missingFirmware(f Firmware) string {
 // vmArgs are the firmware, card and disk arguments of node n's QEMU. BIOS
 // nodes boot with -boot n; UEFI nodes get bootindex 1 on the card and 2 on
 // the disk, as an administrator orders a rack's boot devices, and OVMF
-// rebuilds BootOrder from them at every start. OVMF's variables are the
+// rebuilds BootOrder from them at every start: first the card's options
+// (PXEv4, HTTPv4), then the disk's (any Boot#### whose device path is on
+// the disk, the node's own too, before OVMF's "UEFI Misc Device"), then
+// the options that match no bootindex (UiApp, the shell), kept. OVMF's variables are the
 // node's own file (Node.Vars), so what the firmware or the node writes
 // there persists across resets and restarts.
 func (f Firmware) vmArgs(n Node) []string {
@@ -119,6 +129,11 @@ func (f Firmware) vmArgs(n Node) []string {
 		"-device", net + ",romfile=" + rom + ",bootindex=1",
 		"-drive", "file=" + n.Disk + ",format=raw,if=none,id=disk0",
 		"-device", "virtio-blk-pci,drive=disk0,bootindex=2",
+		// The boot network is IPv4 only (herd answers no DHCPv6), so
+		// OVMF's IPv6 stack goes, with its PXEv6 and HTTPv6 boot options:
+		// each would make an exit to the disk wait a minute for an
+		// answer.
+		"-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no",
 	}
 }
 

@@ -180,7 +180,7 @@ func (v *VM) Mark() { v.cursor = v.con.size() }
 // WaitReset waits at most d for the firmware to start again after the
 // last match: the machine was reset, or rebooted. It looks for the
 // firmware's first line of a start (Firmware.startPattern): SeaBIOS's
-// banner, OVMF's PXE starting, or the iPXE ROM's banner.
+// banner, OVMF's PXE starting, or the iPXE ROM opening the card.
 func (v *VM) WaitReset(d time.Duration) {
 	v.t.Helper()
 	v.WaitFor(v.Node.Firmware.startPattern(), d)
