@@ -5,10 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 )
 
 // What grub-bios-setup (GRUB 2.06, util/setup.c) does to boot.img and

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"github.com/herdproject/herd/internal/mountinfo"
 )
 

@@ -32,7 +32,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -43,6 +42,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/imagebuilder/diskimage"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"github.com/herdproject/herd/initramfs"
 	"github.com/herdproject/herd/initramfs/kernel"
 	"github.com/herdproject/herd/initramfs/kmod"

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io"
 	"net"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/herdproject/herd/agent/customize"
 	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"github.com/herdproject/herd/initramfs"
 	"github.com/u-root/u-root/pkg/cpio"
 )

@@ -2,12 +2,12 @@ package golden
 
 import (
 	"fmt"
-	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 )
 
 // MachineID is the golden system's /etc/machine-id: fixed, so that a

@@ -6,7 +6,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"github.com/herdproject/herd/internal/iocount"
 	"github.com/klauspost/compress/zstd"
 )

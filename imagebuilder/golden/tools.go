@@ -6,10 +6,11 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 )
 
 // Tool is a host program Build runs.
