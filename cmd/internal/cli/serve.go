@@ -257,10 +257,19 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		// report then: keep serving until they have (or the wait ends).
 		if rep != nil {
 			waitReports(ctx, st, nodes, sessionStart, *reportWait)
+			if bad := printReports(env, st, nodes, sessionStart); bad > 0 && result == nil {
+				result = fmt.Errorf("%d node(s) failed after the ring (see REPORT lines)", bad)
+			}
 		}
 		stop()
 		<-svcErr
 		return result
+	}
+	if rep != nil {
+		go func() {
+			waitReports(sctx, st, nodes, sessionStart, *reportWait)
+			printReports(env, st, nodes, sessionStart)
+		}()
 	}
 	fmt.Fprintf(env.Stderr, "herd serve: session over; still serving boot files (installed nodes boot from disk, failed ones install again when reset). Interrupt to stop.\n")
 	// Second chances: a node that registers again (a failed node reset,
@@ -542,6 +551,29 @@ func missingNodes(inv *inventory.Inventory, regd []inventory.Node) []string {
 		}
 	}
 	return out
+}
+
+// printReports prints a REPORT line per node with its agent's final
+// report since the session started (the ring verified the data; the
+// agent then customizes, installs the boot loader or boot entry, and may
+// still fail), and returns how many reported failed.
+func printReports(env Env, st inventory.Store, nodes []inventory.Node, since time.Time) int {
+	bad := 0
+	for _, n := range nodes {
+		s, err := st.Get(n.Name)
+		switch {
+		case err != nil:
+			fmt.Fprintf(env.Stdout, "REPORT: %s: %v\n", n.Name, err)
+		case !s.LastReport.After(since):
+			fmt.Fprintf(env.Stdout, "REPORT: %s: no report from its agent yet (state %s)\n", n.Name, s.State)
+		case s.State == inventory.StateFailed:
+			bad++
+			fmt.Fprintf(env.Stdout, "REPORT: %s: failed: %s\n", n.Name, s.Reason)
+		default:
+			fmt.Fprintf(env.Stdout, "REPORT: %s: %s\n", n.Name, s.State)
+		}
+	}
+	return bad
 }
 
 // waitReports waits until every node has reported (its agent's final
