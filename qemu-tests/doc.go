@@ -1,11 +1,13 @@
 // Package qemutests is herd's cluster test harness and its scenarios:
-// QEMU machines (TCG, Debian's iPXE ROM, blank virtio disks) network-boot
-// through herd's own DHCP, TFTP and HTTP servers on a bridge inside a
-// network namespace the test makes, and the tests read their serial
-// consoles and herd's node states.
+// QEMU machines (TCG; SeaBIOS with Debian's iPXE ROM, or OVMF with its own
+// PXE or iPXE's EFI ROM, per node: Options.Firmware; blank virtio disks)
+// network-boot through herd's own DHCP, TFTP and HTTP servers on a bridge
+// inside a network namespace the test makes, and the tests read their
+// serial consoles, herd's node states and UEFI nodes' boot variables.
 //
 // Everything but this comment is behind the build tag qemu, and needs
-// root, QEMU (qemu-system-x86 ipxe-qemu), a Debian kernel in /boot and Go:
+// root, QEMU (qemu-system-x86 ipxe-qemu, and ovmf for UEFI nodes), a
+// Debian kernel in /boot and Go:
 //
 //	go test -tags qemu -count=1 -timeout 30m ./qemu-tests/
 //

@@ -23,9 +23,13 @@ const (
 	UEFI
 	// IPXE is iPXE, whatever it was loaded by.
 	IPXE
+	// UEFIHTTP is x86-64 UEFI HTTP boot firmware (option 93 = 16 and
+	// option 60 "HTTPClient", UEFI 2.10 §24.7.2): it gets the URL of the
+	// EFI iPXE on herd's HTTP service instead of a TFTP file name.
+	UEFIHTTP
 )
 
-// String returns "not-pxe", "bios", "uefi" or "ipxe".
+// String returns "not-pxe", "bios", "uefi", "ipxe" or "uefi-http".
 func (k ClientKind) String() string {
 	switch k {
 	case NotPXE:
@@ -36,6 +40,8 @@ func (k ClientKind) String() string {
 		return "uefi"
 	case IPXE:
 		return "ipxe"
+	case UEFIHTTP:
+		return "uefi-http"
 	}
 	return "ClientKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -43,6 +49,10 @@ func (k ClientKind) String() string {
 // pxeClassPrefix starts option 60 of every PXE client (PXE specification
 // 2.1, §2.2.1: "PXEClient:Arch:xxxxx:UNDI:yyyzzz").
 const pxeClassPrefix = "PXEClient"
+
+// httpClassPrefix starts option 60 of UEFI HTTP boot clients, and must be
+// option 60 of the offers they take (UEFI 2.10 §24.7.2.1).
+const httpClassPrefix = "HTTPClient"
 
 // ipxeUserClass is the user class (option 77) iPXE sends, raw rather than
 // in RFC 3004's length-prefixed form.
@@ -60,8 +70,9 @@ func isPXEClient(req *dhcpv4.DHCPv4) bool {
 //     3004's classes, or when option 175 (iPXE's encapsulated options) is
 //     present; this takes precedence;
 //   - else by option 93 (client system architecture, RFC 4578 §2.1): 0 →
-//     BIOS; 7 and 9 → UEFI (both are x86-64 UEFI in practice); any other
-//     architecture → NotPXE, as herd has no boot file for it;
+//     BIOS; 7 and 9 → UEFI (both are x86-64 UEFI in practice); 16 (x86-64
+//     UEFI HTTP) with option 60 starting with "HTTPClient" → UEFIHTTP;
+//     any other architecture → NotPXE, as herd has no boot file for it;
 //   - else BIOS when option 60 starts with "PXEClient" (PXE 2.1 firmware
 //     predating option 93 is BIOS);
 //   - else NotPXE.
@@ -90,6 +101,10 @@ func ClassifyClient(req *dhcpv4.DHCPv4) ClientKind {
 			return BIOS
 		case iana.EFI_X86_64, iana.EFI_BC: // 7 and 9
 			return UEFI
+		case iana.EFI_X86_64_HTTP: // 16
+			if strings.HasPrefix(req.ClassIdentifier(), httpClassPrefix) {
+				return UEFIHTTP
+			}
 		}
 		return NotPXE
 	}

@@ -16,6 +16,13 @@
 //   - UEFI PXE firmware (option 93 = 7 or 9; both are x86-64 UEFI in
 //     practice, see RFC 4578 and its errata): BootFiles.UEFI
 //     ("snponly.efi"), or BootFiles.UEFISNP when it is set.
+//   - UEFI HTTP boot firmware (option 93 = 16, option 60 "HTTPClient"):
+//     the same EFI iPXE by HTTP, HTTPBase + "/files/" + that file, with
+//     option 60 "HTTPClient" in the reply, as UEFI 2.10 §24.7.2.1 wants.
+//     In full mode only: a proxyDHCP answers PXE clients alone. Without
+//     this answer an HTTP boot option (OVMF's "UEFI HTTPv4", after its
+//     PXE one) waits a minute for an offer with a URL and fails, and an
+//     installed node whose iPXE exits to its disk waits with it.
 //   - iPXE (option 77 user class "iPXE" or option 175 present; this takes
 //     precedence over option 93): the URL HTTPBase + "/boot/" + MAC +
 //     ".ipxe", with the MAC in lowercase hex with colons (the form
@@ -301,6 +308,8 @@ func (s *Server) BootFile(mac net.HardwareAddr, kind ClientKind) string {
 			return s.boot.UEFISNP
 		}
 		return s.boot.UEFI
+	case UEFIHTTP:
+		return s.httpBase + "/files/" + s.BootFile(mac, UEFI)
 	case IPXE:
 		return s.BootURL(mac)
 	}

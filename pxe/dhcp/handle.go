@@ -297,7 +297,8 @@ func (s *Server) addNetwork(resp *dhcpv4.DHCPv4, hostname string) {
 }
 
 // addBoot adds the boot file for kind (file field and option 67), iPXE's
-// no-pxedhcp when ipxeOpts, and echoes option 97 to PXE clients (PXE
+// no-pxedhcp when ipxeOpts, option 60 "HTTPClient" to UEFI HTTP clients,
+// and echoes option 97 to PXE clients (PXE
 // specification 2.1 §2.4.1). It returns the boot file, "" for none.
 func (s *Server) addBoot(resp, req *dhcpv4.DHCPv4, mac net.HardwareAddr, kind ClientKind, ipxeOpts bool) string {
 	file := s.BootFile(mac, kind)
@@ -310,6 +311,9 @@ func (s *Server) addBoot(resp, req *dhcpv4.DHCPv4, mac net.HardwareAddr, kind Cl
 	resp.UpdateOption(dhcpv4.OptBootFileName(file))
 	if kind == IPXE && ipxeOpts {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionEtherboot, ipxeNoPXEDHCP))
+	}
+	if kind == UEFIHTTP {
+		resp.UpdateOption(dhcpv4.OptClassIdentifier(httpClassPrefix))
 	}
 	if uuid := req.Options.Get(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid))

@@ -90,6 +90,10 @@ var (
 		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00009:UNDI:003016")),
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_BC)),
 	}
+	uefiHTTP = []dhcpv4.Modifier{
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP)),
+	}
 	arm64 = []dhcpv4.Modifier{
 		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00011:UNDI:003000")),
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_ARM64)),
@@ -284,6 +288,30 @@ func TestHandle(t *testing.T) {
 			name: "uefi arch 9",
 			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return discover(t, mac1, uefi9...) },
 			want: bootFile(full("OFFER", "10.0.0.11", "node1"), "snponly.efi"),
+		},
+		{
+			name: "uefi http boot",
+			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return discover(t, mac1, uefiHTTP...) },
+			want: func() *reply {
+				r := bootFile(full("OFFER", "10.0.0.11", "node1"), "http://10.0.0.1:8080/files/snponly.efi")
+				r.Class = "HTTPClient"
+				return r
+			}(),
+		},
+		{
+			name: "uefi http boot, snp file",
+			cfg:  func(c *Config) { c.BootFiles.UEFI, c.BootFiles.UEFISNP = "ipxe.efi", "snp/snponly.efi" },
+			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return request(t, mac1, "10.0.0.11", "10.0.0.1", uefiHTTP...) },
+			want: func() *reply {
+				r := bootFile(full("ACK", "10.0.0.11", "node1"), "http://10.0.0.1:8080/files/snp/snponly.efi")
+				r.Class = "HTTPClient"
+				return r
+			}(),
+		},
+		{
+			name: "proxy ignores uefi http",
+			cfg:  proxy,
+			req:  func(t *testing.T) *dhcpv4.DHCPv4 { return discover(t, mac1, uefiHTTP...) },
 		},
 		{
 			name: "uefi ipxe.efi",
@@ -752,10 +780,8 @@ func TestClassifyClient(t *testing.T) {
 		{"uefi 9", uefi9, UEFI},
 		{"ia32 uefi", []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_IA32))}, NotPXE},
 		{"arm64", arm64, NotPXE},
-		{"uefi http", []dhcpv4.Modifier{
-			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001")),
-			dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP)),
-		}, NotPXE},
+		{"uefi http", uefiHTTP, UEFIHTTP},
+		{"arch 16 without HTTPClient", []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP))}, NotPXE},
 		{"malformed option 93", []dhcpv4.Modifier{
 			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient")),
 			dhcpv4.WithGeneric(dhcpv4.OptionClientSystemArchitectureType, []byte{7}),
