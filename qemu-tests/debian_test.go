@@ -376,7 +376,7 @@ func debianRootTar(t *testing.T, c *Cluster) string {
 }
 
 // debianBuildArgs are the flags of the tests' herd image build: the
-// report unit, and GRUB's installer for the plan installs.
+// report unit.
 func debianBuildArgs() []string {
-	return []string{"--include", "grub2-common", "--hook", reportHook()}
+	return []string{"--hook", reportHook()}
 }

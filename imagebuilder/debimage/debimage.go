@@ -44,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,6 +79,9 @@ var DefaultPackages = []string{
 	"systemd-sysv", "udev", "dbus", "linux-image-amd64", "openssh-server",
 	"grub-pc-bin", "grub-efi-amd64-bin", "initramfs-tools", "iproute2",
 	"efibootmgr", "zstd", "systemd-resolved", "netbase", "dosfstools",
+	// grub-install and grub-mkconfig: herd's agent installs the image's
+	// own GRUB when a plan unpacks the root tarball onto a new disk.
+	"grub2-common",
 }
 
 // ExcludePaths are kept out of every package (dpkg --path-exclude),
@@ -328,7 +332,13 @@ func sourceLines(cfg *Config) ([]string, error) {
 
 // packages is every package a build installs.
 func (c *Config) packages() []string {
-	return append(append([]string(nil), DefaultPackages...), c.Packages...)
+	var out []string
+	for _, p := range append(append([]string(nil), DefaultPackages...), c.Packages...) {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // inputs reads the files a build depends on.
