@@ -228,30 +228,3 @@ func writeESP(t *testing.T, disk, msg string) {
 		}
 	}
 }
-
-// TestUEFIMixedRackRegisters: a BIOS node and a UEFI node on one boot
-// network, from one herd: each gets the answer of its kind (the BIOS
-// node's iPXE ROM its script's URL, OVMF's PXE snponly.efi), and both
-// agents register.
-func TestUEFIMixedRackRegisters(t *testing.T) {
-	fw := []Firmware{BIOS, UEFIPXE}
-	c := NewCluster(t, Options{Nodes: 2, Firmware: func(i int) Firmware { return fw[i] }})
-	srv := c.PXE("-v")
-	vms := c.StartAll()
-	for i, vm := range vms {
-		n := vm.Node
-		if n.Firmware != fw[i] {
-			t.Errorf("%s: firmware %v, want %v", n.Name, n.Firmware, fw[i])
-		}
-		vm.WaitReset(uefiTimeout)
-		vm.WaitFor(`herd: installing `+n.Name+` \(`+regexp.QuoteMeta(n.MAC)+`\)`, uefiTimeout)
-		vm.WaitFor(`registered as `+n.Name+` `, agentTimeout+registerTimeout)
-		t.Logf("%s (%v): registered %.1fs after its QEMU started", n.Name, n.Firmware, time.Since(vm.Started).Seconds())
-	}
-	srv.WaitErrors(`dhcp: ACK \S+ to `+regexp.QuoteMeta(c.Nodes[1].MAC)+` \(n2\) \(uefi\) boot snponly\.efi$`, time.Minute)
-	for _, r := range c.List() {
-		if r.State != string(inventory.StateRegistered) {
-			t.Errorf("herd nodes: %+v, want registered", r)
-		}
-	}
-}
