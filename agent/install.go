@@ -81,6 +81,18 @@ func (a *agent) sshKeygen(root string) error {
 	if bin == "" {
 		return errors.New("the image has sshd but no ssh-keygen (/usr/bin/ssh-keygen): install openssh-client in it")
 	}
+	// ssh-keygen opens /dev/null; a root unpacked from a tarball has no
+	// device nodes: the running system's /dev is bound there meanwhile.
+	dev := filepath.Join(root, "dev")
+	if _, err := os.Stat(filepath.Join(dev, "null")); err != nil {
+		if err := os.MkdirAll(dev, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount("/dev", dev, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind /dev into %s for ssh-keygen: %w", root, err)
+		}
+		defer unix.Unmount(dev, unix.MNT_DETACH)
+	}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, bin, "-A")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
