@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 
 	"github.com/herdproject/herd/agent/bootloader"
 	"github.com/herdproject/herd/agent/efivar"
@@ -44,6 +46,11 @@ func (a *agent) installBootloader(ctx context.Context) error {
 		}
 		cfg.ESP = "/boot/efi"
 	}
+	if a.cfg.AsInit {
+		// grub-mkconfig writes root=UUID= only when udev's
+		// /dev/disk/by-uuid link exists; herd's initramfs runs no udev.
+		linkByUUID("/dev/disk/by-uuid", ps.fs, a.con.printf)
+	}
 	res, err := bootloader.Install(ctx, cfg)
 	if err != nil {
 		return err
@@ -65,4 +72,24 @@ func (a *agent) installBootloader(ctx context.Context) error {
 		return fmt.Errorf("boot entry: %w", err)
 	}
 	return a.addBootEntry(hd, esp.disk, res.Loader)
+}
+
+// linkByUUID makes dir/<uuid> (/dev/disk/by-uuid) → the device of each
+// plan filesystem, as udev would: the installed system's tools
+// (grub-mkconfig, grub-probe) look there to name a filesystem by UUID.
+func linkByUUID(dir string, fss []planFS, printf func(string, ...any)) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		printf("  warning: %v: the boot loader may name the root by device", err)
+		return
+	}
+	for _, f := range fss {
+		if f.uuid == "" || f.dev == "" {
+			continue
+		}
+		l := filepath.Join(dir, f.uuid)
+		_ = os.Remove(l)
+		if err := os.Symlink(f.dev, l); err != nil {
+			printf("  warning: %v: the boot loader may name %s by device", err, f.dev)
+		}
+	}
 }

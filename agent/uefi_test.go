@@ -47,3 +47,24 @@ func TestFindLoader(t *testing.T) {
 		})
 	}
 }
+
+func TestLinkByUUID(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "disk", "by-uuid")
+	fss := []planFS{{dev: "/dev/vda2", uuid: "ae66e55d-2475-4150-8bac-773e1fd85c9e"}, {dev: "/dev/vda1", uuid: "1234-ABCD"}, {dev: "/dev/vda3"}}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A stale link from an earlier try is replaced.
+	if err := os.Symlink("/dev/old", filepath.Join(dir, "1234-ABCD")); err != nil {
+		t.Fatal(err)
+	}
+	linkByUUID(dir, fss, func(f string, a ...any) { t.Errorf("printf: "+f, a...) })
+	for uuid, want := range map[string]string{"ae66e55d-2475-4150-8bac-773e1fd85c9e": "/dev/vda2", "1234-ABCD": "/dev/vda1"} {
+		if got, err := os.Readlink(filepath.Join(dir, uuid)); err != nil || got != want {
+			t.Errorf("%s → %q, %v; want %s", uuid, got, err, want)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("%d links, want 2 (a filesystem without UUID gets none)", len(ents))
+	}
+}
