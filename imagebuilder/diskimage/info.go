@@ -6,7 +6,8 @@
 // Inspect reports an image's decoded size, its data size (the bytes the
 // ring sends as data: every Block-aligned block that is not all zeros; the
 // rest travels as holes), the SHA-256 of the decoded image (what every
-// node reports for what it wrote) and its MBR partition table. Compressed
+// node reports for what it wrote), its MBR partition table and, behind a
+// protective MBR, its GUID partition table (GPT). Compressed
 // images are decoded by package ring/cook, the decoder ring nodes run.
 //
 // Capture reads a block device or an image file, skipping the holes of
@@ -21,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,6 +77,13 @@ type Info struct {
 	Table *Table `json:"partition_table,omitempty"`
 	// NoTable says why Table is nil ("" when it is not).
 	NoTable string `json:"no_partition_table,omitempty"`
+	// GPT is the GUID partition table, read when Table is a protective
+	// MBR (Label "gpt"); nil otherwise.
+	GPT *GPT `json:"gpt,omitempty"`
+	// NoGPT says why GPT is nil although the protective MBR announces
+	// one: a damaged header or entry array (bad CRC32), a truncated
+	// image. "" when GPT is read, or not announced.
+	NoGPT string `json:"no_gpt,omitempty"`
 	// Duration of the inspection.
 	Duration time.Duration `json:"-"`
 }
@@ -167,8 +176,44 @@ func Inspect(ctx context.Context, path string) (*Info, error) {
 	} else {
 		info.Table = t
 	}
+	switch g, err := sc.gpt(info.Table); {
+	case err != nil:
+		info.NoGPT = err.Error()
+	case g != nil:
+		info.GPT = g
+		info.Table.Notes = slices.DeleteFunc(info.Table.Notes, func(n string) bool { return n == noteProtective })
+	}
 	info.Duration = time.Since(start)
 	return info, nil
+}
+
+// ESP returns the image's first EFI System Partition in its GPT; false
+// when it has none, or no GPT that could be read (NoGPT says why). See
+// HasESP for MBR disks.
+func (i *Info) ESP() (GPTPartition, bool) { return i.GPT.ESP() }
+
+// BIOSBoot returns the image's first BIOS boot partition in its GPT
+// (where GRUB's core.img goes on a GPT disk booted by BIOS).
+func (i *Info) BIOSBoot() (GPTPartition, bool) { return i.GPT.BIOSBoot() }
+
+// HasESP reports whether UEFI firmware finds an EFI System Partition on
+// the image: a GPT entry of that type, or, on an MBR (dos) disk, a
+// partition of type 0xEF (UEFI 2.10 §5.2). A GPT that Inspect could not
+// read (NoGPT) counts as none: herd reads only the primary header, not
+// the backup that firmware may fall back on.
+func (i *Info) HasESP() bool {
+	if _, ok := i.ESP(); ok {
+		return true
+	}
+	if i.Table == nil || i.Table.Label != "dos" {
+		return false
+	}
+	for _, p := range i.Table.Partitions {
+		if p.Type == 0xEF {
+			return true
+		}
+	}
+	return false
 }
 
 // decode pushes the compressed file through the ring's cooked decoder

@@ -26,6 +26,10 @@ const (
 	mbrSignature = 510 // 0x55 0xAA
 )
 
+// noteProtective is ParseMBR's note on a protective MBR; Inspect drops it
+// when it has read the GPT.
+const noteProtective = "protective MBR of a GUID partition table: only the MBR's entries are listed"
+
 // ErrNoMBR is wrapped by the error ParseMBR returns for a sector that is
 // not a master boot record with a partition table.
 var ErrNoMBR = errors.New("no MBR partition table")
@@ -76,7 +80,8 @@ func (p Partition) Size() int64 { return int64(p.Sectors) * SectorSize }
 // Table is a disk's MBR partition table.
 type Table struct {
 	// Label is "dos" for an MBR table, "gpt" for a protective MBR in front
-	// of a GUID partition table (whose entries are not read).
+	// of a GUID partition table (not read here: see ParseGPT and
+	// Info.GPT).
 	Label string `json:"label"`
 	// DiskID is the 32-bit disk signature at offset 440, as sfdisk prints
 	// it ("0x12345678").
@@ -131,7 +136,7 @@ func ParseMBR(sector []byte) (*Table, error) {
 		t.Partitions = append(t.Partitions, e)
 	}
 	if t.Label == "gpt" {
-		t.Notes = append(t.Notes, "protective MBR of a GUID partition table: only the MBR's entries are listed")
+		t.Notes = append(t.Notes, noteProtective)
 	}
 	return t, nil
 }

@@ -141,13 +141,13 @@ type scanner struct {
 	pos, data int64
 	h         hash.Hash // nil: the decoder hashes
 
-	first    []byte // sector 0 while it is being collected
+	head     []byte // the image's first HeadBytes (fewer if it is shorter)
 	tr       *tableReader
 	tableErr error
 }
 
 func newScanner(hashing bool) *scanner {
-	s := &scanner{first: make([]byte, 0, SectorSize)}
+	s := &scanner{head: make([]byte, 0, SectorSize)}
 	if hashing {
 		s.h = sha256.New()
 	}
@@ -182,8 +182,9 @@ func (s *scanner) Zero(n int64) error {
 	return nil
 }
 
-// observe collects the sectors the partition table needs from the n
-// bytes at s.pos (p is nil for zeros).
+// observe keeps the image's head (the MBR and the GPT) and collects the
+// sectors of the chain of extended boot records from the n bytes at
+// s.pos (p is nil for zeros).
 func (s *scanner) observe(p []byte, n int64) {
 	at := func(off, k int64) []byte {
 		if p == nil {
@@ -191,15 +192,18 @@ func (s *scanner) observe(p []byte, n int64) {
 		}
 		return p[off : off+k]
 	}
+	if k := min(int64(HeadBytes-len(s.head)), n); k > 0 {
+		if p == nil {
+			s.head = append(s.head, make([]byte, k)...)
+		} else {
+			s.head = append(s.head, p[:k]...)
+		}
+	}
 	if s.tr == nil && s.tableErr == nil {
-		need := int64(SectorSize - len(s.first))
-		k := min(need, n)
-		s.first = append(s.first, at(0, k)...)
-		if len(s.first) < SectorSize {
+		if len(s.head) < SectorSize {
 			return
 		}
-		s.tr, s.tableErr = newTableReader(s.first)
-		s.first = nil
+		s.tr, s.tableErr = newTableReader(s.head[:SectorSize])
 		if s.tableErr != nil {
 			return
 		}
@@ -240,6 +244,24 @@ func (s *scanner) table() (*Table, error) {
 	}
 	s.tr.t.checkBounds(s.pos)
 	return s.tr.t, nil
+}
+
+// gpt reads the GUID partition table from the head kept, for a table
+// whose protective MBR announces one; nil, nil for other tables.
+func (s *scanner) gpt(t *Table) (*GPT, error) {
+	if t == nil || t.Label != "gpt" {
+		return nil, nil
+	}
+	end := fmt.Sprintf("the image's end (it is %d bytes: truncated?)", s.pos)
+	if s.pos > int64(len(s.head)) {
+		end = fmt.Sprintf("the first %d bytes, all that herd reads for the GPT", len(s.head))
+	}
+	g, err := parseGPT(s.head, end)
+	if err != nil {
+		return nil, err
+	}
+	g.checkBounds(s.pos)
+	return g, nil
 }
 
 // Close returns the bytes seen and, when hashing, their SHA-256.

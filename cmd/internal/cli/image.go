@@ -380,7 +380,9 @@ name). A compressed image is decoded as ring nodes decode it ('>>').
   sha256      of the decoded image: what every node reports after
               writing it
   partitions  the MBR partition table (primary and logical): number,
-              bootable flag, start sector, sectors, size, type
+              bootable flag, start sector, sectors, size, type; for a
+              GPT disk, the GUID partition table (number, start sector,
+              sectors, size, type, name) and then the protective MBR
 
 --json prints the same as one JSON object (sizes in bytes, sectors of 512
 bytes).
@@ -423,24 +425,53 @@ func imageInfo(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "  size        %s\n", sizeText(info.Size))
 	fmt.Fprintf(env.Stdout, "  data        %s\n", sizeText(info.DataSize))
 	fmt.Fprintf(env.Stdout, "  sha256      %s\n", info.SHA256)
-	if info.Table != nil {
+	switch {
+	case info.GPT != nil:
+		printGPT(env, info.GPT, "  ")
+		printMBR(env, info.Table, "  ", "mbr         protective")
+	case info.Table != nil:
 		printTable(env, info.Table, "  ")
-	} else {
+		if info.NoGPT != "" {
+			fmt.Fprintf(env.Stdout, "  gpt         not read: %s\n", info.NoGPT)
+		}
+	default:
 		fmt.Fprintf(env.Stdout, "  partitions  none: %s\n", info.NoTable)
 	}
 	return nil
 }
 
-// printTable prints a partition table, indented.
+// printGPT prints a GUID partition table, indented.
+func printGPT(env Env, g *diskimage.GPT, indent string) {
+	fmt.Fprintf(env.Stdout, "%spartitions  gpt, disk GUID %s, usable sectors %d to %d\n", indent, g.DiskGUID, g.FirstUsableLBA, g.LastUsableLBA)
+	fmt.Fprintf(env.Stdout, "%s  %-3s %10s %10s %10s  %-20s  %s\n", indent, "#", "start", "sectors", "size", "type", "name")
+	for _, p := range g.Partitions {
+		typ := p.TypeName
+		if typ == "" {
+			typ = p.TypeGUID
+		}
+		line := fmt.Sprintf("%s  %-3d %10d %10d %10s  %-20s  %s", indent, p.Number, p.Start, p.Sectors, mib(p.Size()), typ, p.Name)
+		fmt.Fprintln(env.Stdout, strings.TrimRight(line, " "))
+	}
+	for _, n := range g.Notes {
+		fmt.Fprintf(env.Stdout, "%s  note: %s\n", indent, n)
+	}
+}
+
+// printTable prints an MBR partition table, indented.
 func printTable(env Env, t *diskimage.Table, indent string) {
 	if t == nil {
 		return
 	}
+	printMBR(env, t, indent, "partitions  "+t.Label)
+}
+
+// printMBR prints an MBR partition table under a heading.
+func printMBR(env Env, t *diskimage.Table, indent, heading string) {
 	code := ""
 	if t.BootCode {
 		code = ", boot code"
 	}
-	fmt.Fprintf(env.Stdout, "%spartitions  %s, disk id %s%s\n", indent, t.Label, t.DiskID, code)
+	fmt.Fprintf(env.Stdout, "%s%s, disk id %s%s\n", indent, heading, t.DiskID, code)
 	fmt.Fprintf(env.Stdout, "%s  %-3s %-4s %10s %10s %10s  %s\n", indent, "#", "boot", "start", "sectors", "size", "type")
 	for _, p := range t.Partitions {
 		boot := ""

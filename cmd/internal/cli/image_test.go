@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -195,5 +196,80 @@ func TestImageCaptureInfo(t *testing.T) {
 	}
 	if code, _, stderr := run(Herd, "image", "info", filepath.Join(dir, "missing.img")); code != ExitFailed || !strings.Contains(stderr, "no such file") {
 		t.Errorf("info of a missing file: exit %d, %q", code, stderr)
+	}
+}
+
+// TestImageInfoGPT lists a GPT disk's partitions (made by sfdisk) in the
+// text and JSON of herd image info.
+func TestImageInfoGPT(t *testing.T) {
+	if _, err := exec.LookPath("sfdisk"); err != nil {
+		t.Skip("no sfdisk here")
+	}
+	img := filepath.Join(t.TempDir(), "gpt.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 40<<20); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sfdisk", "-q", "--no-reread", "--no-tell-kernel", img)
+	cmd.Stdin = strings.NewReader(`label: gpt
+label-id: 0C5E7F31-1B2A-4D3C-9E8F-A1B2C3D4E5F6
+start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649, name="bios"
+size=20M, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="esp"
+type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name="root"
+`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	code, stdout, stderr := run(Herd, "image", "info", img)
+	if code != ExitOK {
+		t.Fatalf("info: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"partitions  gpt, disk GUID 0C5E7F31-1B2A-4D3C-9E8F-A1B2C3D4E5F6, usable sectors 2048 to 81886",
+		"1         2048       2048    1.0 MiB  BIOS boot             bios\n",
+		"2         4096      40960   20.0 MiB  EFI System            esp\n",
+		"3        45056      34816   17.0 MiB  Linux root (x86-64)   root\n",
+		"mbr         protective, disk id 0x00000000",
+		"ee GPT",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("info lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "only the MBR's entries") {
+		t.Errorf("info keeps the protective MBR's note:\n%s", stdout)
+	}
+	code, stdout, stderr = run(Herd, "image", "info", "--json", img)
+	if code != ExitOK {
+		t.Fatalf("info --json: exit %d: %s", code, stderr)
+	}
+	var v struct {
+		GPT struct {
+			DiskGUID   string `json:"disk_guid"`
+			Partitions []struct {
+				Number   int    `json:"number"`
+				TypeName string `json:"type_name"`
+				Name     string `json:"name"`
+				Size     int64  `json:"size"`
+			} `json:"partitions"`
+		} `json:"gpt"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &v); err != nil {
+		t.Fatalf("info --json: %v\n%s", err, stdout)
+	}
+	if v.GPT.DiskGUID != "0C5E7F31-1B2A-4D3C-9E8F-A1B2C3D4E5F6" || len(v.GPT.Partitions) != 3 ||
+		v.GPT.Partitions[1].TypeName != "EFI System" || v.GPT.Partitions[1].Name != "esp" || v.GPT.Partitions[1].Size != 20<<20 {
+		t.Errorf("info --json GPT: %+v", v.GPT)
+	}
+
+	// A damaged header: the MBR is listed, with why the GPT is not.
+	b, _ := os.ReadFile(img)
+	b[512+60] ^= 0xff
+	os.WriteFile(img, b, 0o644)
+	code, stdout, _ = run(Herd, "image", "info", img)
+	if code != ExitOK || !strings.Contains(stdout, "gpt         not read: damaged GPT: the header's CRC32") || !strings.Contains(stdout, "only the MBR's entries") {
+		t.Errorf("info of a damaged GPT: exit %d\n%s", code, stdout)
 	}
 }
