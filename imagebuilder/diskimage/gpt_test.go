@@ -402,6 +402,17 @@ func TestInspectGPT(t *testing.T) {
 	if d := cmp.Diff(want, zinfo.GPT); d != "" || zinfo.Format != FormatZstd || zinfo.SHA256 != info.SHA256 {
 		t.Errorf("zstd: format %s, sha %s; GPT (-raw +zstd):\n%s", zinfo.Format, zinfo.SHA256, d)
 	}
+	// The head alone: the same tables, from the raw and the compressed
+	// image, without reading the rest.
+	for _, p := range []string{img, zst} {
+		h, err := InspectHead(context.Background(), p)
+		if err != nil {
+			t.Fatalf("InspectHead(%s): %v", p, err)
+		}
+		if d := cmp.Diff(want, h.GPT); d != "" || !h.HasESP() || h.SHA256 != "" || h.Size != 0 {
+			t.Errorf("InspectHead(%s): HasESP %v, SHA256 %q, Size %d; GPT (-want +got):\n%s", p, h.HasESP(), h.SHA256, h.Size, d)
+		}
+	}
 	js, _ := json.Marshal(zinfo)
 	if !bytes.Contains(js, []byte(`"gpt":{"revision":65536`)) || !bytes.Contains(js, []byte(`"type_name":"EFI System"`)) {
 		t.Errorf("JSON lacks the GPT: %s", js)
@@ -461,6 +472,23 @@ func TestInspectGPTDamaged(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInspectHeadShort: an image shorter than HeadBytes, and one with no
+// partition table: Size is what was read, and no ESP.
+func TestInspectHeadShort(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "short.img")
+	if err := os.WriteFile(p, make([]byte, 3*SectorSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := InspectHead(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Size != 3*SectorSize || h.HasESP() || h.Table != nil || h.NoTable == "" {
+		t.Errorf("InspectHead = size %d, HasESP %v, table %+v, NoTable %q", h.Size, h.HasESP(), h.Table, h.NoTable)
 	}
 }
 

@@ -171,6 +171,13 @@ func Inspect(ctx context.Context, path string) (*Info, error) {
 		}
 	}
 	info.Size, info.DataSize, info.SHA256 = res.Bytes, sc.data, hex.EncodeToString(res.SHA256)
+	info.tables(sc)
+	info.Duration = time.Since(start)
+	return info, nil
+}
+
+// tables fills in the MBR and GPT the scanner saw.
+func (info *Info) tables(sc *scanner) {
 	if t, err := sc.table(); err != nil {
 		info.NoTable = strings.TrimPrefix(err.Error(), ErrNoMBR.Error()+": ")
 	} else {
@@ -183,7 +190,47 @@ func Inspect(ctx context.Context, path string) (*Info, error) {
 		info.GPT = g
 		info.Table.Notes = slices.DeleteFunc(info.Table.Notes, func(n string) bool { return n == noteProtective })
 	}
-	info.Duration = time.Since(start)
+}
+
+// InspectHead is Inspect reading only the image's first HeadBytes
+// (decoded): its partition tables (MBR, GPT) and format, at once whatever
+// the image's size. Size, DataSize and SHA256 stay zero; Size is the
+// bytes read when the image ended before HeadBytes.
+func InspectHead(ctx context.Context, path string) (*Info, error) {
+	format, err := Detect(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	info := &Info{Path: path, Format: format, FileSize: st.Size()}
+	sc := newScanner(false)
+	sc.limit = HeadBytes
+	if format == FormatRaw {
+		size := st.Size()
+		if st.Mode()&os.ModeDevice != 0 {
+			if size, err = blockdev.Size(f); err != nil {
+				return nil, fmt.Errorf("size of %s: %w", path, err)
+			}
+		}
+		err = scanRaw(ctx, f, min(size, HeadBytes), sc)
+	} else {
+		_, err = decode(ctx, f, format, path, sc)
+	}
+	if err != nil && !errors.Is(err, errHeadRead) {
+		return nil, err
+	}
+	if sc.pos < HeadBytes {
+		info.Size = sc.pos
+	}
+	info.tables(sc)
 	return info, nil
 }
 

@@ -142,6 +142,7 @@ type scanner struct {
 	h         hash.Hash // nil: the decoder hashes
 
 	head     []byte // the image's first HeadBytes (fewer if it is shorter)
+	limit    int64  // > 0: Write and Zero return errHeadRead from this offset on
 	tr       *tableReader
 	tableErr error
 }
@@ -162,7 +163,18 @@ func (s *scanner) Write(p []byte) (int, error) {
 	s.observe(p, int64(len(p)))
 	s.data += int64(len(p))
 	s.pos += int64(len(p))
-	return len(p), nil
+	return len(p), s.enough()
+}
+
+// errHeadRead stops a scan that needs only the image's head.
+var errHeadRead = errors.New("read the image's head")
+
+// enough returns errHeadRead once a limited scanner has its limit.
+func (s *scanner) enough() error {
+	if s.limit > 0 && s.pos >= s.limit {
+		return errHeadRead
+	}
+	return nil
 }
 
 // Zero takes n zero bytes.
@@ -179,7 +191,7 @@ func (s *scanner) Zero(n int64) error {
 	}
 	s.observe(nil, n)
 	s.pos += n
-	return nil
+	return s.enough()
 }
 
 // observe keeps the image's head (the MBR and the GPT) and collects the
@@ -260,7 +272,10 @@ func (s *scanner) gpt(t *Table) (*GPT, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.checkBounds(s.pos)
+	if s.limit == 0 || s.pos < s.limit {
+		// The whole image went through: its end is known.
+		g.checkBounds(s.pos)
+	}
 	return g, nil
 }
 
