@@ -350,6 +350,12 @@ var errRegister = errors.New("registration failed")
 // and the ring's ports.
 func (a *agent) register(ctx context.Context) error {
 	req := httpboot.RegisterRequest{MAC: a.id.MAC.String(), IP: a.id.Addr.Addr().String(), AgentVersion: Version}
+	if a.cfg.AsInit {
+		req.Firmware = httpboot.FirmwareBIOS
+		if a.uefiBoot() {
+			req.Firmware = httpboot.FirmwareUEFI
+		}
+	}
 	var resp httpboot.RegisterResponse
 	if err := a.post(ctx, "/api/register", req, &resp); err != nil {
 		return fmt.Errorf("%w: %v", errRegister, err)

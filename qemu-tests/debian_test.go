@@ -344,9 +344,10 @@ image root.tar.zst --to /
 }
 
 // TestUEFINoESP: the demo's golden image (MBR, syslinux, no ESP) sent to
-// a UEFI node. The node receives and verifies it, but could never boot
-// it: the agent fails it with the reason and what to do, herd does not
-// report it done and keeps its install boot entry.
+// a UEFI node. herd serve sees from the agent's registration that the
+// node booted by UEFI and from the image's partition table that it could
+// never boot it: the node is failed with the reason and what to do,
+// nothing is written to its disk, and it keeps its install boot entry.
 func TestUEFINoESP(t *testing.T) {
 	c := NewCluster(t, Options{Nodes: 1, DiskSize: 256 << 20, Firmware: func(int) Firmware { return UEFIPXE }})
 	dir := t.TempDir()
@@ -355,17 +356,22 @@ func TestUEFINoESP(t *testing.T) {
 	srv := c.Serve("--file", golden+" > /dev/vda")
 	vm := c.StartVM(0)
 	vm.WaitFor(`registered as n1 `, agentTimeout+registerTimeout)
-	vm.WaitFor(`this node booted by UEFI, but it could not boot what it received: /dev/vda: a dos partition table without an ESP`, installTimeout)
+	line := srv.WaitOutput(`^REFUSED: n1: `, registerTimeout)
+	if !strings.Contains(line, "this node booted by UEFI, and the image "+golden+" (dos partition table) has no EFI System Partition") ||
+		!strings.Contains(line, "nothing was written") || !strings.Contains(line, "herd image build") {
+		t.Errorf("refusal %q: want the node, the image, what is missing and what to do", line)
+	}
 	st := c.WaitState("n1", inventory.StateFailed, time.Minute)
-	if !strings.Contains(st.Reason, "EFI System Partition") || !strings.Contains(st.Reason, "herd image build") {
-		t.Errorf("reason %q: want what is missing and what to do", st.Reason)
+	if !strings.Contains(st.Reason, "EFI System Partition") || st.Firmware != "uefi" {
+		t.Errorf("herd nodes show n1: reason %q, firmware %q", st.Reason, st.Firmware)
 	}
 	if st.LocalBoot {
 		t.Errorf("n1 failed but was switched to local boot")
 	}
-	// The ring's table says the data arrived and verified; the agent's
-	// own verdict follows it.
-	srv.WaitOutput(`^REPORT: n1: failed: .*this node booted by UEFI, but it could not boot what it received`, 2*time.Minute)
+	vm.Kill()
+	if off, err := c.Nodes[0].FirstNonZero(); err != nil || off != -1 {
+		t.Errorf("n1's disk: first non-zero byte at %d (%v): want it untouched", off, err)
+	}
 }
 
 // debianRootTar is the Debian root tarball of the same build as

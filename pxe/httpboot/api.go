@@ -24,7 +24,16 @@ type RegisterRequest struct {
 	Name         string `json:"name,omitempty"`
 	IP           string `json:"ip,omitempty"`
 	AgentVersion string `json:"agent_version,omitempty"`
+	// Firmware is how the node booted: FirmwareUEFI or FirmwareBIOS; ""
+	// when the agent does not say (an older agent, or not run as init).
+	Firmware string `json:"firmware,omitempty"`
 }
+
+// Firmware kinds an agent registers with.
+const (
+	FirmwareUEFI = "uefi"
+	FirmwareBIOS = "bios"
+)
 
 // RegisterResponse tells the agent who it is and how to join the ring.
 type RegisterResponse struct {
@@ -182,9 +191,18 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 	case agentIP.IsValid() && agentIP != ip:
 		h.cfg.Logf("httpboot: node %s registered from %s, but the inventory reserves %s", node.Name, agentIP, ip)
 	}
+	switch req.Firmware {
+	case "", FirmwareUEFI, FirmwareBIOS:
+	default:
+		writeJSONError(w, http.StatusBadRequest, `field "firmware": %q: want %q, %q or nothing`, req.Firmware, FirmwareUEFI, FirmwareBIOS)
+		return
+	}
 	msg := "agent registered"
 	if req.AgentVersion != "" {
 		msg += " (version " + req.AgentVersion + ")"
+	}
+	if req.Firmware != "" {
+		msg += " (" + req.Firmware + ")"
 	}
 	err := h.cfg.Store.Update(node.Name, func(s *inventory.Status) error {
 		if err := advance(s, inventory.StateRegistered, msg, h.cfg.Now()); err != nil {
@@ -193,6 +211,7 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 		if ip.IsValid() && s.IP == "" {
 			s.IP = ip.String()
 		}
+		s.Firmware = req.Firmware
 		return nil
 	})
 	if err != nil {

@@ -271,7 +271,7 @@ func TestInstallCycle(t *testing.T) {
 	if s := get(); s != installN1 {
 		t.Fatalf("first boot:\n%s", s)
 	}
-	w := postJSON(t, f, "/api/register", RegisterRequest{MAC: "52:54:00:00:00:01", IP: "10.0.0.11", AgentVersion: "0.1"})
+	w := postJSON(t, f, "/api/register", RegisterRequest{MAC: "52:54:00:00:00:01", IP: "10.0.0.11", AgentVersion: "0.1", Firmware: FirmwareUEFI})
 	if w.Code != 200 {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -284,8 +284,8 @@ func TestInstallCycle(t *testing.T) {
 	if d := cmp.Diff(want, reg); d != "" {
 		t.Errorf("register response (-want +got):\n%s", d)
 	}
-	if st := f.state(t, "n1"); st.State != inventory.StateRegistered {
-		t.Errorf("after register: %s", st.State)
+	if st := f.state(t, "n1"); st.State != inventory.StateRegistered || st.Firmware != FirmwareUEFI {
+		t.Errorf("after register: %s, firmware %q; want registered, uefi", st.State, st.Firmware)
 	}
 	for _, rep := range []ReportRequest{
 		{MAC: "52:54:00:00:00:01", State: "installing", Bytes: 1 << 20, Rate: 5e6, Message: "writing /dev/vda"},
@@ -563,6 +563,7 @@ func TestAPIErrors(t *testing.T) {
 		{"mac a number", "/api/register", `{"mac":5}`, 400, `field "mac": want a JSON string, got number`},
 		{"mac malformed", "/api/register", `{"mac":"52:54"}`, 400, `field "mac": MAC "52:54"`},
 		{"ip malformed", "/api/register", `{"mac":"52:54:00:00:00:01","ip":"10.0.0"}`, 400, `field "ip"`},
+		{"firmware unknown", "/api/register", `{"mac":"52:54:00:00:00:01","firmware":"openfirmware"}`, 400, `field "firmware": "openfirmware": want "uefi", "bios" or nothing`},
 		{"name conflict", "/api/register", `{"mac":"52:54:00:00:00:01","name":"n2"}`, 409, "is node n1 in the inventory, not n2"},
 		{"syntax", "/api/register", `{"mac":`, 400, "truncated JSON"},
 		{"garbage", "/api/register", `{"mac" "x"}`, 400, "malformed JSON at byte"},

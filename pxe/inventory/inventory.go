@@ -101,6 +101,9 @@ type Status struct {
 	LastReport time.Time `json:"last_report,omitzero"`
 	// Message is the node's last report for humans.
 	Message string `json:"message,omitempty"`
+	// Firmware is how the node's agent last booted ("uefi", "bios"; ""
+	// = not said).
+	Firmware string `json:"firmware,omitempty"`
 }
 
 // Store keeps every node's Status. The file-backed implementation

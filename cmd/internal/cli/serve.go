@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/agent"
+	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/pxe/dhcp"
+	"github.com/herdproject/herd/pxe/httpboot"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/herdproject/herd/pxe/services"
@@ -242,8 +244,13 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	nodes := regd
+	if *b.plan == "" {
+		nodes = refuseUnbootable(ctx, env, f, fs, st, nodes)
+	}
 	sessionStart := time.Now()
+	refused := len(regd) - len(nodes)
 	rep, nodes, failed, serr := runSessions(ctx, env, f, fs, st, nodes, stage2File, *stage2Wait)
+	failed += refused
 	missing := missingNodes(inv, regd)
 	if len(missing) > 0 {
 		fmt.Fprintf(env.Stdout, "NEVER CAME: %d node(s): %s\n", len(missing), strings.Join(missing, ","))
@@ -283,6 +290,11 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 				return finalResult(st, inv, result)
 			}
 			return err
+		}
+		if *b.plan == "" {
+			if again = refuseUnbootable(ctx, env, f, fs, st, again); len(again) == 0 {
+				continue
+			}
 		}
 		var names []string
 		for _, n := range again {
@@ -551,6 +563,64 @@ func missingNodes(inv *inventory.Inventory, regd []inventory.Node) []string {
 		}
 	}
 	return out
+}
+
+// refuseUnbootable fails, before the session, the nodes that would
+// receive an image they cannot boot, and returns the others: a node whose
+// agent registered as booted by UEFI, without an install plan, while the
+// session writes whole-disk images none of which has an EFI System
+// Partition (the demo's MBR image with syslinux, say). Nothing is written
+// to those nodes; they keep their install boot entry.
+func refuseUnbootable(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet, st inventory.Store, nodes []inventory.Node) []inventory.Node {
+	o, err := f.options(env, fs, "herd serve", "placeholder")
+	if err != nil {
+		return nodes // the session reports it
+	}
+	why := noESP(ctx, o.cfg.Plan.Files)
+	if why == "" {
+		return nodes
+	}
+	var keep []inventory.Node
+	for _, n := range nodes {
+		s, err := st.Get(n.Name)
+		if n.Plan != "" || err != nil || s.Firmware != httpboot.FirmwareUEFI {
+			keep = append(keep, n)
+			continue
+		}
+		reason := "this node booted by UEFI, and " + why + ": it could not boot it, so nothing was written to it; send an image with a GPT and an EFI System Partition (herd image build makes one), or switch the node's firmware to legacy BIOS boot"
+		fmt.Fprintf(env.Stdout, "REFUSED: %s: %s\n", n.Name, reason)
+		_ = st.Update(n.Name, func(s *inventory.Status) error {
+			return nodestate.Transition(s, inventory.StateFailed, reason, time.Time{})
+		})
+	}
+	return keep
+}
+
+// noESP says which whole-disk images of files have no EFI System
+// Partition, when none of them has one ("" otherwise, or when the
+// session writes no whole-disk image). A file counts as a whole-disk
+// image when it goes to a device and its first MiB holds a partition
+// table (a filesystem image for a partition has none).
+func noESP(ctx context.Context, files []plan.File) string {
+	var disks []string
+	for _, pf := range files {
+		if pf.Mount != "" || pf.Input == "" || len(pf.Dirs) > 0 || !strings.HasPrefix(pf.Output, "/dev/") {
+			continue
+		}
+		info, err := diskimage.InspectHead(ctx, pf.Input)
+		if err != nil || info.Table == nil {
+			continue
+		}
+		if info.HasESP() {
+			return ""
+		}
+		label := info.Table.Label
+		if info.NoGPT != "" {
+			label += ", GPT not read: " + info.NoGPT
+		}
+		disks = append(disks, fmt.Sprintf("the image %s (%s partition table) has no EFI System Partition", pf.Input, label))
+	}
+	return strings.Join(disks, "; ")
 }
 
 // printReports prints a REPORT line per node with its agent's final
