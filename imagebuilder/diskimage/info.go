@@ -129,7 +129,18 @@ func detect(path string, head []byte) (string, error) {
 
 // Inspect reads the image at path whole (a raw image's holes are
 // skipped, not read) and describes it. ctx cancels the read.
-func Inspect(ctx context.Context, path string) (*Info, error) {
+func Inspect(ctx context.Context, path string) (*Info, error) { return inspect(ctx, path, 0) }
+
+// InspectHead is Inspect reading only the image's first HeadBytes
+// (decoded): its partition tables (MBR, GPT) and format, at once whatever
+// the image's size. Size, DataSize and SHA256 stay zero; Size is the
+// bytes read when the image ended before HeadBytes.
+func InspectHead(ctx context.Context, path string) (*Info, error) {
+	return inspect(ctx, path, HeadBytes)
+}
+
+// inspect is Inspect, or InspectHead when limit > 0.
+func inspect(ctx context.Context, path string, limit int64) (*Info, error) {
 	start := time.Now()
 	format, err := Detect(path)
 	if err != nil {
@@ -157,20 +168,30 @@ func Inspect(ctx context.Context, path string) (*Info, error) {
 		return nil, fmt.Errorf("%s is not a regular file or block device", path)
 	}
 
-	sc := newScanner(format == FormatRaw)
+	sc := newScanner(format == FormatRaw && limit == 0)
+	sc.limit = limit
 	var res sink.Result
 	if format == FormatRaw {
-		if err := scanRaw(ctx, f, info.FileSize, sc); err != nil {
+		size := info.FileSize
+		if limit > 0 {
+			size = min(size, limit)
+		}
+		if err := scanRaw(ctx, f, size, sc); err != nil && !errors.Is(err, errHeadRead) {
 			return nil, fmt.Errorf("read %s: %w", path, err)
 		}
 		res, _ = sc.Close()
 	} else {
 		res, err = decode(ctx, f, format, path, sc)
-		if err != nil {
+		if err != nil && !errors.Is(err, errHeadRead) {
 			return nil, err
 		}
 	}
-	info.Size, info.DataSize, info.SHA256 = res.Bytes, sc.data, hex.EncodeToString(res.SHA256)
+	switch {
+	case limit == 0:
+		info.Size, info.DataSize, info.SHA256 = res.Bytes, sc.data, hex.EncodeToString(res.SHA256)
+	case sc.pos < limit:
+		info.Size = sc.pos
+	}
 	info.tables(sc)
 	info.Duration = time.Since(start)
 	return info, nil
@@ -190,48 +211,6 @@ func (info *Info) tables(sc *scanner) {
 		info.GPT = g
 		info.Table.Notes = slices.DeleteFunc(info.Table.Notes, func(n string) bool { return n == noteProtective })
 	}
-}
-
-// InspectHead is Inspect reading only the image's first HeadBytes
-// (decoded): its partition tables (MBR, GPT) and format, at once whatever
-// the image's size. Size, DataSize and SHA256 stay zero; Size is the
-// bytes read when the image ended before HeadBytes.
-func InspectHead(ctx context.Context, path string) (*Info, error) {
-	format, err := Detect(path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open image: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	info := &Info{Path: path, Format: format, FileSize: st.Size()}
-	sc := newScanner(false)
-	sc.limit = HeadBytes
-	if format == FormatRaw {
-		size := st.Size()
-		if st.Mode()&os.ModeDevice != 0 {
-			if size, err = blockdev.Size(f); err != nil {
-				return nil, fmt.Errorf("size of %s: %w", path, err)
-			}
-		}
-		err = scanRaw(ctx, f, min(size, HeadBytes), sc)
-	} else {
-		_, err = decode(ctx, f, format, path, sc)
-	}
-	if err != nil && !errors.Is(err, errHeadRead) {
-		return nil, err
-	}
-	if sc.pos < HeadBytes {
-		info.Size = sc.pos
-	}
-	info.tables(sc)
-	return info, nil
 }
 
 // ESP returns the image's first EFI System Partition in its GPT; false
