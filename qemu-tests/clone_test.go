@@ -29,6 +29,27 @@ func herdRun(t *testing.T, c *Cluster, d time.Duration, args ...string) string {
 	return out
 }
 
+// installAll starts every node's VM and waits until each has registered,
+// then reported done and begun its reboot (install bounds the second
+// wait per node); it logs when, counted from the start it returns.
+func installAll(t *testing.T, c *Cluster, install time.Duration) ([]*VM, time.Time) {
+	t.Helper()
+	start := time.Now()
+	vms := c.StartAll()
+	for _, vm := range vms {
+		vm.WaitFor(`registered as `+vm.Node.Name+` `, agentTimeout+registerTimeout)
+	}
+	t.Logf("%.1fs: all %d nodes registered", time.Since(start).Seconds(), len(vms))
+	for _, vm := range vms {
+		vm.WaitFor(`== herd: report done done`, install)
+		// The agent drains the console before it reboots: its last step
+		// is on the console before the firmware starts again.
+		vm.WaitFor(`== herd: reboot`, time.Minute)
+	}
+	t.Logf("%.1fs: all installed and reported done", time.Since(start).Seconds())
+	return vms, start
+}
+
 var bootedRE = regexp.MustCompile(`herd-booted host=(\S+) ip=(\S+) machine-id=(\S+)`)
 
 // TestCloneWholeDisk is the mission end to end: a golden disk image (built
@@ -48,19 +69,7 @@ func TestCloneWholeDisk(t *testing.T) {
 	t.Logf("herd image info:\n%s", herdRun(t, c, 2*time.Minute, "image", "info", zst))
 
 	srv := c.Serve("--file", zst+" >> /dev/vda")
-	start := time.Now()
-	vms := c.StartAll()
-	for _, vm := range vms {
-		vm.WaitFor(`registered as `+vm.Node.Name+` `, agentTimeout+registerTimeout)
-	}
-	t.Logf("%.1fs: all %d nodes registered", time.Since(start).Seconds(), len(vms))
-	for _, vm := range vms {
-		vm.WaitFor(`== herd: report done done`, installTimeout)
-		// The agent drains the console before it reboots: its last step
-		// is on the console before the firmware starts again.
-		vm.WaitFor(`== herd: reboot`, time.Minute)
-	}
-	t.Logf("%.1fs: all installed and reported done", time.Since(start).Seconds())
+	vms, start := installAll(t, c, installTimeout)
 
 	ids := map[string]string{}
 	for _, vm := range vms {

@@ -227,17 +227,7 @@ func TestDebianMixedRack(t *testing.T) {
 	t.Logf("herd image info:\n%s", herdRun(t, c, 2*time.Minute, "image", "info", zst))
 
 	srv := c.Serve("--file", zst+" >> /dev/vda")
-	start := time.Now()
-	vms := c.StartAll()
-	for _, vm := range vms {
-		vm.WaitFor(`registered as `+vm.Node.Name+` `, agentTimeout+registerTimeout)
-	}
-	t.Logf("%.1fs: all %d nodes registered", time.Since(start).Seconds(), len(vms))
-	for _, vm := range vms {
-		vm.WaitFor(`== herd: report done done`, debianInstallTimeout)
-		vm.WaitFor(`== herd: reboot`, time.Minute)
-	}
-	t.Logf("%.1fs: all installed and reported done", time.Since(start).Seconds())
+	vms, start := installAll(t, c, debianInstallTimeout)
 	first := map[string]report{}
 	ids := map[string]string{}
 	keys := map[string]string{}
