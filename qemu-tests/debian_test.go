@@ -281,6 +281,16 @@ func TestDebianMixedRack(t *testing.T) {
 		}
 	}
 	t.Logf("%.1fs: the UEFI nodes booted their disks again after a reset, through herd's exit and their Boot#### entries", time.Since(start).Seconds())
+
+	// herd nodes reinstall: at its next reset the node is back in the
+	// installer, though its disk and its Boot#### entry boot Debian.
+	vm := uefi[0]
+	t.Logf("herd nodes reinstall %s:\n%s", vm.Node.Name, c.HerdNodes("reinstall", vm.Node.Name))
+	vm.Mark()
+	vm.Reset()
+	vm.WaitFor(`herd: installing `+vm.Node.Name+` \(`, debianBootTimeout)
+	vm.WaitFor(`registered as `+vm.Node.Name+` `, agentTimeout+registerTimeout)
+	t.Logf("%.1fs: %s is back in the installer after herd nodes reinstall and a reset", time.Since(start).Seconds(), vm.Node.Name)
 }
 
 // TestDebianPlanUEFI: the kickstart path on a UEFI node and a BIOS node
