@@ -86,10 +86,11 @@ func splitLines(s string) []string {
 }
 
 // joinLines joins lines with "\n", ending with a newline unless orig was
-// non-empty and had none.
+// non-empty and had none. An empty last line always gets its newline:
+// without it, it would read back as the final newline of the line before.
 func joinLines(lines []string, orig string) string {
 	s := strings.Join(lines, "\n")
-	if orig == "" || strings.HasSuffix(orig, "\n") {
+	if orig == "" || strings.HasSuffix(orig, "\n") || len(lines) > 0 && lines[len(lines)-1] == "" {
 		s += "\n"
 	}
 	return s
