@@ -94,7 +94,7 @@ func (a *agent) addBootEntry(hd efivar.HardDrive, disk, loader string) error {
 		if errors.Is(err, efivar.ErrVerify) {
 			return fmt.Errorf("the firmware did not keep the boot entry as written (%w): this node would not boot its disk; update its firmware or set the boot order by hand", err)
 		}
-		return fmt.Errorf("write the boot entry (EFI variables in %s): %w", efivar.DefaultDir, err)
+		return fmt.Errorf("write the boot entry (EFI variables in %s): %w; check that efivarfs is mounted read-write and that the firmware's variable store is not full", efivar.DefaultDir, err)
 	}
 	order := make([]string, len(r.Order))
 	for i, n := range r.Order {
