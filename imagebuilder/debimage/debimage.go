@@ -606,7 +606,7 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("debimage: root tarball: %w", err)
 	}
-	res.RootTarSize, res.RootTarEntries = ts.size, ts.entries
+	res.RootTarSize, res.RootTarEntries = ts.Size, ts.Entries
 	b.phase("tarball", t)
 
 	// What `herd image info` says.

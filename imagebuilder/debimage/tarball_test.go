@@ -79,8 +79,8 @@ func TestRootTar(t *testing.T) {
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)
 	}
-	if res.entries != len(names) {
-		t.Errorf("counted %d entries, read %d", res.entries, len(names))
+	if res.Entries != len(names) {
+		t.Errorf("counted %d entries, read %d", res.Entries, len(names))
 	}
 	if h := hdrs["./usr/bin/b"]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "./usr/bin/a" {
 		t.Errorf("hard link: %+v", h)

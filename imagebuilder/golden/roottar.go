@@ -1,7 +1,6 @@
 package golden
 
 import (
-	"archive/tar"
 	"bytes"
 	"debug/elf"
 	"errors"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
 	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
-	"github.com/herdproject/herd/internal/iocount"
-	"github.com/klauspost/compress/zstd"
 )
 
 // The root tarball (Config.RootTar) is the golden root for install plans:
@@ -251,100 +248,19 @@ func copyHostPath(dir, p string) ([]string, error) {
 	}
 }
 
-// tarStats counts what writeTar wrote.
-type tarStats struct {
-	// Entries is the number of tar entries; Size the compressed bytes.
-	Entries int
-	Size    int64
-}
-
 // writeTar writes the tree under dir to w as a zstd-compressed tar, every
 // entry root's with mtime as its modification time (see the comment at
 // the top of this file).
-func writeTar(w io.Writer, dir string, mtime time.Time) (tarStats, error) {
-	cw := &iocount.Writer{W: w}
-	zw, err := zstd.NewWriter(cw)
-	if err != nil {
-		return tarStats{}, err
-	}
-	tw := tar.NewWriter(zw)
-	mtime = mtime.Truncate(time.Second)
-	var st tarStats
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		hdr := &tar.Header{
-			Name:    "./" + filepath.ToSlash(rel),
-			Mode:    buildutil.TarMode(info.Mode()),
-			Uname:   "root",
-			Gname:   "root",
-			ModTime: mtime,
-		}
-		var body *os.File
-		switch {
-		case d.IsDir():
-			hdr.Typeflag = tar.TypeDir
-			hdr.Name += "/"
-			if rel == "." {
-				hdr.Name = "./"
-			}
-		case info.Mode().IsRegular():
-			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
-			if body, err = os.Open(p); err != nil {
-				return err
-			}
-			defer body.Close()
-		case info.Mode()&fs.ModeSymlink != 0:
-			hdr.Typeflag = tar.TypeSymlink
-			if hdr.Linkname, err = os.Readlink(p); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("%s: cannot archive a %v", p, info.Mode().Type())
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("%s: %w", hdr.Name, err)
-		}
-		st.Entries++
-		if body != nil {
-			if n, err := io.Copy(tw, body); err != nil {
-				return fmt.Errorf("%s: %w", hdr.Name, err)
-			} else if n != hdr.Size {
-				return fmt.Errorf("%s: changed while archived", p)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		zw.Close()
-		return st, err
-	}
-	if err := tw.Close(); err != nil {
-		zw.Close()
-		return st, err
-	}
-	if err := zw.Close(); err != nil {
-		return st, err
-	}
-	st.Size = cw.N
-	return st, nil
+func writeTar(w io.Writer, dir string, mtime time.Time) (buildutil.TreeStats, error) {
+	return buildutil.WriteTree(w, dir, buildutil.TreeOptions{MTime: mtime})
 }
 
 // writeRootTarFile writes the tarball of dir under a temporary name in
 // out's directory and returns that name; the caller renames it.
-func writeRootTarFile(out, dir string, mtime time.Time) (string, tarStats, error) {
+func writeRootTarFile(out, dir string, mtime time.Time) (string, buildutil.TreeStats, error) {
 	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
 	if err != nil {
-		return "", tarStats{}, fmt.Errorf("create the root tarball in %s: %w", filepath.Dir(out), err)
+		return "", buildutil.TreeStats{}, fmt.Errorf("create the root tarball in %s: %w", filepath.Dir(out), err)
 	}
 	st, err := writeTar(f, dir, mtime)
 	if err == nil {
