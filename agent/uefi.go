@@ -59,7 +59,8 @@ var errNoLoader = errors.New("no EFI loader")
 
 // uefiBootDisk writes the boot entry for one disk's ESP.
 func (a *agent) uefiBootDisk(ctx context.Context, disk string) error {
-	rereadPartitions(disk)
+	// customize has made the kernel read the disk's new table
+	// (rereadPartitions): the ESP's node is there.
 	out, err := exec.CommandContext(ctx, "sfdisk", "--json", disk).Output()
 	if err != nil {
 		// sfdisk exits non-zero on a disk without a partition table.

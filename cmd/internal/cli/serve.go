@@ -239,14 +239,17 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	svcErr := make(chan error, 1)
 	go func() { svcErr <- services.Run(sctx, cfg) }()
 
+	// Why UEFI nodes without a plan could not boot the session's
+	// images ("" = they can), read once from the images' heads.
+	unbootable := ""
+	if *b.plan == "" {
+		unbootable = sessionNoESP(ctx, env, f, fs)
+	}
 	regd, err := waitRegistered(ctx, env, st, inv, want, *waitTimeout, svcErr)
 	if err != nil {
 		return err
 	}
-	nodes := regd
-	if *b.plan == "" {
-		nodes = refuseUnbootable(ctx, env, f, fs, st, nodes)
-	}
+	nodes := refuseUnbootable(env, st, regd, unbootable)
 	sessionStart := time.Now()
 	refused := len(regd) - len(nodes)
 	rep, nodes, failed, serr := runSessions(ctx, env, f, fs, st, nodes, stage2File, *stage2Wait)
@@ -291,10 +294,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 			}
 			return err
 		}
-		if *b.plan == "" {
-			if again = refuseUnbootable(ctx, env, f, fs, st, again); len(again) == 0 {
-				continue
-			}
+		if again = refuseUnbootable(env, st, again, unbootable); len(again) == 0 {
+			continue
 		}
 		var names []string
 		for _, n := range again {
@@ -565,18 +566,23 @@ func missingNodes(inv *inventory.Inventory, regd []inventory.Node) []string {
 	return out
 }
 
-// refuseUnbootable fails, before the session, the nodes that would
-// receive an image they cannot boot, and returns the others: a node whose
-// agent registered as booted by UEFI, without an install plan, while the
-// session writes whole-disk images none of which has an EFI System
-// Partition (the demo's MBR image with syslinux, say). Nothing is written
-// to those nodes; they keep their install boot entry.
-func refuseUnbootable(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet, st inventory.Store, nodes []inventory.Node) []inventory.Node {
+// sessionNoESP is noESP of the session's files ("" when the options do
+// not parse: the session reports that).
+func sessionNoESP(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet) string {
 	o, err := f.options(env, fs, "herd serve", "placeholder")
 	if err != nil {
-		return nodes // the session reports it
+		return ""
 	}
-	why := noESP(ctx, o.cfg.Plan.Files)
+	return noESP(ctx, o.cfg.Plan.Files)
+}
+
+// refuseUnbootable fails, before the session, the nodes that would
+// receive an image they cannot boot, and returns the others: a node whose
+// agent registered as booted by UEFI, without an install plan, when why
+// (noESP of the session's files) says no whole-disk image has an EFI
+// System Partition (the demo's MBR image with syslinux, say). Nothing is
+// written to those nodes; they keep their install boot entry.
+func refuseUnbootable(env Env, st inventory.Store, nodes []inventory.Node, why string) []inventory.Node {
 	if why == "" {
 		return nodes
 	}
