@@ -3,8 +3,8 @@
 package qemutests
 
 import (
+	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -108,35 +109,19 @@ func waitReport(t *testing.T, vm *VM, d time.Duration) report {
 }
 
 // goldenKey reads /etc/ssh/ssh_host_ed25519_key.pub from the image's root
-// filesystem (its third partition) with debugfs on a read-only loop
-// device: nothing is mounted.
+// filesystem (its GPT's Linux filesystem partition) with debugfs on a
+// read-only loop device: nothing is mounted.
 func goldenKey(t *testing.T, img string) string {
 	t.Helper()
-	out, err := exec.Command("sfdisk", "--json", img).Output()
+	info, err := diskimage.InspectHead(context.Background(), img)
 	if err != nil {
-		t.Fatalf("sfdisk --json %s: %v", img, err)
-	}
-	var d struct {
-		PartitionTable struct {
-			Partitions []struct {
-				Start, Size int64
-				Type        string
-			}
-		}
-	}
-	if err := json.Unmarshal(out, &d); err != nil {
 		t.Fatal(err)
 	}
-	var start, size int64
-	for _, p := range d.PartitionTable.Partitions {
-		if strings.EqualFold(p.Type, "0FC63DAF-8483-4772-8E79-3D69D8477DE4") {
-			start, size = p.Start*512, p.Size*512
-		}
+	root, ok := info.GPT.Find(diskimage.GUIDLinuxFilesystem)
+	if !ok {
+		t.Fatalf("%s has no GPT with a Linux filesystem partition (%s)", img, info.NoGPT)
 	}
-	if size == 0 {
-		t.Fatalf("%s has no Linux filesystem partition:\n%s", img, out)
-	}
-	loop, err := exec.Command("losetup", "--find", "--show", "--read-only", "--offset", fmt.Sprint(start), "--sizelimit", fmt.Sprint(size), img).Output()
+	loop, err := exec.Command("losetup", "--find", "--show", "--read-only", "--offset", fmt.Sprint(root.Offset()), "--sizelimit", fmt.Sprint(root.Size()), img).Output()
 	if err != nil {
 		t.Fatalf("losetup: %v", err)
 	}
