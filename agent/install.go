@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/agent/customize"
+	"github.com/herdproject/herd/agent/hostsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,31 +69,20 @@ const sshKeygenTimeout = 5 * time.Minute
 // sshKeygen makes the installed system's SSH host keys with its own
 // ssh-keygen, chrooted into root: the key types and formats are the ones
 // its sshd expects.
-func (a *agent) sshKeygen(root string) error {
+func (a *agent) sshKeygen(root string) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), sshKeygenTimeout)
 	defer cancel()
-	var bin string
-	for _, p := range []string{"/usr/bin/ssh-keygen", "/bin/ssh-keygen"} {
-		if st, err := os.Stat(filepath.Join(root, p)); err == nil && st.Mode().IsRegular() {
-			bin = p
-			break
-		}
-	}
+	bin := hostsys.FindIn(root, "ssh-keygen")
 	if bin == "" {
 		return errors.New("the image has sshd but no ssh-keygen (/usr/bin/ssh-keygen): install openssh-client in it")
 	}
 	// ssh-keygen opens /dev/null; a root unpacked from a tarball has no
-	// device nodes: the running system's /dev is bound there meanwhile.
-	dev := filepath.Join(root, "dev")
-	if _, err := os.Stat(filepath.Join(dev, "null")); err != nil {
-		if err := os.MkdirAll(dev, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount("/dev", dev, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind /dev into %s for ssh-keygen: %w", root, err)
-		}
-		defer unix.Unmount(dev, unix.MNT_DETACH)
+	// device nodes: the running system's are bound there meanwhile.
+	undo, err := hostsys.BindSystem(root, nil)
+	if err != nil {
+		return fmt.Errorf("for ssh-keygen: %w", err)
 	}
+	defer func() { err = errors.Join(err, undo()) }()
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, bin, "-A")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}

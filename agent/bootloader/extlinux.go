@@ -41,7 +41,7 @@ func (in *installer) installExtlinux(ctx context.Context, res *Result) error {
 	extlinux, chroot := "", ""
 	if p, err := hostsys.Find("extlinux"); err == nil {
 		extlinux = p
-	} else if p := lookTarget(cfg.Target, "extlinux"); p != "" {
+	} else if p := hostsys.FindIn(cfg.Target, "extlinux"); p != "" {
 		extlinux, chroot = p, cfg.Target
 	} else {
 		return fmt.Errorf("%w, nor in the image under %s: herd's initramfs carries /usr/bin/extlinux (Debian package extlinux); rebuild it, or add extlinux or grub-pc to the image", err, cfg.Target)

@@ -9,6 +9,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/herdproject/herd/agent/hostsys"
 )
 
 // installGrub installs the image's own GRUB, chrooted into the target
@@ -32,7 +34,7 @@ func (in *installer) installGrub(ctx context.Context, res *Result) (err error) {
 	// (Fedora).
 	prog := strings.TrimSuffix(path.Base(install), "-install")
 	grubCfg := "/boot/" + prog + "/grub.cfg"
-	mkconfig := lookTarget(cfg.Target, prog+"-mkconfig")
+	mkconfig := hostsys.FindIn(cfg.Target, prog+"-mkconfig")
 
 	args := []string{"--target=i386-pc", cfg.Disk}
 	if cfg.UEFI {

@@ -53,18 +53,6 @@ func fsName(magic int64) string {
 	return fmt.Sprintf("type %#x", magic)
 }
 
-// lookTarget finds a program of the installed system: its path inside
-// the target (/usr/sbin/grub-install), "" when the target has none.
-func lookTarget(target, name string) string {
-	for _, d := range hostsys.ToolDirs {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(filepath.Join(target, p)); err == nil && st.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
-}
-
 // run runs a host program and logs its command line and output.
 func (in *installer) run(ctx context.Context, name string, args ...string) ([]byte, error) {
 	return in.runIn(ctx, "", name, args...)

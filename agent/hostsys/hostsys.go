@@ -44,6 +44,19 @@ func FindTool(name, pkg string) (string, error) {
 	return p, nil
 }
 
+// FindIn returns the path, as seen from root, of program name in one of
+// ToolDirs under root (an installed system's own tool, to run chrooted
+// there), or "" when there is none.
+func FindIn(root, name string) string {
+	for _, d := range ToolDirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(filepath.Join(root, p)); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
 // BindSystem bind-mounts the running system's /dev, /proc and /sys onto
 // the same directories in target (making them when missing), for
 // programs run chrooted there; logf (nil = silent) hears each step. undo

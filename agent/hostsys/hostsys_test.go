@@ -2,7 +2,9 @@ package hostsys
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,5 +20,28 @@ func TestFind(t *testing.T) {
 	_, err = FindTool("herd-no-such-tool", "herd-pkg")
 	if !errors.Is(err, exec.ErrNotFound) || !strings.Contains(err.Error(), "nor in /usr/sbin") || !strings.Contains(err.Error(), "install Debian package herd-pkg") {
 		t.Errorf("FindTool of a missing tool: %v", err)
+	}
+}
+
+func TestFindIn(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"usr/bin/ssh-keygen", "sbin/extlinux", "usr/sbin/grub-mkconfig"} {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, f), []byte("#!"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "usr/sbin/dir-not-file"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"ssh-keygen": "/usr/bin/ssh-keygen", "extlinux": "/sbin/extlinux", "grub-mkconfig": "/usr/sbin/grub-mkconfig",
+		"dir-not-file": "", "missing": "",
+	} {
+		if got := FindIn(root, name); got != want {
+			t.Errorf("FindIn(%s) = %q, want %q", name, got, want)
+		}
 	}
 }
