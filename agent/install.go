@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdproject/herd/agent/customize"
 	"github.com/herdproject/herd/agent/hostsys"
+	"github.com/herdproject/herd/ring/blockdev"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ func (a *agent) customize() error {
 				}
 				done++
 			}
-		case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
+		case blockdev.IsBlock(st.Mode()):
 			n, err := a.customizeDevice(f.Output, id)
 			if err != nil {
 				return err

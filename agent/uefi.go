@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/herdproject/herd/agent/efivar"
+	"github.com/herdproject/herd/ring/blockdev"
 	"golang.org/x/sys/unix"
 )
 
@@ -121,7 +122,7 @@ func (a *agent) wholeDisks() []string {
 			continue
 		}
 		st, err := os.Stat(f.Output)
-		if err != nil || st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0 {
+		if err != nil || !blockdev.IsBlock(st.Mode()) {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join("/sys/class/block", filepath.Base(f.Output), "partition")); err == nil {
