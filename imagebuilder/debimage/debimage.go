@@ -92,11 +92,11 @@ var (
 	IncludePaths = []string{"/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias"}
 )
 
-// Partition type GUIDs (UEFI spec §5.3.3; GRUB's BIOS boot partition).
+// Partition type GUIDs of the image's GPT (diskimage's).
 const (
-	TypeBIOSBoot = "21686148-6449-6E6F-744E-656564454649"
-	TypeESP      = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-	TypeLinux    = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+	TypeBIOSBoot = diskimage.GUIDBIOSBoot
+	TypeESP      = diskimage.GUIDESP
+	TypeLinux    = diskimage.GUIDLinuxFilesystem
 )
 
 // Layout, in bytes.

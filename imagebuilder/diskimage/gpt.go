@@ -39,7 +39,7 @@ const HeadBytes = 1 << 20
 // Partition type GUIDs (UEFI 2.10 §5.3.3; the Discoverable Partitions
 // Specification; GRUB's BIOS boot partition), as sfdisk prints them.
 const (
-	GUIDESP                = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	GUIDESP                = efivar.ESPType
 	GUIDBIOSBoot           = "21686148-6449-6E6F-744E-656564454649"
 	GUIDLinuxFilesystem    = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 	GUIDLinuxSwap          = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
