@@ -38,6 +38,13 @@ func TestNoESP(t *testing.T) {
 	gptNoESP := sfdiskImage(t, "gpt.img", 64<<20, "label: gpt\ntype="+linux+"\n")
 	mbr := sfdiskImage(t, "mbr.img", 64<<20, "label: dos\ntype=83, bootable\n")
 	mbrESP := sfdiskImage(t, "mbr-esp.img", 64<<20, "label: dos\nsize=16MiB, type=ef\ntype=83\n")
+	// As administrators send them: compressed, each node decoding.
+	mbrZst, gptESPZst := mbr+".zst", gptESP+".zst"
+	for _, p := range []string{mbr, gptESP} {
+		if out, err := exec.Command("zstd", "-q", p, "-o", p+".zst").CombinedOutput(); err != nil {
+			t.Skipf("zstd: %v %s (apt-get install zstd)", err, out)
+		}
+	}
 	fsImage := filepath.Join(t.TempDir(), "root.ext4")
 	if err := os.WriteFile(fsImage, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -50,6 +57,8 @@ func TestNoESP(t *testing.T) {
 		{"GPT with ESP", []plan.File{{Input: gptESP, Output: "/dev/vda"}}, ""},
 		{"MBR without ESP", []plan.File{{Input: mbr, Output: "/dev/vda"}}, "the image " + mbr + " (dos partition table) has no EFI System Partition"},
 		{"GPT without ESP", []plan.File{{Input: gptNoESP, Output: "/dev/sda"}}, "(gpt partition table) has no EFI System Partition"},
+		{"MBR without ESP, zstd", []plan.File{{Input: mbrZst, Output: "/dev/vda"}}, "the image " + mbrZst + " (dos partition table) has no EFI System Partition"},
+		{"GPT with ESP, zstd", []plan.File{{Input: gptESPZst, Output: "/dev/vda"}}, ""},
 		{"MBR with an ESP (type ef)", []plan.File{{Input: mbrESP, Output: "/dev/vda"}}, ""},
 		{"one of two disks has an ESP", []plan.File{{Input: mbr, Output: "/dev/vdb"}, {Input: gptESP, Output: "/dev/vda"}}, ""},
 		{"a filesystem image for a partition", []plan.File{{Input: fsImage, Output: "/dev/vda2"}}, ""},
