@@ -1,12 +1,17 @@
 package relay
 
 import (
+	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/readback"
 	"github.com/herdproject/herd/ring/sink"
 	"github.com/herdproject/herd/ring/stream"
 	"github.com/herdproject/herd/ring/wire"
@@ -20,24 +25,38 @@ type writer struct {
 	files   []wire.SetupFile
 	stdout  io.Writer
 	noSync  bool
+	verify  string // Setup.Verify
 	logf    func(string, ...any)
 	written atomic.Int64
 	file    atomic.Int32
+	// readBackBytes counts the bytes readBack re-read so far, all files.
+	readBackBytes atomic.Int64
 
 	cur     sink.Sink
 	results []writeResult
+	broken  bool // close was given a cause: the stream did not end
 }
 
 type writeResult struct {
 	err     string
 	written int64
 	sha     []byte // set for cooked files: the digest of the decoded bytes
+	closed  bool   // the output was closed (synced) whole, at the file's end
+
+	// Set by readBack (wire.FileResult's Readback* fields): the digest
+	// of the written bytes as re-read from the output, how they were
+	// read (or "not applicable: WHY"), why the read-back failed, how
+	// long it took.
+	readbackSHA     []byte
+	readbackMethod  string
+	readbackErr     string
+	readbackSeconds float64
 }
 
 func newWriter(s *wire.Setup, depth int, stdout io.Writer, noSync bool, logf func(string, ...any)) *writer {
 	w := &writer{
 		in: make(chan *stream.Chunk, depth), done: make(chan struct{}),
-		files: s.Files, stdout: stdout, noSync: noSync, logf: logf,
+		files: s.Files, stdout: stdout, noSync: noSync, verify: s.Verify, logf: logf,
 		results: make([]writeResult, len(s.Files)),
 	}
 	go w.run()
@@ -106,7 +125,7 @@ func (w *writer) seg(s stream.Seg, p []byte) {
 			w.fail(f, err)
 			return
 		}
-		w.results[f].written, w.results[f].sha = res.Bytes, res.SHA256
+		w.results[f].written, w.results[f].sha, w.results[f].closed = res.Bytes, res.SHA256, true
 	}
 }
 
@@ -136,9 +155,78 @@ func (w *writer) open(f wire.SetupFile) (sink.Sink, error) {
 func (w *writer) close(cause error) {
 	close(w.in)
 	<-w.done
+	w.broken = cause != nil
 	if w.cur != nil {
 		w.fail(uint32(w.file.Load()), fmt.Errorf("stream broken: %v", cause))
 	}
+}
+
+// readBack is read-back verification (Setup.Verify ==
+// wire.VerifyReadback): once the stream ended and close returned, it
+// re-reads every file written whole from its output with O_DIRECT
+// (package readback) and records the digest in the file's writeResult
+// (putReadback). Nothing is read back after a broken stream.
+// It runs after the stream, not at each file's end, so that a slow
+// read-back never holds back the stream or the nodes after this one.
+// Outputs that cannot be re-read as the stream (an unpacked archive,
+// standard output, a pipe, dummy mode) get readbackMethod "not
+// applicable: WHY". A file that failed is not read back.
+//
+// With NoSync (dolly's -n) the outputs were not fsynced: readback.Digest
+// fsyncs each one anyway before reading it, since a read-back of bytes
+// still in the page cache would prove nothing about the disk.
+func (w *writer) readBack(ctx context.Context) {
+	if w.verify != wire.VerifyReadback || w.broken {
+		return
+	}
+	for i, f := range w.files {
+		r := &w.results[i]
+		if r.err != "" || !r.closed {
+			continue
+		}
+		if why := notReadable(f); why != "" {
+			r.readbackMethod = "not applicable: " + why
+			continue
+		}
+		base, start := w.readBackBytes.Load(), time.Now()
+		res, err := readback.Digest(ctx, f.Output, r.written, readback.Options{
+			Split:    f.Split,
+			Progress: func(n int64) { w.readBackBytes.Store(base + n) },
+		})
+		r.readbackSeconds = time.Since(start).Seconds()
+		switch {
+		case errors.Is(err, readback.ErrUnsupported):
+			r.readbackMethod = "not applicable: " + f.Output + " is not a file or block device"
+		case err != nil:
+			r.readbackErr = err.Error()
+			w.logf("file %d: %v", i+1, err)
+		default:
+			r.readbackSHA, r.readbackMethod = res.SHA256, res.Method
+			w.logf("file %d: read back %d bytes of %s in %.1fs (%s)", i+1, res.Bytes, f.Output, r.readbackSeconds, res.Method)
+		}
+	}
+}
+
+// putReadback sets the read-back fields of the file's verdict.
+func (r *writeResult) putReadback(f *wire.FileResult) {
+	f.ReadbackSHA256 = hex.EncodeToString(r.readbackSHA)
+	f.ReadbackMethod, f.ReadbackError, f.ReadbackSeconds = r.readbackMethod, r.readbackErr, r.readbackSeconds
+}
+
+// notReadable says why file f's output cannot be read back as the stream
+// it was written from; "" when it can.
+func notReadable(f wire.SetupFile) string {
+	switch {
+	case f.Discard:
+		return "nothing written (dummy mode)"
+	case f.Output == "-":
+		return "standard output"
+	case f.Cooked:
+		if k, err := cook.KindOf(f.InputName); err == nil && k.Archive != "" {
+			return "unpacked archive"
+		}
+	}
+	return ""
 }
 
 // discard is dolly's dummy-mode output: nothing is written.

@@ -54,7 +54,16 @@ type Setup struct {
 	// Congestion is the TCP congestion control (TCP_CONGESTION) for the
 	// data connections a node opens; "" leaves the system's.
 	Congestion string `json:"congestion,omitempty"`
+	// Verify is how a node verifies what it wrote: "" checks the digest
+	// of the stream as it arrived; VerifyReadback also re-reads every
+	// output from its device once the stream ended (FileResult.Readback*).
+	Verify string `json:"verify,omitempty"`
 }
+
+// VerifyReadback is Setup.Verify's read-back verification: after the
+// stream, each node re-reads its outputs with O_DIRECT (bypassing the
+// page cache) and reports their SHA-256 (package readback).
+const VerifyReadback = "readback"
 
 // Ready is a node's positive answer to Setup.
 type Ready struct {
@@ -120,6 +129,10 @@ type Progress struct {
 	Written  int64  `json:"written"`
 	File     int    `json:"file"`
 	State    string `json:"state"`
+	// ReadBack is the number of bytes re-read from the outputs so far
+	// (Setup.Verify == VerifyReadback): it grows after the stream ended,
+	// while Received no longer does.
+	ReadBack int64 `json:"read_back,omitempty"`
 }
 
 // FileResult is one file as a node wrote it.
@@ -136,6 +149,21 @@ type FileResult struct {
 	SHA256 string `json:"sha256"`
 	// Error says why the file failed; empty when it did not.
 	Error string `json:"error,omitempty"`
+	// ReadbackSHA256 is the SHA-256, hex, of the Written bytes as read
+	// back from the output after the stream (Setup.Verify ==
+	// VerifyReadback); empty when they were not read back.
+	ReadbackSHA256 string `json:"readback_sha256,omitempty"`
+	// ReadbackMethod says how they were read: "O_DIRECT", a fallback
+	// when the file system refuses O_DIRECT, or "not applicable: WHY"
+	// for an output that cannot be read back (an unpacked archive,
+	// standard output, a pipe). Empty when no read-back was done.
+	ReadbackMethod string `json:"readback_method,omitempty"`
+	// ReadbackError says why the read-back failed (ReadbackSHA256 is
+	// then empty), e.g. "read-back of /dev/sda at offset 4096:
+	// input/output error".
+	ReadbackError string `json:"readback_error,omitempty"`
+	// ReadbackSeconds is how long the read-back took.
+	ReadbackSeconds float64 `json:"readback_seconds,omitempty"`
 }
 
 // Verdict is a node's final report.
