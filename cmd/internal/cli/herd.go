@@ -15,6 +15,7 @@ import (
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/sender"
+	"github.com/herdproject/herd/ring/wire"
 	"github.com/spf13/pflag"
 )
 
@@ -145,7 +146,7 @@ Options:
 // serve (which takes its hosts from the inventory).
 type sendFlags struct {
 	config, input, output, dirs, exclude, block, sockBuf, logFile, keyFile *string
-	window, congestion                                                     *string
+	window, congestion, verify                                             *string
 	files                                                                  *[]string
 	fanout, retries, chunks                                                *int
 	timeout, dummy, bypass                                                 *time.Duration
@@ -173,6 +174,7 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		sockBuf:    fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE`"),
 		congestion: fs.String("tcp-congestion", sender.DefaultCongestion, "TCP congestion control `NAME` of the data connections, the nodes' too; "+sender.SystemCongestion+" keeps each machine's own"),
 		noSync:     fs.BoolP("no-sync", "n", false, "nodes do not fsync their outputs"),
+		verify:     fs.String("verify", "", "how nodes verify their outputs, `MODE`: readback (after the stream, re-read them from the disk with O_DIRECT: a disk that returns other bytes than written fails its node; herd serve's default) or stream (the digest of the stream as it was written; herd send's default)"),
 		ipv6:       fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses"),
 		dummy:      secondsFlag(fs, "dummy", "t", "benchmark: send generated data for this `DURATION` (10 or 10s); nodes write nothing"),
 		activate:   fs.BoolP("systemd", "d", false, "poke each node's report port first (systemd socket activation)"),
@@ -254,6 +256,9 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	c.RequireAll = *f.requireAll
 	c.NoLateJoin = *f.noLateJoin
 	c.NoSync = *f.noSync
+	if c.Verify, err = parseVerify(prog, *f.verify); err != nil {
+		return nil, err
+	}
 	c.Dummy = *f.dummy
 	c.Activate = *f.activate
 	if *f.ipv6 {
@@ -439,6 +444,25 @@ func secondsFlag(fs *pflag.FlagSet, name, short, usage string) *time.Duration {
 	var s seconds
 	fs.VarP(&s, name, short, usage)
 	return (*time.Duration)(&s)
+}
+
+// parseVerify maps --verify MODE onto sender.Config.Verify: "" for
+// stream, wire.VerifyReadback for readback. Unset, herd serve (installs)
+// reads back and herd send does not.
+func parseVerify(prog, mode string) (string, error) {
+	if mode == "" {
+		mode = "stream"
+		if prog == "herd serve" {
+			mode = "readback"
+		}
+	}
+	switch mode {
+	case "stream":
+		return "", nil
+	case "readback":
+		return wire.VerifyReadback, nil
+	}
+	return "", usagef("--verify %q: want readback (each node re-reads what it wrote from its disk) or stream (the digest of the stream only)", mode)
 }
 
 // parseCongestion checks a --tcp-congestion NAME (a kernel algorithm's
