@@ -138,9 +138,9 @@ func ReadFrame(r *bufio.Reader, m *wire.FrameMAC) (Frame, error) {
 // FetchFrom asks a sender's fetch port, on conn (after the DataHello and
 // handshake), for the stream range in req and calls emit for each frame it
 // answers with. Each frame must arrive within idle.
-func FetchFrom(conn net.Conn, req wire.Fetch, sessionKey []byte, idle time.Duration, emit func(Frame) error) error {
+func FetchFrom(conn *wire.Conn, req wire.Fetch, sessionKey []byte, idle time.Duration, emit func(Frame) error) error {
 	_ = conn.SetWriteDeadline(time.Now().Add(idle))
-	if err := wire.WriteMsg(conn, wire.TFetch, req); err != nil {
+	if err := conn.WriteMsg(wire.TFetch, req); err != nil {
 		return fmt.Errorf("ask for the range: %w", err)
 	}
 	m := wire.NewFrameMAC(sessionKey)

@@ -34,7 +34,7 @@ type Config struct {
 	Fetch func(ctx context.Context, from, to wire.Position, emit func(Frame) error) error
 	// Dial opens a resuming data connection (DataHello with Resume, and
 	// the handshake) to a node's data address.
-	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	Dial func(ctx context.Context, addr string) (*wire.Conn, error)
 	// Report is told, once per node, that it stopped and why (the reason
 	// starts with "reset", "timeout" or "auth failed").
 	Report func(index int, reason string)
@@ -85,6 +85,13 @@ func Reason(err error, timeout time.Duration) string {
 // A node is bypassed once; its children that stopped too are bypassed in
 // turn.
 func (r *Rescuer) Bypass(i int, err error) {
+	if errors.Is(err, stream.ErrTakenOver) {
+		// This node was bypassed itself: another feeds the peer now.
+		if i >= 0 && i < len(r.cfg.Ring) {
+			r.cfg.Logf("stopped feeding %s: %v", r.cfg.Ring[i].Name, err)
+		}
+		return
+	}
 	r.mu.Lock()
 	done := r.failed[i]
 	r.failed[i] = true
@@ -180,7 +187,7 @@ func (r *Rescuer) feedPeer(p wire.Peer, fail func(error)) {
 }
 
 // resume connects to an adopted node and reads where it is.
-func (r *Rescuer) resume(p wire.Peer) (net.Conn, wire.Position, error) {
+func (r *Rescuer) resume(p wire.Peer) (*wire.Conn, wire.Position, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
 	defer cancel()
 	conn, err := r.cfg.Dial(ctx, p.Addr)
@@ -189,7 +196,7 @@ func (r *Rescuer) resume(p wire.Peer) (net.Conn, wire.Position, error) {
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(r.cfg.Timeout))
 	var pos wire.Position
-	if err := wire.Expect(conn, wire.TPosition, &pos); err != nil {
+	if err := conn.Expect(wire.TPosition, &pos); err != nil {
 		conn.Close()
 		return nil, pos, fmt.Errorf("resume %s (%s): %w", p.Name, p.Addr, err)
 	}
@@ -198,9 +205,20 @@ func (r *Rescuer) resume(p wire.Peer) (net.Conn, wire.Position, error) {
 }
 
 // feed sends the stream from pos to the End frame.
-func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
+func (r *Rescuer) feed(conn *wire.Conn, pos wire.Position) error {
 	m := wire.NewFrameMAC(r.cfg.SessionKey)
 	live := stream.NewLiveConn(conn, r.cfg.Timeout)
+	// A node that stops while this side waits for frames is bypassed
+	// then, not at the next write.
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-live.Dead():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	r.mu.Lock()
 	r.feeding[live] = struct{}{}
 	r.mu.Unlock()
@@ -217,6 +235,9 @@ func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
 		}
 		if f.H.Before() != pos {
 			return errOurs{fmt.Errorf("stream gap: have %v, need %v", f.H.Before(), pos)}
+		}
+		if f.H.Type == wire.TEnd {
+			live.Ending()
 		}
 		if err := f.Write(bw); err != nil {
 			return writeError{err}
@@ -255,12 +276,18 @@ func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
 	}
 	defer rd.Close()
 	for {
-		f, err := rd.Next(r.ctx)
+		f, err := r.next(ctx, rd, live, bw)
 		if err == io.EOF {
 			_ = bw.Flush()
 			return errOurs{errors.New("the stream ended here before its end")}
 		}
-		if err != nil {
+		var we writeError
+		switch {
+		case errors.As(err, &we):
+			return we.error
+		case err != nil && live.Err() != nil:
+			return live.Err()
+		case err != nil:
 			return errOurs{err}
 		}
 		if err := write(f); err != nil {
@@ -282,6 +309,28 @@ func (r *Rescuer) feed(conn net.Conn, pos wire.Position) error {
 			if err := bw.Flush(); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// next returns the window's next frame. While none comes it tells the
+// adopted node, every quarter of the timeout, that this side is alive.
+func (r *Rescuer) next(ctx context.Context, rd *Reader, live *stream.LiveConn, bw *bufio.Writer) (Frame, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout/4)
+		f, err := rd.Next(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			if ctx.Err() != nil && err != nil {
+				err = context.Cause(ctx)
+			}
+			return f, err
+		}
+		if err := bw.Flush(); err != nil {
+			return Frame{}, writeError{err}
+		}
+		if err := live.KeepAlive(); err != nil {
+			return Frame{}, writeError{err}
 		}
 	}
 }

@@ -63,6 +63,7 @@ type ring struct {
 
 type node struct {
 	addr string
+	peer string // the veth's end on the hub's bridge
 	ns   *netnstest.NS
 	dir  string
 	cmd  *exec.Cmd
@@ -89,7 +90,7 @@ func newRing(t testing.TB, n int) *ring {
 		v := ns.AddVeth("eth0", r.hub)
 		r.hub.IP("link", "set", v.Peer, "master", "br0")
 		ns.AddAddr("eth0", nodeAddr(i)+"/24")
-		nd := &node{addr: nodeAddr(i), ns: ns, dir: filepath.Join(dir, fmt.Sprintf("node%d", i+1))}
+		nd := &node{addr: nodeAddr(i), peer: v.Peer, ns: ns, dir: filepath.Join(dir, fmt.Sprintf("node%d", i+1))}
 		if err := os.MkdirAll(nd.dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -262,30 +263,38 @@ func TestBypassSixNodes(t *testing.T) {
 	if s.code == 0 {
 		t.Errorf("herd send exited 0 with two nodes stopped")
 	}
-	want := map[string]string{nodeAddr(2): "reset", nodeAddr(4): "timeout"}
+	r.check(s, in, map[string]string{nodeAddr(2): "reset", nodeAddr(4): "timeout"})
+}
+
+// check judges a faulted session from its summary: every stopped node
+// (address → the reason's first word) failed for that reason, unverified;
+// every other node is done, verified, and its output equals the input.
+func (r *ring) check(s *session, in string, stopped map[string]string) {
+	t := r.t
+	t.Helper()
 	seen := map[string]bool{}
 	for _, m := range summaryRE.FindAllStringSubmatch(s.out, -1) {
 		addr, state, verified, reason := m[1], m[2], m[3], m[4]
 		seen[addr] = true
-		if cls, stopped := want[addr]; stopped {
+		if cls, ok := stopped[addr]; ok {
 			if state != "failed" || verified != "no" || !strings.HasPrefix(reason, cls) {
 				t.Errorf("stopped node %s: %s, verified %s, reason %q; want failed, no, %s...", addr, state, verified, reason, cls)
 			}
 			continue
 		}
 		if state != "done" || verified != "yes" {
-			t.Errorf("node %s: %s, verified %s, %s", addr, state, verified, reason)
+			t.Errorf("healthy node %s: %s, verified %s, %s", addr, state, verified, reason)
 		}
 	}
-	wantSum := sum(t, in)
+	want := sum(t, in)
 	for i, nd := range r.nodes {
 		if !seen[nd.addr] {
 			t.Errorf("the summary has no line for %s", nd.addr)
 		}
-		if _, stopped := want[nd.addr]; stopped {
+		if _, ok := stopped[nd.addr]; ok {
 			continue
 		}
-		if got := sum(t, filepath.Join(nd.dir, "out.img")); got != wantSum {
+		if got := sum(t, filepath.Join(nd.dir, "out.img")); got != want {
 			t.Errorf("node %d (%s): output differs from the input\n%s", i+1, nd.addr, tail(nd.log))
 		}
 	}
@@ -357,4 +366,48 @@ func tail(path string) string {
 		lines = lines[len(lines)-30:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// setRate shapes every port of the ring to bps bits per second in both
+// directions (a token bucket on the node's eth0 and on its peer on the
+// hub's bridge), as a switch port of that speed does.
+func (r *ring) setRate(bps int64) {
+	r.t.Helper()
+	for _, nd := range r.nodes {
+		for _, dev := range []struct{ ns, name string }{{nd.ns.Name, "eth0"}, {r.hub.Name, nd.peer}} {
+			netnstest.Run(r.t, "tc", "-n", dev.ns, "qdisc", "replace", "dev", dev.name, "root",
+				"tbf", "rate", fmt.Sprintf("%dbit", bps), "burst", "32kb", "latency", "200ms")
+		}
+	}
+}
+
+// TestTailFreeze: a node frozen where everything left of the stream fits
+// in the kernel's socket buffers is still detected, by the absence of its
+// own acknowledgements, within the bypass timeout; the nodes after it wait
+// for the bypass instead of giving up on their own (-a 5), and end
+// verified. Three nodes behind 4 Mbit/s ports, 8 MiB.
+func TestTailFreeze(t *testing.T) {
+	const size = 8 << 20
+	for _, tc := range []struct {
+		name string
+		f    fault
+	}{
+		{"middle at 512 KiB", fault{2, 1.0 / 16, syscall.SIGSTOP}},
+		{"middle at 90%", fault{2, 0.9, syscall.SIGSTOP}},
+		{"last at 90%", fault{3, 0.9, syscall.SIGSTOP}},
+		{"first at 50%", fault{1, 0.5, syscall.SIGSTOP}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRing(t, 3)
+			r.setRate(4_000_000)
+			in := r.input(size)
+			r.start()
+			s := r.send(in, size, []fault{tc.f}, "-a", "5")
+			t.Logf("herd send exited %d after %.1fs:\n%s", s.code, s.elapsed.Seconds(), s.out)
+			if s.code == 0 {
+				t.Errorf("herd send exited 0 with a node frozen")
+			}
+			r.check(s, in, map[string]string{nodeAddr(tc.f.node - 1): "timeout"})
+		})
+	}
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -29,13 +30,17 @@ type frameReader struct {
 	r, w  int // buffered bytes: buf[r:w]
 	owed  int // bytes due beyond the buffered ones
 	lowat int // SO_RCVLOWAT as last set
+	// reading, when set, is true while the reader waits for the
+	// connection: the node waits for its upstream, which is not a node
+	// that stopped.
+	reading *atomic.Bool
 }
 
-func newFrameReader(c net.Conn) *frameReader {
+func newFrameReader(c net.Conn, reading *atomic.Bool) *frameReader {
 	if dc, ok := c.(dataConn); ok {
-		c = dc.Conn
+		c = dc.Conn.Conn
 	}
-	fr := &frameReader{conn: c, buf: make([]byte, frameBuf), lowat: 1}
+	fr := &frameReader{conn: c, buf: make([]byte, frameBuf), lowat: 1, reading: reading}
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			fr.sock = rc
@@ -70,6 +75,10 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 // owed (or p's size, if smaller) arrived.
 func (fr *frameReader) read(p []byte) (int, error) {
 	fr.setLowat(min(fr.owed, len(p), maxLowat))
+	if fr.reading != nil {
+		fr.reading.Store(true)
+		defer fr.reading.Store(false)
+	}
 	n, err := fr.conn.Read(p)
 	fr.owed = max(fr.owed-n, 0)
 	return n, err

@@ -116,7 +116,7 @@ func tcpFeed(t *testing.T, b []byte) net.Conn {
 func TestFrameReader(t *testing.T) {
 	hs, ps, enc := frameStream(60, 1<<20)
 	t.Run("tcp", func(t *testing.T) {
-		fr := newFrameReader(dataConn{Conn: tcpFeed(t, enc)})
+		fr := newFrameReader(dataConn{Conn: wire.NewConn(tcpFeed(t, enc), wire.PlainChannel(nil))}, nil)
 		if fr.sock == nil {
 			t.Fatal("no socket to set SO_RCVLOWAT on")
 		}
@@ -129,7 +129,7 @@ func TestFrameReader(t *testing.T) {
 		a, b := net.Pipe()
 		defer b.Close()
 		go writePieces(a, enc)
-		readFrames(t, newFrameReader(b), hs, ps)
+		readFrames(t, newFrameReader(b, nil), hs, ps)
 	})
 }
 
@@ -137,7 +137,7 @@ func TestFrameReader(t *testing.T) {
 // reader: the node waits for another upstream.
 func TestFrameReaderShortPayload(t *testing.T) {
 	hs, _, enc := frameStream(1, 100<<10)
-	fr := newFrameReader(tcpFeed(t, enc[:len(enc)-1]))
+	fr := newFrameReader(tcpFeed(t, enc[:len(enc)-1]), nil)
 	var hb [wire.HeaderSize]byte
 	fr.expect(wire.HeaderSize)
 	h, err := wire.ReadHeader(fr, &hb)

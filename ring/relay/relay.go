@@ -412,7 +412,7 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 		return
 	}
 	if n.cfg.Once {
-		err := n.session(ctx, c, g.hello, g.setup)
+		err := n.session(ctx, wire.NewConn(c, g.ch), g.hello, g.setup)
 		if err != nil {
 			n.logf("session failed: %v", err)
 		}
@@ -421,7 +421,7 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 	}
 	go func() {
 		defer n.busy.Store(false)
-		if err := n.session(ctx, c, g.hello, g.setup); err != nil {
+		if err := n.session(ctx, wire.NewConn(c, g.ch), g.hello, g.setup); err != nil {
 			n.logf("session failed: %v", err)
 		}
 	}()
@@ -449,6 +449,7 @@ func refuseBusy(c net.Conn) {
 // greeting is what a control connection sent in its handshake: the
 // sender's Hello, then its Setup or a Kill.
 type greeting struct {
+	ch    *wire.Channel // the connection's, after the handshake
 	hello wire.Hello
 	setup wire.Setup
 	kill  *wire.Kill // a stop order (dolly's -K) instead of a Setup
@@ -472,10 +473,10 @@ func (n *Node) handshake(ctx context.Context, c net.Conn) (g greeting, err error
 	if err := wire.Expect(c, wire.THello, &g.hello); err != nil {
 		return g, fmt.Errorf("%w: hello from %s: %v", errNoSession, c.RemoteAddr(), err)
 	}
-	if err := wire.AuthAccept(c, n.cfg.Key, g.hello.Nonce); err != nil {
+	if g.ch, err = wire.AuthAccept(c, n.cfg.Key, g.hello.Nonce); err != nil {
 		return g, fmt.Errorf("%w: %s (%s): %v", errNoSession, c.RemoteAddr(), g.hello.Sender, err)
 	}
-	h, body, err := wire.ReadMsg(c)
+	h, body, err := g.ch.ReadMsg()
 	switch {
 	case err == nil && h.Type == wire.TKill:
 		g.kill = new(wire.Kill)
@@ -510,10 +511,11 @@ func (n *Node) acceptData(ctx context.Context) {
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			var hello wire.DataHello
 			who := c.RemoteAddr().String()
+			var ch *wire.Channel
 			err := wire.Expect(c, wire.TDataHello, &hello)
 			if err == nil {
 				who += " (" + hello.From + ")"
-				err = wire.AuthAccept(c, n.cfg.Key, hello.Nonce)
+				ch, err = wire.AuthAccept(c, n.cfg.Key, hello.Nonce)
 			}
 			if pending.end(hs) {
 				return // closed to make room, and said so
@@ -532,7 +534,7 @@ func (n *Node) acceptData(ctx context.Context) {
 				c.Close()
 				return
 			}
-			if !up.offer(dataConn{Conn: c, from: hello.From, resume: hello.Resume}) {
+			if !up.offer(dataConn{Conn: wire.NewConn(c, ch), from: hello.From, resume: hello.Resume}) {
 				n.logf("second data connection from %s (%s) for session %s: closed", c.RemoteAddr(), hello.From, hello.Session)
 				c.Close()
 			}

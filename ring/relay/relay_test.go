@@ -118,7 +118,8 @@ func greet(c net.Conn) error {
 	if err := wire.WriteMsg(c, wire.THello, wire.Hello{Version: wire.Version, Session: "test", Sender: "relay_test", Nonce: nonce}); err != nil {
 		return err
 	}
-	return wire.AuthConnect(c, nil, nonce)
+	_, err := wire.AuthConnect(c, nil, nonce)
+	return err
 }
 
 // TestIdleFlood: 100 control connections that never send anything (more
@@ -281,7 +282,7 @@ func TestDataFlood(t *testing.T) {
 	if err := wire.WriteMsg(c, wire.TDataHello, wire.DataHello{Session: "none", From: "relay_test", Nonce: nonce}); err != nil {
 		t.Fatal(err)
 	}
-	if err := wire.AuthConnect(c, nil, nonce); err != nil {
+	if _, err := wire.AuthConnect(c, nil, nonce); err != nil {
 		t.Fatalf("data handshake with 100 idle data connections open: %v", err)
 	}
 	deadline := time.Now().Add(3 * time.Second)

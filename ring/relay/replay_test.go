@@ -35,10 +35,10 @@ func (c *recConn) Read(p []byte) (int, error) {
 
 // greetKey sends a Hello with a fresh nonce and runs the sender's side of
 // the handshake with key.
-func greetKey(c io.ReadWriter, key wire.Key, session, sender string) error {
+func greetKey(c io.ReadWriter, key wire.Key, session, sender string) (*wire.Channel, error) {
 	nonce := wire.NewNonce()
 	if err := wire.WriteMsg(c, wire.THello, wire.Hello{Version: wire.Version, Session: session, Sender: sender, Nonce: nonce}); err != nil {
-		return err
+		return nil, err
 	}
 	return wire.AuthConnect(c, key, nonce)
 }
@@ -67,23 +67,24 @@ type recorded struct {
 func genuineSession(t *testing.T, tn *testNode, dataAddr string, key wire.Key, session string, between func()) recorded {
 	t.Helper()
 	ctl := &recConn{Conn: dial(t, tn.ctl, 10*time.Second)}
-	if err := greetKey(ctl, key, session, "genuine-sender"); err != nil {
+	cch, err := greetKey(ctl, key, session, "genuine-sender")
+	if err != nil {
 		t.Fatalf("genuine sender: handshake: %v", err)
 	}
 	setup := wire.Setup{Session: session, Hosts: []string{"127.0.0.1"}, Addrs: []string{"127.0.0.1"}, Server: "genuine-sender", ChunkSize: 1 << 20}
-	if err := wire.WriteMsg(ctl, wire.TSetup, setup); err != nil {
+	if err := cch.WriteMsg(wire.TSetup, setup); err != nil {
 		t.Fatal(err)
 	}
-	if err := wire.Expect(ctl, wire.TReady, &wire.Ready{}); err != nil {
+	if err := cch.Expect(wire.TReady, &wire.Ready{}); err != nil {
 		t.Fatalf("genuine sender: %v, want Ready", err)
 	}
 	if between != nil {
 		between()
 	}
-	if err := wire.WriteMsg(ctl, wire.TConnect, wire.Connect{}); err != nil {
+	if err := cch.WriteMsg(wire.TConnect, wire.Connect{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := wire.Expect(ctl, wire.TConnected, nil); err != nil {
+	if err := cch.Expect(wire.TConnected, nil); err != nil {
 		t.Fatalf("genuine sender: %v, want Connected", err)
 	}
 
@@ -92,7 +93,7 @@ func genuineSession(t *testing.T, tn *testNode, dataAddr string, key wire.Key, s
 	if err := wire.WriteMsg(data, wire.TDataHello, wire.DataHello{Session: session, From: "genuine-upstream", Nonce: nonce}); err != nil {
 		t.Fatal(err)
 	}
-	if err := wire.AuthConnect(data, key, nonce); err != nil {
+	if _, err := wire.AuthConnect(data, key, nonce); err != nil {
 		t.Fatalf("genuine upstream: handshake: %v", err)
 	}
 	if _, err := data.Write(sealedEnd(key, session)); err != nil {
@@ -100,11 +101,11 @@ func genuineSession(t *testing.T, tn *testNode, dataAddr string, key wire.Key, s
 	}
 
 	for {
-		h, body, err := wire.ReadMsg(ctl)
+		h, body, err := cch.ReadMsg()
 		if err != nil {
 			t.Fatalf("genuine sender: waiting for the verdict: %v", err)
 		}
-		if h.Type == wire.TProgress {
+		if h.Type == wire.TProgress || h.Type == wire.TKeepAlive {
 			continue
 		}
 		var v wire.Verdict
@@ -116,7 +117,7 @@ func genuineSession(t *testing.T, tn *testNode, dataAddr string, key wire.Key, s
 		}
 		break
 	}
-	if err := wire.WriteMsg(ctl, wire.TBye, wire.Bye{Verified: true}); err != nil {
+	if err := cch.WriteMsg(wire.TBye, wire.Bye{Verified: true}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -228,7 +229,7 @@ func waitIdle(t *testing.T, tn *testNode, key wire.Key) {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		c := dial(t, tn.ctl, 2*time.Second)
-		err := greetKey(c, key, "probe", "probe")
+		_, err := greetKey(c, key, "probe", "probe")
 		c.Close()
 		if err == nil {
 			return

@@ -31,7 +31,7 @@ import (
 // ctlConn serialises writes on the control connection (progress and
 // verdict come from different goroutines).
 type ctlConn struct {
-	net.Conn
+	*wire.Conn
 	mu sync.Mutex
 }
 
@@ -39,12 +39,22 @@ func (c *ctlConn) send(t wire.Type, v any) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	return wire.WriteMsg(c.Conn, t, v)
+	return c.WriteMsg(t, v)
+}
+
+// keepAlive tells the sender that this node runs: the sender takes a node
+// whose control connection is silent for its bypass timeout for one that
+// stopped, wherever it is in the session.
+func (c *ctlConn) keepAlive() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = c.WriteKeepAlive(0, 0)
 }
 
 // session runs one session on a control connection whose handshake
 // (Node.handshake) gave hello and setup.
-func (n *Node) session(ctx context.Context, raw net.Conn, hello wire.Hello, setup wire.Setup) (err error) {
+func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, setup wire.Setup) (err error) {
 	ctl := &ctlConn{Conn: raw}
 	defer ctl.Close()
 	me, how := n.findSelf(raw, &setup)
@@ -78,7 +88,7 @@ func (n *Node) session(ctx context.Context, raw net.Conn, hello wire.Hello, setu
 	// Wait for the topology (the sender waits for every node first).
 	_ = raw.SetReadDeadline(time.Now().Add(10 * time.Minute))
 	var conn wire.Connect
-	if err := wire.Expect(raw, wire.TConnect, &conn); err != nil {
+	if err := raw.Expect(wire.TConnect, &conn); err != nil {
 		return fmt.Errorf("waiting for the ring to be built: %w", err)
 	}
 	_ = raw.SetReadDeadline(time.Time{})
@@ -95,6 +105,12 @@ func (n *Node) session(ctx context.Context, raw net.Conn, hello wire.Hello, setu
 	if err := ctl.send(wire.TConnected, wire.Connected{}); err != nil {
 		return fmt.Errorf("send connected: %w", err)
 	}
+	// Until the verdict, the node says every quarter of the bypass
+	// timeout that it runs (after it the sender reads nothing more).
+	alive := make(chan struct{})
+	stopAlive := sync.OnceFunc(func() { close(alive) })
+	defer stopAlive()
+	go stream.SendKeepAlives(ctl.keepAlive, bypassTimeout(&conn)/4, func() bool { return true }, alive)
 
 	// From here on the sender may abort us or go away: watch the control
 	// connection for that and for the final Bye.
@@ -105,7 +121,7 @@ func (n *Node) session(ctx context.Context, raw net.Conn, hello wire.Hello, setu
 	go func() {
 		defer close(bye)
 		for {
-			h, body, err := wire.ReadMsg(raw)
+			h, body, err := raw.ReadMsg()
 			if err != nil {
 				cancel(fmt.Errorf("sender connection lost: %w", err))
 				return
@@ -143,7 +159,14 @@ func (n *Node) session(ctx context.Context, raw net.Conn, hello wire.Hello, setu
 	// connect.
 	up.bypass = bypassTimeout(&conn)
 	up.wait = max(3*up.bypass+10*time.Second, timeout)
-	if tc, ok := first.Conn.(*net.TCPConn); ok && setup.SockBuf > 0 {
+	// Silence from upstream (no frame, no KeepAlive) for this long means
+	// it stopped: -a counts from the last sign of life, and never runs
+	// out before the bypass upstream of this node had its chance.
+	up.silence = timeout
+	if watchTimeout(&conn) > 0 {
+		up.silence = max(timeout, 3*up.bypass)
+	}
+	if tc, ok := first.Conn.Conn.(*net.TCPConn); ok && setup.SockBuf > 0 {
 		_ = tc.SetReadBuffer(setup.SockBuf)
 	}
 
@@ -153,6 +176,7 @@ func (n *Node) session(ctx context.Context, raw net.Conn, hello wire.Hello, setu
 	if n.cfg.Finished != nil {
 		n.cfg.Finished(setup.Files, v)
 	}
+	stopAlive()
 	if err := ctl.send(wire.TVerdict, v); err != nil {
 		return fmt.Errorf("send verdict: %w", err)
 	}
@@ -354,8 +378,8 @@ func checkFile(f wire.SetupFile) error {
 	}
 }
 
-func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wire.Connect) ([]net.Conn, error) {
-	var conns []net.Conn
+func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wire.Connect) ([]*wire.Conn, error) {
+	var conns []*wire.Conn
 	for _, p := range c.Children {
 		conn, err := DialData(ctx, p.Addr, s.Session, me, n.cfg.Key, dialOptions(s, c.SegSize))
 		if err != nil {
@@ -371,7 +395,7 @@ func (n *Node) dialChildren(ctx context.Context, s *wire.Setup, me string, c wir
 
 // DialData opens a data connection to addr and introduces the session. It
 // tries for up to 10 seconds; opts tune the socket.
-func DialData(ctx context.Context, addr, session, from string, key wire.Key, opts DialOptions) (net.Conn, error) {
+func DialData(ctx context.Context, addr, session, from string, key wire.Key, opts DialOptions) (*wire.Conn, error) {
 	return Dial(ctx, addr, wire.DataHello{Session: session, From: from}, key, opts)
 }
 
@@ -414,7 +438,7 @@ func (o DialOptions) control(_, _ string, rc syscall.RawConn) error {
 // Dial opens a data connection to addr (a node's data port, or a sender's
 // fetch port), sends hello with a fresh nonce and authenticates. It tries
 // for up to 10 seconds, or until ctx ends.
-func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, opts DialOptions) (net.Conn, error) {
+func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, opts DialOptions) (*wire.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second, Control: opts.control}
 	var last error
 	for try := 0; try < 20; try++ {
@@ -425,7 +449,7 @@ func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, 
 				_ = tc.SetReadBuffer(opts.SockBuf)
 			}
 			stop := context.AfterFunc(ctx, func() { c.Close() })
-			err := greetData(c, hello, key)
+			ch, err := greetData(c, hello, key)
 			if !stop() {
 				err = context.Cause(ctx)
 			}
@@ -433,7 +457,7 @@ func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, 
 				c.Close()
 				return nil, err
 			}
-			return c, nil
+			return wire.NewConn(c, ch), nil
 		}
 		last = err
 		select {
@@ -446,27 +470,35 @@ func Dial(ctx context.Context, addr string, hello wire.DataHello, key wire.Key, 
 }
 
 // greetData sends the DataHello and runs the connector's handshake.
-func greetData(c net.Conn, hello wire.DataHello, key wire.Key) error {
+func greetData(c net.Conn, hello wire.DataHello, key wire.Key) (*wire.Channel, error) {
 	hello.Nonce = wire.NewNonce()
 	_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	if err := wire.WriteMsg(c, wire.TDataHello, hello); err != nil {
-		return err
+		return nil, err
 	}
 	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := wire.AuthConnect(c, key, hello.Nonce); err != nil {
+	ch, err := wire.AuthConnect(c, key, hello.Nonce)
+	if err != nil {
 		var pe *wire.PeerError
 		if errors.As(err, &pe) {
-			return fmt.Errorf("%w: %s", wire.ErrAuth, pe.Reason)
+			return nil, fmt.Errorf("%w: %s", wire.ErrAuth, pe.Reason)
 		}
-		return err
+		return nil, err
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	_ = c.SetWriteDeadline(time.Time{})
-	return nil
+	return ch, nil
+}
+
+// watchTimeout is how long a child may send no KeepAlive before it is
+// bypassed: the session's bypass timeout, 0 when the sender said never.
+func watchTimeout(c *wire.Connect) time.Duration {
+	return time.Duration(c.BypassMilli) * time.Millisecond
 }
 
 // bypassTimeout is how long a child may make no progress before it is
-// bypassed (0: the sender did not say; 5 seconds).
+// bypassed (0: the sender did not say; 5 seconds). Heartbeats go every
+// quarter of it.
 func bypassTimeout(c *wire.Connect) time.Duration {
 	if c.BypassMilli > 0 {
 		return time.Duration(c.BypassMilli) * time.Millisecond
@@ -476,7 +508,7 @@ func bypassTimeout(c *wire.Connect) time.Duration {
 
 // transfer runs the pipeline until the End frame or a failure, and returns
 // the node's verdict.
-func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first dataConn, children []net.Conn, s *wire.Setup, c *wire.Connect, timeout time.Duration) wire.Verdict {
+func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first dataConn, children []*wire.Conn, s *wire.Setup, c *wire.Connect, timeout time.Duration) wire.Verdict {
 	depth := n.cfg.PoolChunks
 	bt := bypassTimeout(c)
 	var stages []stream.Stage
@@ -489,7 +521,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 	pool := stream.NewPool(chunks, s.ChunkSize)
 	kids := plan.Children(len(c.Ring), c.Fanout, c.Me)
 	for i, conn := range children {
-		f := stream.NewForwarder(fmt.Sprintf("child %d (%s)", i+1, conn.RemoteAddr()), conn, depth, bt)
+		f := stream.NewForwarder(fmt.Sprintf("child %d (%s)", i+1, conn.RemoteAddr()), conn, depth, watchTimeout(c), bt/4)
 		if rescuer != nil && i < len(kids) {
 			k := kids[i]
 			f.OnFail = func(err error) { rescuer.Bypass(k, err) }
@@ -514,7 +546,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 		}
 		return rescuer != nil && rescuer.Writing()
 	}
-	rerr := n.readUpstream(ctx, up, first, pool, stages, win, s, mac, timeout, &received)
+	rerr := n.readUpstream(ctx, up, first, pool, stages, win, s, mac, &received)
 	if win != nil {
 		win.Close()
 	}
@@ -528,6 +560,9 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 	}
 	hs.Close()
 	w.close(rerr)
+	// --verify readback: re-read the outputs now that the stream has
+	// ended (nothing otherwise, or after a broken stream).
+	w.readBack(ctx)
 	close(stop)
 
 	v := wire.Verdict{Files: make([]wire.FileResult, len(s.Files))}
@@ -551,6 +586,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 		if wr.sha != nil {
 			r.Written, r.SHA256 = wr.written, hex.EncodeToString(wr.sha)
 		}
+		wr.putReadback(r)
 	}
 	return v
 }
@@ -567,7 +603,7 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 	sk := n.cfg.Key.SessionKey(s.Session)
 	cfg := bypass.Config{
 		Ring: c.Ring, Fanout: c.Fanout, Timeout: bypassTimeout(c), SessionKey: sk, Window: win,
-		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		Dial: func(ctx context.Context, addr string) (*wire.Conn, error) {
 			return Dial(ctx, addr, wire.DataHello{Session: s.Session, From: me, Resume: true}, n.cfg.Key, dialOptions(s, c.SegSize))
 		},
 		Report: func(i int, reason string) {
@@ -601,14 +637,15 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 // With mac (the node has a key) every frame must carry a valid MAC, checked
 // before the frame goes to any stage: nothing unauthenticated is written
 // or forwarded. With win, every frame is also kept there for a bypass.
-func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, pool *stream.Pool, stages []stream.Stage, win *bypass.Window, s *wire.Setup, mac *wire.FrameMAC, timeout time.Duration, received *atomic.Int64) error {
+func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, pool *stream.Pool, stages []stream.Stage, win *bypass.Window, s *wire.Setup, mac *wire.FrameMAC, received *atomic.Int64) error {
 	var pos streamPos
 	var hb [wire.HeaderSize]byte
 	var mb [wire.MACSize]byte
-	// KeepAlives tell the upstream this node is alive while it makes
-	// progress (a frame dispatched within twice the bypass timeout): a
-	// node waiting on a slow disk or a stalled child is not bypassed, a
-	// frozen one is.
+	// KeepAlives, each with the bytes received so far, tell the upstream
+	// this node is alive while it waits for data or makes progress (a
+	// frame dispatched within twice the bypass timeout): a node waiting
+	// on a slow disk or a stalled child is not bypassed, a frozen one or
+	// one whose pipeline is wedged is.
 	var moved atomic.Int64
 	moved.Store(time.Now().UnixNano())
 	stop := make(chan struct{})
@@ -616,21 +653,21 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 	// A node blocked by its child is alive too, until it bypasses the
 	// child: it stopped moving at the same moment as the child, and the
 	// upstream must not give up on it first.
-	go stream.SendKeepAlives(func() { up.keepAlive(up.bypass / 4) }, up.bypass/4, func() bool {
-		return time.Since(time.Unix(0, moved.Load())) < 2*up.bypass || up.downstream != nil && up.downstream()
+	go stream.SendKeepAlives(func() { up.keepAlive(up.bypass/4, received.Load()) }, up.bypass/4, func() bool {
+		return up.reading.Load() || time.Since(time.Unix(0, moved.Load())) < 2*up.bypass || up.downstream != nil && up.downstream()
 	}, stop)
-	br, err := switchTo(conn, pos.position())
+	br, err := switchTo(conn, pos.position(), &up.reading)
 	if err != nil {
 		err = lost{err}
 	} else {
-		up.setLive(conn)
+		up.setLive(conn.Conn)
 	}
 	for takeovers := 0; ; {
 		if err == nil {
 			var h wire.Header
 			var c *stream.Chunk
 			var next streamPos
-			h, c, next, err = readFrame(ctx, conn, br, &hb, &mb, pos, pool, s, mac, timeout)
+			h, c, next, err = readFrame(ctx, conn, br, &hb, &mb, pos, pool, s, mac, up.silence)
 			if err == nil {
 				if win != nil {
 					if err := win.AddChunk(ctx, c); err != nil {
@@ -671,18 +708,18 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 			return werr
 		}
 		conn = nc
-		if br, err = switchTo(conn, pos.position()); err != nil {
+		if br, err = switchTo(conn, pos.position(), &up.reading); err != nil {
 			err = lost{err}
 			continue
 		}
-		up.setLive(conn)
+		up.setLive(conn.Conn)
 		n.logf("upstream is now %s (%s), resuming at %v", conn.from, conn.RemoteAddr(), pos.position())
 	}
 }
 
 // readFrame reads the next frame into a chunk of the pool and checks its
 // place (and MAC, into mb). Failures of the connection are lost errors.
-func readFrame(ctx context.Context, conn dataConn, br *frameReader, hb *[wire.HeaderSize]byte, mb *[wire.MACSize]byte, pos streamPos, pool *stream.Pool, s *wire.Setup, mac *wire.FrameMAC, timeout time.Duration) (wire.Header, *stream.Chunk, streamPos, error) {
+func readFrame(ctx context.Context, conn dataConn, br *frameReader, hb *[wire.HeaderSize]byte, mb *[wire.MACSize]byte, pos streamPos, pool *stream.Pool, s *wire.Setup, mac *wire.FrameMAC, silence time.Duration) (wire.Header, *stream.Chunk, streamPos, error) {
 	from := conn.RemoteAddr()
 	connErr := func(what string, err error) error {
 		var ne net.Error
@@ -690,7 +727,7 @@ func readFrame(ctx context.Context, conn dataConn, br *frameReader, hb *[wire.He
 		case ctx.Err() != nil:
 			return context.Cause(ctx)
 		case errors.As(err, &ne) && ne.Timeout():
-			return fmt.Errorf("no data from upstream %s for %v (-a)", from, timeout)
+			return lost{fmt.Errorf("nothing from upstream %s (no data, no heartbeat) for %v", from, silence)}
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			return lost{fmt.Errorf("upstream %s closed the stream before its end", from)}
 		case errors.As(err, new(*net.OpError)):
@@ -698,13 +735,26 @@ func readFrame(ctx context.Context, conn dataConn, br *frameReader, hb *[wire.He
 		}
 		return fmt.Errorf("%s from upstream %s: %w", what, from, err)
 	}
-	if timeout > 0 {
-		_ = conn.SetReadDeadline(time.Now().Add(timeout))
-	}
-	br.expect(wire.HeaderSize)
-	h, err := wire.ReadHeader(br, hb)
-	if err != nil {
-		return h, nil, pos, connErr("read", err)
+	var h wire.Header
+	for {
+		if silence > 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(silence))
+		}
+		br.expect(wire.HeaderSize)
+		var err error
+		if h, err = wire.ReadHeader(br, hb); err != nil {
+			return h, nil, pos, connErr("read", err)
+		}
+		if h.Type != wire.TKeepAlive {
+			break
+		}
+		// The upstream is alive and has nothing to send yet.
+		if h.Flags&wire.FlagMAC != 0 {
+			br.expect(wire.MACSize)
+		}
+		if err := conn.Check(h, hb[:], nil, br); err != nil {
+			return h, nil, pos, fmt.Errorf("upstream %s: %w", from, err)
+		}
 	}
 	if h.Flags&wire.FlagMAC != 0 {
 		br.expect(h.PayloadLen() + wire.MACSize)
@@ -724,8 +774,8 @@ func readFrame(ctx context.Context, conn dataConn, br *frameReader, hb *[wire.He
 		// Waiting for a free chunk is backpressure from this node's own
 		// stages (a stalled child, a slow disk), not upstream inactivity:
 		// the payload gets a full -a period of its own.
-		if timeout > 0 {
-			_ = conn.SetReadDeadline(time.Now().Add(timeout))
+		if silence > 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(silence))
 		}
 		n = int(h.Length)
 		if _, err := io.ReadFull(br, c.Buf[:n]); err != nil {
@@ -775,7 +825,10 @@ func (n *Node) progress(ctl *ctlConn, stop <-chan struct{}, received *atomic.Int
 		case <-stop:
 			return
 		case now := <-t.C:
-			p := wire.Progress{Received: received.Load(), Written: w.written.Load(), File: int(w.file.Load()), State: "receiving"}
+			p := wire.Progress{Received: received.Load(), Written: w.written.Load(), File: int(w.file.Load()), State: "receiving", ReadBack: w.readBackBytes.Load()}
+			if p.ReadBack > 0 {
+				p.State = "reading back"
+			}
 			if err := ctl.send(wire.TProgress, p); err != nil {
 				return
 			}

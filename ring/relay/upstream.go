@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/herdproject/herd/ring/stream"
 	"github.com/herdproject/herd/ring/wire"
 )
 
 // dataConn is an accepted, authenticated data connection.
 type dataConn struct {
-	net.Conn
+	*wire.Conn
 	from   string
 	resume bool // a node taking over from an upstream that stopped
 }
@@ -26,12 +25,17 @@ type dataConn struct {
 type upstream struct {
 	ch  chan dataConn
 	mu  sync.Mutex
-	cur net.Conn
+	cur *wire.Conn
 	// live is cur once told where to resume: KeepAlives go there.
-	live net.Conn
+	live *wire.Conn
 	// wait bounds how long the node waits for a new upstream after the
 	// current one broke; bypass is the session's bypass timeout.
 	wait, bypass time.Duration
+	// silence is how long the upstream may send nothing, not even a
+	// KeepAlive, before the node counts it as stopped; 0 waits forever.
+	silence time.Duration
+	// reading is true while the node waits for its upstream's next bytes.
+	reading atomic.Bool
 	// downstream, when set, tells whether the node is writing to a child
 	// (or an adopted node) it has not given up on: blocked by it, not
 	// dead itself.
@@ -54,6 +58,10 @@ func (u *upstream) offer(c dataConn) bool {
 		return false
 	}
 	if c.resume && u.cur != nil {
+		// Tell the old upstream that it was replaced, so that it does
+		// not take this node for one that stopped.
+		_ = u.cur.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = u.cur.WriteMsg(wire.TAbort, wire.Abort{Reason: "taken over by " + c.from})
 		u.cur.Close()
 	}
 	return true
@@ -78,18 +86,19 @@ func (u *upstream) take(ctx context.Context, d time.Duration) (dataConn, error) 
 
 var errNoUpstream = errors.New("no upstream connection")
 
-// keepAlive tells the current upstream that this node is alive.
-func (u *upstream) keepAlive(d time.Duration) {
+// keepAlive tells the current upstream that this node is alive and has
+// received so many stream bytes (an acknowledgement).
+func (u *upstream) keepAlive(d time.Duration, received int64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.live != nil {
 		_ = u.live.SetWriteDeadline(time.Now().Add(d))
-		_, _ = u.live.Write(stream.KeepAlive)
+		_ = u.live.WriteKeepAlive(0, uint64(received))
 	}
 }
 
 // setLive makes c the connection KeepAlives go to.
-func (u *upstream) setLive(c net.Conn) {
+func (u *upstream) setLive(c *wire.Conn) {
 	u.mu.Lock()
 	u.live = c
 	u.mu.Unlock()
@@ -101,10 +110,10 @@ func (u *upstream) setLive(c net.Conn) {
 func (u *upstream) finished(c dataConn) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.live == net.Conn(c) {
+	if u.live == c.Conn {
 		u.live = nil
 	}
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+	if cw, ok := c.Conn.Conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
 }
@@ -182,14 +191,14 @@ func (p streamPos) advance(h wire.Header, nfiles int, chunkSize int) (streamPos,
 
 // switchTo makes c the upstream: a resuming node is told where this node
 // is. It returns the reader for c.
-func switchTo(c dataConn, at wire.Position) (*frameReader, error) {
+func switchTo(c dataConn, at wire.Position, reading *atomic.Bool) (*frameReader, error) {
 	if c.resume {
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := wire.WriteMsg(c, wire.TPosition, at); err != nil {
+		if err := c.WriteMsg(wire.TPosition, at); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("tell %s (%s) where to resume: %w", c.from, c.RemoteAddr(), err)
 		}
 		_ = c.SetWriteDeadline(time.Time{})
 	}
-	return newFrameReader(c), nil
+	return newFrameReader(c, reading), nil
 }

@@ -39,7 +39,7 @@ func (s *session) startBypass(ctx context.Context, live []int) error {
 	s.rescuer = bypass.New(ctx, bypass.Config{
 		Ring: peers, Fanout: max(s.cfg.Plan.Fanout, 1), Timeout: s.cfg.Bypass, SessionKey: sk, Window: s.win,
 		Fetch: s.fetchLocal,
-		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		Dial: func(ctx context.Context, addr string) (*wire.Conn, error) {
 			return relay.Dial(ctx, addr, wire.DataHello{Session: s.id, From: s.cfg.Name, Resume: true}, s.cfg.Key, s.dialOptions())
 		},
 		Report: func(j int, reason string) { s.bypassed(j, reason) },
@@ -117,17 +117,18 @@ func (s *session) fetchConn(ctx context.Context, c net.Conn) error {
 	if hello.Session != s.id {
 		return fmt.Errorf("%s asks for session %s, not this one (%s)", hello.From, hello.Session, s.id)
 	}
-	if err := wire.AuthAccept(c, s.cfg.Key, hello.Nonce); err != nil {
+	ch, err := wire.AuthAccept(c, s.cfg.Key, hello.Nonce)
+	if err != nil {
 		return fmt.Errorf("%s: %w", hello.From, err)
 	}
 	var req wire.Fetch
-	if err := wire.Expect(c, wire.TFetch, &req); err != nil {
+	if err := ch.Expect(wire.TFetch, &req); err != nil {
 		return err
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	s.logf("%s fetches %v up to %v", hello.From, req.From, req.To)
 	bw := bufio.NewWriterSize(c, 256<<10)
-	err := s.fetchLocal(ctx, req.From, req.To, func(f bypass.Frame) error {
+	err = s.fetchLocal(ctx, req.From, req.To, func(f bypass.Frame) error {
 		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		return f.Write(bw)
 	})

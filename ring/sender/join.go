@@ -154,7 +154,7 @@ func (s *session) tryJoin(ctx context.Context, i int, setup wire.Setup) (*nodeCo
 	})
 	if err == nil {
 		_ = conn.SetReadDeadline(time.Now().Add(joinWait))
-		err = wire.Expect(conn, wire.TConnected, nil)
+		err = nc.channel().Expect(wire.TConnected, nil)
 		_ = conn.SetReadDeadline(time.Time{})
 	}
 	if err != nil {

@@ -52,28 +52,31 @@ func killOne(ctx context.Context, cfg Config, addr string) error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-	if err := greet(c, c, cfg.Key, wire.Hello{Version: wire.Version, Session: "kill", Sender: cfg.Name}); err != nil {
+	ch, err := greet(c, c, cfg.Key, wire.Hello{Version: wire.Version, Session: "kill", Sender: cfg.Name})
+	if err != nil {
 		return err
 	}
-	return wire.WriteMsg(c, wire.TKill, wire.Kill{From: cfg.Name})
+	return ch.WriteMsg(wire.TKill, wire.Kill{From: cfg.Name})
 }
 
 // greet opens a control connection: Hello with a fresh nonce, then the
 // handshake (wire.AuthConnect), its failures worded "auth failed: why".
-// w is where messages go (the node's locked writer during set-up).
-func greet(r io.Reader, w io.Writer, key wire.Key, hello wire.Hello) error {
+// w is where messages go (the node's locked writer). It returns the
+// connection's channel, which reads from r and writes to w.
+func greet(r io.Reader, w io.Writer, key wire.Key, hello wire.Hello) (*wire.Channel, error) {
 	hello.Nonce = wire.NewNonce()
 	if err := wire.WriteMsg(w, wire.THello, hello); err != nil {
-		return fmt.Errorf("hello: %w", err)
+		return nil, fmt.Errorf("hello: %w", err)
 	}
 	rw := struct {
 		io.Reader
 		io.Writer
 	}{r, w}
-	if err := wire.AuthConnect(rw, key, hello.Nonce); err != nil {
-		return authError(err)
+	ch, err := wire.AuthConnect(rw, key, hello.Nonce)
+	if err != nil {
+		return nil, authError(err)
 	}
-	return nil
+	return ch, nil
 }
 
 // authError words a failed handshake for the summary: "auth failed: why".

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herdproject/herd/ring/bypass"
@@ -28,11 +29,22 @@ type nodeConn struct {
 	i    int
 	conn net.Conn
 	mu   sync.Mutex // serialises writes
+	// ch seals the messages after the handshake (nil before).
+	ch atomic.Pointer[wire.Channel]
 }
 
+// send writes a message: plain during the handshake, on the channel
+// after it.
 func (n *nodeConn) send(t wire.Type, v any) error {
+	if ch := n.ch.Load(); ch != nil {
+		return ch.WriteMsg(t, v)
+	}
 	return wire.WriteMsg(n, t, v)
 }
+
+// channel is the connection's channel once greeted: reads and writes go
+// through it (writes through the locked writer).
+func (n *nodeConn) channel() *wire.Channel { return n.ch.Load() }
 
 // Write writes one whole message (its callers write each in one call).
 func (n *nodeConn) Write(p []byte) (int, error) {
@@ -108,7 +120,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 		})
 		if err == nil {
 			_ = c.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
-			err = wire.Expect(c.conn, wire.TConnected, nil)
+			err = c.channel().Expect(wire.TConnected, nil)
 			_ = c.conn.SetReadDeadline(time.Time{})
 		}
 		if err != nil {
@@ -119,7 +131,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 			return s.snapshot(), fmt.Errorf("building the ring at node %s: %w; nothing was written", s.hosts[i].Name, err)
 		}
 	}
-	var conns []net.Conn
+	var conns []*wire.Conn
 	firsts := plan.Children(len(live), fanout, -1)
 	for _, k := range firsts {
 		c, err := relay.DialData(ctx, s.dataAddr(live[k]), s.id, s.cfg.Name, s.cfg.Key, s.dialOptions())
@@ -257,6 +269,7 @@ func (s *session) setups() []wire.Setup {
 			TimeoutMilli: s.cfg.Timeout.Milliseconds(), HyphenNormal: s.cfg.Plan.HyphenNormal,
 			SockBuf:    s.cfg.SockBuf,
 			Congestion: s.congestion(),
+			Verify:     s.cfg.Verify,
 		}
 	}
 	return out
@@ -345,14 +358,16 @@ func (s *session) handshakeNode(nc *nodeConn, setup wire.Setup, wait time.Durati
 	conn := nc.conn
 	var r wire.Ready
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := greet(conn, nc, s.cfg.Key, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name}); err != nil {
+	ch, err := greet(conn, nc, s.cfg.Key, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name})
+	if err != nil {
 		return r, err
 	}
+	nc.ch.Store(ch)
 	if err := nc.send(wire.TSetup, setup); err != nil {
 		return r, fmt.Errorf("set-up: %w", err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
-	if err := wire.Expect(conn, wire.TReady, &r); err != nil {
+	if err := ch.Expect(wire.TReady, &r); err != nil {
 		var pe *wire.PeerError
 		if errors.As(err, &pe) {
 			return r, fmt.Errorf("refused the session: %w", pe)
@@ -419,11 +434,29 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 		verdicts <- i
 	}()
 	var lastT time.Time
-	var lastB int64
+	var lastB, lastRB int64
 	for {
-		h, body, err := wire.ReadMsg(c.conn)
+		// A node says every quarter of the bypass timeout that it runs:
+		// one silent for the whole timeout stopped (frozen, powered off,
+		// cut off), wherever it is in the session.
+		watched := s.cfg.Bypass > 0 && !s.failed(i)
+		if watched {
+			_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.Bypass))
+		}
+		h, body, err := c.channel().ReadMsg()
 		if err != nil {
-			if ctx.Err() == nil {
+			var ne net.Error
+			switch {
+			case ctx.Err() != nil:
+			case watched && errors.As(err, &ne) && ne.Timeout():
+				reason := fmt.Sprintf("timeout: no word from the node for %v (frozen, powered off or cut off)", s.cfg.Bypass)
+				s.logf("node %s: %s", s.hosts[i].Name, reason)
+				s.failNode(i, "", reason)
+				s.setJoinable(i, true)
+			case errors.Is(err, wire.ErrAuth):
+				s.logf("node %s: %v: dropped its control connection", s.hosts[i].Name, err)
+				s.failNode(i, "", err.Error())
+			default:
 				s.setState(i, StateFailed, fmt.Sprintf("reset: lost contact: %v", err))
 				s.setJoinable(i, true)
 			}
@@ -436,9 +469,10 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 				now := time.Now()
 				s.mu.Lock()
 				n := &s.rep.Nodes[i]
-				if p.Received > n.Received {
+				if p.Received > n.Received || p.ReadBack > lastRB {
 					s.moved = now
 				}
+				lastRB = p.ReadBack
 				if lastT.IsZero() {
 					lastT = start // until a second sample, the average since the start
 				}
@@ -524,6 +558,10 @@ func (s *session) judge(i int, v wire.Verdict) {
 			problems = append(problems, fmt.Sprintf("file %d: the sender has no digest to compare", k+1))
 		case f.SHA256 != want:
 			problems = append(problems, fmt.Sprintf("file %d: verify failed: SHA-256 %s, sender has %s", k+1, short(f.SHA256), short(want)))
+		default:
+			if p := readbackProblem(s.cfg.Verify, f, want); p != "" {
+				problems = append(problems, fmt.Sprintf("file %d: %s", k+1, p))
+			}
 		}
 	}
 	if len(v.Files) != len(s.cfg.Plan.Files) {
@@ -552,14 +590,14 @@ func short(h string) string {
 
 // stream reads every input once and sends it through the ring, hashing as
 // it goes (and decoding cooked files to know their decoded digest).
-func (s *session) stream(ctx context.Context, conns []net.Conn, firsts []int) error {
+func (s *session) stream(ctx context.Context, conns []*wire.Conn, firsts []int) error {
 	depth := s.cfg.PoolChunks
 	// The window keeps chunks of the pool besides those in the stages.
 	pool := stream.NewPool(depth+bypass.ChunkWindow(s.cfg.Window, s.cfg.ChunkSize), s.cfg.ChunkSize)
 	var stages []stream.Stage
 	var fwds []*stream.Forwarder
 	for j, c := range conns {
-		f := stream.NewForwarder(c.RemoteAddr().String(), c, depth, s.cfg.Bypass)
+		f := stream.NewForwarder(c.RemoteAddr().String(), c, depth, s.cfg.Bypass, s.cfg.Bypass/4)
 		k := firsts[j]
 		f.OnFail = func(err error) { s.rescuer.Bypass(k, err) }
 		fwds = append(fwds, f)

@@ -66,6 +66,10 @@ type Config struct {
 	Dummy time.Duration
 	// NoSync is dolly's -n: nodes skip fsync.
 	NoSync bool
+	// Verify is how nodes verify what they wrote: "" by the digest of
+	// the stream as it arrived, wire.VerifyReadback by re-reading their
+	// outputs after the stream (Setup.Verify).
+	Verify string
 	// RequireAll aborts the session before anything is written when any
 	// node fails set-up; by default the others go on and the failed ones
 	// are reported.
@@ -360,4 +364,11 @@ func (s *session) setState(i int, st State, reason string) {
 	if reason != "" {
 		n.Reason = reason
 	}
+}
+
+// failed tells whether node i is failed.
+func (s *session) failed(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rep.Nodes[i].State == StateFailed
 }

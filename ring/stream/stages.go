@@ -15,7 +15,11 @@ import (
 
 // Forwarder sends every chunk's frames to one downstream peer. A peer that
 // fails is marked dead and later chunks are only released, so one dead
-// child never stalls its siblings or the local disk.
+// child never stalls its siblings or the local disk. The peer counts as
+// dead when it sends no KeepAlive for the timeout (see LiveConn), however
+// much of the stream the socket buffers still take; while the forwarder
+// has nothing to send it tells the peer it is alive itself, so that the
+// peer waits for it rather than for a node to take over.
 type Forwarder struct {
 	// Name is the peer's name for messages.
 	Name string
@@ -23,11 +27,15 @@ type Forwarder struct {
 	// once, from the forwarder's goroutine, when the peer fails: the ring
 	// bypasses it. It must not block.
 	OnFail func(error)
-	conn   net.Conn
+	conn   *LiveConn
 	in     chan *Chunk
 	done   chan struct{}
-	// timeout bounds each write; 0 waits forever.
+	closed chan struct{} // Close returned
+	// timeout is how long the peer may send no KeepAlive; 0 waits forever.
 	timeout time.Duration
+	// heartbeat is how long the forwarder may send nothing before it
+	// sends a KeepAlive.
+	heartbeat time.Duration
 
 	ended bool // the End frame went out (run's, then Close's after done)
 
@@ -37,14 +45,22 @@ type Forwarder struct {
 }
 
 // NewForwarder starts a forwarder to conn with a queue of depth chunks.
-// timeout, when > 0, is how long the peer may take nothing and send no
-// KeepAlive before it counts as stalled (see LiveConn).
-func NewForwarder(name string, conn net.Conn, depth int, timeout time.Duration) *Forwarder {
-	f := &Forwarder{Name: name, conn: conn, in: make(chan *Chunk, depth), done: make(chan struct{}), timeout: timeout}
-	if timeout > 0 {
-		f.conn = NewLiveConn(conn, timeout)
+// timeout, when > 0, is how long the peer may send no KeepAlive before it
+// counts as stalled (see LiveConn); heartbeat, when > 0, is how long the
+// forwarder may write nothing before it sends a KeepAlive of its own.
+func NewForwarder(name string, conn *wire.Conn, depth int, timeout, heartbeat time.Duration) *Forwarder {
+	f := &Forwarder{
+		Name: name, conn: NewLiveConn(conn, timeout), in: make(chan *Chunk, depth),
+		done: make(chan struct{}), closed: make(chan struct{}), timeout: timeout, heartbeat: heartbeat,
 	}
 	go f.run()
+	go func() {
+		select {
+		case <-f.conn.Dead():
+			f.fail(fmt.Errorf("send to %s: %w", f.Name, f.conn.Err()))
+		case <-f.closed:
+		}
+	}()
 	return f
 }
 
@@ -54,7 +70,30 @@ func (f *Forwarder) In() chan<- *Chunk { return f.in }
 func (f *Forwarder) run() {
 	defer close(f.done)
 	bufs := make(net.Buffers, 0, 16)
-	for c := range f.in {
+	var tick <-chan time.Time
+	if f.heartbeat > 0 {
+		t := time.NewTicker(f.heartbeat / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := time.Now()
+	for {
+		var c *Chunk
+		select {
+		case c = <-f.in:
+		case now := <-tick:
+			// Nothing follows the End frame: the peer reads no further.
+			if now.Sub(last) >= f.heartbeat && f.Err() == nil && !f.ended {
+				if err := f.conn.KeepAlive(); err != nil {
+					f.fail(fmt.Errorf("send to %s: %w", f.Name, err))
+				}
+				last = now
+			}
+			continue
+		}
+		if c == nil {
+			return
+		}
 		if f.Err() == nil {
 			bufs = bufs[:0]
 			for i := range c.Segs {
@@ -66,25 +105,21 @@ func (f *Forwarder) run() {
 					bufs = append(bufs, m)
 				}
 			}
-			if n, err := f.write(bufs); err != nil {
+			end := false
+			if k := len(c.Segs); k > 0 && c.Segs[k-1].H.Type == wire.TEnd {
+				end = true
+				f.conn.Ending()
+			}
+			if n, err := f.conn.WriteBuffers(&bufs); err != nil {
 				f.fail(fmt.Errorf("send to %s: %w", f.Name, err))
 			} else {
 				f.sent.Add(n)
-				if k := len(c.Segs); k > 0 && c.Segs[k-1].H.Type == wire.TEnd {
-					f.ended = true
-				}
+				f.ended = end
 			}
+			last = time.Now()
 		}
 		c.Release()
 	}
-}
-
-// write sends b: in one writev when the connection allows.
-func (f *Forwarder) write(b net.Buffers) (int64, error) {
-	if lc, ok := f.conn.(*LiveConn); ok {
-		return lc.WriteBuffers(&b)
-	}
-	return b.WriteTo(f.conn)
 }
 
 func (f *Forwarder) fail(err error) {
@@ -110,27 +145,28 @@ func (f *Forwarder) Err() error {
 // Writing tells whether the forwarder is writing to a peer it has not
 // given up on: waiting on a slow or stopped child, which it will either
 // get through to or bypass within its timeout.
-func (f *Forwarder) Writing() bool {
-	lc, ok := f.conn.(*LiveConn)
-	return ok && lc.Writing() && f.Err() == nil
-}
+func (f *Forwarder) Writing() bool { return f.conn.Writing() && f.Err() == nil }
 
 // Sent is the number of bytes (headers included) sent so far.
 func (f *Forwarder) Sent() int64 { return f.sent.Load() }
 
+// Acked is how many stream bytes the peer last said it received.
+func (f *Forwarder) Acked() int64 { return f.conn.Acked() }
+
 // Close waits until every queued chunk went out, then returns the first
-// error. When the End frame went out on a connection with a timeout, it
-// also waits until the peer confirms it read the whole stream
+// error. When the End frame went out and the peer is watched (a timeout),
+// it also waits until the peer confirms it read the whole stream
 // (LiveConn.Finish); a peer that stops meanwhile fails (OnFail). It does
 // not close the connection.
 func (f *Forwarder) Close() error {
 	close(f.in)
 	<-f.done
-	if lc, ok := f.conn.(*LiveConn); ok && f.ended && f.Err() == nil {
-		if err := lc.Finish(); err != nil {
+	if f.timeout > 0 && f.ended && f.Err() == nil {
+		if err := f.conn.Finish(); err != nil {
 			f.fail(fmt.Errorf("send to %s: %w", f.Name, err))
 		}
 	}
+	close(f.closed)
 	return f.Err()
 }
 

@@ -21,7 +21,9 @@ import (
 // theirs mine). Without a key both proofs are empty, and a peer that has a
 // key refuses one that sends none.
 //
-// Every data-path frame then carries FlagMAC and is followed by a MAC:
+// Every message and KeepAlive after the handshake is sealed by the
+// connection's Channel (see channel.go). Every stream frame carries
+// FlagMAC and is followed by a MAC:
 // HMAC-SHA256 under the session key (derived from the key and the session
 // ID, so every key holder computes it and nobody sends it) over the
 // frame's header and payload. A node checks it before it writes or
@@ -163,33 +165,39 @@ type Auth struct {
 
 // AuthConnect is the connector's side of the handshake, after it sent its
 // Hello or DataHello with nonce mine: it checks the listener's Challenge
-// and answers with its proof. On failure it tells the listener why.
-func AuthConnect(rw io.ReadWriter, k Key, mine []byte) error {
+// and answers with its proof. On failure it tells the listener why. It
+// returns the connection's Channel, which seals what follows when there
+// is a key.
+func AuthConnect(rw io.ReadWriter, k Key, mine []byte) (*Channel, error) {
 	var ch Challenge
 	if err := Expect(rw, TChallenge, &ch); err != nil {
-		return err
+		return nil, err
 	}
 	if err := k.Check(ch.Proof, RoleListener, ch.Nonce, mine); err != nil {
 		_ = WriteMsg(rw, TFail, Fail{Reason: forPeer(err)})
-		return err
+		return nil, err
 	}
-	return WriteMsg(rw, TAuth, Auth{Proof: k.Proof(RoleConnector, ch.Nonce, mine)})
+	if err := WriteMsg(rw, TAuth, Auth{Proof: k.Proof(RoleConnector, ch.Nonce, mine)}); err != nil {
+		return nil, err
+	}
+	return newChannel(rw, k, RoleConnector, mine, ch.Nonce), nil
 }
 
 // AuthAccept is the listener's side, after it read the connector's nonce
-// theirs: it sends its Challenge and checks the connector's Auth.
-func AuthAccept(rw io.ReadWriter, k Key, theirs []byte) error {
+// theirs: it sends its Challenge and checks the connector's Auth. It
+// returns the connection's Channel.
+func AuthAccept(rw io.ReadWriter, k Key, theirs []byte) (*Channel, error) {
 	mine := NewNonce()
 	if err := WriteMsg(rw, TChallenge, Challenge{Nonce: mine, Proof: k.Proof(RoleListener, theirs, mine)}); err != nil {
-		return err
+		return nil, err
 	}
 	var a Auth
 	if err := Expect(rw, TAuth, &a); err != nil {
-		return err
+		return nil, err
 	}
 	if err := k.Check(a.Proof, RoleConnector, theirs, mine); err != nil {
 		_ = WriteMsg(rw, TFail, Fail{Reason: forPeer(err)})
-		return err
+		return nil, err
 	}
-	return nil
+	return newChannel(rw, k, RoleListener, theirs, mine), nil
 }

@@ -32,8 +32,8 @@ func TestHandshake(t *testing.T) {
 			defer l.Close()
 			nonce := NewNonce()
 			lerr := make(chan error, 1)
-			go func() { lerr <- AuthAccept(l, tt.listener, nonce); l.Close() }()
-			cerr := AuthConnect(c, tt.connector, nonce)
+			go func() { _, err := AuthAccept(l, tt.listener, nonce); lerr <- err; l.Close() }()
+			_, cerr := AuthConnect(c, tt.connector, nonce)
 			c.Close()
 			le := <-lerr
 			if tt.ok {
@@ -108,7 +108,8 @@ func TestFlags(t *testing.T) {
 		{Header{Type: TData, Length: 1, Flags: FlagMAC}, true},
 		{Header{Type: TEnd, Flags: FlagMAC}, true},
 		{Header{Type: TData, Length: 1, Flags: 2}, false},
-		{Header{Type: TSetup, Length: 2, Flags: FlagMAC}, false},
+		{Header{Type: TSetup, Length: 2, Flags: FlagMAC}, true},
+		{Header{Type: TKeepAlive, Flags: FlagMAC | 4}, false},
 	} {
 		tt.h.Put(b[:])
 		if _, err := ParseHeader(b[:]); (err == nil) != tt.ok {

@@ -13,7 +13,8 @@
 //	   or the number of zero bytes a Hole stands for (no payload follows)
 //	20 flags (uint32): FlagMAC, or zero
 //
-// With FlagMAC, a MACSize-byte MAC follows the payload (see auth.go).
+// With FlagMAC, a MACSize-byte MAC follows the payload (see auth.go and
+// channel.go).
 //
 // A data connection carries DataHello, then for each file FileStart, Data
 // and Hole frames in offset order, FileEnd (Offset = the file's length),
@@ -147,7 +148,7 @@ func ParseHeader(b []byte) (Header, error) {
 	if _, ok := typeNames[h.Type]; !ok {
 		return Header{}, fmt.Errorf("%w %d", ErrType, b[3])
 	}
-	if h.Flags&^knownFlags != 0 || h.Flags&FlagMAC != 0 && h.Type.IsMsg() {
+	if h.Flags&^knownFlags != 0 {
 		return Header{}, fmt.Errorf("%w: flags %#x on a %s frame", ErrFlags, h.Flags, h.Type)
 	}
 	switch {
@@ -187,22 +188,31 @@ func ReadHeader(r io.Reader, buf *[HeaderSize]byte) (Header, error) {
 	return ParseHeader(buf[:])
 }
 
-// WriteMsg sends v as a JSON message of type t.
-func WriteMsg(w io.Writer, t Type, v any) error {
+// msgBody encodes v as the JSON body of a message of type t.
+func msgBody(t Type, v any) ([]byte, error) {
 	var body []byte
 	if v != nil {
 		var err error
 		if body, err = json.Marshal(v); err != nil {
-			return fmt.Errorf("encode %s: %w", t, err)
+			return nil, fmt.Errorf("encode %s: %w", t, err)
 		}
 	}
 	if len(body) > MaxMsg {
-		return fmt.Errorf("encode %s: %w (%d bytes)", t, ErrLength, len(body))
+		return nil, fmt.Errorf("encode %s: %w (%d bytes)", t, ErrLength, len(body))
+	}
+	return body, nil
+}
+
+// WriteMsg sends v as a JSON message of type t.
+func WriteMsg(w io.Writer, t Type, v any) error {
+	body, err := msgBody(t, v)
+	if err != nil {
+		return err
 	}
 	b := make([]byte, HeaderSize+len(body))
 	Header{Type: t, Length: uint32(len(body))}.Put(b)
 	copy(b[HeaderSize:], body)
-	_, err := w.Write(b)
+	_, err = w.Write(b)
 	return err
 }
 
