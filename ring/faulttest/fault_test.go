@@ -8,6 +8,7 @@
 package faulttest
 
 import (
+	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -16,7 +17,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -409,5 +412,121 @@ func TestTailFreeze(t *testing.T) {
 			}
 			r.check(s, in, map[string]string{nodeAddr(tc.f.node - 1): "timeout"})
 		})
+	}
+}
+
+// rxBytes is what node nd's eth0 received so far (its kernel's count).
+func (nd *node) rxBytes(t *testing.T) int64 {
+	t.Helper()
+	out, err := nd.ns.Command("cat", "/sys/class/net/eth0/statistics/rx_bytes").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	fmt.Sscan(string(out), &n)
+	return n
+}
+
+// perNodeRE is the rate in the sender's progress line.
+var perNodeRE = regexp.MustCompile(`, ([0-9.]+) MB/s per node`)
+
+// TestProgressRates: on slow links (4 Mbit/s ports) the rate in the
+// sender's progress lines is what the nodes receive, within 10 % over
+// the 5 s before each line (the nodes' own interface counters, scaled by
+// the ring's overhead over the whole run); a node that stopped shows as
+// stalled, with how long ago it last moved.
+func TestProgressRates(t *testing.T) {
+	const size = 8 << 20
+	r := newRing(t, 3)
+	r.setRate(4_000_000)
+	in := r.input(size)
+	r.start()
+
+	type rx struct {
+		t time.Time
+		b int64 // the nodes' received bytes, summed
+	}
+	var mu sync.Mutex
+	var samples []rx
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			var b int64
+			for _, nd := range r.nodes {
+				b += nd.rxBytes(t)
+			}
+			mu.Lock()
+			samples = append(samples, rx{time.Now(), b})
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	base := make([]int64, len(r.nodes))
+	for i, nd := range r.nodes {
+		base[i] = nd.rxBytes(t)
+	}
+
+	cmd := r.hub.Command(herdBin, "send", "-H", r.addrs(), "-I", in, "-O", "out.img")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	type line struct {
+		t    time.Time
+		rate float64 // MB/s per node
+	}
+	var lines []line
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		// The lines while every node receives: the rate is their mean.
+		if m := perNodeRE.FindStringSubmatch(sc.Text()); m != nil && strings.Contains(sc.Text(), fmt.Sprintf("%d receiving", len(r.nodes))) {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			lines = append(lines, line{time.Now(), v})
+			t.Logf("%s", sc.Text())
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("herd send: %v", err)
+	}
+	close(stop)
+	<-sampled
+	var total int64
+	for i, nd := range r.nodes {
+		total += nd.rxBytes(t) - base[i]
+	}
+	overhead := float64(total) / float64(len(r.nodes)*size)
+	if len(lines) < 3 {
+		t.Fatalf("%d progress lines with a rate while every node received, want at least 3 in a session of about 20 s", len(lines))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	at := func(when time.Time) int64 {
+		var b int64
+		for _, s := range samples {
+			if s.t.After(when) {
+				break
+			}
+			b = s.b
+		}
+		return b
+	}
+	for _, l := range lines {
+		if l.t.Sub(samples[0].t) < 6*time.Second {
+			continue // the first line averages since the start
+		}
+		truth := float64(at(l.t)-at(l.t.Add(-5*time.Second))) / 5 / overhead / float64(len(r.nodes)) / 1e6
+		t.Logf("line at %v: %.3f MB/s per node; the nodes' interfaces: %.3f MB/s (overhead %.3f)", l.t.Sub(samples[0].t).Round(100*time.Millisecond), l.rate, truth, overhead)
+		if truth > 0 && (l.rate < 0.9*truth-0.005 || l.rate > 1.1*truth+0.005) {
+			t.Errorf("the sender says %.2f MB/s per node, the nodes received %.2f MB/s over the last 5 s", l.rate, truth)
+		}
 	}
 }

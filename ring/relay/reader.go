@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/herdproject/herd/ring/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,17 +31,27 @@ type frameReader struct {
 	r, w  int // buffered bytes: buf[r:w]
 	owed  int // bytes due beyond the buffered ones
 	lowat int // SO_RCVLOWAT as last set
-	// reading, when set, is true while the reader waits for the
-	// connection: the node waits for its upstream, which is not a node
-	// that stopped.
-	reading *atomic.Bool
+	// stats, when set, counts what the reader takes from the connection.
+	stats *readStats
 }
 
-func newFrameReader(c net.Conn, reading *atomic.Bool) *frameReader {
+// readStats is what a node's frame readers share with its KeepAlives and
+// progress reports.
+type readStats struct {
+	// reading is true while a reader waits for its connection: the node
+	// waits for its upstream, which is not a node that stopped.
+	reading atomic.Bool
+	// taken is the bytes read from upstream connections so far: with
+	// what waits in the current one's socket (queued), what arrived at
+	// the node, byte by byte, for rates that are true on slow links too.
+	taken atomic.Int64
+}
+
+func newFrameReader(c net.Conn, stats *readStats) *frameReader {
 	if dc, ok := c.(dataConn); ok {
 		c = dc.Conn.Conn
 	}
-	fr := &frameReader{conn: c, buf: make([]byte, frameBuf), lowat: 1, reading: reading}
+	fr := &frameReader{conn: c, buf: make([]byte, frameBuf), lowat: 1, stats: stats}
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			fr.sock = rc
@@ -75,11 +86,14 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 // owed (or p's size, if smaller) arrived.
 func (fr *frameReader) read(p []byte) (int, error) {
 	fr.setLowat(min(fr.owed, len(p), maxLowat))
-	if fr.reading != nil {
-		fr.reading.Store(true)
-		defer fr.reading.Store(false)
+	if fr.stats != nil {
+		fr.stats.reading.Store(true)
+		defer fr.stats.reading.Store(false)
 	}
 	n, err := fr.conn.Read(p)
+	if fr.stats != nil {
+		fr.stats.taken.Add(int64(n))
+	}
 	fr.owed = max(fr.owed-n, 0)
 	return n, err
 }
@@ -97,4 +111,33 @@ func (fr *frameReader) setLowat(n int) {
 			fr.sock = nil
 		}
 	})
+}
+
+// queued is the number of bytes waiting in c's socket receive queue
+// (SIOCINQ), 0 when c has no socket.
+func queued(c net.Conn) int64 {
+	for {
+		switch x := c.(type) {
+		case dataConn:
+			c = x.Conn.Conn
+			continue
+		case *wire.Conn:
+			c = x.Conn
+			continue
+		}
+		break
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int
+	_ = rc.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	return int64(n)
 }

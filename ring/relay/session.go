@@ -535,7 +535,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 
 	var received atomic.Int64
 	stop := make(chan struct{})
-	go n.progress(ctl, stop, &received, w)
+	go n.progress(ctl, stop, &received, up.arrived, w, bt/4)
 
 	mac := wire.NewFrameMAC(n.cfg.Key.SessionKey(s.Session))
 	up.downstream = func() bool {
@@ -654,9 +654,9 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 	// child: it stopped moving at the same moment as the child, and the
 	// upstream must not give up on it first.
 	go stream.SendKeepAlives(func() { up.keepAlive(up.bypass/4, received.Load()) }, up.bypass/4, func() bool {
-		return up.reading.Load() || time.Since(time.Unix(0, moved.Load())) < 2*up.bypass || up.downstream != nil && up.downstream()
+		return up.stats.reading.Load() || time.Since(time.Unix(0, moved.Load())) < 2*up.bypass || up.downstream != nil && up.downstream()
 	}, stop)
-	br, err := switchTo(conn, pos.position(), &up.reading)
+	br, err := switchTo(conn, pos.position(), &up.stats)
 	if err != nil {
 		err = lost{err}
 	} else {
@@ -708,7 +708,7 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 			return werr
 		}
 		conn = nc
-		if br, err = switchTo(conn, pos.position(), &up.reading); err != nil {
+		if br, err = switchTo(conn, pos.position(), &up.stats); err != nil {
 			err = lost{err}
 			continue
 		}
@@ -815,8 +815,8 @@ func addFrame(c *stream.Chunk, h wire.Header, n int, mac *wire.FrameMAC, m []byt
 
 // progress reports the node's progress to the sender (and to the log with
 // -v) until stop closes.
-func (n *Node) progress(ctl *ctlConn, stop <-chan struct{}, received *atomic.Int64, w *writer) {
-	t := time.NewTicker(500 * time.Millisecond)
+func (n *Node) progress(ctl *ctlConn, stop <-chan struct{}, received *atomic.Int64, arrived func() int64, w *writer, every time.Duration) {
+	t := time.NewTicker(min(max(every, 100*time.Millisecond), 500*time.Millisecond))
 	defer t.Stop()
 	start := time.Now()
 	var lastLog time.Time
@@ -825,7 +825,7 @@ func (n *Node) progress(ctl *ctlConn, stop <-chan struct{}, received *atomic.Int
 		case <-stop:
 			return
 		case now := <-t.C:
-			p := wire.Progress{Received: received.Load(), Written: w.written.Load(), File: int(w.file.Load()), State: "receiving", ReadBack: w.readBackBytes.Load()}
+			p := wire.Progress{Received: received.Load(), Arrived: arrived(), Written: w.written.Load(), File: int(w.file.Load()), State: "receiving", ReadBack: w.readBackBytes.Load()}
 			if p.ReadBack > 0 {
 				p.State = "reading back"
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/herdproject/herd/ring/wire"
@@ -34,8 +33,8 @@ type upstream struct {
 	// silence is how long the upstream may send nothing, not even a
 	// KeepAlive, before the node counts it as stopped; 0 waits forever.
 	silence time.Duration
-	// reading is true while the node waits for its upstream's next bytes.
-	reading atomic.Bool
+	// stats count what the node's readers take from upstream.
+	stats readStats
 	// downstream, when set, tells whether the node is writing to a child
 	// (or an adopted node) it has not given up on: blocked by it, not
 	// dead itself.
@@ -118,6 +117,20 @@ func (u *upstream) finished(c dataConn) {
 	}
 }
 
+// arrived is the stream bytes (frames' headers and MACs included) that
+// arrived at the node: read from upstream, or waiting in the current
+// upstream's socket.
+func (u *upstream) arrived() int64 {
+	u.mu.Lock()
+	cur := u.cur
+	u.mu.Unlock()
+	n := u.stats.taken.Load()
+	if cur != nil {
+		n += queued(cur)
+	}
+	return n
+}
+
 // close closes the current connection and any not taken.
 func (u *upstream) close() {
 	u.mu.Lock()
@@ -191,7 +204,7 @@ func (p streamPos) advance(h wire.Header, nfiles int, chunkSize int) (streamPos,
 
 // switchTo makes c the upstream: a resuming node is told where this node
 // is. It returns the reader for c.
-func switchTo(c dataConn, at wire.Position, reading *atomic.Bool) (*frameReader, error) {
+func switchTo(c dataConn, at wire.Position, stats *readStats) (*frameReader, error) {
 	if c.resume {
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if err := c.WriteMsg(wire.TPosition, at); err != nil {
@@ -200,5 +213,5 @@ func switchTo(c dataConn, at wire.Position, reading *atomic.Bool) (*frameReader,
 		}
 		_ = c.SetWriteDeadline(time.Time{})
 	}
-	return newFrameReader(c, reading), nil
+	return newFrameReader(c, stats), nil
 }

@@ -52,13 +52,36 @@ func (p *Progress) Update(r *sender.Report) {
 	fmt.Fprintln(p.w, Line(r))
 }
 
+// StallAfter is how long a receiving node may get nothing before it shows
+// as stalled.
+const StallAfter = 2 * time.Second
+
+// stalled tells how long ago a receiving node last got bytes, when that is
+// StallAfter or more and the node does not have the whole stream (total
+// bytes, when known) yet.
+func stalled(n sender.NodeReport, total int64, now time.Time) (time.Duration, bool) {
+	if n.State != sender.StateReceiving || n.Moved.IsZero() || total > 0 && n.Received >= total {
+		return 0, false
+	}
+	d := now.Sub(n.Moved)
+	return d.Round(time.Second), d >= StallAfter
+}
+
 // Line is a one-line summary of the session so far.
 func Line(r *sender.Report) string {
+	return line(r, time.Now())
+}
+
+func line(r *sender.Report, now time.Time) string {
 	counts := map[sender.State]int{}
 	var rate, least float64
 	least = -1
+	var stalls []string
 	for _, n := range r.Nodes {
 		counts[n.State]++
+		if d, ok := stalled(n, r.Total, now); ok {
+			stalls = append(stalls, fmt.Sprintf("%s %v", n.Name, d))
+		}
 		if n.State == sender.StateReceiving {
 			rate += n.Rate
 			if least < 0 || float64(n.Received) < least {
@@ -71,14 +94,32 @@ func Line(r *sender.Report) string {
 		s += " of " + size(r.Total)
 	}
 	s += fmt.Sprintf(", nodes: %d receiving, %d done, %d failed", counts[sender.StateReceiving], counts[sender.StateDone], counts[sender.StateFailed])
+	if len(stalls) > 0 {
+		const most = 4
+		more, count := "", len(stalls)
+		if len(stalls) > most {
+			more = fmt.Sprintf(" and %d more", len(stalls)-most)
+			stalls = stalls[:most]
+		}
+		s += fmt.Sprintf(" (%d stalled, last moved: %s%s ago)", count, strings.Join(stalls, ", "), more)
+	}
 	if n := counts[sender.StateReceiving]; n > 0 {
 		per := rate / float64(n)
-		s += fmt.Sprintf(", %.1f MB/s per node", per/MB)
+		s += ", " + mbps(per) + " per node"
 		if r.Total > 0 && per > 0 && least >= 0 {
 			s += ", ETA " + eta(float64(r.Total)-least, per)
 		}
 	}
 	return s
+}
+
+// mbps formats bytes per second as MB/s, with two decimals below 10 MB/s
+// (slow links) and one above.
+func mbps(bps float64) string {
+	if bps < 10*MB {
+		return fmt.Sprintf("%.2f MB/s", bps/MB)
+	}
+	return fmt.Sprintf("%.1f MB/s", bps/MB)
 }
 
 // eta is the time to move left bytes at rate bytes per second.
@@ -91,15 +132,20 @@ func (p *Progress) table(r *sender.Report) {
 	if p.lines > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA", p.lines)
 	}
-	fmt.Fprintf(&b, "\x1b[2K%-20s %-10s %12s %10s %8s\n", "NODE", "STATE", "BYTES", "MB/s", "ETA")
+	fmt.Fprintf(&b, "\x1b[2K%-20s %-12s %12s %10s %8s\n", "NODE", "STATE", "BYTES", "MB/s", "ETA")
+	now := time.Now()
 	for _, n := range r.Nodes {
 		left := "-"
 		if n.State == sender.StateReceiving && n.Rate > 0 && r.Total > 0 {
 			left = eta(float64(r.Total-n.Received), n.Rate)
 		}
-		fmt.Fprintf(&b, "\x1b[2K%-20s %-10s %12s %10.1f %8s\n", trim(n.Name, 20), n.State, size(n.Received), n.Rate/MB, left)
+		state := string(n.State)
+		if d, ok := stalled(n, r.Total, now); ok {
+			state = fmt.Sprintf("stalled %v", d)
+		}
+		fmt.Fprintf(&b, "\x1b[2K%-20s %-12s %12s %10.1f %8s\n", trim(n.Name, 20), state, size(n.Received), n.Rate/MB, left)
 	}
-	fmt.Fprintf(&b, "\x1b[2K%s\n", Line(r))
+	fmt.Fprintf(&b, "\x1b[2K%s\n", line(r, now))
 	p.lines = len(r.Nodes) + 2
 	io.WriteString(p.w, b.String())
 }

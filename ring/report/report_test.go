@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/herdproject/herd/ring/sender"
@@ -66,5 +67,31 @@ func TestProgressLine(t *testing.T) {
 	NewProgress(&b, true, 0).Update(r)
 	if got := b.String(); !strings.Contains(got, "NODE") || strings.Count(got, "\n") != len(r.Nodes)+2 {
 		t.Errorf("table: %q", got)
+	}
+}
+
+// A receiving node that got nothing for StallAfter or more shows as
+// stalled, with how long ago it last moved, in the line and the table;
+// one that moved a moment ago does not.
+func TestStalled(t *testing.T) {
+	now := time.Now()
+	r := finished()
+	r.Done = false
+	r.Nodes[0].State, r.Nodes[0].Moved, r.Nodes[0].Rate = sender.StateReceiving, now.Add(-7*time.Second), 0
+	r.Nodes[0].Received = r.Total / 2
+	r.Nodes[1].State, r.Nodes[1].Moved, r.Nodes[1].Rate = sender.StateReceiving, now.Add(-100*time.Millisecond), 1e6
+	r.Nodes[1].Received = r.Total / 2
+	// One that has the whole stream and waits for its children is not
+	// stalled.
+	r.Nodes[2].State, r.Nodes[2].Moved, r.Nodes[2].Received = sender.StateReceiving, now.Add(-9*time.Second), r.Total
+	got := line(r, now)
+	want := "(1 stalled, last moved: " + r.Nodes[0].Name + " 7s ago)"
+	if !strings.Contains(got, want) || strings.Contains(got, r.Nodes[1].Name) || strings.Contains(got, r.Nodes[2].Name) {
+		t.Errorf("line %q, want it to name only %s: %q", got, r.Nodes[0].Name, want)
+	}
+	var b bytes.Buffer
+	NewProgress(&b, true, 0).Update(r)
+	if tbl := b.String(); !strings.Contains(tbl, "stalled 7s") || strings.Count(tbl, "stalled") != 2 {
+		t.Errorf("table: %q, want node 1 stalled 7s (and the line)", tbl)
 	}
 }

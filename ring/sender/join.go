@@ -39,6 +39,7 @@ type nodeState struct {
 	listening bool // a listen goroutine reads its control connection
 	joins     int  // times it joined this session late
 	told      bool // "waiting for it to come back" was logged
+	meter     meter
 }
 
 // lateJoin tells whether this session takes late joiners: not in dummy

@@ -417,6 +417,13 @@ func (s *session) snapshot() *Report {
 	defer s.mu.Unlock()
 	r := s.rep
 	r.Nodes = append([]NodeReport(nil), s.rep.Nodes...)
+	now := time.Now()
+	for i := range r.Nodes {
+		if n := &r.Nodes[i]; n.State == StateReceiving && i < len(s.track) {
+			n.Rate = s.track[i].meter.rate(now)
+			n.Moved = s.track[i].meter.moved
+		}
+	}
 	r.Digests = append([]string(nil), s.rep.Digests...)
 	return &r
 }
@@ -433,8 +440,10 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 		s.mu.Unlock()
 		verdicts <- i
 	}()
-	var lastT time.Time
-	var lastB, lastRB int64
+	var lastRB int64
+	s.mu.Lock()
+	s.track[i].meter.start(time.Now())
+	s.mu.Unlock()
 	for {
 		// A node says every quarter of the bypass timeout that it runs:
 		// one silent for the whole timeout stopped (frozen, powered off,
@@ -473,13 +482,11 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 					s.moved = now
 				}
 				lastRB = p.ReadBack
-				if lastT.IsZero() {
-					lastT = start // until a second sample, the average since the start
+				arrived := p.Arrived
+				if arrived == 0 {
+					arrived = p.Received // a node that does not count arrivals
 				}
-				if dt := now.Sub(lastT).Seconds(); dt > 0 {
-					n.Rate = float64(p.Received-lastB) / dt
-				}
-				lastT, lastB = now, p.Received
+				s.track[i].meter.add(now, arrived)
 				n.Received, n.Written = p.Received, p.Written
 				n.Seconds = now.Sub(start).Seconds()
 				s.mu.Unlock()

@@ -191,8 +191,11 @@ type NodeReport struct {
 	Seconds  float64
 	Verified bool
 	Files    []wire.FileResult
-	// Rate is the recent receive rate in bytes per second.
+	// Rate is the receive rate in bytes per second over the last
+	// RateWindow, from what arrived at the node as it arrived.
 	Rate float64
+	// Moved is when bytes last arrived at the node (while receiving).
+	Moved time.Time
 	// Joins is how often the node joined the session late, after it
 	// failed (unreachable at set-up, or stopped and bypassed), and
 	// JoinedAfter why it had failed the last time.

@@ -125,10 +125,14 @@ type Connected struct{}
 
 // Progress is a node's periodic report during the transfer.
 type Progress struct {
-	Received int64  `json:"received"`
-	Written  int64  `json:"written"`
-	File     int    `json:"file"`
-	State    string `json:"state"`
+	Received int64 `json:"received"`
+	// Arrived is the bytes that arrived at the node so far, as they
+	// arrive (also those of a frame not yet complete, and those waiting
+	// in its socket): what rates are computed from.
+	Arrived int64  `json:"arrived,omitempty"`
+	Written int64  `json:"written"`
+	File    int    `json:"file"`
+	State   string `json:"state"`
 	// ReadBack is the number of bytes re-read from the outputs so far
 	// (Setup.Verify == VerifyReadback): it grows after the stream ended,
 	// while Received no longer does.
