@@ -1,11 +1,12 @@
 package customize
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/herdproject/herd/internal/uuid"
 )
 
 // hostsLine is the line /etc/hosts gets for the node, as Debian's
@@ -106,12 +107,10 @@ func stripComment(l string) string {
 // newMachineID returns a random 128-bit ID in 32 lower-case hex digits,
 // marked as a version 4 UUID as systemd's own (sd_id128_randomize) are.
 func newMachineID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	b, err := uuid.Random()
+	if err != nil {
 		return "", err
 	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
 	return hex.EncodeToString(b[:]), nil
 }
 

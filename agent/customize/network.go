@@ -1,12 +1,13 @@
 package customize
 
 import (
-	"crypto/rand"
 	"fmt"
 	"net/netip"
 	"path"
 	"strings"
 	"time"
+
+	"github.com/herdproject/herd/internal/uuid"
 )
 
 // The files Apply writes for each network configuration system.
@@ -312,17 +313,6 @@ func dropInterface(lines []string, ifn, family string) (out []string, at int, ki
 	return out, at, kind, changed
 }
 
-// newUUID returns a random version 4 UUID.
-func newUUID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
-}
-
 // nmConfig renders the NetworkManager keyfile (nm-settings-keyfile(5)).
 func nmConfig(header, uuid string, id identity) string {
 	var b strings.Builder
@@ -389,11 +379,11 @@ func (t *tree) networkManager(id identity) error {
 	if err := t.mkdirAll(path.Dir(NMFile), 0o700); err != nil {
 		return err
 	}
-	uuid, err := newUUID()
+	profile, err := uuid.New()
 	if err != nil {
 		return fmt.Errorf("random UUID: %w", err)
 	}
-	if err := t.write(NMFile, []byte(nmConfig(t.header(id), uuid, id)), 0o600, true); err != nil {
+	if err := t.write(NMFile, []byte(nmConfig(t.header(id), profile, id)), 0o600, true); err != nil {
 		return err
 	}
 	t.note("wrote %s (NetworkManager, %s)", NMFile, id.mode())

@@ -50,6 +50,7 @@ import (
 
 	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
+	"github.com/herdproject/herd/internal/uuid"
 )
 
 // Defaults.
@@ -511,7 +512,7 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	}
 
 	res := &Result{Key: b.key, Suite: cfg.Suite, Sources: b.sources, Packages: b.packages, Hooks: cfg.Hooks}
-	if res.RootUUID, err = buildutil.RandomUUID(); err != nil {
+	if res.RootUUID, err = uuid.New(); err != nil {
 		return nil, err
 	}
 	volID, err := buildutil.RandomVolumeID()

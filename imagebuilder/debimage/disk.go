@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
+	"github.com/herdproject/herd/internal/uuid"
 )
 
 // layout is where the partitions go, in sectors.
@@ -42,7 +42,7 @@ func makeDisk(ctx context.Context, img string, size int64, l layout) (string, []
 	if err := f.Close(); err != nil {
 		return "", nil, err
 	}
-	disk, err := buildutil.RandomUUID()
+	disk, err := uuid.New()
 	if err != nil {
 		return "", nil, err
 	}
@@ -55,7 +55,7 @@ func makeDisk(ctx context.Context, img string, size int64, l layout) (string, []
 	fmt.Fprintf(&script, "label: gpt\nlabel-id: %s\nunit: sectors\n\n", strings.ToUpper(disk))
 	for i := range parts {
 		p := &parts[i]
-		if p.UUID, err = buildutil.RandomUUID(); err != nil {
+		if p.UUID, err = uuid.New(); err != nil {
 			return "", nil, err
 		}
 		fmt.Fprintf(&script, "start=%d, size=%d, type=%s, uuid=%s, name=%q\n", p.Start, p.Sectors, p.Type, strings.ToUpper(p.UUID), p.Name)

@@ -46,6 +46,7 @@ import (
 	"github.com/herdproject/herd/initramfs"
 	"github.com/herdproject/herd/initramfs/kernel"
 	"github.com/herdproject/herd/initramfs/kmod"
+	"github.com/herdproject/herd/internal/uuid"
 )
 
 // Sizes. The partitions start on MiB boundaries.
@@ -405,7 +406,7 @@ func buildImage(ctx context.Context, cfg *Config, res *Result, l layout, herd, i
 	}
 
 	// Identifiers.
-	res.RootUUID, err = buildutil.RandomUUID()
+	res.RootUUID, err = uuid.New()
 	if err != nil {
 		return "", fmt.Errorf("golden: %w", err)
 	}

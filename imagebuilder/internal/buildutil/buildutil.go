@@ -89,17 +89,6 @@ func CheckOutput(path string, force bool, what string) error {
 	return nil
 }
 
-// RandomUUID returns a version 4 UUID.
-func RandomUUID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
-}
-
 // RandomVolumeID returns a non-zero 32-bit ID (a FAT volume ID).
 func RandomVolumeID() (uint32, error) {
 	var b [4]byte
