@@ -422,8 +422,10 @@ func (nd *node) rxBytes(t *testing.T) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n int64
-	fmt.Sscan(string(out), &n)
+	n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		t.Fatalf("node %s: rx_bytes: %v", nd.addr, err)
+	}
 	return n
 }
 

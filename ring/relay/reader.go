@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/herdproject/herd/ring/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -116,17 +115,6 @@ func (fr *frameReader) setLowat(n int) {
 // queued is the number of bytes waiting in c's socket receive queue
 // (SIOCINQ), 0 when c has no socket.
 func queued(c net.Conn) int64 {
-	for {
-		switch x := c.(type) {
-		case dataConn:
-			c = x.Conn.Conn
-			continue
-		case *wire.Conn:
-			c = x.Conn
-			continue
-		}
-		break
-	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return 0

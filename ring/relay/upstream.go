@@ -126,7 +126,7 @@ func (u *upstream) arrived() int64 {
 	u.mu.Unlock()
 	n := u.stats.taken.Load()
 	if cur != nil {
-		n += queued(cur)
+		n += queued(cur.Conn)
 	}
 	return n
 }

@@ -150,9 +150,6 @@ func (f *Forwarder) Writing() bool { return f.conn.Writing() && f.Err() == nil }
 // Sent is the number of bytes (headers included) sent so far.
 func (f *Forwarder) Sent() int64 { return f.sent.Load() }
 
-// Acked is how many stream bytes the peer last said it received.
-func (f *Forwarder) Acked() int64 { return f.conn.Acked() }
-
 // Close waits until every queued chunk went out, then returns the first
 // error. When the End frame went out and the peer is watched (a timeout),
 // it also waits until the peer confirms it read the whole stream
