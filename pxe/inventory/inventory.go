@@ -71,6 +71,17 @@ func (inv *Inventory) ByName(name string) (Node, bool) {
 	return Node{}, false
 }
 
+// ByIP returns the node with this address (as netip.Addr.String writes
+// it), if any.
+func (inv *Inventory) ByIP(ip string) (Node, bool) {
+	for _, n := range inv.Nodes {
+		if n.IP.String() == ip {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
 // State is a node's place in the install cycle.
 type State string
 

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/internal/atomicfile"
 	"github.com/herdproject/herd/pxe/inventory"
 	"golang.org/x/sys/unix"
 )
@@ -63,7 +64,7 @@ var _ inventory.Store = (*Store)(nil)
 
 const (
 	lockName  = ".lock"
-	tmpInfix  = ".json.tmp-"
+	tmpInfix  = stateExt + atomicfile.TempInfix // atomicfile.Write's temporary files
 	stateExt  = ".json"
 	dirMode   = 0o700
 	lockMode  = 0o600
@@ -199,49 +200,8 @@ func (s *Store) write(n inventory.Node, st inventory.Status) error {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	data = append(data, '\n')
-	if err := writeAtomic(s.dir, n.Name+stateExt, data); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.dir, n.Name+stateExt), data, 0o600); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
-	}
-	return nil
-}
-
-// writeAtomic replaces dir/name with data: a temporary file in dir,
-// fsynced, renamed over name, then dir fsynced.
-func writeAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, "."+strings.TrimSuffix(name, stateExt)+tmpInfix+"*")
-	if err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -62,6 +62,8 @@ type ring struct {
 	hub   *netnstest.NS
 	nodes []*node
 	skip  map[int]bool // nodes (1-based) left out of the host list
+	// recvArgs are added to every node's herd recv command line.
+	recvArgs []string
 }
 
 type node struct {
@@ -112,7 +114,7 @@ func (r *ring) start() {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		nd.cmd = nd.ns.Command(herdBin, "recv", "--listen", nd.addr, "-v")
+		nd.cmd = nd.ns.Command(herdBin, append([]string{"recv", "--listen", nd.addr, "-v"}, r.recvArgs...)...)
 		nd.cmd.Dir, nd.cmd.Stdout, nd.cmd.Stderr = nd.dir, f, f
 		if err := nd.cmd.Start(); err != nil {
 			r.t.Fatal(err)

@@ -124,14 +124,19 @@ type Node struct {
 	busy              atomic.Bool
 	mu                sync.Mutex
 	waiting           map[string]*upstream // session → its upstream
-	logMu             sync.Mutex
+	// orphans are the sessions waiting for their sender to come back:
+	// a resuming sender's control connection goes there.
+	orphans map[string]chan *wire.Conn
+	// controls are the running sessions' control connections.
+	controls map[string]*ctlConn
+	logMu    sync.Mutex
 }
 
 // Listen binds the node's ports. Errors name the address and say what to
 // do (e.g. another dolly or herd already listening).
 func Listen(cfg Config) (*Node, error) {
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, waiting: map[string]*upstream{}}
+	n := &Node{cfg: cfg, waiting: map[string]*upstream{}, orphans: map[string]chan *wire.Conn{}, controls: map[string]*ctlConn{}}
 	if cfg.ListenAddr != "" {
 		a, err := netip.ParseAddr(cfg.ListenAddr)
 		if err != nil {
@@ -272,7 +277,10 @@ func (n *Node) Serve(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		if n.busy.Load() {
+		// A busy node still hears a sender out while one of its
+		// sessions could be resumed: it waits for its sender to come
+		// back, or its sender may be gone without its knowing.
+		if n.busy.Load() && !n.resumable() {
 			select {
 			case cs.refusing <- struct{}{}:
 				go func() {
@@ -395,6 +403,10 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 		}
 		return
 	}
+	if g.hello.Resume {
+		n.resume(c, g)
+		return
+	}
 	if !cs.claim() {
 		if g.kill != nil {
 			n.logf("stop order from %s (%s) ignored: busy with another session", g.kill.From, c.RemoteAddr())
@@ -425,6 +437,32 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 			n.logf("session failed: %v", err)
 		}
 	}()
+}
+
+// resume hands a resuming sender's connection to its session, or tells it
+// that this node has no such session waiting for it.
+func (n *Node) resume(c net.Conn, g greeting) {
+	conn := wire.NewConn(c, g.ch)
+	_ = c.SetReadDeadline(time.Time{})
+	if g.kill == nil && n.resumeSession(g.setup.Session, conn) {
+		return
+	}
+	// The session may not have noticed yet that its sender went away (a
+	// sender whose machine lost power sends no FIN): the sender's return
+	// says so. Drop the old connection and hand over the new one.
+	if g.kill == nil && n.dropControl(g.setup.Session) {
+		for range 60 {
+			time.Sleep(50 * time.Millisecond)
+			if n.resumeSession(g.setup.Session, conn) {
+				return
+			}
+		}
+	}
+	reason := fmt.Sprintf("no session %s waits here for its sender (it ended, gave up waiting, or this node restarted)", g.setup.Session)
+	n.logf("resume from %s (%s) refused: %s", g.hello.Sender, c.RemoteAddr(), reason)
+	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_ = conn.WriteMsg(wire.TFail, wire.Fail{Reason: reason})
+	c.Close()
 }
 
 // ReasonBusy is the reason a node gives a sender while another session

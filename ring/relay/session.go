@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,18 +29,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ctlConn serialises writes on the control connection (progress and
-// verdict come from different goroutines).
+// ctlConn is the control connection to the sender. It serialises writes
+// (progress, keep-alives and the verdict come from different goroutines)
+// and survives the sender going away: while the node waits for it to come
+// back (Setup.SenderWaitMilli), messages are not sent, and the ones the
+// sender must not miss (Bypassed reports, the Verdict) are kept and sent
+// again on the connection of the sender that resumes the session.
 type ctlConn struct {
-	*wire.Conn
-	mu sync.Mutex
+	mu   sync.Mutex
+	conn *wire.Conn
+	away bool
+	kept []keptMsg
 }
+
+type keptMsg struct {
+	t wire.Type
+	v any
+}
+
+// errSenderAway: the message was not sent, the sender is away.
+var errSenderAway = errors.New("the sender is away")
 
 func (c *ctlConn) send(t wire.Type, v any) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	return c.WriteMsg(t, v)
+	if t == wire.TBypassed || t == wire.TVerdict {
+		c.kept = append(c.kept, keptMsg{t, v})
+	}
+	if c.away {
+		return errSenderAway
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	return c.conn.WriteMsg(t, v)
 }
 
 // keepAlive tells the sender that this node runs: the sender takes a node
@@ -48,14 +69,59 @@ func (c *ctlConn) send(t wire.Type, v any) error {
 func (c *ctlConn) keepAlive() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_ = c.WriteKeepAlive(0, 0)
+	if c.away {
+		return
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = c.conn.WriteKeepAlive(0, 0)
+}
+
+// current is the connection to read from.
+func (c *ctlConn) current() *wire.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
+}
+
+// lose marks the sender away.
+func (c *ctlConn) lose() {
+	c.mu.Lock()
+	c.away = true
+	c.conn.Close()
+	c.mu.Unlock()
+}
+
+// resume makes nc the connection to the sender: it answers r and sends
+// again the messages the sender must not miss.
+func (c *ctlConn) resume(nc *wire.Conn, r wire.Resumed) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn.Close()
+	c.conn, c.away = nc, false
+	_ = nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if err := nc.WriteMsg(wire.TResumed, r); err != nil {
+		c.away = true
+		return err
+	}
+	for _, m := range c.kept {
+		if err := nc.WriteMsg(m.t, m.v); err != nil {
+			c.away = true
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *ctlConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn.Close()
 }
 
 // session runs one session on a control connection whose handshake
 // (Node.handshake) gave hello and setup.
 func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, setup wire.Setup) (err error) {
-	ctl := &ctlConn{Conn: raw}
+	ctl := &ctlConn{conn: raw}
 	defer ctl.Close()
 	me, how := n.findSelf(raw, &setup)
 	n.logf("session %s from %s (%s): I am %s, node %d of %d (%s)", setup.Session, hello.Sender, raw.RemoteAddr(), setup.Hosts[me], me+1, len(setup.Hosts), how)
@@ -112,8 +178,21 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	defer stopAlive()
 	go stream.SendKeepAlives(ctl.keepAlive, bypassTimeout(&conn)/4, func() bool { return true }, alive)
 
+	n.mu.Lock()
+	n.controls[setup.Session] = ctl
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.controls, setup.Session)
+		n.mu.Unlock()
+	}()
 	// From here on the sender may abort us or go away: watch the control
-	// connection for that and for the final Bye.
+	// connection for that and for the final Bye. A sender that goes away
+	// may come back (restarted): the session goes on meanwhile, for at
+	// most senderWait.
+	senderWait := time.Duration(setup.SenderWaitMilli) * time.Millisecond
+	var received atomic.Int64 // stream bytes so far, for a resuming sender
+	var transferred atomic.Bool
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	bye := make(chan struct{})
@@ -121,10 +200,29 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	go func() {
 		defer close(bye)
 		for {
-			h, body, err := raw.ReadMsg()
+			h, body, err := ctl.current().ReadMsg()
 			if err != nil {
-				cancel(fmt.Errorf("sender connection lost: %w", err))
-				return
+				if senderWait <= 0 || sctx.Err() != nil {
+					cancel(fmt.Errorf("sender connection lost: %w", err))
+					return
+				}
+				ctl.lose()
+				n.logf("lost the sender's control connection (%v): going on, and waiting up to %v for the sender to come back (its --sender-wait)", err, senderWait)
+				nc, ok := n.awaitSender(sctx, setup.Session, senderWait)
+				if !ok {
+					if sctx.Err() == nil {
+						n.logf("the sender did not come back within %v: ending the session", senderWait)
+					}
+					cancel(fmt.Errorf("sender connection lost: %w; it did not come back within %v (--sender-wait)", err, senderWait))
+					return
+				}
+				r := wire.Resumed{Received: received.Load(), Finished: transferred.Load()}
+				if err := ctl.resume(nc, r); err != nil {
+					n.logf("the sender came back (%s) but answering it failed: %v", nc.RemoteAddr(), err)
+					continue
+				}
+				n.logf("the sender came back (%s): session %s resumed with %d bytes received", nc.RemoteAddr(), setup.Session, r.Received)
+				continue
 			}
 			switch h.Type {
 			case wire.TAbort:
@@ -159,6 +257,10 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	// connect.
 	up.bypass = bypassTimeout(&conn)
 	up.wait = max(3*up.bypass+10*time.Second, timeout)
+	if slices.Contains(plan.Children(len(conn.Ring), max(conn.Fanout, 1), -1), conn.Me) {
+		// The upstream is the sender: a restarted sender takes over.
+		up.wait = max(up.wait, senderWait)
+	}
 	// Silence from upstream (no frame, no KeepAlive) for this long means
 	// it stopped: -a counts from the last sign of life, and never runs
 	// out before the bypass upstream of this node had its chance.
@@ -171,14 +273,19 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	}
 
 	start := time.Now()
-	v := n.transfer(sctx, ctl, up, first, children, &setup, &conn, timeout)
+	v := n.transfer(sctx, ctl, up, first, children, &setup, &conn, timeout, &received)
 	v.Seconds = time.Since(start).Seconds()
+	transferred.Store(true)
 	if n.cfg.Finished != nil {
 		n.cfg.Finished(setup.Files, v)
 	}
 	stopAlive()
 	if err := ctl.send(wire.TVerdict, v); err != nil {
-		return fmt.Errorf("send verdict: %w", err)
+		if senderWait <= 0 {
+			return fmt.Errorf("send verdict: %w", err)
+		}
+		// Kept: sent again to the sender when it comes back.
+		n.logf("verdict not sent (%v): kept for the sender's return", err)
 	}
 	if v.Error != "" {
 		// Nothing more is read from upstream: close it once the sender
@@ -189,7 +296,7 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	}
 	select {
 	case <-bye:
-	case <-time.After(byeWait):
+	case <-time.After(byeWait + senderWait):
 	}
 	if v.Error != "" {
 		return fmt.Errorf("%w: %s", ErrSessionFailed, v.Error)
@@ -214,6 +321,73 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	}
 	n.logf("session %s done: %d file(s) written, hashed and verified by the sender in %.1fs", setup.Session, len(v.Files), v.Seconds)
 	return nil
+}
+
+// awaitSender waits up to d for a resuming sender's control connection
+// to session (Node.resumeSession hands it over).
+func (n *Node) awaitSender(ctx context.Context, session string, d time.Duration) (*wire.Conn, bool) {
+	ch := make(chan *wire.Conn, 1)
+	n.mu.Lock()
+	n.orphans[session] = ch
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.orphans, session)
+		n.mu.Unlock()
+		select {
+		case c := <-ch: // handed over as the wait ended
+			c.Close()
+		default:
+		}
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case c := <-ch:
+		return c, true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return nil, false
+}
+
+// resumeSession hands a resuming sender's control connection to the
+// session it names, waiting for its sender; it tells whether one took it.
+func (n *Node) resumeSession(session string, c *wire.Conn) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch := n.orphans[session]
+	if ch == nil {
+		return false
+	}
+	select {
+	case ch <- c:
+		return true
+	default:
+		return false
+	}
+}
+
+// dropControl closes the control connection of a running session, which
+// then waits for its sender to come back; false when there is none.
+func (n *Node) dropControl(session string) bool {
+	n.mu.Lock()
+	c := n.controls[session]
+	n.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	n.logf("a sender resumes session %s: dropping its old control connection", session)
+	c.Close()
+	return true
+}
+
+// resumable tells whether a session runs past its set-up: a sender may
+// come to resume it.
+func (n *Node) resumable() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.orphans) > 0 || len(n.controls) > 0
 }
 
 // byeWait bounds the wait for the sender's judgement after the verdict.
@@ -508,7 +682,7 @@ func bypassTimeout(c *wire.Connect) time.Duration {
 
 // transfer runs the pipeline until the End frame or a failure, and returns
 // the node's verdict.
-func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first dataConn, children []*wire.Conn, s *wire.Setup, c *wire.Connect, timeout time.Duration) wire.Verdict {
+func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first dataConn, children []*wire.Conn, s *wire.Setup, c *wire.Connect, timeout time.Duration, received *atomic.Int64) wire.Verdict {
 	depth := n.cfg.PoolChunks
 	bt := bypassTimeout(c)
 	var stages []stream.Stage
@@ -533,9 +707,8 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 	hs := stream.NewHasher(depth)
 	stages = append(stages, w, hs)
 
-	var received atomic.Int64
 	stop := make(chan struct{})
-	go n.progress(ctl, stop, &received, up.arrived, w, bt/4)
+	go n.progress(ctl, stop, received, up.arrived, w, bt/4)
 
 	mac := wire.NewFrameMAC(n.cfg.Key.SessionKey(s.Session))
 	up.downstream = func() bool {
@@ -546,7 +719,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 		}
 		return rescuer != nil && rescuer.Writing()
 	}
-	rerr := n.readUpstream(ctx, up, first, pool, stages, win, s, mac, &received)
+	rerr := n.readUpstream(ctx, up, first, pool, stages, win, s, mac, received)
 	if win != nil {
 		win.Close()
 	}
@@ -611,7 +784,7 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 		},
 		Logf: n.logf,
 	}
-	if host, _, err := net.SplitHostPort(ctl.RemoteAddr().String()); err == nil && c.FetchPort > 0 {
+	if host, _, err := net.SplitHostPort(ctl.current().RemoteAddr().String()); err == nil && c.FetchPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(c.FetchPort))
 		cfg.Fetch = func(ctx context.Context, from, to wire.Position, emit func(bypass.Frame) error) error {
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -829,9 +1002,9 @@ func (n *Node) progress(ctl *ctlConn, stop <-chan struct{}, received *atomic.Int
 			if p.ReadBack > 0 {
 				p.State = "reading back"
 			}
-			if err := ctl.send(wire.TProgress, p); err != nil {
-				return
-			}
+			// A sender away (or a failed write) skips a report: the
+			// sender may come back, and progress goes on meanwhile.
+			_ = ctl.send(wire.TProgress, p)
 			if n.cfg.Verbose && now.Sub(lastLog) >= time.Second {
 				lastLog = now
 				mb := float64(p.Received) / 1e6

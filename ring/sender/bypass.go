@@ -30,9 +30,13 @@ func (s *session) ringPeers(live []int) []wire.Peer {
 
 // startBypass makes the sender's window, its rescuer (for the first
 // nodes) and its fetch port, which serves stream ranges to nodes whose
-// window no longer holds what an adopted node needs.
-func (s *session) startBypass(ctx context.Context, live []int) error {
+// window no longer holds what an adopted node needs. A resumed session
+// asks for the port of its first run (the nodes know that one); port 0
+// is any free one.
+func (s *session) startBypass(ctx context.Context, live []int, port int) error {
+	s.mu.Lock()
 	s.live = live
+	s.mu.Unlock()
 	s.win = bypass.NewWindow(s.cfg.Window)
 	sk := s.cfg.Key.SessionKey(s.id)
 	peers := s.ringPeers(live)
@@ -45,11 +49,17 @@ func (s *session) startBypass(ctx context.Context, live []int) error {
 		Report: func(j int, reason string) { s.bypassed(j, reason) },
 		Logf:   s.logf,
 	})
-	ln, err := net.Listen("tcp", net.JoinHostPort("", "0"))
+	ln, err := net.Listen("tcp", fetchAddr(port))
+	if err != nil && port != 0 {
+		s.notef("warning: cannot listen on port %d again for the nodes' fetches (%v): nodes that bypass a node and need ranges their window lost will not get them", port, err)
+		ln, err = net.Listen("tcp", fetchAddr(0))
+	}
 	if err != nil {
 		return fmt.Errorf("listen for the nodes' fetches (bypass): %w", err)
 	}
+	s.mu.Lock()
 	s.fetchPort = ln.Addr().(*net.TCPAddr).Port
+	s.mu.Unlock()
 	context.AfterFunc(ctx, func() { ln.Close() })
 	go s.serveFetch(ctx, ln)
 	return nil

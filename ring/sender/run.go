@@ -54,18 +54,28 @@ func (n *nodeConn) Write(p []byte) (int, error) {
 	return n.conn.Write(p)
 }
 
-func (s *session) run(ctx context.Context) (*Report, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+// begin makes the per-node tables; the returned function closes the
+// control connections.
+func (s *session) begin() (end func()) {
+	s.mu.Lock()
 	s.ctl = make([]*nodeConn, len(s.hosts))
 	s.track = make([]nodeState, len(s.hosts))
-	defer func() {
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		for _, c := range s.ctl {
 			if c != nil {
 				c.conn.Close()
 			}
 		}
-	}()
+	}
+}
+
+func (s *session) run(ctx context.Context) (*Report, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer s.begin()()
 
 	// 1. Set-up: every node checks its outputs and writes nothing.
 	setups := s.setups()
@@ -102,7 +112,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	// that every node's children are listening for it. Every node learns
 	// the whole ring, to bypass a child that stops.
 	fanout := max(s.cfg.Plan.Fanout, 1)
-	if err := s.startBypass(ctx, live); err != nil {
+	if err := s.startBypass(ctx, live, 0); err != nil {
 		s.abortAll("ring not built")
 		return s.snapshot(), fmt.Errorf("%w; nothing was written", err)
 	}
@@ -147,19 +157,34 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	}
 	s.logf("Ring built: %d node(s), fanout %d. Sending...", len(live), fanout)
 
-	// 3. Stream, while the nodes report progress and verdicts, and nodes
-	// that failed (unreachable, bypassed) may come back and join late.
-	start := time.Now()
+	return s.collect(ctx, setups, live, conns, firsts, nil)
+}
+
+// collect streams the inputs (to conns, the first nodes' connections, and
+// to the window), while the nodes report progress and verdicts, and nodes
+// that failed (unreachable, bypassed) may come back and join late. It
+// listens to members, calls feed once the stream started, and returns
+// when every member was judged or the session ended otherwise.
+func (s *session) collect(ctx context.Context, setups []wire.Setup, members []int, conns []*wire.Conn, firsts []int, feed func()) (*Report, error) {
+	// A resumed session's transfer began in the sender's first run: its
+	// times count from then.
 	s.mu.Lock()
-	s.moved = start
+	if s.transferStart.IsZero() {
+		s.transferStart = time.Now()
+	}
+	start := s.transferStart
+	s.moved = time.Now()
 	s.mu.Unlock()
+	// What a restarted sender needs, on disk until the session ends.
+	finishState := s.keepState(ctx)
+	defer finishState()
 	verdicts := make(chan int, len(s.hosts)*(maxJoins+1))
 	// A node may finish before the sender's own hashing does (a single
 	// fast node, or the last chunks still in the sender's hasher): its
 	// verdict is judged once the sender's digests are known.
 	digestsReady := make(chan struct{})
-	members := slices.Clone(live) // every node of the session: Bye goes to them
-	for _, i := range live {
+	members = slices.Clone(members) // every node of the session: Bye goes to them
+	for _, i := range members {
 		s.startListen(ctx, i, start, verdicts, digestsReady)
 	}
 	stopWatch := s.startWatch(ctx, start)
@@ -171,11 +196,14 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	}
 	streamDone := make(chan error, 1)
 	go func() { streamDone <- s.stream(ctx, conns, firsts) }()
+	if feed != nil {
+		feed()
+	}
 
-	// 4. Wait for the stream and every verdict (a node whose control
+	// Wait for the stream and every verdict (a node whose control
 	// connection drops reports failed through listen), bounded by -a.
 	var serr error
-	streaming, pending := true, len(live)
+	streaming, pending := true, len(members)
 	interrupted := ctx.Done()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -271,6 +299,10 @@ func (s *session) setups() []wire.Setup {
 			Congestion: s.congestion(),
 			Verify:     s.cfg.Verify,
 		}
+		if s.stateFile != "" && s.cfg.SenderWait > 0 {
+			// The session can be resumed: the nodes wait for it.
+			out[i].SenderWaitMilli = s.cfg.SenderWait.Milliseconds()
+		}
 	}
 	return out
 }
@@ -298,29 +330,13 @@ func cookName(f plan.File, k cook.Kind) string {
 // exchanges Hello, Setup and Ready.
 func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error {
 	h := s.hosts[i]
-	ctlAddr := s.ctlAddr(i)
 	if s.cfg.Activate {
 		pokeReport(ctx, s.reportAddr(i))
 	}
-	var conn net.Conn
-	var err error
-	d := net.Dialer{Timeout: 5 * time.Second}
-	for try := 1; try <= s.cfg.Retries; try++ {
-		conn, err = d.DialContext(ctx, "tcp", ctlAddr)
-		if err == nil {
-			break
-		}
-		if try < s.cfg.Retries {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Second):
-			}
-		}
-	}
+	conn, err := s.dialControl(ctx, i)
 	if err != nil {
 		s.setJoinable(i, true)
-		return fmt.Errorf("cannot reach %s after %d tries: %w (is herd recv / dolly running there?)", ctlAddr, s.cfg.Retries, err)
+		return err
 	}
 	nc := &nodeConn{i: i, conn: conn}
 	s.mu.Lock()
@@ -819,11 +835,25 @@ func (s *session) startWatch(ctx context.Context, start time.Time) (stop func())
 	if s.cfg.Watch == nil {
 		return func() {}
 	}
+	stop = every(ctx, 500*time.Millisecond, func() {
+		r := s.snapshot()
+		r.Seconds = time.Since(start).Seconds()
+		s.cfg.Watch(r)
+	})
+	return func() {
+		stop()
+		s.cfg.Watch(s.snapshot())
+	}
+}
+
+// every calls fn every d until ctx ends or the returned function is
+// called, which returns once fn no longer runs.
+func every(ctx context.Context, d time.Duration, fn func()) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(500 * time.Millisecond)
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
@@ -832,16 +862,13 @@ func (s *session) startWatch(ctx context.Context, start time.Time) (stop func())
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				r := s.snapshot()
-				r.Seconds = time.Since(start).Seconds()
-				s.cfg.Watch(r)
+				fn()
 			}
 		}
 	}()
 	return func() {
 		close(done)
 		<-finished
-		s.cfg.Watch(s.snapshot())
 	}
 }
 

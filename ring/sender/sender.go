@@ -89,11 +89,28 @@ type Config struct {
 	Name string
 	// Log receives set-up messages; nil discards them.
 	Log io.Writer
+	// Notices receives, one line per Write, what an operator must see
+	// whatever the verbosity (a resumed session, a state file that
+	// cannot be kept); nil sends them to Log.
+	Notices io.Writer
 	// Watch, when set, is called about twice a second with the state of
 	// every node, and once more at the end.
 	Watch func(*Report)
 	// Resolver resolves host names; nil = net.DefaultResolver.
 	Resolver *net.Resolver
+	// StateFile, when set, is where the sender keeps what it needs to
+	// take the session back after it was killed (state.go), written
+	// atomically while the session runs and removed when it ends. When
+	// the file holds an unfinished session of the same command and the
+	// same inputs, Send resumes it instead of starting a new one.
+	StateFile string
+	// Fresh starts a new session even when StateFile holds an unfinished
+	// one; the nodes still waiting in that one are told to drop it.
+	Fresh bool
+	// SenderWait is how long the nodes keep the session when the sender
+	// goes away, waiting for it to come back: 0 = DefaultSenderWait, < 0
+	// = not at all (the session ends on the node at once).
+	SenderWait time.Duration
 }
 
 // DefaultChunkSize is the block size for a ring of n nodes: 512 KiB, or
@@ -164,6 +181,9 @@ func (c *Config) setDefaults() {
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver
 	}
+	if c.SenderWait == 0 {
+		c.SenderWait = DefaultSenderWait
+	}
 }
 
 // State of a node in a session.
@@ -219,6 +239,10 @@ type Report struct {
 	// raw files, of the decoded bytes for cooked ones.
 	Digests []string
 	Done    bool
+	// Session is the session's ID; Restarts is how often the sender
+	// was restarted during it and resumed it (Config.StateFile).
+	Session  string
+	Restarts int
 }
 
 // Failed returns the nodes that did not verify every file.
@@ -264,6 +288,20 @@ type session struct {
 	fetchPort int
 	// Per node: late join (join.go) and whether it was judged.
 	track []nodeState
+
+	// Restart (state.go): when the session started, how often the
+	// sender was restarted during it, the inputs' fingerprints, and the
+	// state file (its last content written, under stateMu).
+	started  time.Time
+	restarts int
+	// transferStart is when the stream began, in the first run.
+	transferStart time.Time
+	inputs        []inputPrint
+	stateFile     string
+	stateMu       sync.Mutex
+	saved         []byte
+	stateGone     bool
+	stateWarned   bool
 }
 
 // Send runs a session and returns its report. The error is a *SetupError
@@ -280,7 +318,53 @@ func Send(ctx context.Context, cfg Config) (*Report, error) {
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
+	st, err := s.prepareState()
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return s.resume(ctx, st)
+	}
 	return s.run(ctx)
+}
+
+// prepareState finds the session to resume in the state file, if any.
+// With Fresh, the nodes of an unfinished session there are told to drop
+// it, and this session starts anew.
+func (s *session) prepareState() (*savedState, error) {
+	if s.cfg.StateFile == "" || s.cfg.Dummy > 0 {
+		return nil, nil
+	}
+	inputs, ok, err := s.printInputs()
+	if err != nil {
+		return nil, &SetupError{err}
+	}
+	if !ok {
+		s.logf("note: an input is not a single file (standard input, a pipe, directory trees, split parts): the session cannot be resumed if the sender restarts")
+		return nil, nil
+	}
+	s.inputs = inputs
+	st, err := loadState(s.cfg.StateFile)
+	if err != nil {
+		return nil, &SetupError{err}
+	}
+	s.stateFile = s.cfg.StateFile
+	if st == nil {
+		return nil, nil
+	}
+	if s.cfg.Fresh {
+		s.notef("--fresh: dropping unfinished session %s (state file %s, started %s)", st.Session, s.cfg.StateFile, st.Started.Local().Format(time.DateTime))
+		s.drop(st)
+		if err := os.Remove(s.cfg.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, &SetupError{fmt.Errorf("remove state file: %w", err)}
+		}
+		return nil, nil
+	}
+	if d := s.differs(st, inputs); d != "" {
+		return nil, &SetupError{fmt.Errorf("state file %s holds unfinished session %s, started %s, which this command cannot resume: %s. Its nodes keep it while they wait for their sender (--sender-wait). Run the command of that session unchanged to resume it, or add --fresh to drop it and start a new one",
+			s.cfg.StateFile, st.Session, st.Started.Local().Format(time.DateTime), d)}
+	}
+	return st, nil
 }
 
 // prepare checks everything that can be checked without a node.
@@ -319,6 +403,8 @@ func (s *session) prepare(ctx context.Context) error {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	s.id = hex.EncodeToString(b)
+	s.rep.Session = s.id
+	s.started = time.Now()
 	s.rep.Nodes = make([]NodeReport, len(hosts))
 	for i, h := range hosts {
 		s.rep.Nodes[i] = NodeReport{Index: i, Name: h.Name, Addr: h.Addr.String(), State: StateConnecting}
@@ -350,6 +436,15 @@ func cookKind(f plan.File) (cook.Kind, bool, error) {
 
 func (s *session) logf(format string, args ...any) {
 	fmt.Fprintf(s.cfg.Log, format+"\n", args...)
+}
+
+// notef says what an operator must see (Config.Notices).
+func (s *session) notef(format string, args ...any) {
+	if s.cfg.Notices == nil {
+		s.logf(format, args...)
+		return
+	}
+	fmt.Fprintf(s.cfg.Notices, format+"\n", args...)
 }
 
 func (s *session) dataAddr(i int) string {

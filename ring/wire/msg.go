@@ -7,6 +7,21 @@ type Hello struct {
 	Sender  string `json:"sender"`
 	// Nonce is the sender's challenge (see AuthAccept).
 	Nonce []byte `json:"nonce,omitempty"`
+	// Resume is a restarted sender taking its session back: the node,
+	// which kept the session while it waited for its sender
+	// (Setup.SenderWaitMilli), answers the Setup that follows with
+	// Resumed and sends again what the sender may have missed (its
+	// Bypassed reports and its Verdict). A node without that session
+	// answers Fail.
+	Resume bool `json:"resume,omitempty"`
+}
+
+// Resumed is a node's answer to a resuming sender.
+type Resumed struct {
+	// Received is the stream bytes the node has so far.
+	Received int64 `json:"received"`
+	// Finished says that the node's transfer ended: its Verdict follows.
+	Finished bool `json:"finished,omitempty"`
 }
 
 // SetupFile is one file of a session as a node sees it.
@@ -58,6 +73,10 @@ type Setup struct {
 	// of the stream as it arrived; VerifyReadback also re-reads every
 	// output from its device once the stream ended (FileResult.Readback*).
 	Verify string `json:"verify,omitempty"`
+	// SenderWaitMilli is how long the node keeps the session when the
+	// sender's control connection breaks, waiting for the sender to
+	// come back (Hello.Resume); 0 ends the session at once.
+	SenderWaitMilli int64 `json:"sender_wait_ms,omitempty"`
 }
 
 // VerifyReadback is Setup.Verify's read-back verification: after the

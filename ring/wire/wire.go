@@ -77,6 +77,8 @@ const (
 	TPosition  Type = 0x2D
 	TBypassed  Type = 0x2E
 	TFetch     Type = 0x2F
+	// TResumed is a node's answer to a resuming sender (Hello.Resume).
+	TResumed Type = 0x30
 )
 
 var typeNames = map[Type]string{
@@ -86,6 +88,7 @@ var typeNames = map[Type]string{
 	TProgress: "Progress", TVerdict: "Verdict", TAbort: "Abort", TBye: "Bye",
 	TChallenge: "Challenge", TAuth: "Auth", TKill: "Kill",
 	TPosition: "Position", TBypassed: "Bypassed", TFetch: "Fetch",
+	TResumed: "Resumed",
 }
 
 func (t Type) String() string {
@@ -96,7 +99,7 @@ func (t Type) String() string {
 }
 
 // IsMsg reports whether frames of type t carry a JSON message.
-func (t Type) IsMsg() bool { return t == TDataHello || t >= THello && t <= TFetch }
+func (t Type) IsMsg() bool { return t == TDataHello || t >= THello && t <= TResumed }
 
 // Header is a decoded frame header.
 type Header struct {

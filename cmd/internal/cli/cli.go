@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -112,6 +113,50 @@ type sendOpts struct {
 	// rename maps the sender's host names to the names the summary shows
 	// (herd serve: addresses to inventory names).
 	rename map[string]string
+	// state is --state: the state file, "" for the default, "none".
+	state string
+}
+
+// prefixWriter writes each Write (a line) after a prefix.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// stateDirHelp names the default state directory in help texts.
+const stateDirHelp = "/var/lib/herd/send (root) or ~/.local/state/herd/send"
+
+// stateFile is the session's state file: --state, or one per command in
+// the state directory (root's under /var/lib/herd, a user's under
+// $XDG_STATE_HOME or ~/.local/state); "" keeps none.
+func (o *sendOpts) stateFile() string {
+	switch o.state {
+	case "none":
+		return ""
+	case "":
+	default:
+		return o.state
+	}
+	dir := "/var/lib/herd/send"
+	if os.Geteuid() != 0 {
+		base := os.Getenv("XDG_STATE_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return ""
+			}
+			base = filepath.Join(home, ".local", "state")
+		}
+		dir = filepath.Join(base, "herd", "send")
+	}
+	return sender.DefaultStateFile(dir, o.cfg)
 }
 
 // runSend runs a session, draws progress, prints the summary and writes
@@ -140,6 +185,10 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 			o.cfg.Watch = prog.Update
 		}
 	}
+	if o.cfg.StateFile == "" {
+		o.cfg.StateFile = o.stateFile()
+	}
+	o.cfg.Notices = prefixWriter{env.Stderr, o.prog + ": "}
 	rep, err := sender.Send(ctx, o.cfg)
 	if rep != nil {
 		for i, n := range rep.Nodes {
@@ -157,6 +206,9 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 			rep.Total = o.uncompSize
 		}
 		report.Summary(env.Stdout, rep)
+		if rep.Restarts > 0 {
+			fmt.Fprintf(env.Stderr, "%s: session %s was resumed after %d restart(s) of the sender\n", o.prog, rep.Session, rep.Restarts)
+		}
 		if o.logFile != "" {
 			if lerr := appendLog(o.logFile, rep, o.cfg.Plan.SegSize, o.verbose); lerr != nil {
 				fmt.Fprintf(env.Stderr, "%s: %v\n", o.prog, lerr)

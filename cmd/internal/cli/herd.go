@@ -146,11 +146,11 @@ Options:
 // serve (which takes its hosts from the inventory).
 type sendFlags struct {
 	config, input, output, dirs, exclude, block, sockBuf, logFile, keyFile *string
-	window, congestion, verify                                             *string
+	window, congestion, verify, state                                      *string
 	files                                                                  *[]string
 	fanout, retries, chunks                                                *int
-	timeout, dummy, bypass                                                 *time.Duration
-	requireAll, noSync, ipv6, activate, verbose, quiet, noLateJoin         *bool
+	timeout, dummy, bypass, senderWait                                     *time.Duration
+	requireAll, noSync, ipv6, activate, verbose, quiet, noLateJoin, fresh  *bool
 	ports                                                                  portFlags
 }
 
@@ -168,6 +168,9 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		window:     fs.String("window", "64M", "recent stream `SIZE` each process keeps to feed a node again after a bypass (older data is re-read from the input)"),
 		retries:    fs.IntP("retries", "r", 5, "tries to reach each node, a second apart"),
 		requireAll: fs.Bool("require-all", false, "abort before anything is written when any node fails set-up"),
+		state:      fs.String("state", "", "keep what a restarted sender needs to resume the session in `FILE`, written atomically while it runs and removed when it ends: the same command started again after herd was killed resumes the session (default: a file per command under "+stateDirHelp+"; none: keep nothing)"),
+		fresh:      fs.Bool("fresh", false, "start a new session even when the state file holds an unfinished one (whose nodes are told to drop it); without it, a state file of the same command with other input data is refused"),
+		senderWait: secondsFlag(fs, "sender-wait", "", "nodes keep the session this `DURATION` when the sender goes away, waiting for it to be started again (default 5m; 0 keeps the default, -1s ends their session at once)"),
 		noLateJoin: fs.Bool("no-late-join", false, "do not take back, during the session, nodes that could not be reached or stopped (by default they are tried every 2s and fed from the start when they answer)"),
 		block:      fs.StringP("block-size", "b", "", "transfer block `SIZE` (default 512K, 256K beyond 16 nodes)"),
 		chunks:     fs.Int("chunks", 8, "blocks in flight per process (memory = chunks x block size)"),
@@ -255,6 +258,9 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	}
 	c.RequireAll = *f.requireAll
 	c.NoLateJoin = *f.noLateJoin
+	o.state = *f.state
+	c.Fresh = *f.fresh
+	c.SenderWait = *f.senderWait
 	c.NoSync = *f.noSync
 	if c.Verify, err = parseVerify(prog, *f.verify); err != nil {
 		return nil, err
@@ -380,6 +386,12 @@ A node finds itself in the sender's host list by the address the sender
 reached it on (or --listen), then its interface addresses, then MYNODENAME,
 HOSTNAME or HOST, then its host name. Several nodes can share one machine
 with --listen 127.0.0.2, --listen 127.0.0.3, ...
+
+A sender that goes away mid-session (killed, its machine restarted) may
+come back: the node keeps the session for the time the sender asked
+(herd send --sender-wait, default 5m), says so in its log, goes on
+receiving from its upstream, and answers the sender started again with
+what it has.
 
 Exit status: 0 the session's files were all written and hashed; 1 it
 failed; 2 bad usage.

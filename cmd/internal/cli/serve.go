@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -245,14 +246,25 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if *b.plan == "" {
 		unbootable = sessionNoESP(ctx, env, f, fs)
 	}
-	regd, err := waitRegistered(ctx, env, st, inv, want, *waitTimeout, svcErr)
+	c := &campaign{f: f, fs: fs, st: st, stage2File: stage2File, stage2Wait: *stage2Wait}
+	if *f.state != "none" {
+		c.sessions = filepath.Join(*b.stateDir, "sessions")
+	}
+	// A session in progress when herd serve was killed is taken back
+	// first: its nodes wait in it, not registered again.
+	regd, from, err := c.pending(env, inv)
 	if err != nil {
 		return err
+	}
+	if regd == nil {
+		if regd, err = waitRegistered(ctx, env, st, inv, want, *waitTimeout, svcErr); err != nil {
+			return err
+		}
 	}
 	nodes := refuseUnbootable(env, st, regd, unbootable)
 	sessionStart := time.Now()
 	refused := len(regd) - len(nodes)
-	rep, nodes, failed, serr := runSessions(ctx, env, f, fs, st, nodes, stage2File, *stage2Wait)
+	rep, nodes, failed, serr := c.run(ctx, env, nodes, from)
 	failed += refused
 	missing := missingNodes(inv, regd)
 	if len(missing) > 0 {
@@ -302,7 +314,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 			names = append(names, n.Name)
 		}
 		fmt.Fprintf(env.Stdout, "AGAIN: %d node(s) registered: %s\n", len(again), strings.Join(names, ","))
-		_, _, f2, err := runSessions(ctx, env, f, fs, st, again, stage2File, *stage2Wait)
+		_, _, f2, err := c.run(ctx, env, again, "")
 		if err == nil && f2 == 0 {
 			fmt.Fprintf(env.Stdout, "AGAIN: %s installed and verified\n", strings.Join(names, ","))
 		}
@@ -328,17 +340,78 @@ func finalResult(st inventory.Store, inv *inventory.Inventory, first error) erro
 	return fmt.Errorf("%d node(s) not installed: %s", len(left), strings.Join(left, ","))
 }
 
-// runSessions sends the stage2 (when set) and then the install session to
-// nodes, and returns the install session's report, the nodes it went to,
-// and how many nodes failed on the way.
-func runSessions(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet, st inventory.Store, nodes []inventory.Node, stage2File *plan.File, stage2Wait time.Duration) (*sender.Report, []inventory.Node, int, error) {
+// campaign is what herd serve's sessions share.
+type campaign struct {
+	f          *sendFlags
+	fs         *pflag.FlagSet
+	st         inventory.Store
+	stage2File *plan.File
+	stage2Wait time.Duration
+	// sessions is the directory of the sessions' state files (a
+	// restarted herd serve resumes the one in progress); "" keeps none.
+	sessions string
+}
+
+// Session kinds, and their state files' names in campaign.sessions.
+const (
+	sessionStage2  = "stage2"
+	sessionInstall = "install"
+)
+
+// stateFile is the state file of a session of kind.
+func (c *campaign) stateFile(kind string) string {
+	if c.sessions == "" {
+		return ""
+	}
+	return filepath.Join(c.sessions, kind+".json")
+}
+
+// pending finds a session that was in progress when herd serve stopped:
+// its nodes (in the session's order) and its kind, or nil. With --fresh
+// there is none: the session that comes drops it.
+func (c *campaign) pending(env Env, inv *inventory.Inventory) ([]inventory.Node, string, error) {
+	if c.sessions == "" || *c.f.fresh {
+		return nil, "", nil
+	}
+	for _, kind := range []string{sessionStage2, sessionInstall} {
+		if kind == sessionStage2 && c.stage2File == nil {
+			continue
+		}
+		path := c.stateFile(kind)
+		hosts, err := sender.StateHosts(path)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w (or start with --fresh)", err)
+		}
+		if hosts == nil {
+			continue
+		}
+		var nodes []inventory.Node
+		for _, h := range hosts {
+			n, ok := inv.ByIP(h)
+			if !ok {
+				return nil, "", usagef("state file %s names node %s, which the inventory no longer has: start with --fresh", path, h)
+			}
+			nodes = append(nodes, n)
+		}
+		fmt.Fprintf(env.Stderr, "herd serve: the %s session was in progress when herd serve stopped (state file %s): resuming it with its %d node(s)\n", kind, path, len(nodes))
+		return nodes, kind, nil
+	}
+	return nil, "", nil
+}
+
+// run sends the stage2 (when set) and then the install session to nodes,
+// and returns the install session's report, the nodes it went to, and how
+// many nodes failed on the way. from, when set, is the session to begin
+// with (one being resumed).
+func (c *campaign) run(ctx context.Context, env Env, nodes []inventory.Node, from string) (*sender.Report, []inventory.Node, int, error) {
 	failed := 0
-	if stage2File != nil {
+	if c.stage2File != nil && from != sessionInstall {
 		// Stage 1 → 2: the stage2 goes to every node's RAM first; the
 		// install session goes to those that mounted it.
+		stage2File := c.stage2File
 		fmt.Fprintf(env.Stdout, "STAGE2: %s > %s, mounted at %s\n", stage2File.Input, stage2File.Output, stage2File.Mount)
 		since := time.Now()
-		rep, err := serveSession(ctx, env, f, fs, st, nodes, []plan.File{*stage2File}, false)
+		rep, err := c.session(ctx, env, nodes, []plan.File{*stage2File}, false, sessionStage2)
 		if rep == nil {
 			return nil, nil, len(nodes), err
 		}
@@ -350,17 +423,17 @@ func runSessions(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet, 
 				failed++
 			}
 		}
-		ready := waitStage2(ctx, env, st, ok, since, stage2Wait)
+		ready := waitStage2(ctx, env, c.st, ok, since, c.stage2Wait)
 		failed += len(ok) - len(ready)
 		nodes = ready
 	}
 	if len(nodes) == 0 {
 		return nil, nil, failed, errors.New("no node left for the install session")
 	}
-	if stage2File != nil {
+	if c.stage2File != nil {
 		fmt.Fprintf(env.Stdout, "INSTALL: %d node(s)\n", len(nodes))
 	}
-	rep, serr := serveSession(ctx, env, f, fs, st, nodes, nil, true)
+	rep, serr := c.session(ctx, env, nodes, nil, true, sessionInstall)
 	if rep != nil {
 		failed += len(rep.Failed())
 	}
@@ -405,11 +478,12 @@ func waitAgain(ctx context.Context, st inventory.Store, inv *inventory.Inventory
 	}
 }
 
-// serveSession runs one ring session to nodes (in inventory order) and
+// session runs one ring session (of kind: its state file) to nodes (in inventory order) and
 // records each node's outcome: failed, or -- when final -- done (which
 // switches it to local boot); a verified node of a stage2 session stays
 // installing. files, when set, replace the session's files.
-func serveSession(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet, st inventory.Store, nodes []inventory.Node, files []plan.File, final bool) (*sender.Report, error) {
+func (c *campaign) session(ctx context.Context, env Env, nodes []inventory.Node, files []plan.File, final bool, kind string) (*sender.Report, error) {
+	f, fs, st := c.f, c.fs, c.st
 	var hosts []string
 	byIP := map[string]string{}
 	for _, n := range nodes {
@@ -427,6 +501,9 @@ func serveSession(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet,
 	if files != nil {
 		o.cfg.Plan.Files = files
 		o.cfg.Plan.Server = ""
+	}
+	if o.state == "" {
+		o.cfg.StateFile = c.stateFile(kind)
 	}
 	o.rename = byIP
 	o.cfg.Watch = func(r *sender.Report) {
