@@ -835,13 +835,13 @@ func (s *session) startWatch(ctx context.Context, start time.Time) (stop func())
 	if s.cfg.Watch == nil {
 		return func() {}
 	}
-	stop = every(ctx, 500*time.Millisecond, func() {
+	ticking := every(ctx, 500*time.Millisecond, func() {
 		r := s.snapshot()
 		r.Seconds = time.Since(start).Seconds()
 		s.cfg.Watch(r)
 	})
 	return func() {
-		stop()
+		ticking()
 		s.cfg.Watch(s.snapshot())
 	}
 }
