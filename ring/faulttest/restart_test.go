@@ -211,3 +211,40 @@ func TestSenderRestartOtherImage(t *testing.T) {
 		}
 	}
 }
+
+// TestSenderGone: nodes whose sender was killed and never comes back wait
+// --sender-wait, say so, and end their session failed (herd recv exits
+// non-zero) soon after it, not before and not forever.
+func TestSenderGone(t *testing.T) {
+	const size = 8 << 20
+	const wait = 4 * time.Second
+	r := newRing(t, 3)
+	r.setRate(20_000_000)
+	in := r.input(size)
+	r.start()
+	sr := r.startSend(in, "--state", filepath.Join(r.dir, "state.json"), "--sender-wait", wait.String())
+	r.waitOutput(sr, 1, size/4)
+	sr.kill(t)
+	killed := time.Now()
+	for i, nd := range r.nodes {
+		select {
+		case <-nd.done:
+		case <-time.After(wait + 30*time.Second):
+			t.Fatalf("node %d still runs %v after its sender was killed (--sender-wait %v)", i+1, time.Since(killed).Round(time.Second), wait)
+		}
+		took := time.Since(killed)
+		if code := nd.cmd.ProcessState.ExitCode(); code == 0 {
+			t.Errorf("node %d exited 0 without its sender", i+1)
+		}
+		b, _ := os.ReadFile(nd.log)
+		for _, want := range []string{"waiting up to 4s for the sender to come back", "did not come back within 4s"} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("node %d does not say %q:\n%s", i+1, want, tail(nd.log))
+			}
+		}
+		if i == 0 && took < wait {
+			t.Errorf("node 1 gave up %v after the kill, before --sender-wait %v", took.Round(time.Millisecond), wait)
+		}
+		t.Logf("node %d ended %v after the kill", i+1, took.Round(100*time.Millisecond))
+	}
+}
