@@ -56,11 +56,13 @@ func (p *Progress) Update(r *sender.Report) {
 // as stalled.
 const StallAfter = 2 * time.Second
 
-// stalled tells how long ago a receiving node last got bytes, when that is
-// StallAfter or more and the node does not have the whole stream (total
-// bytes, when known) yet.
-func stalled(n sender.NodeReport, total int64, now time.Time) (time.Duration, bool) {
-	if n.State != sender.StateReceiving || n.Moved.IsZero() || total > 0 && n.Received >= total {
+// stalled tells how long ago a receiving node last moved (got bytes or
+// took them from its socket), when that is StallAfter or more and the
+// whole stream has not arrived at it yet: a node that holds the rest of
+// the stream, read or waiting in its socket, and waits for its children
+// is not stalled.
+func stalled(n sender.NodeReport, r *sender.Report, now time.Time) (time.Duration, bool) {
+	if n.State != sender.StateReceiving || n.Moved.IsZero() || r.Total > 0 && n.Received >= r.Total || r.Stream > 0 && n.Arrived >= r.Stream {
 		return 0, false
 	}
 	d := now.Sub(n.Moved)
@@ -79,7 +81,7 @@ func line(r *sender.Report, now time.Time) string {
 	var stalls []string
 	for _, n := range r.Nodes {
 		counts[n.State]++
-		if d, ok := stalled(n, r.Total, now); ok {
+		if d, ok := stalled(n, r, now); ok {
 			stalls = append(stalls, fmt.Sprintf("%s %v", n.Name, d))
 		}
 		if n.State == sender.StateReceiving {
@@ -140,7 +142,7 @@ func (p *Progress) table(r *sender.Report) {
 			left = eta(float64(r.Total-n.Received), n.Rate)
 		}
 		state := string(n.State)
-		if d, ok := stalled(n, r.Total, now); ok {
+		if d, ok := stalled(n, r, now); ok {
 			state = fmt.Sprintf("stalled %v", d)
 		}
 		fmt.Fprintf(&b, "\x1b[2K%-20s %-12s %12s %10.1f %8s\n", trim(n.Name, 20), state, size(n.Received), n.Rate/MB, left)

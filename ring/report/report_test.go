@@ -89,6 +89,18 @@ func TestStalled(t *testing.T) {
 	if !strings.Contains(got, want) || strings.Contains(got, r.Nodes[1].Name) || strings.Contains(got, r.Nodes[2].Name) {
 		t.Errorf("line %q, want it to name only %s: %q", got, r.Nodes[0].Name, want)
 	}
+	// Nor one to which the rest of the stream has arrived, unread in its
+	// socket; one short of the stream's last byte is.
+	r.Stream = r.Total + 1000
+	r.Nodes[2].Received, r.Nodes[2].Arrived = r.Total/2, r.Stream
+	if got := line(r, now); strings.Contains(got, r.Nodes[2].Name) {
+		t.Errorf("line %q names %s, to which the whole stream arrived", got, r.Nodes[2].Name)
+	}
+	r.Nodes[2].Arrived = r.Stream - 1
+	if got := line(r, now); !strings.Contains(got, r.Nodes[2].Name+" 9s ago") {
+		t.Errorf("line %q does not name %s, one byte short of the stream for 9s", got, r.Nodes[2].Name)
+	}
+	r.Nodes[2].Received, r.Nodes[2].Arrived = r.Total, 0
 	var b bytes.Buffer
 	NewProgress(&b, true, 0).Update(r)
 	if tbl := b.String(); !strings.Contains(tbl, "stalled 7s") || strings.Count(tbl, "stalled") != 2 {

@@ -37,6 +37,11 @@ func (m *meter) add(t time.Time, b int64) {
 	}
 }
 
+// progressed records that the node took bytes from its socket at t: it
+// moves, even when nothing more arrives (the rest of the stream waits in
+// its socket).
+func (m *meter) progressed(t time.Time) { m.moved = t }
+
 // silent is how long a node may send no report before its rate counts
 // down to what it received over the window up to now.
 const silent = time.Second

@@ -497,13 +497,16 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 				if p.Received > n.Received || p.ReadBack > lastRB {
 					s.moved = now
 				}
+				if p.Received > n.Received {
+					s.track[i].meter.progressed(now)
+				}
 				lastRB = p.ReadBack
 				arrived := p.Arrived
 				if arrived == 0 {
 					arrived = p.Received // a node that does not count arrivals
 				}
 				s.track[i].meter.add(now, arrived)
-				n.Received, n.Written = p.Received, p.Written
+				n.Received, n.Written, n.Arrived = p.Received, p.Written, arrived
 				n.Seconds = now.Sub(start).Seconds()
 				s.mu.Unlock()
 			}
@@ -666,8 +669,10 @@ func (s *session) stream(ctx context.Context, conns []*wire.Conn, firsts []int) 
 func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []stream.Stage) error {
 	mac := wire.NewFrameMAC(s.cfg.Key.SessionKey(s.id))
 	var werr error
+	var onWire int64
 	send := func(c *stream.Chunk) {
 		c.Seal(mac)
+		onWire += wireSize(c)
 		if werr == nil {
 			werr = s.win.AddChunk(ctx, c)
 		}
@@ -735,7 +740,26 @@ func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []strea
 	s.mu.Lock()
 	s.rep.Total = total
 	s.mu.Unlock()
-	return ctrl(wire.Header{Type: wire.TEnd, File: uint32(len(s.cfg.Plan.Files))})
+	if err := ctrl(wire.Header{Type: wire.TEnd, File: uint32(len(s.cfg.Plan.Files))}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.rep.Stream = onWire
+	s.mu.Unlock()
+	return nil
+}
+
+// wireSize is what chunk c takes on the wire: each frame's header, Data
+// payload and MAC.
+func wireSize(c *stream.Chunk) int64 {
+	var n int64
+	for i, sg := range c.Segs {
+		n += int64(wire.HeaderSize + len(c.MAC(i)))
+		if sg.H.Type == wire.TData {
+			n += int64(sg.Len)
+		}
+	}
+	return n
 }
 
 // deadlineReader ends a reader at a point in time (dolly's -t).

@@ -214,8 +214,12 @@ type NodeReport struct {
 	// Rate is the receive rate in bytes per second over the last
 	// RateWindow, from what arrived at the node as it arrived.
 	Rate float64
-	// Moved is when bytes last arrived at the node (while receiving).
+	// Moved is when bytes last arrived at the node, or it took some from
+	// its socket (while receiving).
 	Moved time.Time
+	// Arrived is the stream bytes (frames, on the wire) that arrived at
+	// the node: read, or waiting in its socket.
+	Arrived int64
 	// Joins is how often the node joined the session late, after it
 	// failed (unreachable at set-up, or stopped and bypassed), and
 	// JoinedAfter why it had failed the last time.
@@ -231,6 +235,9 @@ type Report struct {
 	Total int64
 	// Sent is how many stream bytes the sender produced so far.
 	Sent int64
+	// Stream is the length of the stream on the wire (frames with their
+	// headers and MACs), once the sender produced all of it; 0 before.
+	Stream int64
 	// Seconds from the start of the transfer to the last verdict.
 	Seconds float64
 	// Outputs are the plan's outputs, for logs.
