@@ -13,7 +13,7 @@ FUZZTIME ?= 5s
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
 	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf openssh-client
 
-.PHONY: all build deps test unit fuzz ring-test net-test boot-test qemu-test lint bench bench-quick bench-go demo clean
+.PHONY: all build deps test unit fuzz ring-test net-test chaos boot-test qemu-test lint bench bench-quick bench-go demo clean
 
 all: build
 
@@ -42,7 +42,20 @@ ring-test: build
 # Boot-service and ring fault tests in network namespaces the tests create
 # (root).
 net-test:
-	$(GO) test -count=1 -tags nettest -timeout 10m ./pxe/pxetest/ ./ring/faulttest/ ./bench/
+	$(GO) test -count=1 -tags nettest -timeout 15m ./pxe/pxetest/ ./ring/faulttest/ ./bench/
+
+# Chaos, measured (issue 16): 24 nodes behind impaired 100 Mbit/s ports, a
+# clean session and 20 seeded ones with 2-4 concurrent faults each (kill,
+# freeze, link down, disk full, slow disk); writes docs/chaos.md even when
+# a run fails (root; half an hour or more). net-test runs a short version
+# (8 nodes, 3 runs). CHAOS_SEED=S CHAOS_RUNS=1 replays one run.
+CHAOS_NODES ?= 24
+CHAOS_RUNS  ?= 20
+CHAOS_SEED  ?= 1
+chaos:
+	HERD_CHAOS_NODES=$(CHAOS_NODES) HERD_CHAOS_RUNS=$(CHAOS_RUNS) HERD_CHAOS_SEED=$(CHAOS_SEED) \
+	HERD_CHAOS_TABLE=$(CURDIR)/docs/chaos.md HERD_CHAOS_REV="$$(git describe --always --dirty 2>/dev/null)" \
+	$(GO) test -count=1 -tags nettest -run '^TestChaos$$' -v -timeout 120m ./ring/faulttest/
 
 # The initramfs boots in QEMU (TCG): u-root's init, the herd agent,
 # virtio_net loaded from the initramfs's modules.
