@@ -35,6 +35,10 @@ type Config struct {
 	// Dial opens a resuming data connection (DataHello with Resume, and
 	// the handshake) to a node's data address.
 	Dial func(ctx context.Context, addr string) (*wire.Conn, error)
+	// Excuse, when set, says when this node was last cut off itself (it
+	// heard from no one): an adopted node's silence counts from then
+	// (stream.LiveConn.SetExcuse).
+	Excuse func() time.Time
 	// Report is told, once per node, that it stopped and why (the reason
 	// starts with "reset", "timeout" or "auth failed").
 	Report func(index int, reason string)
@@ -165,6 +169,28 @@ func NotItsFault(err error) bool {
 // stream; fail is told why when that does not work.
 func (r *Rescuer) feedPeer(p wire.Peer, fail func(error)) {
 	conn, pos, err := r.resume(p)
+	// A node whose upstream is alive refuses: this side's belief that
+	// the upstream stopped may be wrong (this node was cut off or frozen
+	// itself), or early (the upstream froze, but what its kernel had
+	// buffered still reaches the node). Ask again a few times; a node
+	// that keeps its live feeder is not adopted, and not reported.
+	asked := time.Now()
+	for err != nil && refusedBecause(err, wire.ReasonUpstreamAlive) {
+		if time.Since(asked) > adoptFor(r.cfg.Timeout) {
+			r.cfg.Logf("not adopting %s: its upstream is alive", p.Name)
+			return
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(r.cfg.Timeout / 2):
+		}
+		conn, pos, err = r.resume(p)
+	}
+	if err != nil && refusedBecause(err, wire.ReasonHaveAll) {
+		r.cfg.Logf("not adopting %s: it has the whole stream", p.Name)
+		return
+	}
 	if err != nil {
 		fail(err)
 		return
@@ -184,6 +210,18 @@ func (r *Rescuer) feedPeer(p wire.Peer, fail func(error)) {
 	default:
 		fail(fmt.Errorf("send to %s (%s): %w", p.Name, p.Addr, err))
 	}
+}
+
+// adoptFor bounds how long a node whose upstream is alive is asked again
+// (every half timeout): as long as a node waits for a new upstream once
+// its own stopped (relay's upstream.wait), since a live upstream that
+// was bypassed runs dry and stops.
+func adoptFor(timeout time.Duration) time.Duration { return 3*timeout + 10*time.Second }
+
+// refusedBecause tells whether err is the peer's refusal for reason.
+func refusedBecause(err error, reason string) bool {
+	var pe *wire.PeerError
+	return errors.As(err, &pe) && pe.Reason == reason
 }
 
 // resume connects to an adopted node and reads where it is.
@@ -208,6 +246,9 @@ func (r *Rescuer) resume(p wire.Peer) (*wire.Conn, wire.Position, error) {
 func (r *Rescuer) feed(conn *wire.Conn, pos wire.Position) error {
 	m := wire.NewFrameMAC(r.cfg.SessionKey)
 	live := stream.NewLiveConn(conn, r.cfg.Timeout)
+	if r.cfg.Excuse != nil {
+		live.SetExcuse(r.cfg.Excuse)
+	}
 	// A node that stops while this side waits for frames is bypassed
 	// then, not at the next write.
 	ctx, cancel := context.WithCancel(r.ctx)

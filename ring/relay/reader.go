@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,6 +45,42 @@ type readStats struct {
 	// what waits in the current one's socket (queued), what arrived at
 	// the node, byte by byte, for rates that are true on slow links too.
 	taken atomic.Int64
+	// heard is when bytes last came from upstream (Unix nanoseconds).
+	heard atomic.Int64
+	// waitingSince is when the read in progress began (0: none), and
+	// cutEnd when the last read that waited gap or longer ended: the
+	// node heard nothing from upstream meanwhile, which a live upstream
+	// never lets happen (it sends KeepAlives).
+	waitingSince, cutEnd atomic.Int64
+	gap                  atomic.Int64 // a time.Duration
+	// grew is when the bytes that arrived (read, or waiting in the
+	// socket: a frame's first part waits there while the reader waits
+	// for the rest) last grew, as upstream.arrived saw them.
+	grew atomic.Int64
+}
+
+// lastSign is when upstream last gave a sign of life: bytes read, or more
+// bytes waiting in the socket.
+func (s *readStats) lastSign() time.Time {
+	return time.Unix(0, max(s.heard.Load(), s.grew.Load()))
+}
+
+// cutOff says when the node was last cut off (its own link down): now
+// while a read has waited gap or longer and nothing more arrived for as
+// long, else the end of the last read that waited gap or longer; zero if
+// none.
+func (s *readStats) cutOff() time.Time {
+	gap := time.Duration(s.gap.Load())
+	if gap <= 0 {
+		return time.Time{}
+	}
+	if w := s.waitingSince.Load(); w != 0 && time.Since(time.Unix(0, w)) >= gap && time.Since(s.lastSign()) >= gap {
+		return time.Now()
+	}
+	if e := s.cutEnd.Load(); e != 0 {
+		return time.Unix(0, e)
+	}
+	return time.Time{}
 }
 
 func newFrameReader(c net.Conn, stats *readStats) *frameReader {
@@ -85,13 +122,25 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 // owed (or p's size, if smaller) arrived.
 func (fr *frameReader) read(p []byte) (int, error) {
 	fr.setLowat(min(fr.owed, len(p), maxLowat))
+	var began time.Time
 	if fr.stats != nil {
+		began = time.Now()
 		fr.stats.reading.Store(true)
+		fr.stats.waitingSince.Store(began.UnixNano())
 		defer fr.stats.reading.Store(false)
+		defer fr.stats.waitingSince.Store(0)
 	}
 	n, err := fr.conn.Read(p)
-	if fr.stats != nil {
+	if fr.stats != nil && n > 0 {
+		now := time.Now()
 		fr.stats.taken.Add(int64(n))
+		fr.stats.heard.Store(now.UnixNano())
+		// Nothing arrived for gap or longer while the read waited (bytes
+		// trickling into the socket are signs of life too).
+		sign := time.Unix(0, max(began.UnixNano(), fr.stats.grew.Load()))
+		if gap := time.Duration(fr.stats.gap.Load()); gap > 0 && now.Sub(sign) >= gap {
+			fr.stats.cutEnd.Store(now.UnixNano())
+		}
 	}
 	fr.owed = max(fr.owed-n, 0)
 	return n, err

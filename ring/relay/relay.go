@@ -572,12 +572,26 @@ func (n *Node) acceptData(ctx context.Context) {
 				c.Close()
 				return
 			}
-			if !up.offer(dataConn{Conn: wire.NewConn(c, ch), from: hello.From, resume: hello.Resume}) {
-				n.logf("second data connection from %s (%s) for session %s: closed", c.RemoteAddr(), hello.From, hello.Session)
-				c.Close()
+			dc := dataConn{Conn: wire.NewConn(c, ch), from: hello.From, resume: hello.Resume}
+			if why := up.offer(dc); why != "" {
+				n.logf("data connection from %s (%s) for session %s: %s", c.RemoteAddr(), hello.From, hello.Session, why)
+				refuse(dc.Conn, why)
 			}
 		}()
 	}
+}
+
+// refuse tells a data connection's peer why it is not taken, and closes
+// it without a reset that could overtake the reason.
+func refuse(c *wire.Conn, why string) {
+	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_ = c.WriteMsg(wire.TFail, wire.Fail{Reason: why})
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, 1<<20))
+	c.Close()
 }
 
 // serveReport answers dolly's ping port: one line saying who is here.

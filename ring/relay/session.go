@@ -256,6 +256,7 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	// over: the one before it must notice (the bypass timeout) and
 	// connect.
 	up.bypass = bypassTimeout(&conn)
+	up.stats.gap.Store(int64(up.bypass / 2))
 	up.wait = max(3*up.bypass+10*time.Second, timeout)
 	if slices.Contains(plan.Children(len(conn.Ring), max(conn.Fanout, 1), -1), conn.Me) {
 		// The upstream is the sender: a restarted sender takes over.
@@ -687,7 +688,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 	bt := bypassTimeout(c)
 	var stages []stream.Stage
 	var fwds []*stream.Forwarder
-	win, rescuer := n.rescuer(ctx, ctl, s, c, len(children))
+	win, rescuer := n.rescuer(ctx, ctl, s, c, len(children), up.cutOff)
 	chunks := depth
 	if win != nil {
 		chunks += bypass.ChunkWindow(n.cfg.Window, s.ChunkSize) // the chunks it keeps
@@ -700,6 +701,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 			k := kids[i]
 			f.OnFail = func(err error) { rescuer.Bypass(k, err) }
 		}
+		f.SetExcuse(up.cutOff)
 		fwds = append(fwds, f)
 		stages = append(stages, f)
 	}
@@ -767,7 +769,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 // rescuer sets up the bypass of children that stop, when this node has
 // children and the sender told it the ring: a window of recent frames, and
 // the rescuer that adopts a stopped child's children.
-func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire.Connect, children int) (*bypass.Window, *bypass.Rescuer) {
+func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire.Connect, children int, excuse func() time.Time) (*bypass.Window, *bypass.Rescuer) {
 	if children == 0 || c.Me < 0 || c.Me >= len(c.Ring) {
 		return nil, nil
 	}
@@ -775,7 +777,7 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 	win := bypass.NewWindow(n.cfg.Window)
 	sk := n.cfg.Key.SessionKey(s.Session)
 	cfg := bypass.Config{
-		Ring: c.Ring, Fanout: c.Fanout, Timeout: bypassTimeout(c), SessionKey: sk, Window: win,
+		Ring: c.Ring, Fanout: c.Fanout, Timeout: bypassTimeout(c), SessionKey: sk, Window: win, Excuse: excuse,
 		Dial: func(ctx context.Context, addr string) (*wire.Conn, error) {
 			return Dial(ctx, addr, wire.DataHello{Session: s.Session, From: me, Resume: true}, n.cfg.Key, dialOptions(s, c.SegSize))
 		},
@@ -868,6 +870,7 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 		}
 		// The upstream broke or was replaced: wait for the node that
 		// takes over, within bounds.
+		up.lose()
 		conn.Close()
 		if takeovers++; takeovers > 100 {
 			return fmt.Errorf("%v (after %d changes of upstream)", l.error, takeovers-1)

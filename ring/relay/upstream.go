@@ -39,32 +39,82 @@ type upstream struct {
 	// (or an adopted node) it has not given up on: blocked by it, not
 	// dead itself.
 	downstream func() bool
+	// broken is set while the node knows its upstream lost (it waits
+	// for another), complete once the whole stream came.
+	broken, complete bool
+	// lastArrived is what arrived() counted last.
+	lastArrived int64
 }
 
 func newUpstream() *upstream { return &upstream{ch: make(chan dataConn, 4)} }
 
-// offer hands a new data connection to the session. The first one and
-// resuming ones are taken; a resuming one closes the current upstream.
-func (u *upstream) offer(c dataConn) bool {
+// offer hands a new data connection to the session. The first one is
+// taken; a resuming one (a node taking over from an upstream that
+// stopped) only when the current upstream is gone or has sent nothing
+// for half the bypass timeout: a node that believes wrongly that this
+// one's upstream stopped (it was cut off itself, or frozen) must not take
+// it from a live feeder. It returns why it refused, or "".
+func (u *upstream) offer(c dataConn) string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.cur != nil && !c.resume {
-		return false
+		return "a second data connection"
+	}
+	if c.resume && u.cur != nil {
+		switch {
+		case u.complete:
+			return wire.ReasonHaveAll
+		case !u.broken && u.heardWithin(u.bypass/2):
+			return wire.ReasonUpstreamAlive
+		}
 	}
 	select {
 	case u.ch <- c:
 	default:
-		return false
+		return "too many data connections"
 	}
 	if c.resume && u.cur != nil {
-		// Tell the old upstream that it was replaced, so that it does
-		// not take this node for one that stopped.
-		_ = u.cur.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = u.cur.WriteMsg(wire.TAbort, wire.Abort{Reason: "taken over by " + c.from})
-		u.cur.Close()
+		retire(u.cur, "taken over by "+c.from)
 	}
-	return true
+	return ""
 }
+
+// heardWithin tells whether the current upstream sent anything within d,
+// or has bytes waiting in the node's socket.
+func (u *upstream) heardWithin(d time.Duration) bool {
+	u.arrivedLocked()
+	return time.Since(u.stats.lastSign()) < d
+}
+
+// cutOff says when this node was last cut off itself (readStats.cutOff):
+// its children's silence counts from then. Once the whole stream came, it
+// cannot tell, and does not excuse.
+func (u *upstream) cutOff() time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.complete {
+		return time.Time{}
+	}
+	u.arrivedLocked()
+	return u.stats.cutOff()
+}
+
+// retire tells an upstream that was replaced why, so that it does not
+// take this node for one that stopped, and closes the connection once the
+// message had time to get there first: closing a socket with unread
+// bytes in it sends a reset, which could overtake the message.
+func retire(c *wire.Conn, reason string) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = c.WriteMsg(wire.TAbort, wire.Abort{Reason: reason})
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	time.AfterFunc(retireDelay, func() { c.Close() })
+}
+
+// retireDelay is how long a replaced upstream's connection stays open
+// after the message that says so.
+const retireDelay = 200 * time.Millisecond
 
 // take waits up to d for a data connection and makes it current.
 func (u *upstream) take(ctx context.Context, d time.Duration) (dataConn, error) {
@@ -73,8 +123,9 @@ func (u *upstream) take(ctx context.Context, d time.Duration) (dataConn, error) 
 	select {
 	case c := <-u.ch:
 		u.mu.Lock()
-		u.cur = c.Conn
+		u.cur, u.broken = c.Conn, false
 		u.mu.Unlock()
+		u.stats.heard.Store(time.Now().UnixNano())
 		return c, nil
 	case <-ctx.Done():
 		return dataConn{}, context.Cause(ctx)
@@ -109,6 +160,7 @@ func (u *upstream) setLive(c *wire.Conn) {
 func (u *upstream) finished(c dataConn) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.complete = true
 	if u.live == c.Conn {
 		u.live = nil
 	}
@@ -117,16 +169,32 @@ func (u *upstream) finished(c dataConn) {
 	}
 }
 
+// lose marks the current upstream lost: the node waits for another.
+func (u *upstream) lose() {
+	u.mu.Lock()
+	u.broken = true
+	u.mu.Unlock()
+}
+
 // arrived is the stream bytes (frames' headers and MACs included) that
 // arrived at the node: read from upstream, or waiting in the current
 // upstream's socket.
 func (u *upstream) arrived() int64 {
 	u.mu.Lock()
-	cur := u.cur
-	u.mu.Unlock()
+	defer u.mu.Unlock()
+	return u.arrivedLocked()
+}
+
+// arrivedLocked is arrived with u.mu held; it records when the count
+// last grew (the node's progress reports call it a few times a second).
+func (u *upstream) arrivedLocked() int64 {
 	n := u.stats.taken.Load()
-	if cur != nil {
-		n += queued(cur.Conn)
+	if u.cur != nil {
+		n += queued(u.cur.Conn)
+	}
+	if n > u.lastArrived {
+		u.lastArrived = n
+		u.stats.grew.Store(time.Now().UnixNano())
 	}
 	return n
 }

@@ -527,7 +527,14 @@ func (s *session) listen(ctx context.Context, i int, start time.Time, verdicts c
 			return
 		case wire.TBypassed:
 			var b wire.Bypassed
-			if json.Unmarshal(body, &b) == nil {
+			switch {
+			case json.Unmarshal(body, &b) != nil:
+			case s.failed(i):
+				// A node that failed (bypassed itself, cut off, frozen)
+				// judges its children by its own silence, which was
+				// not theirs: its word does not fail them.
+				s.logf("node %s: ignored its report on %s (%s): it failed itself", s.hosts[i].Name, b.Node, b.Reason)
+			default:
 				s.bypassed(b.Index, fmt.Sprintf("%s (bypassed by %s)", b.Reason, s.hosts[i].Name))
 			}
 		case wire.TFail, wire.TAbort:

@@ -38,7 +38,16 @@ type LiveConn struct {
 	dead    chan struct{}
 	dieOnce sync.Once
 	err     error // why the peer is dead, set before dead closes
+	// excuse, when set, says when this side was last cut off itself.
+	excuse atomic.Pointer[func() time.Time]
 }
+
+// SetExcuse sets how this side says when it was last cut off itself (it
+// heard nothing from anyone: its own link was down): now while it is, the
+// end of its last such spell after it, zero if never. The peer's silence
+// counts only from then: TCP brings the peer's words after an outage
+// later than the outage's end, backing off its retransmissions.
+func (l *LiveConn) SetExcuse(f func() time.Time) { l.excuse.Store(&f) }
 
 // ErrTakenOver: the peer has a new upstream, a node that took over from
 // this one (which the ring bypassed). It is not the peer's failure.
@@ -105,8 +114,10 @@ func (l *LiveConn) listen() {
 // watch declares the peer dead when it sends no KeepAlive for the
 // timeout, or when it ends its side before the End frame went out.
 func (l *LiveConn) watch() {
-	t := time.NewTicker(max(l.timeout/8, 5*time.Millisecond))
+	tick := max(l.timeout/8, 5*time.Millisecond)
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-l.dead:
@@ -117,12 +128,29 @@ func (l *LiveConn) watch() {
 			}
 			return
 		case <-t.C:
-			if since := time.Since(l.Heard()); since >= l.timeout {
+			// Woken far too late, this process did not run (stopped,
+			// frozen, starved): the silence is its own, not the
+			// peer's. Count it from now.
+			if now := time.Now(); now.Sub(last) > max(l.timeout/2, 4*tick) {
+				l.heard.Store(now.UnixNano())
+			}
+			last = time.Now()
+			if since := time.Since(l.Heard()); since >= l.timeout && time.Since(l.excused()) < l.timeout {
+				// Not the peer's silence: this side's own.
+			} else if since >= l.timeout {
 				l.die(&StallError{Silent: since})
 				return
 			}
 		}
 	}
+}
+
+// excused is when this side was last cut off itself (SetExcuse).
+func (l *LiveConn) excused() time.Time {
+	if f := l.excuse.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Time{}
 }
 
 // die records why the peer is dead and closes the connection, which ends
@@ -172,8 +200,21 @@ func (l *LiveConn) failed(err error) error {
 	if derr := l.Err(); derr != nil {
 		return derr
 	}
+	// A peer that was taken over says so before it closes; the reset
+	// that follows can fail a write before the message is read. Give
+	// the reader a moment to read it.
+	select {
+	case <-l.ended:
+	case <-time.After(abortGrace):
+	}
+	if derr := l.Err(); derr != nil {
+		return derr
+	}
 	return err
 }
+
+// abortGrace is how long a failed write waits for the peer's last words.
+const abortGrace = 300 * time.Millisecond
 
 // Write writes p, waiting as long as the peer says it is alive.
 func (l *LiveConn) Write(p []byte) (int, error) {

@@ -67,6 +67,10 @@ func NewForwarder(name string, conn *wire.Conn, depth int, timeout, heartbeat ti
 // In implements Stage.
 func (f *Forwarder) In() chan<- *Chunk { return f.in }
 
+// SetExcuse sets the test of whether this side is the one cut off
+// (LiveConn.SetExcuse).
+func (f *Forwarder) SetExcuse(excuse func() time.Time) { f.conn.SetExcuse(excuse) }
+
 func (f *Forwarder) run() {
 	defer close(f.done)
 	bufs := make(net.Buffers, 0, 16)

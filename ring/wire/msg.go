@@ -16,6 +16,15 @@ type Hello struct {
 	Resume bool `json:"resume,omitempty"`
 }
 
+// Reasons a node refuses a resuming data connection (DataHello.Resume):
+// its current upstream is alive (it sent within half the bypass timeout),
+// or it has the whole stream. The one that offered neither reports the
+// node nor counts it as failed.
+const (
+	ReasonUpstreamAlive = "refused: my upstream is alive"
+	ReasonHaveAll       = "refused: I have the whole stream"
+)
+
 // Resumed is a node's answer to a resuming sender.
 type Resumed struct {
 	// Received is the stream bytes the node has so far.
