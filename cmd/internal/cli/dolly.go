@@ -78,6 +78,8 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		listen      = fs.String("listen", "", "client: listen on this `ADDRESS` only (and find yourself in the host list by it)")
 		fanout      = fs.Int("fanout", 0, "server: build a tree with `K` children per node (1: a chain)")
 		requireAll  = fs.Bool("require-all", false, "server: abort before writing when any client fails set-up")
+		state       = fs.String("state", "", "server: keep what a restarted server needs to resume the session in `FILE` (default: one per command under "+stateDirHelp+"; none: keep nothing)")
+		fresh       = fs.Bool("fresh", false, "server: start a new session even when the state file holds an unfinished one of other input data")
 	)
 	ports := addPortFlags(fs)
 	fs.Usage = func() {
@@ -116,7 +118,8 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		return runRecv(ctx, env, "dolly", cfg)
 	}
 
-	o := &sendOpts{prog: "dolly", verbose: *verbose, quiet: *quiet, logFile: *logFile}
+	o := &sendOpts{prog: "dolly", verbose: *verbose, quiet: *quiet, logFile: *logFile, state: *state}
+	o.cfg.Fresh = *fresh
 	if *server {
 		o.serverFlag = "-s"
 	}

@@ -170,7 +170,7 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		requireAll: fs.Bool("require-all", false, "abort before anything is written when any node fails set-up"),
 		state:      fs.String("state", "", "keep what a restarted sender needs to resume the session in `FILE`, written atomically while it runs and removed when it ends: the same command started again after herd was killed resumes the session (default: a file per command under "+stateDirHelp+"; none: keep nothing)"),
 		fresh:      fs.Bool("fresh", false, "start a new session even when the state file holds an unfinished one (whose nodes are told to drop it); without it, a state file of the same command with other input data is refused"),
-		senderWait: secondsFlag(fs, "sender-wait", "", "nodes keep the session this `DURATION` when the sender goes away, waiting for it to be started again (default 5m; 0 keeps the default, -1s ends their session at once)"),
+		senderWait: secondsFlag(fs, "sender-wait", "", "nodes keep the session this `DURATION` when the sender goes away, waiting for it to be started again (default 5m; 0: their session ends at once)"),
 		noLateJoin: fs.Bool("no-late-join", false, "do not take back, during the session, nodes that could not be reached or stopped (by default they are tried every 2s and fed from the start when they answer)"),
 		block:      fs.StringP("block-size", "b", "", "transfer block `SIZE` (default 512K, 256K beyond 16 nodes)"),
 		chunks:     fs.Int("chunks", 8, "blocks in flight per process (memory = chunks x block size)"),
@@ -261,6 +261,9 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	o.state = *f.state
 	c.Fresh = *f.fresh
 	c.SenderWait = *f.senderWait
+	if fs.Changed("sender-wait") && c.SenderWait == 0 {
+		c.SenderWait = -1 // no wait at all (0 is the default's)
+	}
 	c.NoSync = *f.noSync
 	if c.Verify, err = parseVerify(prog, *f.verify); err != nil {
 		return nil, err
@@ -437,7 +440,13 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 // dolly's -a and -t do.
 type seconds time.Duration
 
-func (s *seconds) String() string { return time.Duration(*s).String() }
+// String is "0" for zero, which pflag takes for no default to show.
+func (s *seconds) String() string {
+	if *s == 0 {
+		return "0"
+	}
+	return time.Duration(*s).String()
+}
 func (s *seconds) Type() string   { return "duration" }
 func (s *seconds) Set(v string) error {
 	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
