@@ -447,7 +447,7 @@ func (s *seconds) String() string {
 	}
 	return time.Duration(*s).String()
 }
-func (s *seconds) Type() string   { return "duration" }
+func (s *seconds) Type() string { return "duration" }
 func (s *seconds) Set(v string) error {
 	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
 		*s = seconds(time.Duration(n * float64(time.Second)))
