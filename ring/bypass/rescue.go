@@ -39,6 +39,12 @@ type Config struct {
 	// heard from no one): an adopted node's silence counts from then
 	// (stream.LiveConn.SetExcuse).
 	Excuse func() time.Time
+	// Hold, when set, tells whether this node must not rescue anyone
+	// now: it was cut off itself a moment ago, or lost its own upstream,
+	// and its view of its children may be its own outage's. A bypass
+	// waits until it no longer holds (at most adoptFor), and is dropped
+	// if the session ends first (the node was bypassed itself).
+	Hold func() bool
 	// Report is told, once per node, that it stopped and why (the reason
 	// starts with "reset", "timeout" or "auth failed").
 	Report func(index int, reason string)
@@ -96,6 +102,31 @@ func (r *Rescuer) Bypass(i int, err error) {
 		}
 		return
 	}
+	if r.cfg.Hold != nil && r.cfg.Hold() {
+		r.wg.Go(func() {
+			end := time.Now().Add(adoptFor(r.cfg.Timeout))
+			for r.cfg.Hold() {
+				if time.Now().After(end) {
+					if i >= 0 && i < len(r.cfg.Ring) {
+						r.cfg.Logf("not bypassing %s (%v): this node has had no upstream of its own since", r.cfg.Ring[i].Name, err)
+					}
+					return
+				}
+				select {
+				case <-r.ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			r.bypass(i, err)
+		})
+		return
+	}
+	r.bypass(i, err)
+}
+
+// bypass is Bypass once this node may rescue.
+func (r *Rescuer) bypass(i int, err error) {
 	r.mu.Lock()
 	done := r.failed[i]
 	r.failed[i] = true

@@ -55,8 +55,16 @@ type readStats struct {
 	gap                  atomic.Int64 // a time.Duration
 	// grew is when the bytes that arrived (read, or waiting in the
 	// socket: a frame's first part waits there while the reader waits
-	// for the rest) last grew, as upstream.arrived saw them.
-	grew atomic.Int64
+	// for the rest) last grew by a KiB or more, as upstream.arrived saw
+	// them; fed when the node last read a frame other than a KeepAlive.
+	grew, fed atomic.Int64
+}
+
+// lastFed is when upstream last moved the stream on: a frame read, or
+// more of one arriving. KeepAlives do not count: an upstream stuck on
+// its own disk still sends them.
+func (s *readStats) lastFed() time.Time {
+	return time.Unix(0, max(s.fed.Load(), s.grew.Load()))
 }
 
 // lastSign is when upstream last gave a sign of life: bytes read, or more

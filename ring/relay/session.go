@@ -688,7 +688,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 	bt := bypassTimeout(c)
 	var stages []stream.Stage
 	var fwds []*stream.Forwarder
-	win, rescuer := n.rescuer(ctx, ctl, s, c, len(children), up.cutOff)
+	win, rescuer := n.rescuer(ctx, ctl, s, c, len(children), up.cutOff, up.hold)
 	chunks := depth
 	if win != nil {
 		chunks += bypass.ChunkWindow(n.cfg.Window, s.ChunkSize) // the chunks it keeps
@@ -769,7 +769,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 // rescuer sets up the bypass of children that stop, when this node has
 // children and the sender told it the ring: a window of recent frames, and
 // the rescuer that adopts a stopped child's children.
-func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire.Connect, children int, excuse func() time.Time) (*bypass.Window, *bypass.Rescuer) {
+func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire.Connect, children int, excuse func() time.Time, hold func() bool) (*bypass.Window, *bypass.Rescuer) {
 	if children == 0 || c.Me < 0 || c.Me >= len(c.Ring) {
 		return nil, nil
 	}
@@ -777,7 +777,7 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 	win := bypass.NewWindow(n.cfg.Window)
 	sk := n.cfg.Key.SessionKey(s.Session)
 	cfg := bypass.Config{
-		Ring: c.Ring, Fanout: c.Fanout, Timeout: bypassTimeout(c), SessionKey: sk, Window: win, Excuse: excuse,
+		Ring: c.Ring, Fanout: c.Fanout, Timeout: bypassTimeout(c), SessionKey: sk, Window: win, Excuse: excuse, Hold: hold,
 		Dial: func(ctx context.Context, addr string) (*wire.Conn, error) {
 			return Dial(ctx, addr, wire.DataHello{Session: s.Session, From: me, Resume: true}, n.cfg.Key, dialOptions(s, c.SegSize))
 		},
@@ -922,6 +922,9 @@ func readFrame(ctx context.Context, conn dataConn, br *frameReader, hb *[wire.He
 			return h, nil, pos, connErr("read", err)
 		}
 		if h.Type != wire.TKeepAlive {
+			if br.stats != nil {
+				br.stats.fed.Store(time.Now().UnixNano())
+			}
 			break
 		}
 		// The upstream is alive and has nothing to send yet.

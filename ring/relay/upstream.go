@@ -42,18 +42,19 @@ type upstream struct {
 	// broken is set while the node knows its upstream lost (it waits
 	// for another), complete once the whole stream came.
 	broken, complete bool
-	// lastArrived is what arrived() counted last.
-	lastArrived int64
+	// grewFrom is what arrived() counted when it last saw it grow by a
+	// KiB or more.
+	grewFrom int64
 }
 
 func newUpstream() *upstream { return &upstream{ch: make(chan dataConn, 4)} }
 
 // offer hands a new data connection to the session. The first one is
 // taken; a resuming one (a node taking over from an upstream that
-// stopped) only when the current upstream is gone or has sent nothing
-// for half the bypass timeout: a node that believes wrongly that this
-// one's upstream stopped (it was cut off itself, or frozen) must not take
-// it from a live feeder. It returns why it refused, or "".
+// stopped) only when the current upstream is gone or has not moved the
+// stream on for half the bypass timeout: a node that believes wrongly
+// that this one's upstream stopped (it was cut off itself, or frozen)
+// must not take it from a live feeder. It returns why it refused, or "".
 func (u *upstream) offer(c dataConn) string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -64,7 +65,7 @@ func (u *upstream) offer(c dataConn) string {
 		switch {
 		case u.complete:
 			return wire.ReasonHaveAll
-		case !u.broken && u.heardWithin(u.bypass/2):
+		case !u.broken && u.fedWithin(u.bypass/2):
 			return wire.ReasonUpstreamAlive
 		}
 	}
@@ -79,11 +80,11 @@ func (u *upstream) offer(c dataConn) string {
 	return ""
 }
 
-// heardWithin tells whether the current upstream sent anything within d,
-// or has bytes waiting in the node's socket.
-func (u *upstream) heardWithin(d time.Duration) bool {
+// fedWithin tells whether the current upstream moved the stream on
+// within d (readStats.lastFed).
+func (u *upstream) fedWithin(d time.Duration) bool {
 	u.arrivedLocked()
-	return time.Since(u.stats.lastSign()) < d
+	return time.Since(u.stats.lastFed()) < d
 }
 
 // cutOff says when this node was last cut off itself (readStats.cutOff):
@@ -97,6 +98,22 @@ func (u *upstream) cutOff() time.Time {
 	}
 	u.arrivedLocked()
 	return u.stats.cutOff()
+}
+
+// hold tells whether this node must not rescue its children now
+// (bypass.Config.Hold): it waits for a new upstream, or was cut off
+// within the last bypass timeout.
+func (u *upstream) hold() bool {
+	if u.cutOff().IsZero() && !u.isBroken() {
+		return false
+	}
+	return u.isBroken() || time.Since(u.cutOff()) < u.bypass
+}
+
+func (u *upstream) isBroken() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.broken && !u.complete
 }
 
 // retire tells an upstream that was replaced why, so that it does not
@@ -125,7 +142,9 @@ func (u *upstream) take(ctx context.Context, d time.Duration) (dataConn, error) 
 		u.mu.Lock()
 		u.cur, u.broken = c.Conn, false
 		u.mu.Unlock()
-		u.stats.heard.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		u.stats.heard.Store(now)
+		u.stats.fed.Store(now)
 		return c, nil
 	case <-ctx.Done():
 		return dataConn{}, context.Cause(ctx)
@@ -192,8 +211,8 @@ func (u *upstream) arrivedLocked() int64 {
 	if u.cur != nil {
 		n += queued(u.cur.Conn)
 	}
-	if n > u.lastArrived {
-		u.lastArrived = n
+	if n-u.grewFrom >= 1<<10 {
+		u.grewFrom = n
 		u.stats.grew.Store(time.Now().UnixNano())
 	}
 	return n
