@@ -98,7 +98,7 @@ func TestAuth(t *testing.T) {
 	t.Run("dolly -P and -K", func(t *testing.T) {
 		dir := workDir(t)
 		nodes := startNodes(t, dir, addrs(41, 42), nodeOpts{prog: "dolly", args: []string{"-P", good}})
-		r := send(t, dir, 0, "dolly", "-S", "-P", good, "-H", strings.Join(nodeAddrs(nodes), ","), "-I", in, "-O", "out.img")
+		r := send(t, dir, 0, "dolly", "-S", "herdtest", "-P", good, "-H", strings.Join(nodeAddrs(nodes), ","), "-I", in, "-O", "out.img")
 		wantExit(t, r, 0)
 		allDone(t, r, nodeAddrs(nodes))
 		waitExit(t, nodes, 0)

@@ -51,7 +51,7 @@ func TestBadInput(t *testing.T) {
 		missing := filepath.Join(dir, "no-such-image.img")
 		r := send(t, dir, badTimeout, "herd", "send", "-H", addr(50), "-I", missing, "-O", "out.img")
 		refused(t, r, 2, nodes, missing)
-		r = send(t, dir, badTimeout, "dolly", "-S", "-H", addr(50), "-I", missing, "-O", "out.img")
+		r = send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-H", addr(50), "-I", missing, "-O", "out.img")
 		refused(t, r, 2, nodes, missing)
 	})
 
@@ -62,7 +62,7 @@ func TestBadInput(t *testing.T) {
 		if err := os.Mkdir(indir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		r := send(t, dir, badTimeout, "dolly", "-S", "-H", addr(50), "-I", indir, "-O", "out.img")
+		r := send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-H", addr(50), "-I", indir, "-O", "out.img")
 		refused(t, r, 2, nodes, indir)
 		r = send(t, dir, badTimeout, "herd", "send", "-H", addr(50), "-I", indir, "-O", "out.img")
 		refused(t, r, 2, nodes, indir)
@@ -72,7 +72,7 @@ func TestBadInput(t *testing.T) {
 		dir := workDir(t)
 		nodes := startNodes(t, dir, addrs(50), nodeOpts{})
 		missing := filepath.Join(dir, "no-such.cfg")
-		r := send(t, dir, badTimeout, "dolly", "-S", "-f", missing)
+		r := send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-f", missing)
 		refused(t, r, 2, nodes, missing)
 		r = send(t, dir, badTimeout, "dollyS", "-f", missing)
 		refused(t, r, 2, nodes, missing)
@@ -81,7 +81,7 @@ func TestBadInput(t *testing.T) {
 		if err := os.Mkdir(unreadable, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		r = send(t, dir, badTimeout, "dolly", "-S", "-f", unreadable)
+		r = send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-f", unreadable)
 		refused(t, r, 2, nodes, unreadable)
 	})
 
@@ -93,7 +93,7 @@ func TestBadInput(t *testing.T) {
 		if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r := send(t, dir, badTimeout, "dolly", "-S", "-f", cfg)
+		r := send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-f", cfg)
 		refused(t, r, 2, nodes, "endconfig")
 		if !regexp.MustCompile(regexp.QuoteMeta(cfg) + `:[0-9]+: `).MatchString(r.stderr) {
 			t.Errorf("the message does not say FILE:LINE (%s:N):\n%s", cfg, r.stderr)
@@ -106,13 +106,13 @@ func TestBadInput(t *testing.T) {
 		// By name.
 		r := send(t, dir, badTimeout, "herd", "send", "-H", "node50,node51,node50", "-I", in, "-O", "out.img")
 		refused(t, r, 2, nodes, "node50", "same host")
-		r = send(t, dir, badTimeout, "dolly", "-S", "-H", "node50,node51,node50", "-I", in, "-O", "out.img")
+		r = send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-H", "node50,node51,node50", "-I", in, "-O", "out.img")
 		refused(t, r, 2, nodes, "node50")
 		// By address: node50 is 127.0.1.50 in the sender's /etc/hosts.
 		r = send(t, dir, badTimeout, "herd", "send", "-H", "node50,node51,"+addr(50), "-I", in, "-O", "out.img")
 		refused(t, r, 2, nodes, "node50", addr(50))
 		// By address, range against a name.
-		r = send(t, dir, badTimeout, "dolly", "-S", "-H", "node51,127.0.1.50-51", "-I", in, "-O", "out.img")
+		r = send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-H", "node51,127.0.1.50-51", "-I", in, "-O", "out.img")
 		refused(t, r, 2, nodes, "node51", addr(51))
 	})
 
@@ -121,7 +121,7 @@ func TestBadInput(t *testing.T) {
 		nodes := startNodes(t, dir, addrs(50), nodeOpts{})
 		r := send(t, dir, badTimeout, "herd", "send", "-H", "node50,nosuchhost", "-I", in, "-O", "out.img")
 		refused(t, r, 2, nodes, "nosuchhost")
-		r = send(t, dir, badTimeout, "dolly", "-S", "-H", "node50,nosuchhost", "-I", in, "-O", "out.img")
+		r = send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-H", "node50,nosuchhost", "-I", in, "-O", "out.img")
 		refused(t, r, 2, nodes, "nosuchhost")
 	})
 
@@ -237,7 +237,7 @@ func TestBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		nodes = startNodes(t, rdir, addrs(50, 52), nodeOpts{prog: "dolly"})
-		r = send(t, dir, badTimeout, "dolly", "-S", "-r", "1", "-H", "127.0.1.50-52", "-I", in, "-O", "out.img")
+		r = send(t, dir, badTimeout, "dolly", "-S", "herdtest", "-r", "1", "-H", "127.0.1.50-52", "-I", in, "-O", "out.img")
 		wantExit(t, r, 1)
 		checkSummary(t, r, hosts, map[string]string{addr(51): "failed"})
 		containsAll(t, "the sender's standard output", r.stdout, "FAILED: 1 of 3")

@@ -92,7 +92,7 @@ func TestDollyClassicCompressedSplit(t *testing.T) {
 				t.Fatal(err)
 			}
 			nodes := startNodes(t, sub, addrs(tt.nodeNums...), nodeOpts{prog: "dolly"})
-			r := send(t, sub, 0, "dolly", "-v", "-S", "-f", cfgPath)
+			r := send(t, sub, 0, "dolly", "-v", "-S", "herdtest", "-f", cfgPath)
 			wantExit(t, r, 0)
 			allDone(t, r, []string{fmt.Sprintf("node%d", tt.nodeNums[0]), fmt.Sprintf("node%d", tt.nodeNums[1])})
 			waitExit(t, nodes, 0)

@@ -480,7 +480,7 @@ func TestFanout2(t *testing.T) {
 			t.Fatal(err)
 		}
 		nodes := startNodes(t, dir, addrs(seq(1, 5)...), nodeOpts{prog: "dolly"})
-		r := send(t, dir, 0, "dolly", "-v", "-S", "-f", cfg)
+		r := send(t, dir, 0, "dolly", "-v", "-S", "herdtest", "-f", cfg)
 		wantExit(t, r, 0)
 		containsAll(t, "sender's standard error", r.stderr, "fanout 2")
 		allDone(t, r, names)
@@ -536,7 +536,7 @@ func TestReadmeDollytab(t *testing.T) {
 		names = append(names, "node"+strconv.Itoa(i))
 	}
 	nodes := startNodes(t, dir, addrs(seq(1, 15)...), nodeOpts{prog: "dolly"})
-	r := send(t, dir, 0, "dolly", "-v", "-S", "-f", "dollytab.cfg")
+	r := send(t, dir, 0, "dolly", "-v", "-S", "herdtest", "-f", "dollytab.cfg")
 	wantExit(t, r, 0)
 	allDone(t, r, names)
 	waitExit(t, nodes, 0)
@@ -565,7 +565,7 @@ func TestDollyCommandLine(t *testing.T) {
 				t.Fatal(err)
 			}
 			nodes := startNodes(t, rdir, hosts, nodeOpts{prog: "dolly"})
-			args := []string{"-S", "-H", "127.0.1.20-22", "-I", in, "-O", "out.img", "-o", logFile}
+			args := []string{"-S", "herdtest", "-H", "127.0.1.20-22", "-I", in, "-O", "out.img", "-o", logFile}
 			if verbose {
 				args = append([]string{"-v"}, args...)
 			}
@@ -614,7 +614,7 @@ func TestDollyCommandLine(t *testing.T) {
 	t.Run("dummy", func(t *testing.T) {
 		dir := workDir(t)
 		nodes := startNodes(t, dir, hosts, nodeOpts{prog: "dolly"})
-		r := send(t, dir, 30*time.Second, "dolly", "-v", "-S", "-t", "2", "-H", "127.0.1.20-22")
+		r := send(t, dir, 30*time.Second, "dolly", "-v", "-S", "herdtest", "-t", "2", "-H", "127.0.1.20-22")
 		wantExit(t, r, 0)
 		for _, l := range checkSummary(t, r, hosts, nil) {
 			if l.bytes <= 0 {
@@ -683,7 +683,7 @@ func TestDollyCommandLine(t *testing.T) {
 		copyMeta(t, src, want)
 
 		nodes := startNodes(t, dir, addrs(25, 26), nodeOpts{prog: "dolly"})
-		r := send(t, dir, 0, "dolly", "-v", "-S", "-H", addr(25)+","+addr(26), "-D", src, "-X", "*.tmp,skipme", "-O", "target")
+		r := send(t, dir, 0, "dolly", "-v", "-S", "herdtest", "-H", addr(25)+","+addr(26), "-D", src, "-X", "*.tmp,skipme", "-O", "target")
 		wantExit(t, r, 0)
 		allDone(t, r, addrs(25, 26))
 		waitExit(t, nodes, 0)
@@ -730,7 +730,7 @@ func TestInactivityTimeout(t *testing.T) {
 		name, node, prog string
 		args             []string
 	}{
-		{"dolly", "dolly", "dolly", []string{"-S", "-a", "3"}},
+		{"dolly", "dolly", "dolly", []string{"-S", "herdtest", "-a", "3"}},
 		{"herd-send", "herd", "herd", []string{"send", "-a", "3s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

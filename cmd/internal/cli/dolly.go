@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-const dollyUsage = `Usage: dolly [-h] [-V] [-v] [-s|-S] [-q] [-R|-6] [-n] [-d] [-c SIZE] [-t SECONDS]
+const dollyUsage = `Usage: dolly [-h] [-V] [-v] [-s|-S NAME] [-q] [-R|-4|-6 ARG] [-Y ARG] [-n] [-d] [-c SIZE] [-t SECONDS]
              [-u SIZE] [-b SIZE] [-a TIMEOUT] [-r RETRIES] [-o LOGFILE] [-P PASSWORD]
              [-f CONFIG | -I INFILE [-O OUTFILE|-] -H HOST[,HOST...] | -D DIR[,DIR] [-X PATTERN,...] -O TARGET]
 
@@ -38,6 +38,22 @@ Stop waiting clients:
 Exit status: 0 every client verified its data; 1 some client failed;
 2 bad usage, configuration or input (nothing was sent).
 
+dolly 0.72's options (getopt "a:c:f:r:vqo:S:shdnR46:VI:O:Y:H:D:P:X:K:")
+all parse as there, argument or not: -S takes the server's name, and -6
+and -Y take an argument that they ignore, as dolly 0.72 does. Where herd
+differs on purpose:
+  - a client that cannot be reached is reported failed (and taken back if
+    it answers during the session), not left out of the ring silently;
+  - a client that stops is bypassed, not waited for; every client hashes
+    what it wrote (SHA-256) and is done only once the server verified it;
+  - a server killed and started again with the same command resumes the
+    session (--state, --fresh);
+  - -a 0 waits forever (dolly 0.72 refuses it); -O with a relative path is
+    relative to the client's working directory (dolly 0.72 puts a / in
+    front: the same for clients started by systemd, whose directory is /);
+  - -c SIZE, -t, -u, -b are ETH dolly's (dolly 0.72's getopt lists -c but
+    refuses it).
+
 Options:
 `
 
@@ -46,53 +62,102 @@ func Dolly(ctx context.Context, args []string, env Env) int {
 	return status(env, "dolly", dolly(ctx, args, env))
 }
 
-func dolly(ctx context.Context, args []string, env Env) error {
+// dollyFlags are dolly's options (dollyFlagSet).
+type dollyFlags struct {
+	help       *bool
+	server     *bool
+	serverName *string
+	verbose    *bool
+	config     *string
+	input      *string
+	output     *string
+	hosts      *string
+	timeout    *int
+	retries    *int
+	logFile    *string
+	noSync     *bool
+	quiet      *bool
+	uncomp     *string
+	dummy      *int
+	sockBuf    *string
+	block      *string
+	activate   *bool
+	password   *string
+	kill       *string
+	dirs       *string
+	exclude    *string
+	version    *bool
+	listen     *string
+	fanout     *int
+	requireAll *bool
+	state      *string
+	fresh      *bool
+	ports      portFlags
+}
+
+// dollyFlagSet declares dolly's options: dolly 0.72's getopt string
+// "a:c:f:r:vqo:S:shdnR46:VI:O:Y:H:D:P:X:K:" with the same arity, and
+// herd's own, which dolly -h lists.
+func dollyFlagSet(env Env) (*pflag.FlagSet, *dollyFlags) {
 	fs := pflag.NewFlagSet("dolly", pflag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
-	var (
-		server      = fs.BoolP("server", "s", false, "this is the server (sender); warn when the configuration names another")
-		serverQuiet = fs.BoolP("server-no-check", "S", false, "like -s, without the server name check")
-		verbose     = fs.BoolP("verbose", "v", false, "verbose: set-up messages, and on clients their own progress")
-		config      = fs.StringP("config", "f", "", "configuration `FILE` (dolly, openSUSE dolly or dolly+ format)")
-		input       = fs.StringP("input", "I", "", "input `FILE` or device on the server")
-		output      = fs.StringP("output", "O", "", "output `FILE`, device or - (standard output) on the clients; default: same as -I")
-		hosts       = fs.StringP("hosts", "H", "", "comma-separated clients in ring order; ranges like 10.0.1.45-80")
-		timeout     = fs.IntP("timeout", "a", 0, "give up when no data moved for `SECONDS` (0: wait forever)")
-		retries     = fs.IntP("retries", "r", 5, "try to reach each client `N` times, a second apart")
-		logFile     = fs.StringP("log", "o", "", "append statistics to `LOGFILE` (dolly's format)")
-		noSync      = fs.BoolP("no-sync", "n", false, "clients do not fsync before exit")
-		quiet       = fs.BoolP("quiet", "q", false, "no progress display")
-		resolve4    = fs.BoolP("ipv4", "R", false, "resolve host names to IPv4 addresses (the default)")
-		resolve6    = fs.BoolP("ipv6", "6", false, "resolve host names to IPv6 addresses")
-		uncomp      = fs.StringP("uncompressed-size", "c", "", "uncompressed `SIZE` of a compressed input, for the statistics")
-		dummy       = fs.IntP("dummy", "t", 0, "dummy mode: send generated data for about `SECONDS`; clients write nothing")
-		sockBuf     = fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE` (k, M suffixes)")
-		block       = fs.StringP("block-size", "b", "", "transfer block `SIZE`: the largest read and frame (default 512K, 256K beyond 16 nodes)")
-		activate    = fs.BoolP("systemd", "d", false, "start the clients through their systemd socket on the report port (9996)")
-		password    = fs.StringP("password", "P", "", "ring `PASSWORD` (openSUSE dolly 0.72): server and clients authenticate each other and every block; clients take data only from holders of it")
-		kill        = fs.StringP("kill", "K", "", "stop the waiting clients `HOST[,HOST...]` (with -P when they have a password)")
-		dirs        = fs.StringP("dirs", "D", "", "copy these `DIR[,DIR]` trees to -O TARGET on the clients")
-		exclude     = fs.StringP("exclude", "X", "", "with -D, leave out `PATTERN[,PATTERN]`")
-		version     = fs.BoolP("version", "V", false, "print the version and exit")
-		listen      = fs.String("listen", "", "client: listen on this `ADDRESS` only (and find yourself in the host list by it)")
-		fanout      = fs.Int("fanout", 0, "server: build a tree with `K` children per node (1: a chain)")
-		requireAll  = fs.Bool("require-all", false, "server: abort before writing when any client fails set-up")
-		state       = fs.String("state", "", "server: keep what a restarted server needs to resume the session in `FILE` (default: one per command under "+stateDirHelp+"; none: keep nothing)")
-		fresh       = fs.Bool("fresh", false, "server: start a new session even when the state file holds an unfinished one of other input data")
-	)
-	ports := addPortFlags(fs)
+	v := &dollyFlags{
+		server:     fs.BoolP("server", "s", false, "this is the server (sender); warn when the configuration names another"),
+		serverName: fs.StringP("server-name", "S", "", "this is the server, called `NAME` (the configuration's server line, the name the clients are told), without the host name check"),
+		verbose:    fs.BoolP("verbose", "v", false, "verbose: set-up messages, and on clients their own progress"),
+		config:     fs.StringP("config", "f", "", "configuration `FILE` (dolly, openSUSE dolly or dolly+ format)"),
+		input:      fs.StringP("input", "I", "", "input `FILE` or device on the server"),
+		output:     fs.StringP("output", "O", "", "output `FILE`, device or - (standard output) on the clients; default: same as -I"),
+		hosts:      fs.StringP("hosts", "H", "", "comma-separated clients in ring order; ranges like 10.0.1.45-80"),
+		timeout:    fs.IntP("timeout", "a", 0, "give up when no data moved for `SECONDS` (0: wait forever)"),
+		retries:    fs.IntP("retries", "r", 5, "try to reach each client `N` times, a second apart"),
+		logFile:    fs.StringP("log", "o", "", "append statistics to `LOGFILE` (dolly's format)"),
+		noSync:     fs.BoolP("no-sync", "n", false, "clients do not fsync before exit"),
+		quiet:      fs.BoolP("quiet", "q", false, "no progress display"),
+		uncomp:     fs.StringP("uncompressed-size", "c", "", "uncompressed `SIZE` of a compressed input, for the statistics"),
+		dummy:      fs.IntP("dummy", "t", 0, "dummy mode: send generated data for about `SECONDS`; clients write nothing"),
+		sockBuf:    fs.StringP("buffer-size", "u", "", "TCP socket buffer `SIZE` (k, M suffixes)"),
+		block:      fs.StringP("block-size", "b", "", "transfer block `SIZE`: the largest read and frame (default 512K, 256K beyond 16 nodes)"),
+		activate:   fs.BoolP("systemd", "d", false, "start the clients through their systemd socket on the report port (9996)"),
+		password:   fs.StringP("password", "P", "", "ring `PASSWORD` (openSUSE dolly 0.72): server and clients authenticate each other and every block; clients take data only from holders of it"),
+		kill:       fs.StringP("kill", "K", "", "stop the waiting clients `HOST[,HOST...]` (with -P when they have a password)"),
+		dirs:       fs.StringP("dirs", "D", "", "copy these `DIR[,DIR]` trees to -O TARGET on the clients"),
+		exclude:    fs.StringP("exclude", "X", "", "with -D, leave out `PATTERN[,PATTERN]`"),
+		version:    fs.BoolP("version", "V", false, "print the version and exit"),
+		help:       fs.BoolP("help", "h", false, "print this help and exit"),
+		listen:     fs.String("listen", "", "client: listen on this `ADDRESS` only (and find yourself in the host list by it)"),
+		fanout:     fs.Int("fanout", 0, "server: build a tree with `K` children per node (1: a chain)"),
+		requireAll: fs.Bool("require-all", false, "server: abort before writing when any client fails set-up"),
+		state:      fs.String("state", "", "server: keep what a restarted server needs to resume the session in `FILE` (default: one per command under "+stateDirHelp+"; none: keep nothing)"),
+		fresh:      fs.Bool("fresh", false, "server: start a new session even when the state file holds an unfinished one of other input data"),
+	}
+	// Options whose presence is all that counts (fs.Changed).
+	fs.BoolP("resolve", "R", false, "resolve host names (to IPv4 addresses unless -6; the default)")
+	fs.BoolP("ipv4", "4", false, "resolve host names to IPv4 addresses")
+	fs.StringP("ipv6", "6", "", "resolve host names to IPv6 addresses; as in dolly 0.72, whose getopt string gives -6 an argument (`ARG`), the next word is taken and ignored")
+	fs.StringP("hyphen-normal", "Y", "", "treat '-' in host names as any other character when a client finds itself; as in dolly 0.72, the next word (`ARG`) is taken and ignored")
+	v.ports = addPortFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(env.Stderr, dollyUsage)
 		fs.PrintDefaults()
 	}
+	return fs, v
+}
+
+func dolly(ctx context.Context, args []string, env Env) error {
+	fs, v := dollyFlagSet(env)
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
 			return err
 		}
 		return usageError{err}
 	}
-	if *version {
+	if *v.help {
+		fs.Usage()
+		return pflag.ErrHelp
+	}
+	if *v.version {
 		fmt.Fprintf(env.Stdout, "dolly (herd) %s\n", Version)
 		return nil
 	}
@@ -102,79 +167,88 @@ func dolly(ctx context.Context, args []string, env Env) error {
 	var key wire.Key
 	if fs.Changed("password") {
 		var err error
-		if key, err = checkKey(*password); err != nil {
+		if key, err = checkKey(*v.password); err != nil {
 			return usagef("-P: %v", err)
 		}
 	}
-	if *kill != "" {
+	if *v.kill != "" {
 		cfg := sender.Config{Key: key}
-		ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
-		return runKill(ctx, env, "dolly", cfg, *kill)
+		v.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		return runKill(ctx, env, "dolly", cfg, *v.kill)
 	}
-	isServer := *server || *serverQuiet || *config != "" || *input != "" || *hosts != "" || *dummy > 0 || *dirs != ""
+	isServer := *v.server || fs.Changed("server-name") || *v.config != "" || *v.input != "" || *v.hosts != "" || *v.dummy > 0 || *v.dirs != ""
 	if !isServer {
-		cfg := relay.Config{ListenAddr: *listen, Once: true, Verbose: *verbose, NoSync: *noSync, Timeout: time.Duration(*timeout) * time.Second, Key: key}
-		ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		cfg := relay.Config{ListenAddr: *v.listen, Once: true, Verbose: *v.verbose, NoSync: *v.noSync, Timeout: time.Duration(*v.timeout) * time.Second, Key: key}
+		v.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
 		return runRecv(ctx, env, "dolly", cfg)
 	}
 
-	o := &sendOpts{prog: "dolly", verbose: *verbose, quiet: *quiet, logFile: *logFile, state: *state}
-	o.cfg.Fresh = *fresh
-	if *server {
+	o := &sendOpts{prog: "dolly", verbose: *v.verbose, quiet: *v.quiet, logFile: *v.logFile, state: *v.state}
+	o.cfg.Fresh = *v.fresh
+	if *v.server {
 		o.serverFlag = "-s"
 	}
 	c := &o.cfg
 	var err error
-	if *block != "" {
-		if c.ChunkSize, err = parseSize(*block, "-b"); err != nil {
+	if *v.block != "" {
+		if c.ChunkSize, err = parseSize(*v.block, "-b"); err != nil {
 			return err
 		}
 	}
-	if *sockBuf != "" {
-		if c.SockBuf, err = parseSize(*sockBuf, "-u"); err != nil {
+	if *v.sockBuf != "" {
+		if c.SockBuf, err = parseSize(*v.sockBuf, "-u"); err != nil {
 			return err
 		}
 	}
-	if *uncomp != "" {
-		n, err := parseSize(*uncomp, "-c")
+	if *v.uncomp != "" {
+		n, err := parseSize(*v.uncomp, "-c")
 		if err != nil {
 			return err
 		}
 		o.uncompSize = int64(n)
 	}
 	switch {
-	case *config != "":
-		if *input != "" || *hosts != "" || *dirs != "" {
+	case *v.config != "":
+		if *v.input != "" || *v.hosts != "" || *v.dirs != "" {
 			return usagef("-f cannot be combined with -I, -H or -D")
 		}
-		if err := loadConfig(env, "dolly", *config, &c.Plan); err != nil {
+		if err := loadConfig(env, "dolly", *v.config, &c.Plan); err != nil {
 			return err
 		}
-		if *output != "" {
+		if *v.output != "" {
 			for i := range c.Plan.Files {
-				c.Plan.Files[i].Output = *output
+				c.Plan.Files[i].Output = *v.output
 			}
 		}
 	default:
-		if err := commandLinePlan(&c.Plan, *input, *output, *hosts, *dirs, *exclude, *dummy > 0); err != nil {
+		if err := commandLinePlan(&c.Plan, *v.input, *v.output, *v.hosts, *v.dirs, *v.exclude, *v.dummy > 0); err != nil {
 			return err
 		}
 	}
-	if *fanout > 0 {
-		c.Plan.Fanout = *fanout
+	if *v.fanout > 0 {
+		c.Plan.Fanout = *v.fanout
 	}
-	c.Timeout = time.Duration(*timeout) * time.Second
-	c.Retries = *retries
-	c.NoSync = *noSync
-	c.Dummy = time.Duration(*dummy) * time.Second
-	c.Activate = *activate
-	c.RequireAll = *requireAll
+	c.Timeout = time.Duration(*v.timeout) * time.Second
+	c.Retries = *v.retries
+	c.NoSync = *v.noSync
+	c.Dummy = time.Duration(*v.dummy) * time.Second
+	c.Activate = *v.activate
+	c.RequireAll = *v.requireAll
 	c.Key = key
 	c.Network = "ip4"
-	if *resolve6 && !*resolve4 {
+	if fs.Changed("ipv6") && !fs.Changed("ipv4") {
 		c.Network = "ip6"
 	}
-	ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
+	if fs.Changed("hyphen-normal") {
+		c.Plan.HyphenNormal = true
+	}
+	if fs.Changed("server-name") {
+		if *v.serverName == "" {
+			return usagef("-S: '' is not a valid server name")
+		}
+		c.Name = *v.serverName
+	}
+	v.ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
 	return runSend(ctx, env, o)
 }
 
