@@ -219,19 +219,34 @@ func Summary(w io.Writer, r *sender.Report) {
 	}
 }
 
-// Log appends dolly's -o lines for a finished session: the output, the
-// statistics line "<segsize> <clients> <seconds> <MB/s> <aggregate MB/s>",
-// with verbose the lines "Nr of hosts", "MBytes/s" and "Aggregate
-// MBytes/s", and a line "failed = 'NODE' (REASON)" per failed node.
-func Log(w io.Writer, r *sender.Report, segsize int, verbose bool) error {
+// SegmentSize is the number dolly 0.72 writes in its log's segment size
+// column, whatever the connections' MSS: scripts split that line by
+// columns.
+const SegmentSize = 1460
+
+// Log appends dolly 0.72's -o lines for a finished session, byte for
+// byte: the output ("outfile = 'OUT'", one per file), then without
+// verbose the statistics line " %8d %8u%4lu.%06lu  %4.6f  %4.6f  " (the
+// segment size 1460, the clients, the seconds, MB/s and aggregate MB/s),
+// with verbose the lines "Standard TCP segment size", "Server",
+// "Nr of childs", "Nr of hosts", "Time", "MBytes/s" and "Aggregate
+// MBytes/s". herd adds a line "failed = 'NODE' (REASON)" per failed node
+// (dolly has no such thing); its aggregate counts the verified clients.
+// server names this host and childs is the server's children (the ring's
+// fanout).
+func Log(w io.Writer, r *sender.Report, server string, childs int, verbose bool) error {
 	t := Compute(r)
 	var b strings.Builder
 	for _, o := range r.Outputs {
 		fmt.Fprintf(&b, "outfile = '%s'\n", o)
 	}
-	fmt.Fprintf(&b, "%d %d %.3f %.3f %.3f\n", segsize, t.Hosts, t.Seconds, t.MBps, t.Aggregate)
+	us := int64(t.Seconds*1e6 + 0.5)
 	if verbose {
-		fmt.Fprintf(&b, "Nr of hosts = %d\nMBytes/s: %.3f\nAggregate MBytes/s: %.3f\n", t.Hosts, t.MBps, t.Aggregate)
+		fmt.Fprintf(&b, "Standard TCP segment size : %d Bytes (1514 Byte eth)\n", SegmentSize)
+		fmt.Fprintf(&b, "Server : '%s'\nNr of childs = %d\nNr of hosts = %d\n", server, childs, t.Hosts)
+		fmt.Fprintf(&b, "Time: %d.%06d sec\nMBytes/s: %0.3f\nAggregate MBytes/s: %0.3f\n", us/1e6, us%1e6, t.MBps, t.Aggregate)
+	} else {
+		fmt.Fprintf(&b, " %8d %8d%4d.%06d  %4.6f  %4.6f  \n", SegmentSize, t.Hosts, us/1e6, us%1e6, t.MBps, t.Aggregate)
 	}
 	for _, n := range r.Failed() {
 		fmt.Fprintf(&b, "failed = '%s' (%s)\n", n.Name, strings.ReplaceAll(n.Reason, "\n", " "))

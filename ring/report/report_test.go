@@ -21,19 +21,29 @@ func finished() *sender.Report {
 	}
 }
 
+// TestLogFormat: dolly 0.72's -o lines byte for byte (transmit.c), with
+// and without -v, plus herd's failed lines.
 func TestLogFormat(t *testing.T) {
 	var b bytes.Buffer
-	if err := Log(&b, finished(), 0, true); err != nil {
+	if err := Log(&b, finished(), "srv", 1, true); err != nil {
 		t.Fatal(err)
 	}
-	want := "outfile = '/dev/sda'\n0 3 2.000 100.000 200.000\nNr of hosts = 3\nMBytes/s: 100.000\nAggregate MBytes/s: 200.000\nfailed = 'node3' (lost contact)\n"
+	want := "outfile = '/dev/sda'\nStandard TCP segment size : 1460 Bytes (1514 Byte eth)\nServer : 'srv'\nNr of childs = 1\nNr of hosts = 3\n" +
+		"Time: 2.000000 sec\nMBytes/s: 100.000\nAggregate MBytes/s: 200.000\nfailed = 'node3' (lost contact)\n"
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
 	b.Reset()
-	_ = Log(&b, finished(), 1460, false)
-	if got := b.String(); got != "outfile = '/dev/sda'\n1460 3 2.000 100.000 200.000\nfailed = 'node3' (lost contact)\n" {
-		t.Errorf("without -v: %q", got)
+	_ = Log(&b, finished(), "srv", 1, false)
+	want = "outfile = '/dev/sda'\n     1460        3   2.000000  100.000000  200.000000  \nfailed = 'node3' (lost contact)\n"
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("without -v (-want +got):\n%s", diff)
+	}
+	// The columns a script reads: segment size, clients, seconds, MB/s,
+	// aggregate.
+	f := strings.Fields(strings.Split(b.String(), "\n")[1])
+	if len(f) != 5 || f[0] != "1460" || f[1] != "3" || f[2] != "2.000000" {
+		t.Errorf("columns %q", f)
 	}
 }
 

@@ -117,6 +117,16 @@ type sendOpts struct {
 	state string
 }
 
+// serverName is this host's name as the -o log gives it: the sender's
+// name (dolly -S NAME), else the host name.
+func (o *sendOpts) serverName() string {
+	if o.cfg.Name != "" {
+		return o.cfg.Name
+	}
+	hn, _ := os.Hostname()
+	return hn
+}
+
 // prefixWriter writes each Write (a line) after a prefix.
 type prefixWriter struct {
 	w      io.Writer
@@ -210,7 +220,7 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 			fmt.Fprintf(env.Stderr, "%s: session %s was resumed after %d restart(s) of the sender\n", o.prog, rep.Session, rep.Restarts)
 		}
 		if o.logFile != "" {
-			if lerr := appendLog(o.logFile, rep, o.cfg.Plan.SegSize, o.verbose); lerr != nil {
+			if lerr := appendLog(o.logFile, rep, o.serverName(), max(o.cfg.Plan.Fanout, 1), o.verbose); lerr != nil {
 				fmt.Fprintf(env.Stderr, "%s: %v\n", o.prog, lerr)
 				if err == nil {
 					err = lerr
@@ -221,12 +231,12 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 	return rep, err
 }
 
-func appendLog(path string, rep *sender.Report, segsize int, verbose bool) error {
+func appendLog(path string, rep *sender.Report, server string, childs int, verbose bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("log file (-o): %w", err)
 	}
-	if err := report.Log(f, rep, segsize, verbose); err != nil {
+	if err := report.Log(f, rep, server, childs, verbose); err != nil {
 		f.Close()
 		return fmt.Errorf("write log file %s: %w", path, err)
 	}
