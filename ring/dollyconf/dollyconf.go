@@ -331,13 +331,19 @@ func (p *parser) parse() error {
 // classicAhead reports whether a server, firstclient, lastclient or
 // clients keyword comes before endconfig: the classic format rather than
 // openSUSE's.
+//
+// Only such a keyword with its value on its line counts: alone on its
+// line it is a host of openSUSE's list that is called so.
 func (p *parser) classicAhead() bool {
-	for _, t := range p.toks[p.pos:] {
+	toks := p.toks[p.pos:]
+	for i, t := range toks {
 		switch keywords[t.text] {
 		case "endconfig":
 			return false
 		case "server", "firstclient", "lastclient", "clients":
-			return true
+			if i+1 < len(toks) && toks[i+1].line == t.line {
+				return true
+			}
 		}
 	}
 	return false
@@ -660,9 +666,8 @@ func (p *parser) hostValue(kw token) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if isKeyword(v.text) {
-		return "", p.errorf(v.line, "%s needs a host name, got the keyword %s: %s", kw.text, v.text, usage[kw.text])
-	}
+	// By position, as dolly reads it: 'server server' names a host
+	// called server.
 	if err := hostlist.CheckName(v.text); err != nil {
 		return "", p.errorf(v.line, "%s: %v", kw.text, err)
 	}
@@ -745,7 +750,8 @@ func (p *parser) parseNames(count token) error {
 			return p.errorf(p.eofLine, "expected endconfig after the %d client names, got end of file%s", n, p.endconfigHint())
 		}
 		t := p.next()
-		if t.text == "endconfig" {
+		asName := isKeyword(t.text) && p.nameAt(p.pos-1, classic, want)
+		if t.text == "endconfig" && !asName {
 			n := len(p.cfg.Plan.Hosts)
 			if classic && n != want {
 				return p.errorf(count.line, "clients %d, but %d names are listed before endconfig (line %d): make the count match the names",
@@ -759,7 +765,9 @@ func (p *parser) parseNames(count token) error {
 			}
 			return nil
 		}
-		if isKeyword(t.text) {
+		if asName {
+			// A host called like a keyword, in a name's place.
+		} else if isKeyword(t.text) {
 			if classic {
 				return p.errorf(t.line, "keyword %s among the client names: clients %d expects %d names then endconfig", t.text, want, want)
 			}
@@ -786,6 +794,30 @@ func (p *parser) parseNames(count token) error {
 	}
 }
 
+// nameAt tells whether keyword t stands where a client name does, as dolly
+// reads the file by position: with a count (classic), while names are
+// still due -- endconfig too, when another endconfig follows; without one
+// (openSUSE), a keyword other than endconfig alone on its line.
+func (p *parser) nameAt(i int, classic bool, want int) bool {
+	t := p.toks[i]
+	if classic {
+		if len(p.cfg.Plan.Hosts) >= want {
+			return false
+		}
+		if t.text != "endconfig" {
+			return true
+		}
+		for _, u := range p.toks[i+1:] {
+			if u.text == "endconfig" {
+				return true
+			}
+		}
+		return false
+	}
+	alone := (i == 0 || p.toks[i-1].line != t.line) && (i+1 >= len(p.toks) || p.toks[i+1].line != t.line)
+	return t.text != "endconfig" && alone
+}
+
 // endconfigHint points at a name that looks like a mangled endconfig.
 func (p *parser) endconfigHint() string {
 	for i, h := range p.cfg.Plan.Hosts {
@@ -800,7 +832,7 @@ func (p *parser) endconfigHint() string {
 func (p *parser) parseOpenSUSENames() error {
 	if !p.atEOF() {
 		t := p.peek()
-		if isKeyword(t.text) && t.text != "endconfig" {
+		if isKeyword(t.text) && t.text != "endconfig" && !p.nameAt(p.pos, false, 0) {
 			return p.errorf(t.line, "%s out of order: expected the optional keywords (%s) or the client names", t.text, optionList)
 		}
 	}

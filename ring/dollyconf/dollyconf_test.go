@@ -208,6 +208,19 @@ func TestParse(t *testing.T) {
 			want: &Config{Plan: chain("n1", "n2", "n3"), FirstClient: "n1", LastClient: "n3", Clients: 3},
 		},
 		{
+			// dolly reads the file by position: hosts may be called
+			// like the keywords.
+			name: "hosts called like keywords",
+			in:   "infile a\noutfile b\nserver server\nfirstclient clients\nlastclient endconfig\nclients 3\nclients\nfirstclient\nendconfig\nendconfig\n",
+			want: &Config{Plan: plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"clients", "firstclient", "endconfig"}, Server: "server"},
+				FirstClient: "clients", LastClient: "endconfig", Clients: 3},
+		},
+		{
+			name: "openSUSE format, hosts called like keywords",
+			in:   "infile a\noutfile b\nserver\nclients\nlastclient\nendconfig\n",
+			want: &Config{Format: OpenSUSE, Plan: plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"server", "clients", "lastclient"}}, Clients: 3},
+		},
+		{
 			name: "comment-only lines and no final newline",
 			in:   "#!dolly\n# header\ninfile a\noutfile b\nserver s\nfirstclient n1\nlastclient n1\nclients 1\nn1\nendconfig",
 			want: &Config{Plan: chain("n1"), FirstClient: "n1", LastClient: "n1", Clients: 1},
@@ -414,8 +427,13 @@ func TestParseErrors(t *testing.T) {
 			"t.cfg:4: fanout out of order: the optional keywords (segsize, add, fanout, hyphennormal) go before server"},
 		{"option after names, opensuse", "infile a\noutfile b\nn1\nfanout 2\nendconfig\n",
 			"t.cfg:4: fanout after the client names: the optional keywords (segsize, add, fanout, hyphennormal) go before the names"},
+		// Read by position, "server" is the third name and n3 a fourth.
 		{"keyword among names", "infile a\noutfile b\nserver s\nfirstclient n1\nlastclient n3\nclients 3\nn1 n2\nserver\nn3\nendconfig\n",
-			"t.cfg:8: keyword server among the client names: clients 3 expects 3 names then endconfig"},
+			"t.cfg:6: clients 3, but 4 names are listed before endconfig (line 10): make the count match the names"},
+		// An endconfig where the last name should be, and none after it:
+		// the count is wrong, not a host called endconfig.
+		{"endconfig short of the count", "infile a\noutfile b\nserver s\nfirstclient n1\nlastclient n3\nclients 3\nn1\nn2\nendconfig\n",
+			"t.cfg:6: clients 3, but 2 names are listed before endconfig (line 9): make the count match the names"},
 		{"outfile missing", "infile a\nserver s\n", `t.cfg:2: expected outfile after infile (line 1), got "server": '[compressed] outfile PATH [split SIZE]'`},
 		{"outfile first", "outfile a\ninfile b\n", `t.cfg:1: expected infile, compressed infile or iofiles at the start, got "outfile"`},
 		{"compressed alone", "compressed\nsegsize 3\n", `t.cfg:2: expected infile after compressed (line 1), got "segsize"`},
