@@ -5,6 +5,7 @@ package ringtest
 import (
 	"archive/tar"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -789,4 +790,44 @@ func TestInactivityTimeout(t *testing.T) {
 func parseF(s string) float64 {
 	v, _ := strconv.ParseFloat(s, 64)
 	return v
+}
+
+// TestSameConfigEverywhere: as Deploy_SLE_cluster does, the server and
+// every client are started with the same configuration file ('dolly -v -f
+// dolly.cfg' on the clients, '-S NAME' on the server). The file's infile
+// is relative and exists only in the server's directory: the clients do
+// not look for it. Its server is called "server", a keyword. A client the
+// file does not list refuses to start (exit 2), naming the file.
+func TestSameConfigEverywhere(t *testing.T) {
+	dir := workDir(t)
+	in := randomFile(t, 8<<20, 9)
+	data, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in.img"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hosts := addrs(30, 31, 32)
+	cfg := filepath.Join(dir, "dolly.cfg")
+	text := "infile in.img\noutfile out.img\nserver server\nfirstclient " + hosts[0] + "\nlastclient " + hosts[2] +
+		"\nclients 3\n" + strings.Join(hosts, "\n") + "\nendconfig\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, dir, hosts, nodeOpts{prog: "dolly", args: []string{"-f", cfg}})
+	r := send(t, dir, 0, "dolly", "-v", "-S", "server", "-f", cfg)
+	wantExit(t, r, 0)
+	allDone(t, r, hosts)
+	waitExit(t, nodes, 0)
+	for _, nd := range nodes {
+		sameFile(t, in, filepath.Join(nd.dir, "out.img"))
+	}
+
+	// A machine the file does not list.
+	out, err := exec.Command(filepath.Join(binDir, "dolly"), "-f", cfg, "--listen", addr(39)).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), cfg) || !strings.Contains(string(out), "not among the file's clients") {
+		t.Errorf("a client the file does not list: %v\n%s", err, out)
+	}
 }

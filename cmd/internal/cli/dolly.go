@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/ring/dollyconf"
 	"github.com/herdproject/herd/ring/hostlist"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
@@ -176,10 +179,19 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		v.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
 		return runKill(ctx, env, "dolly", cfg, *v.kill)
 	}
-	isServer := *v.server || fs.Changed("server-name") || *v.config != "" || *v.input != "" || *v.hosts != "" || *v.dummy > 0 || *v.dirs != ""
+	// As in dolly 0.72: -s, -S, -I, -O, -H and -D make the server; -f
+	// alone is a client reading the same file as the server.
+	isServer := *v.server || fs.Changed("server-name") || *v.input != "" || fs.Changed("output") || *v.hosts != "" || *v.dummy > 0 || *v.dirs != ""
 	if !isServer {
 		cfg := relay.Config{ListenAddr: *v.listen, Once: true, Verbose: *v.verbose, NoSync: *v.noSync, Timeout: time.Duration(*v.timeout) * time.Second, Key: key}
 		v.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		if *v.config != "" {
+			allow, err := clientConfig(env, *v.config, *v.listen)
+			if err != nil {
+				return err
+			}
+			cfg.Allow = allow
+		}
 		return runRecv(ctx, env, "dolly", cfg)
 	}
 
@@ -250,6 +262,55 @@ func dolly(ctx context.Context, args []string, env Env) error {
 	}
 	v.ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
 	return runSend(ctx, env, o)
+}
+
+// clientConfig reads the configuration file a client was started with
+// (dolly -f on every node, the server's file): the client finds itself
+// among its clients, as dolly does, and writes only the file's outputs
+// (returned as an allow-list, nil when an output is standard output). The
+// infile is the server's: it is not opened, nor looked for.
+func clientConfig(env Env, path, listen string) ([]string, error) {
+	c, err := dollyconf.ParseFile(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	for _, w := range c.Warnings {
+		fmt.Fprintf(env.Stderr, "dolly: warning: %s\n", w)
+	}
+	hosts := make([]hostlist.Resolved, len(c.Plan.Hosts))
+	for i, h := range c.Plan.Hosts {
+		hosts[i].Name = h
+		if a, err := netip.ParseAddr(h); err == nil {
+			hosts[i].Addr = a.Unmap()
+		}
+	}
+	var preferred []netip.Addr
+	if a, err := netip.ParseAddr(listen); err == nil {
+		preferred = append(preferred, a)
+	}
+	ifaces, _ := hostlist.InterfaceAddrs()
+	hn, _ := os.Hostname()
+	if _, _, err := hostlist.FindSelf(hosts, preferred, ifaces, getenvOf(env), hn, c.Plan.HyphenNormal); err != nil {
+		return nil, usagef("%s: %v: this machine is not among the file's clients (%s); start it with the file that lists it, or without -f", path, err, strings.Join(c.Plan.Hosts, ","))
+	}
+	var allow []string
+	for _, f := range c.Plan.Files {
+		if f.Output == "-" {
+			return nil, nil
+		}
+		out, err := filepath.Abs(f.Output)
+		if err != nil {
+			return nil, usagef("%s: outfile %s: %v", path, f.Output, err)
+		}
+		if real, err := filepath.EvalSymlinks(out); err == nil {
+			out = real
+		}
+		allow = append(allow, out)
+		if f.SplitOut > 0 {
+			allow = append(allow, out+"_*")
+		}
+	}
+	return allow, nil
 }
 
 // commandLinePlan builds a one-file plan from -I/-O/-H (or -D/-X).
@@ -346,3 +407,11 @@ func systemdListener(getenv func(string) string) (net.Listener, error) {
 }
 
 var _ = sender.Send
+
+// getenvOf is env's Getenv, or the process's environment.
+func getenvOf(env Env) func(string) string {
+	if env.Getenv != nil {
+		return env.Getenv
+	}
+	return os.Getenv
+}
