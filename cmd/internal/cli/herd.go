@@ -118,7 +118,10 @@ reported failed with the reason. While the session runs, herd send keeps
 trying the nodes that could not be reached or stopped; one that answers
 again joins late and is fed from the start (--no-late-join turns that off).
 --failed FILE writes the failed nodes' names; --only-failed FILE runs a
-session for just those.
+session for just those. Killed (SIGKILL, a crash), herd send leaves the
+nodes waiting for --sender-wait; the same command started again resumes
+the session from its state file (--state), unless the input changed
+(refused; --fresh starts anew).
 
 Files:
   --input/--output send one file; --file 'IN > OUT' (raw) or 'IN >> OUT'
