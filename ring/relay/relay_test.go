@@ -50,6 +50,7 @@ func freePorts(t *testing.T, k int) []int {
 
 // testNode is a node on 127.0.0.1 serving in a goroutine.
 type testNode struct {
+	node   *Node
 	ctl    string // control address
 	data   string // data address
 	log    *syncLog
@@ -69,6 +70,7 @@ func startNode(t *testing.T, cfg Config) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tn.node = n
 	ctx, cancel := context.WithCancel(context.Background())
 	tn.cancel = cancel
 	go func() { tn.done <- n.Serve(ctx) }()

@@ -222,12 +222,18 @@ func waitLogLine(t *testing.T, tn *testNode, local string) string {
 }
 
 // waitIdle waits up to 3 seconds until a node serving several sessions
-// takes a sender again (its last session ended): a handshake that is not
-// refused as busy. The probe ends before its Setup and is ignored.
+// takes a sender again (its last session ended): it is no longer busy,
+// and a handshake is not refused as busy. (A busy node whose session a
+// sender could resume goes through the handshake before it says busy:
+// the handshake alone does not tell.) The probe ends before its Setup and
+// is ignored.
 func waitIdle(t *testing.T, tn *testNode, key wire.Key) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
+		for tn.node.busy.Load() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 		c := dial(t, tn.ctl, 2*time.Second)
 		_, err := greetKey(c, key, "probe", "probe")
 		c.Close()
