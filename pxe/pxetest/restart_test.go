@@ -5,7 +5,6 @@ package pxetest
 import (
 	"bytes"
 	"crypto/rand"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,16 +48,7 @@ node 52:54:00:25:12:12 n2 10.251.2.12
 		os.Mkdir(nd, 0o755)
 		nodes = append(nodes, start(t, nd, "ip", "netns", "exec", ns.name, herdBin, "recv", "--listen", ip))
 	}
-	for _, mac := range []string{"52:54:00:25:12:11", "52:54:00:25:12:12"} {
-		resp, err := http.Post("http://10.251.2.1:18082/api/register", "application/json", strings.NewReader(`{"mac":"`+mac+`"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("register %s: %s", mac, resp.Status)
-		}
-	}
+	register(t, "http://10.251.2.1:18082", "52:54:00:25:12:11", "52:54:00:25:12:12")
 	// Kill herd serve once the first node has a third of the image.
 	out := filepath.Join(dir, ips[0], "disk.img")
 	deadline := time.Now().Add(60 * time.Second)

@@ -128,6 +128,22 @@ func httpGet(t *testing.T, url string) string {
 	return string(b)
 }
 
+// register registers the nodes of these MACs with the herd serve at
+// base, as their agents do.
+func register(t *testing.T, base string, macs ...string) {
+	t.Helper()
+	for _, mac := range macs {
+		resp, err := http.Post(base+"/api/register", "application/json", strings.NewReader(`{"mac":"`+mac+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("register %s: %s", mac, resp.Status)
+		}
+	}
+}
+
 // waitTCP polls addr until it accepts, for at most d.
 func waitTCP(t *testing.T, addr string, d time.Duration) {
 	t.Helper()
@@ -176,17 +192,7 @@ node 52:54:00:25:10:13 n3 10.251.0.13
 		os.Mkdir(nd, 0o755)
 		nodes = append(nodes, start(t, nd, "ip", "netns", "exec", ns.name, herdBin, "recv", "--listen", ip))
 	}
-	for _, mac := range []string{"52:54:00:25:10:11", "52:54:00:25:10:12"} {
-		// The agent's registration, as the agent of the next issue sends it.
-		resp, err := http.Post("http://10.251.0.1:18080/api/register", "application/json", strings.NewReader(`{"mac":"`+mac+`"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("register %s: %s", mac, resp.Status)
-		}
-	}
+	register(t, "http://10.251.0.1:18080", "52:54:00:25:10:11", "52:54:00:25:10:12")
 	for _, n := range nodes {
 		if code := n.wait(t, 60*time.Second); code != 0 {
 			t.Fatalf("node exited %d:\n%s", code, n.errb.String())

@@ -104,10 +104,11 @@ func (u *upstream) cutOff() time.Time {
 // (bypass.Config.Hold): it waits for a new upstream, or was cut off
 // within the last bypass timeout.
 func (u *upstream) hold() bool {
-	if u.cutOff().IsZero() && !u.isBroken() {
-		return false
+	if u.isBroken() {
+		return true
 	}
-	return u.isBroken() || time.Since(u.cutOff()) < u.bypass
+	cut := u.cutOff()
+	return !cut.IsZero() && time.Since(cut) < u.bypass
 }
 
 func (u *upstream) isBroken() bool {

@@ -122,24 +122,9 @@ func (s *session) resumeNode(ctx context.Context, i int, setup wire.Setup) (wire
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	_ = conn.SetReadDeadline(time.Now().Add(resumeWait))
-	ch, err := greet(conn, nc, s.cfg.Key, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name, Resume: true})
-	if err != nil {
-		return r, err
-	}
-	nc.ch.Store(ch)
-	if err := nc.send(wire.TSetup, setup); err != nil {
-		return r, fmt.Errorf("resume: %w", err)
-	}
-	if err := ch.Expect(wire.TResumed, &r); err != nil {
-		var pe *wire.PeerError
-		if errors.As(err, &pe) {
-			return r, fmt.Errorf("refused: %s", pe.Reason)
-		}
-		return r, fmt.Errorf("resume: %w", err)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	return r, nil
+	hello := wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name, Resume: true}
+	err = s.exchange(nc, hello, setup, resumeWait, wire.TResumed, &r, "resume")
+	return r, err
 }
 
 // dialControl connects to node i's control port, trying -r times a

@@ -371,27 +371,36 @@ func (s *session) ctlAddr(i int) string {
 // handshakeNode greets a node on its control connection, sends it setup
 // and waits up to wait for its Ready.
 func (s *session) handshakeNode(nc *nodeConn, setup wire.Setup, wait time.Duration) (wire.Ready, error) {
-	conn := nc.conn
 	var r wire.Ready
+	err := s.exchange(nc, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name}, setup, wait, wire.TReady, &r, "set-up")
+	return r, err
+}
+
+// exchange greets a node on its control connection with hello (within
+// 30 s), sends it setup and reads its answer of type want into v, waiting
+// up to wait for it; what names the step in errors. A node that answers
+// Fail or Abort refused the session.
+func (s *session) exchange(nc *nodeConn, hello wire.Hello, setup wire.Setup, wait time.Duration, want wire.Type, v any, what string) error {
+	conn := nc.conn
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	ch, err := greet(conn, nc, s.cfg.Key, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name})
+	ch, err := greet(conn, nc, s.cfg.Key, hello)
 	if err != nil {
-		return r, err
+		return err
 	}
 	nc.ch.Store(ch)
 	if err := nc.send(wire.TSetup, setup); err != nil {
-		return r, fmt.Errorf("set-up: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
-	if err := ch.Expect(wire.TReady, &r); err != nil {
+	if err := ch.Expect(want, v); err != nil {
 		var pe *wire.PeerError
 		if errors.As(err, &pe) {
-			return r, fmt.Errorf("refused the session: %w", pe)
+			return fmt.Errorf("refused the session: %w", pe)
 		}
-		return r, fmt.Errorf("set-up: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	return r, nil
+	return nil
 }
 
 // pokeReport connects to a node's report port and reads its answer, which

@@ -290,7 +290,7 @@ func clientConfig(env Env, path, listen string) ([]string, error) {
 	}
 	ifaces, _ := hostlist.InterfaceAddrs()
 	hn, _ := os.Hostname()
-	if _, _, err := hostlist.FindSelf(hosts, preferred, ifaces, getenvOf(env), hn, c.Plan.HyphenNormal); err != nil {
+	if _, _, err := hostlist.FindSelf(hosts, preferred, ifaces, env.Getenv, hn, c.Plan.HyphenNormal); err != nil {
 		return nil, usagef("%s: %v: this machine is not among the file's clients (%s); start it with the file that lists it, or without -f", path, err, strings.Join(c.Plan.Hosts, ","))
 	}
 	var allow []string
@@ -407,11 +407,3 @@ func systemdListener(getenv func(string) string) (net.Listener, error) {
 }
 
 var _ = sender.Send
-
-// getenvOf is env's Getenv, or the process's environment.
-func getenvOf(env Env) func(string) string {
-	if env.Getenv != nil {
-		return env.Getenv
-	}
-	return os.Getenv
-}
