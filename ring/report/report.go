@@ -230,7 +230,9 @@ const SegmentSize = 1460
 // segment size 1460, the clients, the seconds, MB/s and aggregate MB/s),
 // with verbose the lines "Standard TCP segment size", "Server",
 // "Nr of childs", "Nr of hosts", "Time", "MBytes/s" and "Aggregate
-// MBytes/s". herd adds a line "failed = 'NODE' (REASON)" per failed node
+// MBytes/s". dolly 0.72 writes the verbose Time's microseconds with
+// %03lu ("0.31455 sec" for 31455 µs); herd writes them with six digits,
+// as in the statistics line ("0.031455 sec"). herd adds a line "failed = 'NODE' (REASON)" per failed node
 // (dolly has no such thing); its aggregate counts the verified clients.
 // server names this host and childs is the server's children (the ring's
 // fanout).

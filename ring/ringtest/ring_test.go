@@ -404,7 +404,7 @@ func TestDollyPlusSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodes := startNodes(t, dir, addrs(31, 32, 33), nodeOpts{prog: "dollyC"})
-	r := send(t, dir, 0, "dollyS", "-v", "-f", cfg)
+	r := send(t, dir, 0, "dollyS", "-vf", cfg) // as the dolly+ page writes it
 	wantExit(t, r, 0)
 	allDone(t, r, []string{"node31", "node32", "node33"})
 	waitExit(t, nodes, 0)
@@ -639,12 +639,13 @@ func TestDollyCommandLine(t *testing.T) {
 		t.Logf("dolly -t 2 took %v", r.elapsed.Round(time.Millisecond))
 	})
 
-	// dollyS and dollyC with -P 12000: report 12000, control 12001, data
-	// 12002, and nothing on dolly's default ports.
+	// dollyC with the dolly+ page's --report 12000 --cntlport 12001
+	// --dataport 12002 and dollyS with -P 12000, which means the same, and
+	// nothing on dolly's default ports.
 	t.Run("dollyplus-portbase", func(t *testing.T) {
 		dir := workDir(t)
 		pb := addrs(23, 24)
-		nodes := startNodes(t, dir, pb, nodeOpts{prog: "dollyC", args: []string{"-P", "12000"}, reportPort: 12000})
+		nodes := startNodes(t, dir, pb, nodeOpts{prog: "dollyC", args: []string{"--report", "12000", "--cntlport", "12001", "--dataport", "12002"}, reportPort: 12000})
 		for _, a := range pb {
 			if _, err := reportLine(a + ":9996"); err == nil {
 				t.Errorf("dollyC -P 12000 answers on %s:9996 too", a)
@@ -794,37 +795,63 @@ func parseF(s string) float64 {
 
 // TestSameConfigEverywhere: as Deploy_SLE_cluster does, the server and
 // every client are started with the same configuration file ('dolly -v -f
-// dolly.cfg' on the clients, '-S NAME' on the server). The file's infile
-// is relative and exists only in the server's directory: the clients do
-// not look for it. Its server is called "server", a keyword. A client the
-// file does not list refuses to start (exit 2), naming the file.
+// dolly.cfg' on the clients, '-S NAME' on the server), in the classic
+// format (whose server is called "server", a keyword) and in dolly 0.72's
+// (infile, outfile, the clients, endconfig). The file's infile is
+// relative and exists only in the server's directory: the clients do not
+// look for it. Clients say dolly 0.72's "I am a dolly client, waiting for
+// a server..." once they listen and its "Total Transferred MB: 8, MB/s:
+// R" at the end, and the server "Transfert to all client nodes done."
+// once every client verified its data. A client the file
+// does not list refuses to start (exit 2), naming the file.
 func TestSameConfigEverywhere(t *testing.T) {
-	dir := workDir(t)
 	in := randomFile(t, 8<<20, 9)
 	data, err := os.ReadFile(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "in.img"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	hosts := addrs(30, 31, 32)
-	cfg := filepath.Join(dir, "dolly.cfg")
-	text := "infile in.img\noutfile out.img\nserver server\nfirstclient " + hosts[0] + "\nlastclient " + hosts[2] +
-		"\nclients 3\n" + strings.Join(hosts, "\n") + "\nendconfig\n"
-	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	nodes := startNodes(t, dir, hosts, nodeOpts{prog: "dolly", args: []string{"-f", cfg}})
-	r := send(t, dir, 0, "dolly", "-v", "-S", "server", "-f", cfg)
-	wantExit(t, r, 0)
-	allDone(t, r, hosts)
-	waitExit(t, nodes, 0)
-	for _, nd := range nodes {
-		sameFile(t, in, filepath.Join(nd.dir, "out.img"))
+	for _, tt := range []struct{ name, text string }{
+		{"classic", "infile in.img\noutfile out.img\nserver server\nfirstclient " + hosts[0] + "\nlastclient " + hosts[2] +
+			"\nclients 3\n" + strings.Join(hosts, "\n") + "\nendconfig\n"},
+		{"dolly 0.72", "infile in.img\noutfile out.img\n" + strings.Join(hosts, "\n") + "\nendconfig\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := workDir(t)
+			if err := os.WriteFile(filepath.Join(dir, "in.img"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(dir, "dolly.cfg")
+			if err := os.WriteFile(cfg, []byte(tt.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			nodes := startNodes(t, dir, hosts, nodeOpts{prog: "dolly", args: []string{"-f", cfg}})
+			for _, nd := range nodes {
+				if !strings.Contains(nd.stderr(), "I am a dolly client, waiting for a server...\n") {
+					t.Errorf("node %s, listening, has not said dolly's line:\n%s", nd.addr, nd.stderr())
+				}
+			}
+			r := send(t, dir, 0, "dolly", "-v", "-S", "server", "-f", cfg)
+			wantExit(t, r, 0)
+			allDone(t, r, hosts)
+			waitExit(t, nodes, 0)
+			for _, nd := range nodes {
+				sameFile(t, in, filepath.Join(nd.dir, "out.img"))
+				if !regexp.MustCompile(`\nTotal Transferred MB: 8, MB/s: [0-9]+\.[0-9]{3} \n\n$`).MatchString(nd.stderr()) {
+					t.Errorf("node %s has not ended with dolly's totals line:\n%s", nd.addr, nd.stderr())
+				}
+			}
+			if !strings.Contains(r.stderr, "\nTransfert to all client nodes done.\n") {
+				t.Errorf("the server has not said dolly's last line:\n%s", r.stderr)
+			}
+		})
 	}
 
 	// A machine the file does not list.
+	cfg := filepath.Join(t.TempDir(), "dolly.cfg")
+	if err := os.WriteFile(cfg, []byte("infile in.img\noutfile out.img\n"+strings.Join(hosts, "\n")+"\nendconfig\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command(filepath.Join(binDir, "dolly"), "-f", cfg, "--listen", addr(39)).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), cfg) || !strings.Contains(string(out), "not among the file's clients") {

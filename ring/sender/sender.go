@@ -57,7 +57,7 @@ type Config struct {
 	// are re-read from the inputs.
 	Window int
 	// Retries is dolly's -r: how many times to try to reach each node's
-	// control port, a second apart. 0 = 5.
+	// control port, a second apart. 0 = 5; below 0, one try.
 	Retries int
 	// Network is "ip4" (dolly -R, the default) or "ip6" (-6).
 	Network string
@@ -162,6 +162,7 @@ func (c *Config) setDefaults() {
 	if c.Retries == 0 {
 		c.Retries = 5
 	}
+	c.Retries = max(c.Retries, 1)
 	if c.Bypass == 0 {
 		// Bypass well within -a, which ends the whole session.
 		c.Bypass = DefaultBypass

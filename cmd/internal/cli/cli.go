@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/report"
 	"github.com/herdproject/herd/ring/sender"
+	"github.com/herdproject/herd/ring/wire"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 )
@@ -179,7 +181,7 @@ func runSend(ctx context.Context, env Env, o *sendOpts) error {
 // runSendReport is runSend that also returns the session's report.
 func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, error) {
 	if o.serverFlag == "-s" && o.cfg.Plan.Server != "" {
-		if hn, err := os.Hostname(); err == nil && !sameHost(hn, o.cfg.Plan.Server) {
+		if hn := o.serverName(); hn != "" && !sameHost(hn, o.cfg.Plan.Server) {
 			fmt.Fprintf(env.Stderr, "%s: warning: the configuration names server %q but this is %q (use -S to silence)\n", o.prog, o.cfg.Plan.Server, hn)
 		}
 	}
@@ -216,6 +218,9 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 			rep.Total = o.uncompSize
 		}
 		report.Summary(env.Stdout, rep)
+		if o.prog == "dolly" && err == nil && len(rep.Failed()) == 0 {
+			fmt.Fprintln(env.Stderr, dollyServerDone)
+		}
 		if rep.Restarts > 0 {
 			fmt.Fprintf(env.Stderr, "%s: session %s was resumed after %d restart(s) of the sender\n", o.prog, rep.Session, rep.Restarts)
 		}
@@ -230,6 +235,14 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 	}
 	return rep, err
 }
+
+// dolly 0.72's messages on standard error that scripts wait for: the
+// client's when it is ready for a server, the server's when every client
+// has its data (herd: verified it).
+const (
+	dollyClientWaiting = "I am a dolly client, waiting for a server..."
+	dollyServerDone    = "Transfert to all client nodes done."
+)
 
 func appendLog(path string, rep *sender.Report, server string, childs int, verbose bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -281,14 +294,65 @@ func runRecv(ctx context.Context, env Env, prog string, cfg relay.Config) error 
 	} else if l != nil {
 		cfg.ReportListener = l
 	}
+	var totals clientTotals
+	if prog == "dolly" {
+		cfg.Finished = totals.watch(cfg.Finished)
+	}
 	n, err := relay.Listen(cfg)
 	if err != nil {
 		return err
 	}
-	if err := n.Serve(ctx); !errors.Is(err, relay.ErrKilled) {
+	if prog == "dolly" {
+		// Listening: a script that waits for dolly's line may start the
+		// server now.
+		fmt.Fprintln(env.Stderr, dollyClientWaiting)
+	}
+	err = n.Serve(ctx)
+	if err == nil && prog == "dolly" {
+		if t, ok := totals.get(); ok {
+			fmt.Fprint(env.Stderr, t)
+		}
+	}
+	if !errors.Is(err, relay.ErrKilled) {
 		return err
 	}
 	return nil // told to stop (-K): the node logged by whom
+}
+
+// clientTotals keeps a dolly client's last session for dolly 0.72's
+// closing line, "Total Transferred MB: 5, MB/s: 148.849".
+type clientTotals struct {
+	mu   sync.Mutex
+	line string
+}
+
+// watch records v's totals, then calls next (if any).
+func (c *clientTotals) watch(next func([]wire.SetupFile, wire.Verdict)) func([]wire.SetupFile, wire.Verdict) {
+	return func(files []wire.SetupFile, v wire.Verdict) {
+		var bytes int64
+		for _, f := range v.Files {
+			bytes += f.Bytes
+		}
+		rate := 0.0
+		if v.Seconds > 0 {
+			rate = float64(bytes) / 1e6 / v.Seconds
+		}
+		c.mu.Lock()
+		c.line = ""
+		if v.Error == "" {
+			c.line = fmt.Sprintf("\nTotal Transferred MB: %.0f, MB/s: %.3f \n\n", float64(bytes)/1e6, rate)
+		}
+		c.mu.Unlock()
+		if next != nil {
+			next(files, v)
+		}
+	}
+}
+
+func (c *clientTotals) get() (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.line, c.line != ""
 }
 
 // runKill tells the waiting nodes of list to stop (dolly -K).

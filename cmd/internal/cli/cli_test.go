@@ -111,11 +111,11 @@ func TestDollyPlusPortBase(t *testing.T) {
 }
 
 func TestByName(t *testing.T) {
-	code, out, _ := run(ByName("/usr/sbin/dolly"), "-V")
-	if code != 0 || !strings.HasPrefix(out, "dolly (herd) ") {
-		t.Errorf("dolly -V: %d %q", code, out)
+	code, _, stderr := run(ByName("/usr/sbin/dolly"), "-V")
+	if code != 0 || !strings.HasPrefix(stderr, "Dolly version ") {
+		t.Errorf("dolly -V: %d %q", code, stderr)
 	}
-	code, out, _ = run(ByName("herd"), "version")
+	code, out, _ := run(ByName("herd"), "version")
 	if code != 0 || !strings.HasPrefix(out, "herd ") {
 		t.Errorf("herd version: %d %q", code, out)
 	}

@@ -55,10 +55,21 @@ differs on purpose:
     relative to the client's working directory (dolly 0.72 puts a / in
     front: the same for clients started by systemd, whose directory is /);
   - -c SIZE, -t, -u, -b are ETH dolly's (dolly 0.72's getopt lists -c but
-    refuses it).
+    refuses it);
+  - words that are not options are refused (dolly 0.72 skips them), bad
+    usage exits 2 (dolly 0.72: 1), -h exits 0 (dolly 0.72: 1);
+  - the summary table and Time/MBytes/s lines go to standard output;
+    dolly 0.72's messages ("I am a dolly client, waiting for a server...",
+    "Transfert to all client nodes done.", "Dolly version ...") go to
+    standard error, as there.
 
 Options:
 `
+
+// DollyVersion is the dolly release whose command line, configuration
+// files and -o log herd's dolly follows; dolly -V prints it as dolly
+// does ("Dolly version 0.72.0 ...").
+const DollyVersion = "0.72.0"
 
 // Dolly is the dolly command line (ETH dolly, openSUSE dolly 0.7x).
 func Dolly(ctx context.Context, args []string, env Env) int {
@@ -114,7 +125,7 @@ func dollyFlagSet(env Env) (*pflag.FlagSet, *dollyFlags) {
 		output:     fs.StringP("output", "O", "", "output `FILE`, device or - (standard output) on the clients; default: same as -I"),
 		hosts:      fs.StringP("hosts", "H", "", "comma-separated clients in ring order; ranges like 10.0.1.45-80"),
 		timeout:    fs.IntP("timeout", "a", 0, "give up when no data moved for `SECONDS` (0: wait forever)"),
-		retries:    fs.IntP("retries", "r", 5, "try to reach each client `N` times, a second apart"),
+		retries:    fs.IntP("retries", "r", 5, "try to reach each client `N` times, a second apart (once at least)"),
 		logFile:    fs.StringP("log", "o", "", "append statistics to `LOGFILE` (dolly's format)"),
 		noSync:     fs.BoolP("no-sync", "n", false, "clients do not fsync before exit"),
 		quiet:      fs.BoolP("quiet", "q", false, "no progress display"),
@@ -161,11 +172,12 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		return pflag.ErrHelp
 	}
 	if *v.version {
-		fmt.Fprintf(env.Stdout, "dolly (herd) %s\n", Version)
+		// dolly 0.72's words, on its stream: scripts read them.
+		fmt.Fprintf(env.Stderr, "Dolly version %s (herd %s)\n", DollyVersion, Version)
 		return nil
 	}
 	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see dolly -h)", fs.Arg(0))
+		return strayArgs(fs.Args())
 	}
 	var key wire.Key
 	if fs.Changed("password") {
@@ -173,6 +185,9 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		if key, err = checkKey(*v.password); err != nil {
 			return usagef("-P: %v", err)
 		}
+	}
+	if err := checkTimeout(*v.timeout); err != nil {
+		return err
 	}
 	if *v.kill != "" {
 		cfg := sender.Config{Key: key}
@@ -241,7 +256,7 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		c.Plan.Fanout = *v.fanout
 	}
 	c.Timeout = time.Duration(*v.timeout) * time.Second
-	c.Retries = *v.retries
+	c.Retries = max(*v.retries, 1) // dolly 0.72 tries once at least
 	c.NoSync = *v.noSync
 	c.Dummy = time.Duration(*v.dummy) * time.Second
 	c.Activate = *v.activate
@@ -259,9 +274,43 @@ func dolly(ctx context.Context, args []string, env Env) error {
 			return usagef("-S: '' is not a valid server name")
 		}
 		c.Name = *v.serverName
+	} else {
+		c.Name = dollyHostname(env)
 	}
 	v.ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
 	return runSend(ctx, env, o)
+}
+
+// dollyHostname is the server's own name as dolly 0.72 finds it without
+// -S: $HOSTNAME, else the host name. It is the name the clients are told
+// and the -o log's "Server : 'NAME'".
+func dollyHostname(env Env) string {
+	if env.Getenv != nil {
+		if hn := env.Getenv("HOSTNAME"); hn != "" {
+			return hn
+		}
+	}
+	hn, _ := os.Hostname()
+	return hn
+}
+
+// checkTimeout refuses a negative -a. dolly 0.72 refuses 0 too; herd
+// takes it as "wait forever", its default.
+func checkTimeout(seconds int) error {
+	if seconds < 0 {
+		return usagef("-a %d: want the seconds without data before giving up, 0 to wait forever", seconds)
+	}
+	return nil
+}
+
+// strayArgs refuses words that are not options. dolly 0.72's getopt
+// skips them silently, so "dolly -v P password" (the example of its own
+// -h) runs a client without the password its user meant; herd says so.
+func strayArgs(args []string) error {
+	if args[0] == "P" && len(args) > 1 {
+		return usagef("unexpected arguments %q: did you mean -P %s? (dolly 0.72 ignores words that are not options; herd refuses them)", strings.Join(args, " "), args[1])
+	}
+	return usagef("unexpected argument %q: dolly takes only options (dolly 0.72 ignores other words; herd refuses them; see dolly -h)", args[0])
 }
 
 // clientConfig reads the configuration file a client was started with

@@ -65,6 +65,9 @@ func dollyS(ctx context.Context, args []string, env Env) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
+	if err := checkTimeout(*timeout); err != nil {
+		return err
+	}
 	o := &sendOpts{prog: "dollyS", verbose: *verbose, quiet: *quiet}
 	if err := ports.apply(fs, &o.cfg.DataPort, &o.cfg.ControlPort, &o.cfg.ReportPort); err != nil {
 		return err
@@ -89,6 +92,9 @@ func dollyC(ctx context.Context, args []string, env Env) error {
 	timeout := fs.IntP("timeout", "a", 0, "give up when no data moved for `SECONDS`")
 	ports := addDollyPlusPorts(fs)
 	if err := parseFlags(fs, env, "Usage: dollyC [-v] [--listen ADDR] [--dataport P] [--cntlport P] [--report P] [-P BASE]\n\ndolly+'s client: receives one session, writes and forwards it.\n\n", args, ""); err != nil {
+		return err
+	}
+	if err := checkTimeout(*timeout); err != nil {
 		return err
 	}
 	cfg := relay.Config{ListenAddr: *listen, Once: true, Verbose: *verbose, Timeout: time.Duration(*timeout) * time.Second}

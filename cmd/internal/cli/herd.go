@@ -169,7 +169,7 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		timeout:    secondsFlag(fs, "timeout", "a", "fail when no data moved for this `DURATION` (30 or 30s, 2m); 0 waits forever"),
 		bypass:     secondsFlag(fs, "bypass-timeout", "", "bypass a node that is frozen or unreachable for this `DURATION`, or alive but making no progress (slow disk aside) for 2-3 times as long (default 5s, or half of -a); a node that resets is bypassed at once"),
 		window:     fs.String("window", "64M", "recent stream `SIZE` each process keeps to feed a node again after a bypass (older data is re-read from the input)"),
-		retries:    fs.IntP("retries", "r", 5, "tries to reach each node, a second apart"),
+		retries:    fs.IntP("retries", "r", 5, "tries to reach each node, a second apart (at least one)"),
 		requireAll: fs.Bool("require-all", false, "abort before anything is written when any node fails set-up"),
 		state:      fs.String("state", "", "keep what a restarted sender needs to resume the session in `FILE`, written atomically while it runs and removed when it ends: the same command started again after herd was killed resumes the session (default: a file per command under "+stateDirHelp+"; none: keep nothing)"),
 		fresh:      fs.Bool("fresh", false, "start a new session even when the state file holds an unfinished one (whose nodes are told to drop it); without it, a state file of the same command with other input data is refused"),
@@ -251,7 +251,7 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	}
 	c.PoolChunks = *f.chunks
 	c.Timeout = *f.timeout
-	c.Retries = *f.retries
+	c.Retries = max(*f.retries, 1) // one try at least, as dolly's -r 0
 	c.Bypass = *f.bypass
 	if c.Window, err = parseSize(*f.window, "--window"); err != nil {
 		return nil, err
