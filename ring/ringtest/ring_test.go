@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -856,5 +857,53 @@ func TestSameConfigEverywhere(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), cfg) || !strings.Contains(string(out), "not among the file's clients") {
 		t.Errorf("a client the file does not list: %v\n%s", err, out)
+	}
+}
+
+// TestSystemdActivation: openSUSE's dolly.socket and dolly.service, as
+// shipped: systemd listens on each client's port 9996 and, when the server
+// started with -d connects there, starts "dolly -v -P ${PASS} -a
+// ${TIMEOUT}" with HOSTNAME=%H and the socket as LISTEN_FDS.
+// systemd-socket-activate plays systemd. No client runs before the
+// server's -d reaches it; then every client writes the image, verified.
+func TestSystemdActivation(t *testing.T) {
+	activate, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Fatalf("systemd-socket-activate (Debian package systemd) is needed: %v", err)
+	}
+	dir := workDir(t)
+	in := randomFile(t, 4<<20, 11)
+	hosts := addrs(40, 41, 42)
+	var nodes []*node
+	for i, a := range hosts {
+		nd := filepath.Join(dir, "node-"+a)
+		if err := os.MkdirAll(nd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(activate, "-l", net.JoinHostPort(a, "9996"), "-E", fmt.Sprintf("HOSTNAME=client%d", i+1),
+			filepath.Join(binDir, "dolly"), "-v", "-P", "opensuse", "-a", "180", "--listen", a)
+		nodes = append(nodes, &node{proc: startCmd(t, dir, "node-"+a, nd, cmd), addr: a, dir: nd})
+	}
+	for _, n := range nodes {
+		deadline := time.Now().Add(readyTimeout)
+		for !strings.Contains(n.stderr(), "Listening on") {
+			if n.exited() || time.Now().After(deadline) {
+				t.Fatalf("systemd-socket-activate for %s is not listening:\n%s", n.addr, n.dump())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if strings.Contains(n.stderr(), "I am a dolly client") {
+			t.Fatalf("dolly on %s started before the server asked for it:\n%s", n.addr, n.dump())
+		}
+	}
+	r := send(t, dir, 0, "dolly", "-d", "-v", "-P", "opensuse", "-S", "server", "-H", strings.Join(hosts, ","), "-I", in, "-O", "out.img")
+	wantExit(t, r, 0)
+	allDone(t, r, hosts)
+	waitExit(t, nodes, 0)
+	for _, n := range nodes {
+		sameFile(t, in, filepath.Join(n.dir, "out.img"))
+		if !strings.Contains(n.stderr(), "I am a dolly client, waiting for a server...") {
+			t.Errorf("node %s: no client was started:\n%s", n.addr, n.dump())
+		}
 	}
 }
