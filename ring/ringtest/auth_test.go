@@ -120,7 +120,15 @@ func TestAuth(t *testing.T) {
 		r = send(t, dir, 30*time.Second, "dolly", "-K", list, "-P", good)
 		wantExit(t, r, 0)
 		containsAll(t, "dolly -K", r.stdout, addr(43)+": stopped", addr(44)+": stopped")
+		containsAll(t, "dolly -K", r.stderr, "Done. Killed 2 out of 2 clients.\n")
 		waitExit(t, nodes, 0)
+
+		// Again, with nothing left to stop: as dolly's "kill any running
+		// dolly", that is no failure.
+		r = send(t, dir, 30*time.Second, "dolly", "-K", list, "-P", good)
+		wantExit(t, r, 0)
+		containsAll(t, "dolly -K with no client left", r.stdout, addr(43)+": not running", addr(44)+": not running")
+		containsAll(t, "dolly -K with no client left", r.stderr, "Done. Killed 0 out of 2 clients.\n")
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/herdproject/herd/ring/hostlist"
@@ -21,6 +22,10 @@ type KillResult struct {
 	Name string
 	// Err is nil when the node took the order.
 	Err error
+	// NotRunning says that nothing listens on the node's control port
+	// (connection refused): no node waits there, there is nothing to
+	// stop. Err says so too.
+	NotRunning bool
 }
 
 // Kill tells waiting nodes to stop (dolly's -K), each after the handshake,
@@ -38,6 +43,7 @@ func Kill(ctx context.Context, cfg Config, hosts []string) ([]KillResult, error)
 		out[i].Name = h.Name
 		wg.Go(func() {
 			out[i].Err = killOne(ctx, cfg, net.JoinHostPort(h.Addr.String(), strconv.Itoa(cfg.ControlPort)))
+			out[i].NotRunning = errors.Is(out[i].Err, syscall.ECONNREFUSED)
 		})
 	}
 	wg.Wait()

@@ -365,14 +365,21 @@ func runKill(ctx context.Context, env Env, prog string, cfg sender.Config, list 
 	if err != nil {
 		return usagef("-K: %v", err)
 	}
-	failed := 0
+	failed, stopped := 0, 0
 	for _, r := range res {
-		if r.Err != nil {
+		switch {
+		case r.NotRunning:
+			fmt.Fprintf(env.Stdout, "%s: not running (nothing listens there; nothing to stop)\n", r.Name)
+		case r.Err != nil:
 			failed++
 			fmt.Fprintf(env.Stdout, "%s: not stopped: %v\n", r.Name, r.Err)
-			continue
+		default:
+			stopped++
+			fmt.Fprintf(env.Stdout, "%s: stopped\n", r.Name)
 		}
-		fmt.Fprintf(env.Stdout, "%s: stopped\n", r.Name)
+	}
+	if prog == "dolly" {
+		fmt.Fprintf(env.Stderr, "Done. Killed %d out of %d clients.\n", stopped, len(res))
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d node(s) not stopped", failed, len(res))

@@ -58,6 +58,8 @@ differs on purpose:
     refuses it);
   - words that are not options are refused (dolly 0.72 skips them), bad
     usage exits 2 (dolly 0.72: 1), -h exits 0 (dolly 0.72: 1);
+  - -K exits 1 when a running client refused to stop (wrong -P), where
+    dolly 0.72 exits 0; a client with nothing running is no failure;
   - the summary table and Time/MBytes/s lines go to standard output;
     dolly 0.72's messages ("I am a dolly client, waiting for a server...",
     "Transfert to all client nodes done.", "Dolly version ...") go to
