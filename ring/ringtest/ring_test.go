@@ -552,6 +552,28 @@ func TestDollyCommandLine(t *testing.T) {
 	in := randomFile(t, 16<<20, 6)
 	hosts := addrs(20, 21, 22)
 
+	// -I - reads standard input, here a pipe ("-I [FILE|-]" in dolly's
+	// messages): the image arrives whole on every client, verified.
+	t.Run("stdin", func(t *testing.T) {
+		dir := workDir(t)
+		nodes := startNodes(t, dir, hosts, nodeOpts{prog: "dolly"})
+		f, err := os.Open(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd := exec.Command(filepath.Join(binDir, "dolly"), "-S", "herdtest", "-H", strings.Join(hosts, ","), "-I", "-", "-O", "out.img")
+		cmd.Stdin = struct{ io.Reader }{f} // not an *os.File: exec makes a pipe
+		start := time.Now()
+		r := finish(t, startCmd(t, dir, "sender-stdin", dir, cmd), start, 0)
+		wantExit(t, r, 0)
+		allDone(t, r, hosts)
+		waitExit(t, nodes, 0)
+		for _, nd := range nodes {
+			sameFile(t, in, filepath.Join(nd.dir, "out.img"))
+		}
+	})
+
 	// -H with an address range, and -o LOGFILE appending dolly's lines:
 	// once with -v (with the Nr of hosts, MBytes/s and Aggregate lines),
 	// once without.

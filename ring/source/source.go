@@ -167,14 +167,21 @@ type input struct {
 	dataSize int64
 }
 
-// openInput opens a file or block device for reading and measures its size;
+// openInput opens a file or block device ("-": standard input) for reading
+// and measures its size;
 // with measure, also its data size (SEEK_DATA walks the whole file, so
 // checks skip it).
 func openInput(path string, measure bool) (*input, error) {
 	if path == "" {
 		return nil, errors.New("no input: give a file or device (-I) or directories (-D)")
 	}
-	f, err := os.Open(path)
+	name := path
+	if path == "-" {
+		// Standard input ("-I -", as dolly's "-I [FILE|-]"): a pipe is
+		// read to its end; a redirected file or device is measured.
+		name = "/dev/stdin"
+	}
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, inputError(path, err)
 	}
