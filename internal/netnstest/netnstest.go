@@ -21,9 +21,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,6 +76,7 @@ func New(t testing.TB, tag string) *NS {
 	if err := Available(); err != nil {
 		t.Skipf("netnstest: %v", err)
 	}
+	sweepOnce.Do(sweepLeftovers)
 	base := fmt.Sprintf("herd-%s-%d", tag, os.Getpid())
 	for i := 1; i <= maxTries; i++ {
 		name := base
@@ -94,6 +97,35 @@ func New(t testing.TB, tag string) *NS {
 	}
 	t.Fatalf("netnstest: namespaces %s to %s-%d all exist", base, base, maxTries)
 	return nil
+}
+
+var sweepOnce sync.Once
+
+// leftoverName matches the namespaces New names: herd-<tag>-<pid>[-<n>].
+var leftoverName = regexp.MustCompile(`^herd-[a-z0-9]+-([0-9]+)(-[0-9]+)?$`)
+
+// sweepLeftovers deletes the namespaces of test processes that are gone
+// (killed by go test's -timeout, say, before their cleanups ran) and that
+// hold no process: they were this package's, and nobody uses them.
+func sweepLeftovers() {
+	entries, err := os.ReadDir(runDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		m := leftoverName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		pid, err := strconv.Atoi(m[1])
+		if err != nil || pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+			continue // ours, or its process still exists
+		}
+		if out, err := command(context.Background(), "ip", "netns", "pids", e.Name()); err != nil || strings.TrimSpace(out) != "" {
+			continue
+		}
+		_, _ = command(context.Background(), "ip", "netns", "del", e.Name())
+	}
 }
 
 // remove deletes the namespace, first reporting processes still inside.

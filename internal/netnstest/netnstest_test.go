@@ -3,9 +3,11 @@ package netnstest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -108,6 +110,42 @@ func TestNamespaces(t *testing.T) {
 	if hostPeer != "" {
 		if _, err := net.InterfaceByName(hostPeer); err == nil {
 			t.Errorf("host veth end %s still there after cleanup", hostPeer)
+		}
+	}
+}
+
+// TestSweepLeftovers: namespaces left by a test process that is gone are
+// deleted; those of a live process, and names of other tools, are kept.
+func TestSweepLeftovers(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	live := exec.Command("sleep", "60")
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = live.Process.Kill(); _ = live.Wait() }()
+	gone := []string{fmt.Sprintf("herd-sweep-%d", dead.Process.Pid), fmt.Sprintf("herd-sweep-%d-3", dead.Process.Pid)}
+	kept := []string{fmt.Sprintf("herd-sweep-%d", live.Process.Pid), fmt.Sprintf("other-sweep-%d", dead.Process.Pid)}
+	for _, n := range append(append([]string{}, gone...), kept...) {
+		if out, err := command(context.Background(), "ip", "netns", "add", n); err != nil {
+			t.Fatalf("ip netns add %s: %v\n%s", n, err, out)
+		}
+		t.Cleanup(func() { _, _ = command(context.Background(), "ip", "netns", "del", n) })
+	}
+	sweepLeftovers()
+	for _, n := range gone {
+		if _, err := os.Stat(filepath.Join(runDir, n)); !os.IsNotExist(err) {
+			t.Errorf("%s (its process is gone) was not deleted: %v", n, err)
+		}
+	}
+	for _, n := range kept {
+		if _, err := os.Stat(filepath.Join(runDir, n)); err != nil {
+			t.Errorf("%s was deleted: %v", n, err)
 		}
 	}
 }
