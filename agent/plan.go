@@ -16,8 +16,8 @@ import (
 
 	"github.com/herdproject/herd/agent/mkfs"
 	"github.com/herdproject/herd/agent/partition"
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/kickstart"
-	"github.com/herdproject/herd/pxe/httpboot"
 	"github.com/herdproject/herd/ring/blockdev"
 	"github.com/herdproject/herd/ring/wire"
 	"golang.org/x/sys/unix"
@@ -85,7 +85,7 @@ func (a *agent) fetchPlan(ctx context.Context) error {
 	default:
 		return fmt.Errorf("%w: GET %s: %s", errRegister, url, res.Status)
 	}
-	var pr httpboot.PlanResponse
+	var pr contract.PlanResponse
 	if err := json.NewDecoder(res.Body).Decode(&pr); err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}

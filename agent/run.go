@@ -13,8 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herdproject/herd/pxe/httpboot"
-	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/wire"
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -30,7 +29,7 @@ type agent struct {
 	cfg  Config
 	con  *console
 	id   Identity
-	ring httpboot.Ring
+	ring contract.Ring
 
 	files       []wire.SetupFile
 	verdict     *wire.Verdict
@@ -98,7 +97,7 @@ func (a *agent) run(ctx context.Context) error {
 				a.verdict = nil
 				// Listening: tell herd serve the stage2 is in place.
 				return a.receive(ctx, func() {
-					if err := a.report(ctx, inventory.StateInstalling, "", "stage2 mounted; waiting for the install session"); err != nil {
+					if err := a.report(ctx, contract.StateInstalling, "", "stage2 mounted; waiting for the install session"); err != nil {
 						a.con.printf("warning: report: %v", err)
 					}
 				})
@@ -127,7 +126,7 @@ func (a *agent) run(ctx context.Context) error {
 			}
 		}
 	}
-	_ = a.con.step("report done", func() error { return a.report(ctx, inventory.StateDone, "", msg) })
+	_ = a.con.step("report done", func() error { return a.report(ctx, contract.StateDone, "", msg) })
 	return a.finish(ctx, nil)
 }
 
@@ -157,7 +156,7 @@ func (a *agent) fail(ctx context.Context, err error) error {
 		}
 	}
 	if a.id.Server != "" && a.id.MAC != nil {
-		_ = a.report(ctx, inventory.StateFailed, err.Error(), "")
+		_ = a.report(ctx, contract.StateFailed, err.Error(), "")
 	}
 	return a.finish(ctx, err)
 }
@@ -349,14 +348,14 @@ var errRegister = errors.New("registration failed")
 // register tells the management host this node is up and learns its name
 // and the ring's ports.
 func (a *agent) register(ctx context.Context) error {
-	req := httpboot.RegisterRequest{MAC: a.id.MAC.String(), IP: a.id.Addr.Addr().String(), AgentVersion: Version}
+	req := contract.RegisterRequest{MAC: a.id.MAC.String(), IP: a.id.Addr.Addr().String(), AgentVersion: Version}
 	if a.cfg.AsInit {
-		req.Firmware = httpboot.FirmwareBIOS
+		req.Firmware = contract.FirmwareBIOS
 		if a.uefiBoot() {
-			req.Firmware = httpboot.FirmwareUEFI
+			req.Firmware = contract.FirmwareUEFI
 		}
 	}
-	var resp httpboot.RegisterResponse
+	var resp contract.RegisterResponse
 	if err := a.post(ctx, "/api/register", req, &resp); err != nil {
 		return fmt.Errorf("%w: %v", errRegister, err)
 	}
@@ -432,12 +431,12 @@ func (a *agent) receive(ctx context.Context, listening func()) error {
 }
 
 // report tells the management host how the install ended.
-func (a *agent) report(ctx context.Context, st inventory.State, reason, msg string) error {
+func (a *agent) report(ctx context.Context, st contract.State, reason, msg string) error {
 	var bytes int64
 	if a.verdict != nil {
 		for _, f := range a.verdict.Files {
 			bytes += f.Bytes
 		}
 	}
-	return a.post(ctx, "/api/report", httpboot.ReportRequest{MAC: a.id.MAC.String(), State: st, Bytes: bytes, Reason: reason, Message: msg}, nil)
+	return a.post(ctx, "/api/report", contract.ReportRequest{MAC: a.id.MAC.String(), State: st, Bytes: bytes, Reason: reason, Message: msg}, nil)
 }

@@ -67,6 +67,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herdproject/herd/contract"
 )
 
 // Defaults filled in by Parse.
@@ -193,7 +195,7 @@ func Parse(cmdline string) (Settings, error) {
 			}
 		case p.key == "automatic":
 			auto = append(auto, p)
-		case p.key == "BOOTIF" || strings.HasPrefix(p.key, "herd."):
+		case p.key == contract.ArgBootIF || strings.HasPrefix(p.key, "herd."):
 			herd = append(herd, p)
 		}
 	}
@@ -246,7 +248,7 @@ func (s *Settings) applyHerd(p param) error {
 		return nil
 	}
 	switch p.key {
-	case "herd.server":
+	case contract.ArgServer:
 		if err := need(); err != nil {
 			return err
 		}
@@ -255,7 +257,7 @@ func (s *Settings) applyHerd(p param) error {
 			return bad(p.key, p.val, err.Error())
 		}
 		s.Server = u
-	case "herd.url":
+	case contract.ArgURL:
 		if err := need(); err != nil {
 			return err
 		}
@@ -264,7 +266,7 @@ func (s *Settings) applyHerd(p param) error {
 			return bad(p.key, p.val, "want an http:// or https:// URL")
 		}
 		s.URL = strings.TrimRight(p.val, "/")
-	case "herd.if":
+	case contract.ArgIf:
 		if err := need(); err != nil {
 			return err
 		}
@@ -272,7 +274,7 @@ func (s *Settings) applyHerd(p param) error {
 			return bad(p.key, p.val, err.Error())
 		}
 		s.Interface = p.val
-	case "BOOTIF":
+	case contract.ArgBootIF:
 		if err := need(); err != nil {
 			return err
 		}
@@ -281,7 +283,7 @@ func (s *Settings) applyHerd(p param) error {
 			return bad(p.key, p.val, err.Error())
 		}
 		s.BootIF = mac
-	case "herd.mac":
+	case contract.ArgMAC:
 		if err := need(); err != nil {
 			return err
 		}
@@ -290,12 +292,12 @@ func (s *Settings) applyHerd(p param) error {
 			return bad(p.key, p.val, "want a MAC address like 52:54:00:12:34:56")
 		}
 		s.MAC = mac
-	case "herd.name":
+	case contract.ArgName:
 		if err := need(); err != nil {
 			return err
 		}
 		s.Name = p.val
-	case "herd.retries":
+	case contract.ArgRetries:
 		if err := need(); err != nil {
 			return err
 		}
@@ -304,7 +306,7 @@ func (s *Settings) applyHerd(p param) error {
 			return bad(p.key, p.val, "want a whole number of tries, at least 1")
 		}
 		s.Retries = n
-	case "herd.timeout":
+	case contract.ArgTimeout:
 		if err := need(); err != nil {
 			return err
 		}
@@ -313,12 +315,12 @@ func (s *Settings) applyHerd(p param) error {
 			return bad(p.key, p.val, err.Error())
 		}
 		s.Timeout = d
-	case "herd.key":
+	case contract.ArgKey:
 		if err := need(); err != nil {
 			return err
 		}
 		s.Key = p.val
-	case "herd.allow":
+	case contract.ArgAllow:
 		if err := need(); err != nil {
 			return err
 		}
@@ -327,7 +329,7 @@ func (s *Settings) applyHerd(p param) error {
 			return bad(p.key, p.val, err.Error())
 		}
 		s.Allow = pats
-	case "herd.kexec", "herd.debug":
+	case contract.ArgKexec, contract.ArgDebug:
 		on := true
 		if p.hasVal {
 			b, err := parseBool(p.val)
@@ -336,7 +338,7 @@ func (s *Settings) applyHerd(p param) error {
 			}
 			on = b
 		}
-		if p.key == "herd.kexec" {
+		if p.key == contract.ArgKexec {
 			s.Kexec = on
 		} else {
 			s.Debug = on

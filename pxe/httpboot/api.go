@@ -9,67 +9,13 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 )
 
 // maxBody caps an API request body.
 const maxBody = 1 << 20
-
-// RegisterRequest is POST /api/register's body. MAC is required; Name and
-// IP are what the agent believes (the inventory wins; a different name is
-// refused with 409).
-type RegisterRequest struct {
-	MAC          string `json:"mac"`
-	Name         string `json:"name,omitempty"`
-	IP           string `json:"ip,omitempty"`
-	AgentVersion string `json:"agent_version,omitempty"`
-	// Firmware is how the node booted: FirmwareUEFI or FirmwareBIOS; ""
-	// when the agent does not say (an older agent, or not run as init).
-	Firmware string `json:"firmware,omitempty"`
-}
-
-// Firmware kinds an agent registers with.
-const (
-	FirmwareUEFI = "uefi"
-	FirmwareBIOS = "bios"
-)
-
-// RegisterResponse tells the agent who it is and how to join the ring.
-type RegisterResponse struct {
-	Name string `json:"name"`
-	IP   string `json:"ip"`
-	// Plan names the node's install plan; "" = none (the session's
-	// files are written as they are).
-	Plan string `json:"plan"`
-	// PlanText is the plan itself (kickstart, or a ka-deploy description
-	// when Plan ends in .desc or .ka).
-	PlanText string `json:"plan_text,omitempty"`
-	Profile  string `json:"profile,omitempty"`
-	Ring     Ring   `json:"ring"`
-}
-
-// PlanResponse is GET /api/plan/{mac}'s answer: the node's install plan,
-// which the agent carries out (partitions, filesystems) before it
-// registers for the session. Plan "" = none.
-type PlanResponse struct {
-	Name     string `json:"name"`
-	Plan     string `json:"plan"`
-	PlanText string `json:"plan_text,omitempty"`
-}
-
-// ReportRequest is POST /api/report's body.
-type ReportRequest struct {
-	MAC string `json:"mac"`
-	// State is installing, done or failed.
-	State inventory.State `json:"state"`
-	// Bytes written so far and Rate in bytes/s.
-	Bytes int64   `json:"bytes"`
-	Rate  float64 `json:"rate"`
-	// Message is for humans; Reason says why a node failed.
-	Message string `json:"message,omitempty"`
-	Reason  string `json:"reason,omitempty"`
-}
 
 // decodeJSON reads one JSON object into v; its errors name the field or
 // the byte at fault. Unknown fields are ignored (a newer agent may send
@@ -140,13 +86,13 @@ func (h *Handler) nodeByMAC(w http.ResponseWriter, s string) (inventory.Node, bo
 // (the firmware was not booted by herd, a report was lost, herd restarted
 // with an empty state directory) is walked through them: the agent's word
 // is what it is doing now.
-func advance(st *inventory.Status, to inventory.State, reason string, now time.Time) error {
+func advance(st *inventory.Status, to contract.State, reason string, now time.Time) error {
 	err := nodestate.Transition(st, to, reason, now)
 	if err == nil || !errors.Is(err, nodestate.ErrTransition) {
 		return err
 	}
 	tmp := *st
-	for _, s := range []inventory.State{inventory.StateBooting, inventory.StateRegistered, inventory.StateInstalling, inventory.StateDone} {
+	for _, s := range []contract.State{contract.StateBooting, contract.StateRegistered, contract.StateInstalling, contract.StateDone} {
 		r := ""
 		if s == to {
 			r = reason
@@ -163,7 +109,7 @@ func advance(st *inventory.Status, to inventory.State, reason string, now time.T
 }
 
 func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
-	var req RegisterRequest
+	var req contract.RegisterRequest
 	if !decodeJSON(w, r, &req) {
 		return
 	}
@@ -192,9 +138,9 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Logf("httpboot: node %s registered from %s, but the inventory reserves %s", node.Name, agentIP, ip)
 	}
 	switch req.Firmware {
-	case "", FirmwareUEFI, FirmwareBIOS:
+	case "", contract.FirmwareUEFI, contract.FirmwareBIOS:
 	default:
-		writeJSONError(w, http.StatusBadRequest, `field "firmware": %q: want %q, %q or nothing`, req.Firmware, FirmwareUEFI, FirmwareBIOS)
+		writeJSONError(w, http.StatusBadRequest, `field "firmware": %q: want %q, %q or nothing`, req.Firmware, contract.FirmwareUEFI, contract.FirmwareBIOS)
 		return
 	}
 	msg := "agent registered"
@@ -205,7 +151,7 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 		msg += " (" + req.Firmware + ")"
 	}
 	err := h.cfg.Store.Update(node.Name, func(s *inventory.Status) error {
-		if err := advance(s, inventory.StateRegistered, msg, h.cfg.Now()); err != nil {
+		if err := advance(s, contract.StateRegistered, msg, h.cfg.Now()); err != nil {
 			return err
 		}
 		if ip.IsValid() && s.IP == "" {
@@ -219,7 +165,7 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Logf("httpboot: node %s (%s) registered", node.Name, node.MAC)
-	resp := RegisterResponse{Name: node.Name, Plan: node.Plan, Profile: node.Profile, Ring: h.cfg.Ring}
+	resp := contract.RegisterResponse{Name: node.Name, Plan: node.Plan, Profile: node.Profile, Ring: h.cfg.Ring}
 	if p, ok := h.cfg.Plans[node.Plan]; ok {
 		resp.Plan, resp.PlanText = p.Name, p.Text
 	}
@@ -235,7 +181,7 @@ func (h *Handler) servePlan(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	resp := PlanResponse{Name: node.Name}
+	resp := contract.PlanResponse{Name: node.Name}
 	if p, ok := h.cfg.Plans[node.Plan]; ok {
 		resp.Plan, resp.PlanText = p.Name, p.Text
 	}
@@ -243,12 +189,12 @@ func (h *Handler) servePlan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request) {
-	var req ReportRequest
+	var req contract.ReportRequest
 	if !decodeJSON(w, r, &req) {
 		return
 	}
 	switch req.State {
-	case inventory.StateInstalling, inventory.StateDone, inventory.StateFailed:
+	case contract.StateInstalling, contract.StateDone, contract.StateFailed:
 	case "":
 		writeJSONError(w, http.StatusBadRequest, `field "state": required (installing, done or failed)`)
 		return
@@ -269,7 +215,7 @@ func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reason := req.Message
-	if req.State == inventory.StateFailed {
+	if req.State == contract.StateFailed {
 		reason = req.Reason
 		if reason == "" {
 			reason = req.Message
@@ -302,7 +248,7 @@ func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request) {
 }
 
 func reasonSuffix(s *inventory.Status) string {
-	if s.State == inventory.StateFailed {
+	if s.State == contract.StateFailed {
 		return ": " + s.Reason
 	}
 	return ""

@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 )
@@ -47,8 +48,7 @@ func (b Boot) kernelArgs() (string, error) {
 	if strings.ContainsAny(b.KernelArgs+b.BaseURL+b.Kernel+b.Initrd, "\r\n") {
 		return "", errors.New("boot entry fields must be one line")
 	}
-	mac := b.Node.MAC.String()
-	args := fmt.Sprintf("herd.url=%s herd.mac=%s herd.name=%s BOOTIF=01-%s", b.BaseURL, mac, b.Node.Name, strings.ReplaceAll(mac, ":", "-"))
+	args := contract.BootArgs{URL: b.BaseURL, MAC: b.Node.MAC, Name: b.Node.Name}.String()
 	if a := strings.TrimSpace(b.KernelArgs); a != "" {
 		args += " " + a
 	}
@@ -186,7 +186,7 @@ func (h *Handler) boot(node inventory.Node, via string) (Boot, error) {
 	err := h.cfg.Store.Update(node.Name, func(s *inventory.Status) error {
 		if s.LocalBoot {
 			s.LastReport = now
-		} else if err := nodestate.Transition(s, inventory.StateBooting, "fetched its install boot entry over "+via, now); err != nil {
+		} else if err := nodestate.Transition(s, contract.StateBooting, "fetched its install boot entry over "+via, now); err != nil {
 			return err
 		}
 		st = *s

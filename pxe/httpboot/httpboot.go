@@ -34,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -41,13 +42,6 @@ import (
 const (
 	DefaultKernel = "vmlinuz"
 	DefaultInitrd = "initramfs.cpio.gz"
-)
-
-// Default ring ports, as dolly's.
-const (
-	DefaultDataPort    = 9998
-	DefaultControlPort = 9997
-	DefaultReportPort  = 9996
 )
 
 // Config is the HTTP service's configuration. Zero values are defaults.
@@ -70,7 +64,7 @@ type Config struct {
 	KernelArgs string
 	// Ring is what a registering agent is told about the transfer ring;
 	// zero ports are dolly's defaults and "" Server is BaseURL's host.
-	Ring Ring
+	Ring contract.Ring
 	// Plans are the install plans agents get at registration, by the
 	// inventory's plan= name; the key "" is the plan of nodes without
 	// one. nil (or a node whose plan is not here) = no plan: the agent
@@ -88,15 +82,6 @@ type Config struct {
 type Plan struct {
 	Name string
 	Text string
-}
-
-// Ring tells a registering agent how to take part in the transfer ring.
-type Ring struct {
-	// Server is the management host's address, where the sender runs.
-	Server      string `json:"server"`
-	DataPort    int    `json:"data_port"`
-	ControlPort int    `json:"control_port"`
-	ReportPort  int    `json:"report_port"`
 }
 
 // Handler serves the routes of the package comment. It keeps no state of
@@ -137,15 +122,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Ring.Server == "" {
 		cfg.Ring.Server = u.Hostname()
 	}
-	if cfg.Ring.DataPort == 0 {
-		cfg.Ring.DataPort = DefaultDataPort
-	}
-	if cfg.Ring.ControlPort == 0 {
-		cfg.Ring.ControlPort = DefaultControlPort
-	}
-	if cfg.Ring.ReportPort == 0 {
-		cfg.Ring.ReportPort = DefaultReportPort
-	}
+	cfg.Ring = cfg.Ring.WithDefaults()
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -40,7 +41,7 @@ func (m *memStore) get(name string) (inventory.Status, error) {
 	}
 	s, ok := m.st[name]
 	if !ok {
-		s = inventory.Status{State: inventory.StateUnknown}
+		s = inventory.Status{State: contract.StateUnknown}
 	}
 	s.Name, s.MAC = n.Name, n.MAC.String()
 	if n.IP.IsValid() {
@@ -227,7 +228,7 @@ func TestIPXEScriptRoute(t *testing.T) {
 		t.Errorf("upper-case MAC: %d\n%s", w.Code, w.Body)
 	}
 	st := f.state(t, "n1")
-	if st.State != inventory.StateBooting || !st.LastReport.Equal(testNow) || st.LocalBoot {
+	if st.State != contract.StateBooting || !st.LastReport.Equal(testNow) || st.LocalBoot {
 		t.Errorf("after the script: %+v, want booting at %v", st, testNow)
 	}
 
@@ -271,23 +272,23 @@ func TestInstallCycle(t *testing.T) {
 	if s := get(); s != installN1 {
 		t.Fatalf("first boot:\n%s", s)
 	}
-	w := postJSON(t, f, "/api/register", RegisterRequest{MAC: "52:54:00:00:00:01", IP: "10.0.0.11", AgentVersion: "0.1", Firmware: FirmwareUEFI})
+	w := postJSON(t, f, "/api/register", contract.RegisterRequest{MAC: "52:54:00:00:00:01", IP: "10.0.0.11", AgentVersion: "0.1", Firmware: contract.FirmwareUEFI})
 	if w.Code != 200 {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
-	var reg RegisterResponse
+	var reg contract.RegisterResponse
 	if err := json.Unmarshal(w.Body.Bytes(), &reg); err != nil {
 		t.Fatal(err)
 	}
-	want := RegisterResponse{Name: "n1", IP: "10.0.0.11", Plan: "compute.ks", Profile: "compute",
-		Ring: Ring{Server: "10.0.0.1", DataPort: 9998, ControlPort: 9997, ReportPort: 9996}}
+	want := contract.RegisterResponse{Name: "n1", IP: "10.0.0.11", Plan: "compute.ks", Profile: "compute",
+		Ring: contract.Ring{Server: "10.0.0.1", DataPort: 9998, ControlPort: 9997, ReportPort: 9996}}
 	if d := cmp.Diff(want, reg); d != "" {
 		t.Errorf("register response (-want +got):\n%s", d)
 	}
-	if st := f.state(t, "n1"); st.State != inventory.StateRegistered || st.Firmware != FirmwareUEFI {
+	if st := f.state(t, "n1"); st.State != contract.StateRegistered || st.Firmware != contract.FirmwareUEFI {
 		t.Errorf("after register: %s, firmware %q; want registered, uefi", st.State, st.Firmware)
 	}
-	for _, rep := range []ReportRequest{
+	for _, rep := range []contract.ReportRequest{
 		{MAC: "52:54:00:00:00:01", State: "installing", Bytes: 1 << 20, Rate: 5e6, Message: "writing /dev/vda"},
 		{MAC: "52:54:00:00:00:01", State: "installing", Bytes: 8 << 20, Rate: 6e6},
 	} {
@@ -296,13 +297,13 @@ func TestInstallCycle(t *testing.T) {
 		}
 	}
 	st := f.state(t, "n1")
-	if st.State != inventory.StateInstalling || st.Bytes != 8<<20 || st.Rate != 6e6 || st.Message != "writing /dev/vda" {
+	if st.State != contract.StateInstalling || st.Bytes != 8<<20 || st.Rate != 6e6 || st.Message != "writing /dev/vda" {
 		t.Errorf("installing: %+v", st)
 	}
 	if s := get(); s != installN1 {
 		t.Errorf("while installing:\n%s", s)
 	}
-	w = postJSON(t, f, "/api/report", ReportRequest{MAC: "52-54-00-00-00-01", State: "done", Bytes: 16 << 20, Rate: 7e6, Message: "verified"})
+	w = postJSON(t, f, "/api/report", contract.ReportRequest{MAC: "52-54-00-00-00-01", State: "done", Bytes: 16 << 20, Rate: 7e6, Message: "verified"})
 	if w.Code != 200 {
 		t.Fatalf("report done: %d %s", w.Code, w.Body)
 	}
@@ -310,7 +311,7 @@ func TestInstallCycle(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.State != inventory.StateDone || !got.LocalBoot || got.Bytes != 16<<20 {
+	if got.State != contract.StateDone || !got.LocalBoot || got.Bytes != 16<<20 {
 		t.Errorf("report done answered %+v", got)
 	}
 	if s := get(); s != localN1 {
@@ -319,12 +320,12 @@ func TestInstallCycle(t *testing.T) {
 	if s := pxe(); !strings.Contains(s, "DEFAULT local\n") {
 		t.Errorf("pxelinux after done:\n%s", s)
 	}
-	if st := f.state(t, "n1"); st.State != inventory.StateDone {
+	if st := f.state(t, "n1"); st.State != contract.StateDone {
 		t.Errorf("a done node that boots stays done, got %s", st.State)
 	}
 	// `herd nodes reinstall n1`, as the file-backed store does it.
 	if err := f.store.Update("n1", func(s *inventory.Status) error {
-		s.State, s.LocalBoot, s.Reason = inventory.StateUnknown, false, ""
+		s.State, s.LocalBoot, s.Reason = contract.StateUnknown, false, ""
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -336,9 +337,9 @@ func TestInstallCycle(t *testing.T) {
 		t.Errorf("pxelinux after reinstall:\n%s", s)
 	}
 	// A failure: the next boot installs again, with the reason shown.
-	postJSON(t, f, "/api/register", RegisterRequest{MAC: "52:54:00:00:00:01"})
-	w = postJSON(t, f, "/api/report", ReportRequest{MAC: "52:54:00:00:00:01", State: "failed", Reason: "disk /dev/vda not found"})
-	if st := f.state(t, "n1"); w.Code != 200 || st.State != inventory.StateFailed || st.LocalBoot || st.Reason != "disk /dev/vda not found" {
+	postJSON(t, f, "/api/register", contract.RegisterRequest{MAC: "52:54:00:00:00:01"})
+	w = postJSON(t, f, "/api/report", contract.ReportRequest{MAC: "52:54:00:00:00:01", State: "failed", Reason: "disk /dev/vda not found"})
+	if st := f.state(t, "n1"); w.Code != 200 || st.State != contract.StateFailed || st.LocalBoot || st.Reason != "disk /dev/vda not found" {
 		t.Errorf("after failed: %d %+v", w.Code, st)
 	}
 	if s := get(); s != installN1 {
@@ -362,7 +363,7 @@ LABEL install
 	if d := cmp.Diff(want, w.Body.String()); w.Code != 200 || d != "" {
 		t.Errorf("%d (-want +got):\n%s", w.Code, d)
 	}
-	if st := f.state(t, "n1"); st.State != inventory.StateBooting {
+	if st := f.state(t, "n1"); st.State != contract.StateBooting {
 		t.Errorf("after the config: %s", st.State)
 	}
 	for target, code := range map[string]int{
@@ -595,7 +596,7 @@ func TestAPIErrors(t *testing.T) {
 		t.Errorf("GET /api/register: %d, want 405", w.Code)
 	}
 	for _, n := range []string{"n1", "n2", "gpu-3.rack2"} {
-		if st := f.state(t, n); st.State != inventory.StateUnknown {
+		if st := f.state(t, n); st.State != contract.StateUnknown {
 			t.Errorf("%s changed by refused requests: %+v", n, st)
 		}
 	}
@@ -605,17 +606,17 @@ func TestAPINodes(t *testing.T) {
 	f := newFixture(t)
 	// gpu-3.rack2 registers without having fetched a script from herd,
 	// and tells its DHCP address (no reservation in the inventory).
-	w := postJSON(t, f, "/api/register", RegisterRequest{MAC: "52:54:00:00:00:0A", Name: "gpu-3.rack2", IP: "10.0.0.150"})
+	w := postJSON(t, f, "/api/register", contract.RegisterRequest{MAC: "52:54:00:00:00:0A", Name: "gpu-3.rack2", IP: "10.0.0.150"})
 	if w.Code != 200 {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
-	var reg RegisterResponse
+	var reg contract.RegisterResponse
 	json.Unmarshal(w.Body.Bytes(), &reg)
 	if reg.IP != "10.0.0.150" || reg.Name != "gpu-3.rack2" {
 		t.Errorf("register response %+v", reg)
 	}
 	// n2 reports done without a register or installing report herd saw.
-	if w := postJSON(t, f, "/api/report", ReportRequest{MAC: "52:54:00:00:00:02", State: "done", Bytes: 42}); w.Code != 200 {
+	if w := postJSON(t, f, "/api/report", contract.ReportRequest{MAC: "52:54:00:00:00:02", State: "done", Bytes: 42}); w.Code != 200 {
 		t.Fatalf("report: %d %s", w.Code, w.Body)
 	}
 	w = f.do(t, "GET", "/api/nodes", "")
@@ -624,9 +625,9 @@ func TestAPINodes(t *testing.T) {
 		t.Fatalf("%d %v\n%s", w.Code, err, w.Body)
 	}
 	want := []inventory.Status{
-		{Name: "n1", MAC: "52:54:00:00:00:01", IP: "10.0.0.11", State: inventory.StateUnknown},
-		{Name: "n2", MAC: "52:54:00:00:00:02", IP: "10.0.0.12", State: inventory.StateDone, Bytes: 42, LocalBoot: true, LastReport: testNow},
-		{Name: "gpu-3.rack2", MAC: "52:54:00:00:00:0a", IP: "10.0.0.150", State: inventory.StateRegistered, LastReport: testNow, Message: "agent registered"},
+		{Name: "n1", MAC: "52:54:00:00:00:01", IP: "10.0.0.11", State: contract.StateUnknown},
+		{Name: "n2", MAC: "52:54:00:00:00:02", IP: "10.0.0.12", State: contract.StateDone, Bytes: 42, LocalBoot: true, LastReport: testNow},
+		{Name: "gpu-3.rack2", MAC: "52:54:00:00:00:0a", IP: "10.0.0.150", State: contract.StateRegistered, LastReport: testNow, Message: "agent registered"},
 	}
 	if d := cmp.Diff(want, list); d != "" {
 		t.Errorf("/api/nodes (-want +got):\n%s", d)
@@ -649,7 +650,7 @@ var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([a-zA-Z_][a-z
 func TestMetrics(t *testing.T) {
 	f := newFixture(t)
 	f.do(t, "GET", "/boot/52:54:00:00:00:01.ipxe", "")
-	postJSON(t, f, "/api/report", ReportRequest{MAC: "52:54:00:00:00:02", State: "installing", Bytes: 123456, Rate: 2.5e6})
+	postJSON(t, f, "/api/report", contract.ReportRequest{MAC: "52:54:00:00:00:02", State: "installing", Bytes: 123456, Rate: 2.5e6})
 	w := f.do(t, "GET", "/metrics", "")
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("%d %s", w.Code, w.Header().Get("Content-Type"))
@@ -717,8 +718,8 @@ func TestMetrics(t *testing.T) {
 
 func TestStatusPage(t *testing.T) {
 	f := newFixture(t)
-	postJSON(t, f, "/api/report", ReportRequest{MAC: "52:54:00:00:00:02", State: "failed", Reason: "<script>alert(1)</script> disk missing"})
-	postJSON(t, f, "/api/report", ReportRequest{MAC: "52:54:00:00:00:01", State: "installing", Bytes: 3 << 30, Rate: 100 << 20})
+	postJSON(t, f, "/api/report", contract.ReportRequest{MAC: "52:54:00:00:00:02", State: "failed", Reason: "<script>alert(1)</script> disk missing"})
+	postJSON(t, f, "/api/report", contract.ReportRequest{MAC: "52:54:00:00:00:01", State: "installing", Bytes: 3 << 30, Rate: 100 << 20})
 	w := f.do(t, "GET", "/", "")
 	body := w.Body.String()
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
@@ -745,18 +746,18 @@ func TestStatusPage(t *testing.T) {
 
 func TestAdvance(t *testing.T) {
 	for _, tc := range []struct {
-		from, to inventory.State
+		from, to contract.State
 		ok       bool
 	}{
-		{inventory.StateUnknown, inventory.StateRegistered, true},
-		{inventory.StateUnknown, inventory.StateDone, true},
-		{inventory.StateDone, inventory.StateRegistered, true},
-		{inventory.StateFailed, inventory.StateInstalling, true},
-		{inventory.StateInstalling, inventory.StateRegistered, true},
-		{inventory.StateRegistered, inventory.StateRegistered, true},
-		{inventory.StateUnknown, inventory.StateFailed, true},
-		{inventory.StateUnknown, inventory.StateUnknown, false},
-		{"bogus", inventory.StateDone, false},
+		{contract.StateUnknown, contract.StateRegistered, true},
+		{contract.StateUnknown, contract.StateDone, true},
+		{contract.StateDone, contract.StateRegistered, true},
+		{contract.StateFailed, contract.StateInstalling, true},
+		{contract.StateInstalling, contract.StateRegistered, true},
+		{contract.StateRegistered, contract.StateRegistered, true},
+		{contract.StateUnknown, contract.StateFailed, true},
+		{contract.StateUnknown, contract.StateUnknown, false},
+		{"bogus", contract.StateDone, false},
 	} {
 		st := inventory.Status{Name: "n", State: tc.from, Bytes: 7}
 		err := advance(&st, tc.to, "why", testNow)
@@ -856,16 +857,16 @@ func TestPlanRoute(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		mac  string
-		want PlanResponse
+		want contract.PlanResponse
 	}{
-		{"52:54:00:00:00:01", PlanResponse{Name: "n1", Plan: "compute.ks", PlanText: "part / --size=100\n"}},
-		{"52-54-00-00-00-02", PlanResponse{Name: "n2", Plan: "default.ks", PlanText: "part / --size=50\n"}},
+		{"52:54:00:00:00:01", contract.PlanResponse{Name: "n1", Plan: "compute.ks", PlanText: "part / --size=100\n"}},
+		{"52-54-00-00-00-02", contract.PlanResponse{Name: "n2", Plan: "default.ks", PlanText: "part / --size=50\n"}},
 	} {
 		w := f.do(t, "GET", "/api/plan/"+tc.mac, "")
 		if w.Code != 200 {
 			t.Fatalf("%s: %d %s", tc.mac, w.Code, w.Body)
 		}
-		var got PlanResponse
+		var got contract.PlanResponse
 		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
 			t.Fatal(err)
 		}
@@ -873,7 +874,7 @@ func TestPlanRoute(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", tc.mac, d)
 		}
 	}
-	if st := f.state(t, "n1"); st.State != inventory.StateUnknown {
+	if st := f.state(t, "n1"); st.State != contract.StateUnknown {
 		t.Errorf("GET /api/plan changed the state to %s", st.State)
 	}
 	if w := f.do(t, "GET", "/api/plan/52:54:00:99:99:99", ""); w.Code != 404 || !strings.Contains(w.Body.String(), "not in the inventory") {
@@ -882,8 +883,8 @@ func TestPlanRoute(t *testing.T) {
 	if w := f.do(t, "GET", "/api/plan/nonsense", ""); w.Code != 400 {
 		t.Errorf("bad MAC: %d %s", w.Code, w.Body)
 	}
-	w := postJSON(t, f, "/api/register", RegisterRequest{MAC: "52:54:00:00:00:02"})
-	var reg RegisterResponse
+	w := postJSON(t, f, "/api/register", contract.RegisterRequest{MAC: "52:54:00:00:00:02"})
+	var reg contract.RegisterResponse
 	if err := json.Unmarshal(w.Body.Bytes(), &reg); err != nil {
 		t.Fatal(err)
 	}

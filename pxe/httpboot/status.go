@@ -10,13 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
 // states in the order of the install cycle, for counts.
-var states = []inventory.State{
-	inventory.StateUnknown, inventory.StateBooting, inventory.StateRegistered,
-	inventory.StateInstalling, inventory.StateDone, inventory.StateFailed,
+var states = []contract.State{
+	contract.StateUnknown, contract.StateBooting, contract.StateRegistered,
+	contract.StateInstalling, contract.StateDone, contract.StateFailed,
 }
 
 var statusPage = template.Must(template.New("status").Parse(`<!DOCTYPE html>
@@ -54,7 +55,7 @@ type statusRow struct {
 }
 
 type stateCount struct {
-	State inventory.State
+	State contract.State
 	N     int
 }
 
@@ -77,7 +78,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 			data.Counts = append(data.Counts, stateCount{s, counts[s]})
 		}
 	}
-	data.Done = counts[inventory.StateDone]
+	data.Done = counts[contract.StateDone]
 	for _, s := range list {
 		row := statusRow{
 			Name: s.Name, MAC: s.MAC, IP: s.IP, State: string(stateOf(s)),
@@ -102,15 +103,15 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b.Bytes())
 }
 
-func stateOf(s inventory.Status) inventory.State {
+func stateOf(s inventory.Status) contract.State {
 	if s.State == "" {
-		return inventory.StateUnknown
+		return contract.StateUnknown
 	}
 	return s.State
 }
 
-func countStates(list []inventory.Status) map[inventory.State]int {
-	c := map[inventory.State]int{}
+func countStates(list []inventory.Status) map[contract.State]int {
+	c := map[contract.State]int{}
 	for _, s := range list {
 		c[stateOf(s)]++
 	}

@@ -20,6 +20,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/herdproject/herd/contract"
 )
 
 // Node is one reserved machine.
@@ -82,25 +84,12 @@ func (inv *Inventory) ByIP(ip string) (Node, bool) {
 	return Node{}, false
 }
 
-// State is a node's place in the install cycle.
-type State string
-
-// Node states: unknown → booting → registered → installing → done | failed.
-const (
-	StateUnknown    State = "unknown"
-	StateBooting    State = "booting"    // asked DHCP/TFTP/HTTP for boot files
-	StateRegistered State = "registered" // its agent registered
-	StateInstalling State = "installing" // receiving / writing
-	StateDone       State = "done"       // reported done: boots from disk next
-	StateFailed     State = "failed"     // reported failed: installs again next
-)
-
 // Status is what herd knows of a node now.
 type Status struct {
-	Name  string `json:"name"`
-	MAC   string `json:"mac"`
-	IP    string `json:"ip"`
-	State State  `json:"state"`
+	Name  string         `json:"name"`
+	MAC   string         `json:"mac"`
+	IP    string         `json:"ip"`
+	State contract.State `json:"state"`
 	// Reason says why the node failed.
 	Reason string `json:"reason,omitempty"`
 	// Bytes and Rate (bytes/s) of the current or last transfer.

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/internal/atomicfile"
 	"github.com/herdproject/herd/pxe/inventory"
 	"golang.org/x/sys/unix"
@@ -161,7 +162,7 @@ func (s *Store) path(name string) string { return filepath.Join(s.dir, name+stat
 
 // read returns n's stored status with its identity from the inventory.
 func (s *Store) read(n inventory.Node) (inventory.Status, error) {
-	st := inventory.Status{State: inventory.StateUnknown}
+	st := inventory.Status{State: contract.StateUnknown}
 	path := s.path(n.Name)
 	data, err := os.ReadFile(path)
 	switch {
@@ -175,7 +176,7 @@ func (s *Store) read(n inventory.Node) (inventory.Status, error) {
 			return inventory.Status{}, fmt.Errorf("node %s: state file %s: %v (remove it to forget the node's state)", n.Name, path, err)
 		}
 		if st.State == "" {
-			st.State = inventory.StateUnknown
+			st.State = contract.StateUnknown
 		}
 		if !validState(st.State) {
 			return inventory.Status{}, fmt.Errorf("node %s: state file %s: unknown state %q (remove it to forget the node's state)", n.Name, path, st.State)
@@ -293,7 +294,7 @@ func (s *Store) Reinstall(names ...string) error {
 		if err != nil {
 			return err
 		}
-		st.State = inventory.StateUnknown
+		st.State = contract.StateUnknown
 		st.LocalBoot = false
 		st.Reason = ""
 		if err := s.write(n, st); err != nil {
@@ -303,32 +304,32 @@ func (s *Store) Reinstall(names ...string) error {
 	return nil
 }
 
-func validState(s inventory.State) bool {
+func validState(s contract.State) bool {
 	switch s {
-	case inventory.StateUnknown, inventory.StateBooting, inventory.StateRegistered,
-		inventory.StateInstalling, inventory.StateDone, inventory.StateFailed:
+	case contract.StateUnknown, contract.StateBooting, contract.StateRegistered,
+		contract.StateInstalling, contract.StateDone, contract.StateFailed:
 		return true
 	}
 	return false
 }
 
 // allowed lists the states a node in state from may move to.
-func allowed(from inventory.State) []inventory.State {
-	var fwd []inventory.State
+func allowed(from contract.State) []contract.State {
+	var fwd []contract.State
 	switch from {
-	case inventory.StateUnknown:
-		fwd = []inventory.State{inventory.StateBooting}
-	case inventory.StateBooting:
-		fwd = []inventory.State{inventory.StateRegistered}
-	case inventory.StateRegistered:
-		fwd = []inventory.State{inventory.StateInstalling}
-	case inventory.StateInstalling:
-		fwd = []inventory.State{inventory.StateDone}
+	case contract.StateUnknown:
+		fwd = []contract.State{contract.StateBooting}
+	case contract.StateBooting:
+		fwd = []contract.State{contract.StateRegistered}
+	case contract.StateRegistered:
+		fwd = []contract.State{contract.StateInstalling}
+	case contract.StateInstalling:
+		fwd = []contract.State{contract.StateDone}
 	}
-	if from != inventory.StateUnknown {
+	if from != contract.StateUnknown {
 		fwd = append(fwd, from)
 	}
-	for _, s := range []inventory.State{inventory.StateBooting, inventory.StateFailed} {
+	for _, s := range []contract.State{contract.StateBooting, contract.StateFailed} {
 		if !slices.Contains(fwd, s) {
 			fwd = append(fwd, s)
 		}
@@ -353,10 +354,10 @@ func allowed(from inventory.State) []inventory.State {
 //
 // A move the cycle does not allow changes nothing and returns an error
 // wrapping ErrTransition that names both states.
-func Transition(st *inventory.Status, to inventory.State, reason string, now time.Time) error {
+func Transition(st *inventory.Status, to contract.State, reason string, now time.Time) error {
 	from := st.State
 	if from == "" {
-		from = inventory.StateUnknown
+		from = contract.StateUnknown
 	}
 	if !validState(from) {
 		return fmt.Errorf("node %s: %w: unknown current state %q", st.Name, ErrTransition, from)
@@ -368,16 +369,16 @@ func Transition(st *inventory.Status, to inventory.State, reason string, now tim
 		return fmt.Errorf("node %s: %w %s → %s (from %s: %s)", st.Name, ErrTransition, from, to, from, joinStates(ok))
 	}
 	switch to {
-	case inventory.StateDone:
+	case contract.StateDone:
 		st.LocalBoot = true
-	case inventory.StateFailed:
+	case contract.StateFailed:
 		st.LocalBoot = false
-	case inventory.StateInstalling:
-		if from != inventory.StateInstalling {
+	case contract.StateInstalling:
+		if from != contract.StateInstalling {
 			st.Bytes, st.Rate = 0, 0
 		}
 	}
-	if to == inventory.StateFailed {
+	if to == contract.StateFailed {
 		st.Reason = reason
 	} else {
 		st.Reason = ""
@@ -392,7 +393,7 @@ func Transition(st *inventory.Status, to inventory.State, reason string, now tim
 	return nil
 }
 
-func joinStates(ss []inventory.State) string {
+func joinStates(ss []contract.State) string {
 	var b strings.Builder
 	for i, s := range ss {
 		if i > 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -43,7 +44,7 @@ func open(t testing.TB, dir string) *Store {
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // move applies transitions in order.
-func move(t *testing.T, s *Store, name string, states ...inventory.State) {
+func move(t *testing.T, s *Store, name string, states ...contract.State) {
 	t.Helper()
 	for i, to := range states {
 		err := s.Update(name, func(st *inventory.Status) error {
@@ -83,7 +84,7 @@ func TestGetNeverHeardOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := inventory.Status{Name: "n2", MAC: "52:54:00:00:00:02", IP: "10.0.0.12", State: inventory.StateUnknown}
+	want := inventory.Status{Name: "n2", MAC: "52:54:00:00:00:02", IP: "10.0.0.12", State: contract.StateUnknown}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -110,7 +111,7 @@ func TestUnknownName(t *testing.T) {
 func TestPersistence(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
-	move(t, s, "n1", inventory.StateBooting, inventory.StateRegistered, inventory.StateInstalling)
+	move(t, s, "n1", contract.StateBooting, contract.StateRegistered, contract.StateInstalling)
 	if err := s.Update("n1", func(st *inventory.Status) error {
 		st.Bytes, st.Rate, st.Message = 1<<30, 1e8, "writing /dev/vda"
 		st.Name, st.MAC = "evil", "nonsense" // ignored
@@ -118,9 +119,9 @@ func TestPersistence(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	move(t, s, "n1", inventory.StateDone)
+	move(t, s, "n1", contract.StateDone)
 	want := inventory.Status{
-		Name: "n1", MAC: "52:54:00:00:00:01", IP: "10.0.0.11", State: inventory.StateDone,
+		Name: "n1", MAC: "52:54:00:00:00:01", IP: "10.0.0.11", State: contract.StateDone,
 		Bytes: 1 << 30, Rate: 1e8, LocalBoot: true, LastReport: t0, Message: "writing /dev/vda",
 	}
 
@@ -171,7 +172,7 @@ func TestUpdateFnError(t *testing.T) {
 		t.Errorf("got %v, want boom as it is", err)
 	}
 	err := s.Update("n1", func(st *inventory.Status) error {
-		return Transition(st, inventory.StateDone, "", t0)
+		return Transition(st, contract.StateDone, "", t0)
 	})
 	if !errors.Is(err, ErrTransition) {
 		t.Errorf("got %v", err)
@@ -201,7 +202,7 @@ func TestCorruptFile(t *testing.T) {
 func TestCrashBeforeRename(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
-	move(t, s, "n1", inventory.StateBooting)
+	move(t, s, "n1", contract.StateBooting)
 	stray := []string{
 		filepath.Join(dir, ".n1.json.tmp-123456"), // half-written new state
 		filepath.Join(dir, ".n3.json.tmp-9"),      // a node never written
@@ -211,7 +212,7 @@ func TestCrashBeforeRename(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st, err := s.Get("n1"); err != nil || st.State != inventory.StateBooting {
+	if st, err := s.Get("n1"); err != nil || st.State != contract.StateBooting {
 		t.Fatalf("before reopen: %v %v", st.State, err)
 	}
 	s2 := open(t, dir)
@@ -220,10 +221,10 @@ func TestCrashBeforeRename(t *testing.T) {
 			t.Errorf("%s survived Open: %v", p, err)
 		}
 	}
-	if st, err := s2.Get("n1"); err != nil || st.State != inventory.StateBooting {
+	if st, err := s2.Get("n1"); err != nil || st.State != contract.StateBooting {
 		t.Errorf("after reopen: %v %v", st.State, err)
 	}
-	if st, err := s2.Get("n3"); err != nil || st.State != inventory.StateUnknown {
+	if st, err := s2.Get("n3"); err != nil || st.State != contract.StateUnknown {
 		t.Errorf("n3: %v %v", st.State, err)
 	}
 	// Files that only look alike are not touched.
@@ -239,13 +240,13 @@ func TestCrashBeforeRename(t *testing.T) {
 
 func TestReinstall(t *testing.T) {
 	s := open(t, t.TempDir())
-	move(t, s, "n1", inventory.StateBooting, inventory.StateRegistered, inventory.StateInstalling)
+	move(t, s, "n1", contract.StateBooting, contract.StateRegistered, contract.StateInstalling)
 	if err := s.Update("n1", func(st *inventory.Status) error { st.Bytes = 42; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	move(t, s, "n1", inventory.StateDone)
+	move(t, s, "n1", contract.StateDone)
 	if err := s.Update("n2", func(st *inventory.Status) error {
-		return Transition(st, inventory.StateFailed, "disk /dev/vda missing", t0)
+		return Transition(st, contract.StateFailed, "disk /dev/vda missing", t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -264,21 +265,21 @@ func TestReinstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []inventory.Status{
-		{Name: "n1", MAC: "52:54:00:00:00:01", IP: "10.0.0.11", State: inventory.StateUnknown, Bytes: 42, LastReport: t0},
-		{Name: "n2", MAC: "52:54:00:00:00:02", IP: "10.0.0.12", State: inventory.StateUnknown, LastReport: t0},
-		{Name: "n3", MAC: "52:54:00:00:00:03", IP: "10.0.0.13", State: inventory.StateUnknown},
+		{Name: "n1", MAC: "52:54:00:00:00:01", IP: "10.0.0.11", State: contract.StateUnknown, Bytes: 42, LastReport: t0},
+		{Name: "n2", MAC: "52:54:00:00:00:02", IP: "10.0.0.12", State: contract.StateUnknown, LastReport: t0},
+		{Name: "n3", MAC: "52:54:00:00:00:03", IP: "10.0.0.13", State: contract.StateUnknown},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	// The reset cycle starts again.
-	move(t, s, "n1", inventory.StateBooting)
+	move(t, s, "n1", contract.StateBooting)
 }
 
 func TestReinstallSome(t *testing.T) {
 	s := open(t, t.TempDir())
 	for _, n := range []string{"n1", "n2", "n3"} {
-		move(t, s, n, inventory.StateBooting, inventory.StateRegistered, inventory.StateInstalling, inventory.StateDone)
+		move(t, s, n, contract.StateBooting, contract.StateRegistered, contract.StateInstalling, contract.StateDone)
 	}
 	if err := s.Reinstall("n3", "n1", "n3"); err != nil {
 		t.Fatal(err)
@@ -292,23 +293,23 @@ func TestReinstallSome(t *testing.T) {
 
 func TestTransition(t *testing.T) {
 	const (
-		unknown    = inventory.StateUnknown
-		booting    = inventory.StateBooting
-		registered = inventory.StateRegistered
-		installing = inventory.StateInstalling
-		done       = inventory.StateDone
-		failed     = inventory.StateFailed
+		unknown    = contract.StateUnknown
+		booting    = contract.StateBooting
+		registered = contract.StateRegistered
+		installing = contract.StateInstalling
+		done       = contract.StateDone
+		failed     = contract.StateFailed
 	)
-	all := []inventory.State{unknown, booting, registered, installing, done, failed}
-	legal := map[[2]inventory.State]bool{
+	all := []contract.State{unknown, booting, registered, installing, done, failed}
+	legal := map[[2]contract.State]bool{
 		{unknown, booting}: true, {booting, registered}: true, {registered, installing}: true,
 		{installing, done}: true, {installing, failed}: true,
 		{booting, booting}: true, {registered, registered}: true, {installing, installing}: true,
 		{done, done}: true, {failed, failed}: true,
 	}
 	for _, from := range all {
-		legal[[2]inventory.State{from, booting}] = true
-		legal[[2]inventory.State{from, failed}] = true
+		legal[[2]contract.State{from, booting}] = true
+		legal[[2]contract.State{from, failed}] = true
 	}
 	for _, from := range all {
 		for _, to := range all {
@@ -316,7 +317,7 @@ func TestTransition(t *testing.T) {
 				before := inventory.Status{Name: "n1", State: from, LocalBoot: from == done, Bytes: 7, Rate: 3, Reason: "old", Message: "m"}
 				st := before
 				err := Transition(&st, to, "why", t0)
-				if !legal[[2]inventory.State{from, to}] {
+				if !legal[[2]contract.State{from, to}] {
 					if !errors.Is(err, ErrTransition) || !strings.Contains(err.Error(), string(from)+" → "+string(to)) {
 						t.Errorf("got %v, want an illegal transition naming both states", err)
 					}

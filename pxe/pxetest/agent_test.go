@@ -84,30 +84,51 @@ func installSetup(t *testing.T, tag, hostIP, mac string) (ns *netns, dir, golden
 // test's, gets its reservation from herd serve's DHCP, registers, receives
 // a golden ext4 image through the ring onto a loop device, customizes it
 // (hostname, hosts, machine-id, SSH host keys, networkd) and reports done;
-// herd serve then switches the node to local boot.
+// herd serve then switches the node to local boot. Once with dolly's ring
+// ports, once with herd serve --data-port/--control-port/--report-port:
+// the agent is told them at registration and listens where the sender
+// dials.
 func TestAgentInstall(t *testing.T) {
-	const mac = "52:54:00:25:12:31"
-	ns, dir, golden, loop := installSetup(t, "agt", "10.251.2.1", mac)
+	for _, tt := range []struct {
+		name, tag, net, mac string
+		httpPort, tftpPort  string
+		ports               []string // herd serve's ring port flags
+		control             string   // the control port the agent must listen on
+	}{
+		{"default ports", "agt", "10.251.2", "52:54:00:25:12:31", "18082", "16971", nil, "9997"},
+		{"other ports", "agp", "10.251.12", "52:54:00:25:12:32", "18092", "16981",
+			[]string{"--data-port", "19998", "--control-port", "19997", "--report-port", "19996"}, "19997"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			agentInstall(t, tt.tag, tt.net, tt.mac, tt.httpPort, tt.tftpPort, tt.ports, tt.control)
+		})
+	}
+}
+
+func agentInstall(t *testing.T, tag, net, mac, httpPort, tftpPort string, ports []string, control string) {
+	ns, dir, golden, loop := installSetup(t, tag, net+".1", mac)
 
 	inv := filepath.Join(dir, "inventory")
-	os.WriteFile(inv, []byte("subnet 10.251.2.0/24\nrouter 10.251.2.1\ndomain rack.test\nnode "+mac+" a1 10.251.2.21\n"), 0o644)
-	srv := start(t, dir, herdBin, "serve", "--interface", ns.hostIf, "--inventory", inv, "--state-dir", filepath.Join(dir, "state"),
-		"--boot-dir", filepath.Join(dir, "boot"), "--http-port", "18082", "--tftp-port", "16971", "--no-ra",
-		"--wait-timeout", "90s", "--once", "-q", "-I", golden, "-O", loop)
-	waitTCP(t, "10.251.2.1:18082", 10*time.Second)
+	os.WriteFile(inv, []byte("subnet "+net+".0/24\nrouter "+net+".1\ndomain rack.test\nnode "+mac+" a1 "+net+".21\n"), 0o644)
+	args := []string{herdBin, "serve", "--interface", ns.hostIf, "--inventory", inv, "--state-dir", filepath.Join(dir, "state"),
+		"--boot-dir", filepath.Join(dir, "boot"), "--http-port", httpPort, "--tftp-port", tftpPort, "--no-ra",
+		"--wait-timeout", "90s", "--once", "-q", "-I", golden, "-O", loop}
+	srv := start(t, dir, append(args, ports...)...)
+	waitTCP(t, net+".1:"+httpPort, 10*time.Second)
 
 	agentDir := filepath.Join(dir, "agent")
 	ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
-		"--cmdline", "console=ttyS0 herd.url=http://10.251.2.1:18082 herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=2")
+		"--cmdline", "console=ttyS0 herd.url=http://"+net+".1:"+httpPort+" herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=2")
 	if code := ag.wait(t, 120*time.Second); code != 0 {
 		t.Fatalf("agent exit %d:\n%s", code, ag.errb.String())
 	}
 	if code := srv.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("herd serve exit %d:\n%s\n%s", code, srv.out.String(), srv.errb.String())
 	}
-	for _, want := range []string{"== herd: network (DHCP)", "== herd: customize the installed system done", "registered as a1"} {
+	for _, want := range []string{"== herd: network (DHCP)", "== herd: customize the installed system done", "registered as a1",
+		"waiting for a sender on control " + net + ".21:" + control + ","} {
 		if !strings.Contains(ag.errb.String(), want) {
-			t.Errorf("agent console lacks %q", want)
+			t.Errorf("agent console lacks %q:\n%s", want, ag.errb.String())
 		}
 	}
 	// Verified by the ring, then customized: the identity changed.

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/dhcp"
 	"github.com/herdproject/herd/pxe/httpboot"
 	"github.com/herdproject/herd/pxe/inventory"
@@ -55,6 +56,11 @@ type Config struct {
 	// Plans are the install plans served to the agents (see
 	// httpboot.Config.Plans).
 	Plans map[string]httpboot.Plan
+	// Ring is what registering agents are told about the transfer ring:
+	// the ports the sender uses (0 = dolly's defaults) and where it runs
+	// ("" = ServerIP). herd serve passes its --data-port, --control-port
+	// and --report-port here, so agents listen where the sender dials.
+	Ring contract.Ring
 	// Logf receives messages; nil discards them.
 	Logf func(string, ...any)
 }
@@ -124,7 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	h, err := httpboot.New(httpboot.Config{
 		Root: cfg.BootDir, Inventory: cfg.Inventory, Store: cfg.Store,
-		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Logf: cfg.Logf, Plans: cfg.Plans,
+		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Logf: cfg.Logf, Plans: cfg.Plans, Ring: cfg.Ring,
 		Initrd: initrdName(cfg.BootDir),
 	})
 	if err != nil {

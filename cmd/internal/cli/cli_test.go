@@ -42,6 +42,12 @@ func TestUsageErrors(t *testing.T) {
 		{"dollyC -P and --dataport", DollyC, []string{"-P", "12000", "--dataport", "5"}, "do not combine"},
 		{"herd send bad --file", Herd, []string{"send", "-H", "127.0.0.9", "--file", "a b"}, "want 'IN > OUT'"},
 		{"herd unknown", Herd, []string{"frobnicate"}, "unknown command"},
+		{"herd send port 0", Herd, []string{"send", "-H", "127.0.0.9", "-I", "/x", "--data-port", "0"}, "--data-port 0: want a TCP port"},
+		{"herd send ports alike", Herd, []string{"send", "-H", "127.0.0.9", "-I", "/x", "--data-port", "9997"}, "--data-port and --control-port are both 9997"},
+		{"herd recv port too high", Herd, []string{"recv", "--report-port", "70000"}, "--report-port 70000"},
+		{"dolly -K port", Dolly, []string{"-K", "127.0.0.9", "--control-port", "-1"}, "--control-port -1"},
+		{"dollyC -P base then --report alike", DollyC, []string{"--dataport", "9996"}, "--dataport and --report are both 9996"},
+		{"herd pxe ports alike", Herd, []string{"pxe", "-i", "lo", "--inventory", "/nonexistent", "--report-port", "9998"}, "--data-port and --report-port are both 9998"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

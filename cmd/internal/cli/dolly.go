@@ -193,7 +193,9 @@ func dolly(ctx context.Context, args []string, env Env) error {
 	}
 	if *v.kill != "" {
 		cfg := sender.Config{Key: key}
-		v.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		if err := v.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort); err != nil {
+			return err
+		}
 		return runKill(ctx, env, "dolly", cfg, *v.kill)
 	}
 	// As in dolly 0.72: -s, -S, -I, -O, -H and -D make the server; -f
@@ -201,7 +203,9 @@ func dolly(ctx context.Context, args []string, env Env) error {
 	isServer := *v.server || fs.Changed("server-name") || *v.input != "" || fs.Changed("output") || *v.hosts != "" || *v.dummy > 0 || *v.dirs != ""
 	if !isServer {
 		cfg := relay.Config{ListenAddr: *v.listen, Once: true, Verbose: *v.verbose, NoSync: *v.noSync, Timeout: time.Duration(*v.timeout) * time.Second, Key: key}
-		v.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		if err := v.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort); err != nil {
+			return err
+		}
 		if *v.config != "" {
 			allow, err := clientConfig(env, *v.config, *v.listen)
 			if err != nil {
@@ -279,7 +283,9 @@ func dolly(ctx context.Context, args []string, env Env) error {
 	} else {
 		c.Name = dollyHostname(env)
 	}
-	v.ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
+	if err := v.ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort); err != nil {
+		return err
+	}
 	return runSend(ctx, env, o)
 }
 
@@ -415,8 +421,30 @@ func addPortFlags(fs *pflag.FlagSet) portFlags {
 	}
 }
 
-func (p portFlags) apply(data, control, report *int) {
+// apply sets the three ports, refusing one outside 1..65535 or two alike.
+func (p portFlags) apply(data, control, report *int) error {
+	if err := checkPorts(*p.data, *p.control, *p.report, "--data-port", "--control-port", "--report-port"); err != nil {
+		return err
+	}
 	*data, *control, *report = *p.data, *p.control, *p.report
+	return nil
+}
+
+// checkPorts refuses a port outside 1..65535, and the same port for two
+// jobs; names are the ports' flags, in the same order.
+func checkPorts(data, control, report int, names ...string) error {
+	ports := []int{data, control, report}
+	for i, n := range ports {
+		if n < 1 || n > 65535 {
+			return usagef("%s %d: want a TCP port between 1 and 65535", names[i], n)
+		}
+		for j := range i {
+			if ports[j] == n {
+				return usagef("%s and %s are both %d: the ring needs three different ports", names[j], names[i], n)
+			}
+		}
+	}
+	return nil
 }
 
 // parseSize reads 4096, 64k, 1M, 2G (powers of 1024).

@@ -33,7 +33,7 @@ func (p dollyPlusPorts) apply(fs *pflag.FlagSet, data, control, report *int) err
 		}
 		*report, *control, *data = *p.base, *p.base+1, *p.base+2
 	}
-	return nil
+	return checkPorts(*data, *control, *report, "--dataport", "--cntlport", "--report")
 }
 
 // DollyS is dolly+'s server: dollyS -v -f CONFIG.

@@ -276,7 +276,9 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	if *f.ipv6 {
 		c.Network = "ip6"
 	}
-	f.ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort)
+	if err := f.ports.apply(&c.DataPort, &c.ControlPort, &c.ReportPort); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -298,7 +300,9 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		cfg := sender.Config{Key: key}
-		f.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+		if err := f.ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort); err != nil {
+			return err
+		}
 		return runKill(ctx, env, "herd send", cfg, *kill)
 	}
 	o, err := f.options(env, fs, "herd send", *hosts)
@@ -428,7 +432,9 @@ func herdRecv(ctx context.Context, args []string, env Env) error {
 			return usagef("--allow %q: want an absolute shell pattern such as '/dev/vd*'", p)
 		}
 	}
-	ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort)
+	if err := ports.apply(&cfg.DataPort, &cfg.ControlPort, &cfg.ReportPort); err != nil {
+		return err
+	}
 	var err error
 	if cfg.Window, err = parseSize(*window, "--window"); err != nil {
 		return err

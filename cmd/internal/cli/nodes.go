@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/spf13/pflag"
@@ -188,7 +189,7 @@ func nodesReinstall(w io.Writer, inv *inventory.Inventory, st *nodestate.Store, 
 		}
 		seen[name] = true
 		s := before[name]
-		if s.State == inventory.StateUnknown && !s.LocalBoot {
+		if s.State == contract.StateUnknown && !s.LocalBoot {
 			fmt.Fprintf(w, "%s: already set to install\n", name)
 			continue
 		}

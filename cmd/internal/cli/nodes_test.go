@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 )
@@ -60,18 +61,18 @@ func TestHerdNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := map[string][]inventory.State{
-		"n1": {inventory.StateBooting, inventory.StateRegistered, inventory.StateInstalling, inventory.StateDone},
-		"n2": {inventory.StateBooting, inventory.StateRegistered, inventory.StateInstalling, inventory.StateFailed},
+	steps := map[string][]contract.State{
+		"n1": {contract.StateBooting, contract.StateRegistered, contract.StateInstalling, contract.StateDone},
+		"n2": {contract.StateBooting, contract.StateRegistered, contract.StateInstalling, contract.StateFailed},
 	}
 	for name, states := range steps {
 		for _, to := range states {
 			if err := st.Update(name, func(s *inventory.Status) error {
 				reason := ""
 				switch to {
-				case inventory.StateDone:
+				case contract.StateDone:
 					s.Bytes, s.Rate = 3<<30, 112.5e6
-				case inventory.StateFailed:
+				case contract.StateFailed:
 					reason = "disk /dev/vda missing"
 				}
 				return nodestate.Transition(s, to, reason, when)

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/agent"
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/pxe/dhcp"
-	"github.com/herdproject/herd/pxe/httpboot"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/herdproject/herd/pxe/services"
@@ -119,8 +119,14 @@ func herdPXE(ctx context.Context, args []string, env Env) error {
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
 	b := addBootFlags(fs)
+	ports := addPortFlags(fs)
 	verbose := fs.BoolP("verbose", "v", false, "log every request")
 	if err := parseFlags(fs, env, pxeUsage, args, " (see herd pxe --help)"); err != nil {
+		return err
+	}
+	// Registering agents are told these ports: give herd send the same.
+	var ring contract.Ring
+	if err := ports.apply(&ring.DataPort, &ring.ControlPort, &ring.ReportPort); err != nil {
 		return err
 	}
 	inv, st, err := b.open()
@@ -131,6 +137,7 @@ func herdPXE(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	cfg.Ring = ring
 	fmt.Fprintf(env.Stderr, "herd pxe: serving %d node(s) on %s\n", len(inv.Nodes), *b.iface)
 	return services.Run(ctx, cfg)
 }
@@ -229,9 +236,11 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	// The agents listen where the sender dials.
+	cfg.Ring = contract.Ring{DataPort: o0.cfg.DataPort, ControlPort: o0.cfg.ControlPort, ReportPort: o0.cfg.ReportPort}
 	if o0.cfg.Key.Set() {
 		// The agents need the key too; the boot entries carry it.
-		cfg.KernelArgs = strings.TrimSpace(cfg.KernelArgs + " herd.key=" + string(o0.cfg.Key))
+		cfg.KernelArgs = strings.TrimSpace(cfg.KernelArgs + " " + contract.KeyArg(string(o0.cfg.Key)))
 		fmt.Fprintf(env.Stderr, "herd serve: the agents get the ring key in their boot entries (herd.key=): whoever can read the boot network can read it\n")
 	}
 
@@ -327,7 +336,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 func finalResult(st inventory.Store, inv *inventory.Inventory, first error) error {
 	var left []string
 	for _, n := range inv.Nodes {
-		if s, err := st.Get(n.Name); err != nil || s.State != inventory.StateDone {
+		if s, err := st.Get(n.Name); err != nil || s.State != contract.StateDone {
 			left = append(left, n.Name)
 		}
 	}
@@ -459,7 +468,7 @@ func waitAgain(ctx context.Context, st inventory.Store, inv *inventory.Inventory
 		}
 		var regd []inventory.Node
 		for _, s := range list {
-			if n, ok := inv.ByName(s.Name); ok && s.State == inventory.StateRegistered {
+			if n, ok := inv.ByName(s.Name); ok && s.State == contract.StateRegistered {
 				regd = append(regd, n)
 			}
 		}
@@ -491,7 +500,7 @@ func (c *campaign) session(ctx context.Context, env Env, nodes []inventory.Node,
 		byIP[n.IP.String()] = n.Name
 		// herd serve's own updates leave LastReport to the nodes' reports.
 		_ = st.Update(n.Name, func(s *inventory.Status) error {
-			return nodestate.Transition(s, inventory.StateInstalling, "", time.Time{})
+			return nodestate.Transition(s, contract.StateInstalling, "", time.Time{})
 		})
 	}
 	o, err := f.options(env, fs, "herd serve", strings.Join(hosts, ","))
@@ -518,9 +527,9 @@ func (c *campaign) session(ctx context.Context, env Env, nodes []inventory.Node,
 	rep, serr := runSendReport(ctx, env, o)
 	if rep != nil {
 		for _, n := range rep.Nodes { // the summary already shows inventory names
-			to, reason := inventory.StateDone, ""
+			to, reason := contract.StateDone, ""
 			if n.State != sender.StateDone || !n.Verified {
-				to, reason = inventory.StateFailed, n.Reason
+				to, reason = contract.StateFailed, n.Reason
 			} else if !final {
 				continue
 			}
@@ -542,7 +551,7 @@ func waitStage2(ctx context.Context, env Env, st inventory.Store, nodes []invent
 		if err != nil || !s.LastReport.After(since) {
 			return false, false
 		}
-		return true, s.State == inventory.StateInstalling
+		return true, s.State == contract.StateInstalling
 	}
 	for {
 		all := true
@@ -570,7 +579,7 @@ func waitStage2(ctx context.Context, env Env, st inventory.Store, nodes []invent
 		default:
 			fmt.Fprintf(env.Stderr, "herd serve: %s did not report the stage2 mounted within %v\n", n.Name, d)
 			_ = st.Update(n.Name, func(s *inventory.Status) error {
-				return nodestate.Transition(s, inventory.StateFailed, fmt.Sprintf("no report after the stage2 within %v", d), time.Time{})
+				return nodestate.Transition(s, contract.StateFailed, fmt.Sprintf("no report after the stage2 within %v", d), time.Time{})
 			})
 		}
 	}
@@ -591,7 +600,7 @@ func waitRegistered(ctx context.Context, env Env, st inventory.Store, inv *inven
 		}
 		var regd []inventory.Node
 		for _, s := range list {
-			if s.State == inventory.StateRegistered {
+			if s.State == contract.StateRegistered {
 				if n, ok := inv.ByName(s.Name); ok {
 					regd = append(regd, n)
 				}
@@ -666,14 +675,14 @@ func refuseUnbootable(env Env, st inventory.Store, nodes []inventory.Node, why s
 	var keep []inventory.Node
 	for _, n := range nodes {
 		s, err := st.Get(n.Name)
-		if n.Plan != "" || err != nil || s.Firmware != httpboot.FirmwareUEFI {
+		if n.Plan != "" || err != nil || s.Firmware != contract.FirmwareUEFI {
 			keep = append(keep, n)
 			continue
 		}
 		reason := "this node booted by UEFI, and " + why + ": it could not boot it, so nothing was written to it; send an image with a GPT and an EFI System Partition (herd image build makes one), or switch the node's firmware to legacy BIOS boot"
 		fmt.Fprintf(env.Stdout, "REFUSED: %s: %s\n", n.Name, reason)
 		_ = st.Update(n.Name, func(s *inventory.Status) error {
-			return nodestate.Transition(s, inventory.StateFailed, reason, time.Time{})
+			return nodestate.Transition(s, contract.StateFailed, reason, time.Time{})
 		})
 	}
 	return keep
@@ -719,7 +728,7 @@ func printReports(env Env, st inventory.Store, nodes []inventory.Node, since tim
 			fmt.Fprintf(env.Stdout, "REPORT: %s: %v\n", n.Name, err)
 		case !s.LastReport.After(since):
 			fmt.Fprintf(env.Stdout, "REPORT: %s: no report from its agent yet (state %s)\n", n.Name, s.State)
-		case s.State == inventory.StateFailed:
+		case s.State == contract.StateFailed:
 			bad++
 			fmt.Fprintf(env.Stdout, "REPORT: %s: failed: %s\n", n.Name, s.Reason)
 		default:
@@ -737,7 +746,7 @@ func waitReports(ctx context.Context, st inventory.Store, nodes []inventory.Node
 		all := true
 		for _, n := range nodes {
 			s, err := st.Get(n.Name)
-			final := s.State == inventory.StateDone || s.State == inventory.StateFailed
+			final := s.State == contract.StateDone || s.State == contract.StateFailed
 			if err != nil || !final || !s.LastReport.After(since) {
 				all = false
 				break
