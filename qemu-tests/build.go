@@ -1,5 +1,3 @@
-//go:build qemu
-
 package qemutests
 
 import (
@@ -62,10 +60,17 @@ var shared struct {
 //	func TestMain(m *testing.M) { os.Exit(qemutests.Main(m)) }
 func Main(m *testing.M) int {
 	code := m.Run()
+	RemoveBuild()
+	return code
+}
+
+// RemoveBuild removes what the harness built (herd and the boot tree) for
+// the clusters of this process; a program that drives clusters calls it
+// when the last one is gone, as Main does for tests.
+func RemoveBuild() {
 	if shared.b.dir != "" {
 		os.RemoveAll(shared.b.dir)
 	}
-	return code
 }
 
 // build returns the shared herd and boot tree, making them on first use:
@@ -73,7 +78,7 @@ func Main(m *testing.M) int {
 // /boot/vmlinuz-*>`. With HERD_QEMU_BOOT_DIR set, that boot tree is used
 // as it is (its initramfs embeds whatever herd it was built with). It
 // skips the test when something the harness needs is missing.
-func build(t testing.TB) built {
+func build(t T) built {
 	t.Helper()
 	shared.once.Do(func() {
 		shared.skip = missing()

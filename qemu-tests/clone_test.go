@@ -5,11 +5,10 @@ package qemutests
 import (
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/contract"
 )
 
 // Bounds of the clone scenario under TCG.
@@ -17,17 +16,6 @@ const (
 	installTimeout = 6 * time.Minute // registered to "report done"
 	bootTimeout    = 5 * time.Minute // the reboot to the installed system's line
 )
-
-// herdRun runs the cluster's herd with a time limit and returns its
-// combined output; it fails the test on a non-zero exit.
-func herdRun(t *testing.T, c *Cluster, d time.Duration, args ...string) string {
-	t.Helper()
-	out, err := runBounded(d, "", nil, c.Herd, args...)
-	if err != nil {
-		t.Fatalf("herd %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return out
-}
 
 // installAll starts every node's VM and waits until each has registered,
 // then reported done and begun its reboot (install bounds the second
@@ -50,8 +38,6 @@ func installAll(t *testing.T, c *Cluster, install time.Duration) ([]*VM, time.Ti
 	return vms, start
 }
 
-var bootedRE = regexp.MustCompile(`herd-booted host=(\S+) ip=(\S+) machine-id=(\S+)`)
-
 // TestCloneWholeDisk is the mission end to end: a golden disk image (built
 // without root by herd image golden, captured sparse and compressed by
 // herd image capture) goes through the ring to three VMs with blank disks.
@@ -63,10 +49,10 @@ func TestCloneWholeDisk(t *testing.T) {
 	c := NewCluster(t, Options{Nodes: 3, DiskSize: 256 << 20})
 	dir := t.TempDir()
 	golden := filepath.Join(dir, "golden.img")
-	t.Logf("herd image golden:\n%s", herdRun(t, c, 5*time.Minute, "image", "golden", "-o", golden))
+	t.Logf("herd image golden:\n%s", c.RunHerd(5*time.Minute, "image", "golden", "-o", golden))
 	zst := golden + ".zst"
-	t.Logf("herd image capture:\n%s", herdRun(t, c, 5*time.Minute, "image", "capture", golden, "-o", zst))
-	t.Logf("herd image info:\n%s", herdRun(t, c, 2*time.Minute, "image", "info", zst))
+	t.Logf("herd image capture:\n%s", c.RunHerd(5*time.Minute, "image", "capture", golden, "-o", zst))
+	t.Logf("herd image info:\n%s", c.RunHerd(2*time.Minute, "image", "info", zst))
 
 	srv := c.Serve("--file", zst+" >> /dev/vda")
 	vms, start := installAll(t, c, installTimeout)
@@ -83,7 +69,7 @@ func TestCloneWholeDisk(t *testing.T) {
 			t.Errorf("herd serve's summary does not show %s done and verified:\n%s", n.Name, out)
 		}
 		st := c.Show(n.Name)
-		if st.State != inventory.StateDone || !st.LocalBoot {
+		if st.State != contract.StateDone || !st.LocalBoot {
 			t.Errorf("herd nodes show %s: state %s, local boot %v; want done, local", n.Name, st.State, st.LocalBoot)
 		}
 	}

@@ -1,5 +1,3 @@
-//go:build qemu
-
 package qemutests
 
 import (
@@ -12,11 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/internal/netnstest"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
@@ -76,6 +75,15 @@ type Options struct {
 	//
 	//	func(i int) Firmware { return []Firmware{BIOS, UEFIPXE}[i%2] }
 	Firmware func(i int) Firmware
+	// LogDir is where the cluster's logs, inventory and node states go
+	// (created when missing; an earlier cluster's node states there are
+	// removed). "" means $HERD_QEMU_LOGDIR/<test> or a temporary
+	// directory (see the package comment).
+	LogDir string
+	// Echo, when set, also gets every herd server's standard output and
+	// standard error as herd writes them (make demo shows herd serve's
+	// progress and summary live). It must be safe for concurrent use.
+	Echo io.Writer
 }
 
 // Node is one inventory node and its VM's parts.
@@ -163,7 +171,7 @@ type Cluster struct {
 	// Start is when the cluster was made (after the shared build).
 	Start time.Time
 
-	t       testing.TB
+	t       T
 	opts    Options
 	servers int
 	vms     []*VM
@@ -175,7 +183,7 @@ type Cluster struct {
 // UEFI node's variable store); nothing runs on it yet. It skips the test
 // when the host lacks root, QEMU, the iPXE ROMs, OVMF for UEFI nodes or a
 // kernel (see Packages).
-func NewCluster(t testing.TB, o Options) *Cluster {
+func NewCluster(t T, o Options) *Cluster {
 	t.Helper()
 	b := build(t)
 	if o.Nodes == 0 {
@@ -198,7 +206,7 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 		o.MemoryMiB = 1024
 	}
 	c := &Cluster{t: t, opts: o, Herd: b.herd, BootDir: b.bootDir}
-	c.LogDir = logDir(t)
+	c.LogDir = logDir(t, o.LogDir)
 	t.Cleanup(c.dumpOnFailure) // after the processes and the namespace are gone
 	disks := t.TempDir()
 	var err error
@@ -207,7 +215,7 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 	}
 	t.Cleanup(func() { os.RemoveAll(c.sockDir) })
 
-	c.NS = netnstest.New(t, "qemu")
+	c.NS = netnstest.New(asTB(t), "qemu")
 	c.NS.AddBridge(Bridge, ServerIP+"/24")
 	inv := []string{
 		"# herd qemu-tests: " + t.Name(),
@@ -254,12 +262,22 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 	return c
 }
 
-// logDir is $HERD_QEMU_LOGDIR/<test> when set (emptied first: it also
-// holds the cluster's inventory and node states, and a state left by an
-// earlier run would switch the nodes to local boot), else a temporary
-// directory removed when the test passes (and kept when it fails).
-func logDir(t testing.TB) string {
+// logDir is dir when given (its node states removed), else
+// $HERD_QEMU_LOGDIR/<test> when set (emptied first), else a temporary
+// directory removed when the test passes (and kept when it fails). A log
+// directory also holds the cluster's inventory and node states, and a
+// state left by an earlier run would switch the nodes to local boot.
+func logDir(t T, dir string) string {
 	t.Helper()
+	if dir != "" {
+		if err := os.RemoveAll(filepath.Join(dir, "state")); err != nil {
+			t.Fatalf("qemutests: log directory: %v", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatalf("qemutests: log directory: %v", err)
+		}
+		return dir
+	}
 	name := regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(t.Name(), "_")
 	if d := os.Getenv("HERD_QEMU_LOGDIR"); d != "" {
 		dir := filepath.Join(d, name)
@@ -336,7 +354,7 @@ type Server struct {
 	// Stdout and Stderr are the log files of its output.
 	Stdout, Stderr string
 
-	t    testing.TB
+	t    T
 	done chan struct{}
 }
 
@@ -360,9 +378,8 @@ func (c *Cluster) startServer(sub string, args []string) *Server {
 	}
 	s.Cmd = c.NS.Command(c.Herd, full...)
 	s.Cmd.Stdout, s.Cmd.Stderr = out, errf
-	if os.Getenv("HERD_DEMO") != "" {
-		// make demo: herd's progress and summary live on the terminal.
-		s.Cmd.Stdout, s.Cmd.Stderr = io.MultiWriter(out, os.Stdout), io.MultiWriter(errf, os.Stderr)
+	if c.opts.Echo != nil {
+		s.Cmd.Stdout, s.Cmd.Stderr = io.MultiWriter(out, c.opts.Echo), io.MultiWriter(errf, c.opts.Echo)
 	}
 	if err := s.Cmd.Start(); err != nil {
 		out.Close()
@@ -517,6 +534,36 @@ func (s *Server) Output() string { return readFile(s.Stdout) }
 // Errors returns what it wrote to standard error so far.
 func (s *Server) Errors() string { return readFile(s.Stderr) }
 
+// RunHerd runs the cluster's herd (on the host, not in the namespace)
+// with these arguments, for at most d, and returns its combined output;
+// it fails the caller when herd fails.
+func (c *Cluster) RunHerd(d time.Duration, args ...string) string {
+	c.t.Helper()
+	out, err := runBounded(d, "", nil, c.Herd, args...)
+	if err != nil {
+		c.t.Fatalf("herd %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// SummaryRow finds node's line in a herd send/serve summary (NODE STATE
+// BYTES SECONDS MB/s VERIFIED REASON) and returns its state, bytes,
+// verified and reason; ok is false when out has no line for node.
+func SummaryRow(out, node string) (state string, bytes int64, verified bool, reason string, ok bool) {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(node) + `\s+(\S+)\s+(\d+)\s+\S+\s+\S+\s+(yes|no)\s*(.*)$`)
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		return "", 0, false, "", false
+	}
+	bytes, _ = strconv.ParseInt(m[2], 10, 64)
+	return m[1], bytes, m[3] == "yes", strings.TrimSpace(m[4]), true
+}
+
+// BootedRE matches the line the golden image's system prints on the
+// serial console when it has booted (herd image golden): the host name,
+// address and machine-id it came up with.
+var BootedRE = regexp.MustCompile(`herd-booted host=(\S+) ip=(\S+) machine-id=(\S+)`)
+
 // HerdNodes runs `herd nodes --inventory ... --state-dir ... ARGS` in the
 // test's namespace and returns its standard output; it fails the test when
 // herd fails.
@@ -582,7 +629,7 @@ func (c *Cluster) Show(name string) inventory.Status {
 
 // WaitState polls herd's node states until node name is in state, for at
 // most d, and returns it; it fails the test on timeout.
-func (c *Cluster) WaitState(name string, state inventory.State, d time.Duration) inventory.Status {
+func (c *Cluster) WaitState(name string, state contract.State, d time.Duration) inventory.Status {
 	c.t.Helper()
 	deadline := time.Now().Add(d)
 	for {

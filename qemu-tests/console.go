@@ -1,5 +1,3 @@
-//go:build qemu
-
 package qemutests
 
 import (

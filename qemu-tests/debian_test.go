@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/imagebuilder/diskimage"
-	"github.com/herdproject/herd/pxe/inventory"
 )
 
 // Bounds of the Debian scenarios under TCG (four VMs on two cores).
@@ -77,7 +77,7 @@ func debianImage(t *testing.T, c *Cluster) string {
 	t.Helper()
 	img := filepath.Join(t.TempDir(), "debian.img")
 	start := time.Now()
-	out := herdRun(t, c, debianBuildTimeout, append([]string{"image", "build", "-o", img}, debianBuildArgs()...)...)
+	out := c.RunHerd(debianBuildTimeout, append([]string{"image", "build", "-o", img}, debianBuildArgs()...)...)
 	t.Logf("herd image build (%.0fs):\n%s", time.Since(start).Seconds(), lastLines(out, 15))
 	return img
 }
@@ -208,8 +208,8 @@ func TestDebianMixedRack(t *testing.T) {
 	// As an administrator sends it: captured sparse and compressed, each
 	// node decoding it as it writes (only the data crosses the ring).
 	zst := img + ".zst"
-	t.Logf("herd image capture:\n%s", herdRun(t, c, 5*time.Minute, "image", "capture", img, "-o", zst))
-	t.Logf("herd image info:\n%s", herdRun(t, c, 2*time.Minute, "image", "info", zst))
+	t.Logf("herd image capture:\n%s", c.RunHerd(5*time.Minute, "image", "capture", img, "-o", zst))
+	t.Logf("herd image info:\n%s", c.RunHerd(2*time.Minute, "image", "info", zst))
 
 	srv := c.Serve("--file", zst+" >> /dev/vda")
 	vms, start := installAll(t, c, debianInstallTimeout)
@@ -237,7 +237,7 @@ func TestDebianMixedRack(t *testing.T) {
 	t.Logf("%.1fs: every node runs its own Debian", time.Since(start).Seconds())
 	out := srv.Output()
 	for _, n := range c.Nodes {
-		if st := c.Show(n.Name); st.State != inventory.StateDone || !st.LocalBoot {
+		if st := c.Show(n.Name); st.State != contract.StateDone || !st.LocalBoot {
 			t.Errorf("herd nodes show %s: state %s, local boot %v; want done, local", n.Name, st.State, st.LocalBoot)
 		}
 	}
@@ -301,7 +301,7 @@ image root.tar.zst --to /
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("herd plan check:\n%s", herdRun(t, c, time.Minute, "plan", "check", plan))
+	t.Logf("herd plan check:\n%s", c.RunHerd(time.Minute, "plan", "check", plan))
 	srv := c.Serve("--file", tarball+" >> /")
 	start := time.Now()
 	vms := c.StartAll()
@@ -325,7 +325,7 @@ image root.tar.zst --to /
 		}
 	}
 	for _, n := range c.Nodes {
-		if st := c.Show(n.Name); st.State != inventory.StateDone || !st.LocalBoot {
+		if st := c.Show(n.Name); st.State != contract.StateDone || !st.LocalBoot {
 			t.Errorf("%s: state %s, local boot %v", n.Name, st.State, st.LocalBoot)
 		}
 	}
@@ -343,7 +343,7 @@ func TestUEFINoESP(t *testing.T) {
 	c := NewCluster(t, Options{Nodes: 1, DiskSize: 256 << 20, Firmware: func(int) Firmware { return UEFIPXE }})
 	dir := t.TempDir()
 	golden := filepath.Join(dir, "golden.img")
-	herdRun(t, c, 5*time.Minute, "image", "golden", "-o", golden)
+	c.RunHerd(5*time.Minute, "image", "golden", "-o", golden)
 	srv := c.Serve("--file", golden+" > /dev/vda")
 	vm := c.StartVM(0)
 	vm.WaitFor(`registered as n1 `, agentTimeout+registerTimeout)
@@ -352,7 +352,7 @@ func TestUEFINoESP(t *testing.T) {
 		!strings.Contains(line, "nothing was written") || !strings.Contains(line, "herd image build") {
 		t.Errorf("refusal %q: want the node, the image, what is missing and what to do", line)
 	}
-	st := c.WaitState("n1", inventory.StateFailed, time.Minute)
+	st := c.WaitState("n1", contract.StateFailed, time.Minute)
 	if !strings.Contains(st.Reason, "EFI System Partition") || st.Firmware != "uefi" {
 		t.Errorf("herd nodes show n1: reason %q, firmware %q", st.Reason, st.Firmware)
 	}
@@ -371,7 +371,7 @@ func debianRootTar(t *testing.T, c *Cluster) string {
 	t.Helper()
 	tar := filepath.Join(t.TempDir(), "root.tar.zst")
 	start := time.Now()
-	out := herdRun(t, c, debianBuildTimeout, append([]string{"image", "build", "--root-tar", tar}, debianBuildArgs()...)...)
+	out := c.RunHerd(debianBuildTimeout, append([]string{"image", "build", "--root-tar", tar}, debianBuildArgs()...)...)
 	t.Logf("herd image build --root-tar (%.0fs):\n%s", time.Since(start).Seconds(), lastLines(out, 15))
 	return tar
 }

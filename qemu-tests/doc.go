@@ -5,7 +5,7 @@
 // inside a network namespace the test makes, and the tests read their
 // serial consoles, herd's node states and UEFI nodes' boot variables.
 //
-// Everything but this comment is behind the build tag qemu, and needs
+// The scenarios (the _test files) are behind the build tag qemu, and need
 // root, QEMU (qemu-system-x86 ipxe-qemu, and ovmf for UEFI nodes), a
 // Debian kernel in /boot and Go:
 //
@@ -21,7 +21,13 @@
 //	}
 //	if code := srv.Wait(10 * time.Minute); code != 0 { ... }
 //
-// Logs (every console, herd's output) go under $HERD_QEMU_LOGDIR/<test>
-// when that is set (emptied when the test starts); otherwise under a temporary directory removed when the
+// The harness itself builds without the tag and is a library for
+// programs too: it takes a T (the part of testing.TB it uses), and
+// RunProgram gives a program one. make demo (qemu-tests/demo) drives a
+// cluster that way.
+//
+// Logs (every console, herd's output) go under Options.LogDir when given;
+// else under $HERD_QEMU_LOGDIR/<test> when that is set (emptied when the
+// test starts); otherwise under a temporary directory removed when the
 // test passes and kept, and named, when it fails.
 package qemutests

@@ -8,12 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/contract"
 )
 
 // Bounds of the fault scenarios under TCG (with those of the boot and
@@ -35,9 +34,9 @@ const (
 func goldenZst(t *testing.T, c *Cluster) (string, int64) {
 	t.Helper()
 	golden := filepath.Join(t.TempDir(), "golden.img")
-	t.Logf("herd image golden:\n%s", herdRun(t, c, 5*time.Minute, "image", "golden", "-o", golden))
+	t.Logf("herd image golden:\n%s", c.RunHerd(5*time.Minute, "image", "golden", "-o", golden))
 	zst := golden + ".zst"
-	t.Logf("herd image capture:\n%s", herdRun(t, c, 5*time.Minute, "image", "capture", golden, "-o", zst))
+	t.Logf("herd image capture:\n%s", c.RunHerd(5*time.Minute, "image", "capture", golden, "-o", zst))
 	fi, err := os.Stat(zst)
 	if err != nil {
 		t.Fatal(err)
@@ -51,8 +50,8 @@ func goldenZst(t *testing.T, c *Cluster) (string, int64) {
 func checkBooted(t *testing.T, vm *VM, ids map[string]string) {
 	t.Helper()
 	n := vm.Node
-	line := vm.WaitFor(bootedRE.String(), bootTimeout)
-	m := bootedRE.FindStringSubmatch(line)
+	line := vm.WaitFor(BootedRE.String(), bootTimeout)
+	m := BootedRE.FindStringSubmatch(line)
 	host, ip, id := m[1], m[2], m[3]
 	if host != n.Name || ip != n.IP {
 		t.Errorf("%s booted as host=%s ip=%s, want its reservation %s %s", n.Name, host, ip, n.Name, n.IP)
@@ -67,19 +66,6 @@ func checkBooted(t *testing.T, vm *VM, ids map[string]string) {
 	if code := vm.WaitExit(time.Minute); code != 0 {
 		t.Errorf("%s: QEMU exit %d after the installed system powered off", n.Name, code)
 	}
-}
-
-// summaryRow finds node's line in a herd send/serve summary (NODE STATE
-// BYTES SECONDS MB/s VERIFIED REASON) and returns its state, bytes,
-// verified and reason; ok is false when out has no line for node.
-func summaryRow(out, node string) (state string, bytes int64, verified bool, reason string, ok bool) {
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(node) + `\s+(\S+)\s+(\d+)\s+\S+\s+\S+\s+(yes|no)\s*(.*)$`)
-	m := re.FindStringSubmatch(out)
-	if m == nil {
-		return "", 0, false, "", false
-	}
-	bytes, _ = strconv.ParseInt(m[2], 10, 64)
-	return m[1], bytes, m[3] == "yes", strings.TrimSpace(m[4]), true
 }
 
 // TestKilledNodeSecondChance is issue 6 on real machines: four VMs PXE-boot
@@ -136,16 +122,16 @@ func TestKilledNodeSecondChance(t *testing.T) {
 	}
 	for _, vm := range survivors {
 		n := vm.Node
-		if st, b, ok, _, found := summaryRow(out, n.Name); !found || st != "done" || !ok || b != total {
+		if st, b, ok, _, found := SummaryRow(out, n.Name); !found || st != "done" || !ok || b != total {
 			t.Errorf("herd serve's summary: %s is %q, %d bytes, verified %v; want done, %d bytes, verified", n.Name, st, b, ok, total)
 		}
-		if st := c.Show(n.Name); st.State != inventory.StateDone || !st.LocalBoot {
+		if st := c.Show(n.Name); st.State != contract.StateDone || !st.LocalBoot {
 			t.Errorf("herd nodes show %s: state %s, local boot %v; want done, local", n.Name, st.State, st.LocalBoot)
 		}
 	}
 	failRE := regexp.MustCompile(`^(reset|timeout)\b|lost contact`)
 	vn := victim.Node.Name
-	st, b, ok, reason, found := summaryRow(out, vn)
+	st, b, ok, reason, found := SummaryRow(out, vn)
 	switch {
 	case !found:
 		t.Errorf("herd serve's summary has no line for the killed %s", vn)
@@ -157,7 +143,7 @@ func TestKilledNodeSecondChance(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^FAILED: 1 of 4 node\(s\): ` + vn + `$`).MatchString(out) {
 		t.Errorf("herd serve's summary does not end with FAILED: 1 of 4 node(s): %s", vn)
 	}
-	if s := c.Show(vn); s.State != inventory.StateFailed || s.LocalBoot || !failRE.MatchString(s.Reason) {
+	if s := c.Show(vn); s.State != contract.StateFailed || s.LocalBoot || !failRE.MatchString(s.Reason) {
 		t.Errorf("herd nodes show %s after the session: state %s, local boot %v, reason %q; want failed, install boot, a reset/timeout reason", vn, s.State, s.LocalBoot, s.Reason)
 	} else {
 		t.Logf("herd nodes show %s: %s, install boot, reason %q", vn, s.State, s.Reason)
@@ -184,14 +170,14 @@ func TestKilledNodeSecondChance(t *testing.T) {
 	logPhase("herd serve's AGAIN session installed %s; it reported done", vn)
 	out = srv.Output()
 	second := out[max(strings.Index(out, "AGAIN: 1 node(s) registered"), 0):]
-	if st, b, ok, _, found := summaryRow(second, vn); !found || st != "done" || !ok || b != total {
+	if st, b, ok, _, found := SummaryRow(second, vn); !found || st != "done" || !ok || b != total {
 		t.Errorf("the AGAIN session's summary: %s is %q, %d bytes, verified %v; want done, %d bytes, verified:\n%s", vn, st, b, ok, total, second)
 	}
 	checkBooted(t, again, ids)
 	logPhase("%s booted its own disk", vn)
 
 	for _, n := range c.Nodes {
-		if s := c.Show(n.Name); s.State != inventory.StateDone || !s.LocalBoot {
+		if s := c.Show(n.Name); s.State != contract.StateDone || !s.LocalBoot {
 			t.Errorf("herd nodes show %s at the end: state %s, local boot %v; want done, local", n.Name, s.State, s.LocalBoot)
 		}
 	}
@@ -245,12 +231,12 @@ func TestWrongKeyWritesNothing(t *testing.T) {
 		t.Errorf("herd serve exit %d after every node refused it, want 1", code)
 	}
 	for _, n := range c.Nodes {
-		st, b, ok, reason, found := summaryRow(out, n.Name)
+		st, b, ok, reason, found := SummaryRow(out, n.Name)
 		if !found || st != "failed" || ok || b != 0 || !strings.HasPrefix(reason, "auth failed") {
 			t.Errorf("herd serve's summary: %s is %q, %d bytes, verified %v, reason %q; want failed, 0 bytes, not verified, \"auth failed: ...\"", n.Name, st, b, ok, reason)
 		}
 		s := c.Show(n.Name)
-		if s.State != inventory.StateFailed || s.LocalBoot || !strings.Contains(s.Reason, "auth failed") {
+		if s.State != contract.StateFailed || s.LocalBoot || !strings.Contains(s.Reason, "auth failed") {
 			t.Errorf("herd nodes show %s: state %s, local boot %v, reason %q; want failed, install boot, an auth failed reason", n.Name, s.State, s.LocalBoot, s.Reason)
 		}
 	}

@@ -1,5 +1,3 @@
-//go:build qemu
-
 package qemutests
 
 import (
@@ -57,9 +55,9 @@ const (
 // nodes' cards are modern-only too (disable-legacy=on).
 const EFIROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
 
-// startPattern matches the console line a firmware prints early at each
-// start (power-on, reset, reboot), before it runs anything from the
-// network or the disk, and only then:
+// StartPattern is the regular expression of the console line a firmware
+// prints early at each start (power-on, reset, reboot), before it runs
+// anything from the network or the disk, and only then:
 //
 //   - BIOS: SeaBIOS's banner;
 //   - UEFIPXE: OVMF's PXE client starting; the card's options come first
@@ -72,7 +70,7 @@ const EFIROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
 //     iPXE exits, OVMF's own PXE over the ROM's SNP (the option "UEFI
 //     PXEv4 (MAC:...) 2") loads an EFI iPXE, whose banner is the same and
 //     which drives the card through SNP.
-func (f Firmware) startPattern() string {
+func (f Firmware) StartPattern() string {
 	switch f {
 	case UEFIPXE:
 		return `>>Start PXE over IPv4`

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/contract"
 )
 
 // TestPlanInstall is a file-level install, as ka-deploy did it: two VMs
@@ -26,7 +26,7 @@ func TestPlanInstall(t *testing.T) {
 	c := NewCluster(t, Options{Nodes: 2, DiskSize: 256 << 20, NodeAttrs: "plan=compute.ks"})
 	dir := t.TempDir()
 	tarball := filepath.Join(dir, "root.tar.zst")
-	t.Logf("herd image golden --root-tar:\n%s", herdRun(t, c, 5*time.Minute, "image", "golden", "--root-tar", tarball))
+	t.Logf("herd image golden --root-tar:\n%s", c.RunHerd(5*time.Minute, "image", "golden", "--root-tar", tarball))
 	fi, err := os.Stat(tarball)
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ echo "herd-post host=$HOSTNAME ip=$IPADDR mac=$MAC root=$(cat /etc/hostname)"
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("herd plan check:\n%s", herdRun(t, c, time.Minute, "plan", "check", plan))
+	t.Logf("herd plan check:\n%s", c.RunHerd(time.Minute, "plan", "check", plan))
 
 	srv := c.Serve("--file", tarball+" >> /")
 	start := time.Now()
@@ -79,11 +79,11 @@ echo "herd-post host=$HOSTNAME ip=$IPADDR mac=$MAC root=$(cat /etc/hostname)"
 
 	out := srv.Output()
 	for _, n := range c.Nodes {
-		if state, _, verified, reason, ok := summaryRow(out, n.Name); !ok || state != "done" || !verified {
+		if state, _, verified, reason, ok := SummaryRow(out, n.Name); !ok || state != "done" || !verified {
 			t.Errorf("summary row of %s: %s verified=%v %s (found %v):\n%s", n.Name, state, verified, reason, ok, out)
 		}
 		st := c.Show(n.Name)
-		if st.State != inventory.StateDone || !st.LocalBoot {
+		if st.State != contract.StateDone || !st.LocalBoot {
 			t.Errorf("%s: state %s, local boot %v", n.Name, st.State, st.LocalBoot)
 		}
 		if want := fmt.Sprintf("herd-post host=%s", n.Name); !regexp.MustCompile(regexp.QuoteMeta(want)).MatchString(st.Message) {

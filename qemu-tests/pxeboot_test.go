@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -54,11 +55,11 @@ func TestPXEBootRegisters(t *testing.T) {
 	}
 	for i, n := range c.Nodes {
 		r := rows[i]
-		if r.Name != n.Name || r.MAC != n.MAC || r.IP != n.IP || r.State != string(inventory.StateRegistered) || r.Boot != "install" {
+		if r.Name != n.Name || r.MAC != n.MAC || r.IP != n.IP || r.State != string(contract.StateRegistered) || r.Boot != "install" {
 			t.Errorf("herd nodes row %d: %+v, want %s %s %s registered, boot install", i, r, n.Name, n.MAC, n.IP)
 		}
 		st := c.Show(n.Name)
-		if st.State != inventory.StateRegistered || st.IP != n.IP {
+		if st.State != contract.StateRegistered || st.IP != n.IP {
 			t.Errorf("herd nodes show %s: %+v", n.Name, st)
 		}
 		t.Logf("%s (%s) registered %.1fs after the VMs started: %s", n.Name, st.IP, st.LastReport.Sub(start).Seconds(), st.Message)
@@ -75,7 +76,7 @@ func TestLocalBootFromDisk(t *testing.T) {
 	msg := "herd-test: " + n.Name + " booted from its disk"
 	writeBootSector(t, n.Disk, msg)
 	c.UpdateState(n.Name, func(s *inventory.Status) error {
-		s.State, s.LocalBoot, s.Message = inventory.StateDone, true, "installed (set by the test)"
+		s.State, s.LocalBoot, s.Message = contract.StateDone, true, "installed (set by the test)"
 		return nil
 	})
 	c.PXE("-v")
@@ -88,7 +89,7 @@ func TestLocalBootFromDisk(t *testing.T) {
 		t.Errorf("QEMU exit status %d after the boot sector powered off, want 0", code)
 	}
 	t.Logf("%.1fs from reset to the disk's boot sector", time.Since(start).Seconds())
-	if st := c.Show(n.Name); st.State != inventory.StateDone || !st.LocalBoot {
+	if st := c.Show(n.Name); st.State != contract.StateDone || !st.LocalBoot {
 		t.Errorf("after a local boot herd has %s: %+v, want it still done, boot local", n.Name, st)
 	}
 	if strings.Contains(vm.Console(), "Linux version") {

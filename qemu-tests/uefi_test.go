@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -55,7 +56,7 @@ func uefiRegisters(t *testing.T, fw Firmware, uefiFile string, args ...string) f
 	vm.WaitFor(`registered as `+n.Name+` `, registerTimeout)
 	took := time.Since(vm.Started).Seconds()
 	rows := c.List()
-	if len(rows) != 1 || rows[0].Name != n.Name || rows[0].IP != n.IP || rows[0].State != string(inventory.StateRegistered) || rows[0].Boot != "install" {
+	if len(rows) != 1 || rows[0].Name != n.Name || rows[0].IP != n.IP || rows[0].State != string(contract.StateRegistered) || rows[0].Boot != "install" {
 		t.Errorf("herd nodes: %+v, want %s %s registered, boot install", rows, n.Name, n.IP)
 	}
 	t.Logf("%s (%v%s): %.1fs from QEMU's start to registered", n.Name, fw, map[bool]string{true: ", " + uefiFile}[uefiFile != ""], took)
@@ -110,7 +111,7 @@ func uefiLocalBoot(t *testing.T, fw Firmware) {
 		t.Fatalf("node %s: %v", n.Name, err)
 	}
 	c.UpdateState(n.Name, func(s *inventory.Status) error {
-		s.State, s.LocalBoot, s.Message = inventory.StateDone, true, "installed (set by the test)"
+		s.State, s.LocalBoot, s.Message = contract.StateDone, true, "installed (set by the test)"
 		return nil
 	})
 	c.PXE("-v")
@@ -149,7 +150,7 @@ func uefiLocalBoot(t *testing.T, fw Firmware) {
 	vm.WaitFor(`herd: installing `+n.Name+` \(`+mac+`\)`, uefiTimeout)
 	vm.WaitFor(`registered as `+n.Name+` `, agentTimeout+registerTimeout)
 	t.Logf("reinstall: %.1fs from reset to registered", time.Since(start).Seconds())
-	if st := c.Show(n.Name); st.State != inventory.StateRegistered || st.LocalBoot {
+	if st := c.Show(n.Name); st.State != contract.StateRegistered || st.LocalBoot {
 		t.Errorf("after reinstall and reset herd has %s: %+v, want registered, boot install", n.Name, st)
 	}
 }

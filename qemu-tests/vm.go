@@ -1,5 +1,3 @@
-//go:build qemu
-
 package qemutests
 
 import (
@@ -12,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -38,7 +35,7 @@ type VM struct {
 	// Started is when QEMU was started.
 	Started time.Time
 
-	t       testing.TB
+	t       T
 	cmd     *exec.Cmd
 	con     *console
 	stdin   io.WriteCloser
@@ -179,11 +176,11 @@ func (v *VM) Mark() { v.cursor = v.con.size() }
 
 // WaitReset waits at most d for the firmware to start again after the
 // last match: the machine was reset, or rebooted. It looks for the
-// firmware's first line of a start (Firmware.startPattern): SeaBIOS's
+// firmware's first line of a start (Firmware.StartPattern): SeaBIOS's
 // banner, OVMF's PXE starting, or the iPXE ROM opening the card.
 func (v *VM) WaitReset(d time.Duration) {
 	v.t.Helper()
-	v.WaitFor(v.Node.Firmware.startPattern(), d)
+	v.WaitFor(v.Node.Firmware.StartPattern(), d)
 }
 
 // Console returns the console's text so far.
