@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/herdproject/herd/campaign"
+	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/spf13/pflag"
 )
@@ -158,9 +161,14 @@ func TestServeConfigHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
-	o, err := f.options(env, fs, "herd serve", "10.0.0.11,10.0.0.12")
+	o0, err := f.options(env, fs, "herd serve", "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	o := sessionOpts(o0, campaign.Session{Kind: campaign.KindInstall, Nodes: []inventory.Node{
+		{Name: "n1", IP: netip.MustParseAddr("10.0.0.11")}, {Name: "n2", IP: netip.MustParseAddr("10.0.0.12")}}})
+	if o.cfg.Plan.Server != "" {
+		t.Errorf("server %q: the configuration's server line is not herd serve's", o.cfg.Plan.Server)
 	}
 	if diff := cmp.Diff([]string{"10.0.0.11", "10.0.0.12"}, o.cfg.Plan.Hosts); diff != "" {
 		t.Errorf("hosts (-want +got):\n%s", diff)

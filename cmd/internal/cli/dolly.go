@@ -254,6 +254,9 @@ func dolly(ctx context.Context, args []string, env Env) error {
 			}
 		}
 	default:
+		if *v.hosts == "" {
+			return errNoClients
+		}
 		if err := commandLinePlan(&c.Plan, *v.input, *v.output, *v.hosts, *v.dirs, *v.exclude, *v.dummy > 0); err != nil {
 			return err
 		}
@@ -370,16 +373,18 @@ func clientConfig(env Env, path, listen string) ([]string, error) {
 	return allow, nil
 }
 
+// errNoClients is the sender's refusal to run without a host list.
+var errNoClients = usagef("no clients: give -H HOST[,HOST...] or -f CONFIG")
+
 // commandLinePlan builds a one-file plan from -I/-O/-H (or -D/-X).
 func commandLinePlan(p *plan.Plan, input, output, hosts, dirs, exclude string, dummy bool) error {
-	if hosts == "" {
-		return usagef("no clients: give -H HOST[,HOST...] or -f CONFIG")
+	if hosts != "" { // "": the caller sets them (herd serve: per session)
+		list, err := hostlist.Expand(hosts)
+		if err != nil {
+			return usagef("-H: %w", err)
+		}
+		p.Hosts = list
 	}
-	list, err := hostlist.Expand(hosts)
-	if err != nil {
-		return usagef("-H: %w", err)
-	}
-	p.Hosts = list
 	f := plan.File{Input: input, Output: output}
 	switch {
 	case dirs != "":

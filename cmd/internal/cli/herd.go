@@ -193,7 +193,8 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 }
 
 // options turns the flags into a session; hosts is the -H list ("" when
-// the hosts come from elsewhere: a configuration file or the inventory).
+// the hosts come from elsewhere: a configuration file, or herd serve's
+// inventory, which sets them per session).
 func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*sendOpts, error) {
 	o := &sendOpts{prog: prog, verbose: *f.verbose, quiet: *f.quiet, logFile: *f.logFile}
 	c := &o.cfg
@@ -213,15 +214,11 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 	}
 	switch {
 	case *f.config != "":
-		serve := prog == "herd serve" // its hosts come from the inventory
-		if hosts != "" && !serve || *f.input != "" || len(*f.files) > 0 || *f.dirs != "" {
+		if hosts != "" || *f.input != "" || len(*f.files) > 0 || *f.dirs != "" {
 			return nil, usagef("--config cannot be combined with --hosts, --input, --file or --dirs")
 		}
 		if err := loadConfig(env, prog, *f.config, &c.Plan); err != nil {
 			return nil, err
-		}
-		if serve {
-			c.Plan.Hosts, c.Plan.Server = strings.Split(hosts, ","), ""
 		}
 	case len(*f.files) > 0:
 		if *f.input != "" || *f.dirs != "" {
@@ -304,6 +301,9 @@ func herdSend(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		return runKill(ctx, env, "herd send", cfg, *kill)
+	}
+	if *hosts == "" && *f.config == "" {
+		return errNoClients
 	}
 	o, err := f.options(env, fs, "herd send", *hosts)
 	if err != nil {

@@ -9,11 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/herdproject/herd/agent"
+	"github.com/herdproject/herd/campaign"
 	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/imagebuilder/diskimage"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/pxe/dhcp"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
@@ -192,15 +193,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if err := parseFlags(fs, env, serveUsage, args, " (see herd serve --help)"); err != nil {
 		return err
 	}
-	if !fs.Changed("wait-timeout") {
-		*waitTimeout = 30 * time.Minute
-	}
-	if !fs.Changed("report-wait") {
-		*reportWait = 2 * time.Minute
-	}
-	if !fs.Changed("stage2-wait") {
-		*stage2Wait = 35 * time.Minute
-	}
+	// Unset durations are 0: the campaign's defaults.
 	var stage2File *plan.File
 	if *stage2 != "" {
 		stage2File = &plan.File{Input: *stage2, Output: *stage2Out, Mount: *stage2Mount}
@@ -222,13 +215,9 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if *minNodes < 0 || *minNodes > len(inv.Nodes) {
 		return usagef("--min %d: the inventory has %d node(s)", *minNodes, len(inv.Nodes))
 	}
-	want := len(inv.Nodes)
-	if *minNodes > 0 {
-		want = *minNodes
-	}
-	// Validate the session's options now (with a placeholder host) so that
-	// a bad flag fails before anything is served.
-	o0, err := f.options(env, fs, "herd serve", inv.Nodes[0].IP.String())
+	// The session's options, parsed once: each session gets a copy with
+	// its nodes as the hosts.
+	o0, err := f.options(env, fs, "herd serve", "")
 	if err != nil {
 		return err
 	}
@@ -246,446 +235,77 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	svcErr := make(chan error, 1)
-	go func() { svcErr <- services.Run(sctx, cfg) }()
-
-	// Why UEFI nodes without a plan could not boot the session's
-	// images ("" = they can), read once from the images' heads.
-	unbootable := ""
-	if *b.plan == "" {
-		unbootable = sessionNoESP(ctx, env, f, fs)
+	svcDone := make(chan struct{})
+	var svcErr error
+	go func() { svcErr = services.Run(sctx, cfg); close(svcDone) }()
+	stopped := func() error {
+		select {
+		case <-svcDone:
+			if svcErr == nil {
+				return errors.New("boot services stopped")
+			}
+			return svcErr
+		default:
+			return nil
+		}
 	}
-	c := &campaign{f: f, fs: fs, st: st, stage2File: stage2File, stage2Wait: *stage2Wait}
+
+	cc := campaign.Config{
+		Inventory: inv, Store: st, Want: *minNodes, WaitTimeout: *waitTimeout,
+		Stage2: stage2File, Stage2Wait: *stage2Wait, Once: *once, ReportWait: *reportWait,
+		Fresh: *f.fresh, Stopped: stopped, Out: env.Stdout,
+		Log: logging.New(env.Stderr, "herd serve", logging.Level(*f.verbose), logging.Plain),
+		Send: func(ctx context.Context, s campaign.Session) (*sender.Report, error) {
+			return serveSession(ctx, env, o0, s)
+		},
+	}
 	if *f.state != "none" {
-		c.sessions = filepath.Join(*b.stateDir, "sessions")
+		cc.SessionsDir = filepath.Join(*b.stateDir, "sessions")
 	}
-	// A session in progress when herd serve was killed is taken back
-	// first: its nodes wait in it, not registered again.
-	regd, from, err := c.pending(env, inv)
-	if err != nil {
-		return err
+	if *b.plan == "" {
+		// Why UEFI nodes without a plan could not boot the session's
+		// images ("" = they can), read once from the images' heads.
+		cc.Unbootable = noESP(ctx, o0.cfg.Plan.Files)
 	}
-	if regd == nil {
-		if regd, err = waitRegistered(ctx, env, st, inv, want, *waitTimeout, svcErr); err != nil {
-			return err
-		}
-	}
-	nodes := refuseUnbootable(env, st, regd, unbootable)
-	sessionStart := time.Now()
-	refused := len(regd) - len(nodes)
-	rep, nodes, failed, serr := c.run(ctx, env, nodes, from)
-	failed += refused
-	missing := missingNodes(inv, regd)
-	if len(missing) > 0 {
-		fmt.Fprintf(env.Stdout, "NEVER CAME: %d node(s): %s\n", len(missing), strings.Join(missing, ","))
-	}
-	result := serr
-	if result == nil && (len(missing) > 0 || failed > 0) {
-		result = fmt.Errorf("%d node(s) never came, %d failed", len(missing), failed)
-	}
-	if *once {
-		// The agents customize their systems after the ring's verdict and
-		// report then: keep serving until they have (or the wait ends).
-		if rep != nil {
-			waitReports(ctx, st, nodes, sessionStart, *reportWait)
-			if bad := printReports(env, st, nodes, sessionStart); bad > 0 && result == nil {
-				result = fmt.Errorf("%d node(s) failed after the ring (see REPORT lines)", bad)
-			}
-		}
-		stop()
-		<-svcErr
-		return result
-	}
-	if rep != nil {
-		go func() {
-			waitReports(sctx, st, nodes, sessionStart, *reportWait)
-			printReports(env, st, nodes, sessionStart)
-		}()
-	}
-	fmt.Fprintf(env.Stderr, "herd serve: session over; still serving boot files (installed nodes boot from disk, failed ones install again when reset). Interrupt to stop.\n")
-	// Second chances: a node that registers again (a failed node reset,
-	// a late one) gets a session of its own.
-	for {
-		again, err := waitAgain(ctx, st, inv, svcErr)
-		if err != nil {
-			if ctx.Err() != nil {
-				stop()
-				<-svcErr
-				return finalResult(st, inv, result)
-			}
-			return err
-		}
-		if again = refuseUnbootable(env, st, again, unbootable); len(again) == 0 {
-			continue
-		}
-		var names []string
-		for _, n := range again {
-			names = append(names, n.Name)
-		}
-		fmt.Fprintf(env.Stdout, "AGAIN: %d node(s) registered: %s\n", len(again), strings.Join(names, ","))
-		_, _, f2, err := c.run(ctx, env, again, "")
-		if err == nil && f2 == 0 {
-			fmt.Fprintf(env.Stdout, "AGAIN: %s installed and verified\n", strings.Join(names, ","))
-		}
-	}
+	err = campaign.Run(ctx, cc)
+	stop()
+	<-svcDone
+	return err
 }
 
-// finalResult is herd serve's outcome when interrupted: success once every
-// inventory node is done (second chances included), else the first
-// session's error or the count of nodes not done.
-func finalResult(st inventory.Store, inv *inventory.Inventory, first error) error {
-	var left []string
-	for _, n := range inv.Nodes {
-		if s, err := st.Get(n.Name); err != nil || s.State != contract.StateDone {
-			left = append(left, n.Name)
-		}
-	}
-	switch {
-	case len(left) == 0:
-		return nil
-	case first != nil:
-		return first
-	}
-	return fmt.Errorf("%d node(s) not installed: %s", len(left), strings.Join(left, ","))
+// serveSession runs one of herd serve's ring sessions: the options parsed
+// once, with the session's nodes as hosts (their inventory addresses) and
+// inventory names in the summary and the watch.
+func serveSession(ctx context.Context, env Env, o0 *sendOpts, s campaign.Session) (*sender.Report, error) {
+	return runSendReport(ctx, env, sessionOpts(o0, s))
 }
 
-// campaign is what herd serve's sessions share.
-type campaign struct {
-	f          *sendFlags
-	fs         *pflag.FlagSet
-	st         inventory.Store
-	stage2File *plan.File
-	stage2Wait time.Duration
-	// sessions is the directory of the sessions' state files (a
-	// restarted herd serve resumes the one in progress); "" keeps none.
-	sessions string
-}
-
-// Session kinds, and their state files' names in campaign.sessions.
-const (
-	sessionStage2  = "stage2"
-	sessionInstall = "install"
-)
-
-// stateFile is the state file of a session of kind.
-func (c *campaign) stateFile(kind string) string {
-	if c.sessions == "" {
-		return ""
-	}
-	return filepath.Join(c.sessions, kind+".json")
-}
-
-// pending finds a session that was in progress when herd serve stopped:
-// its nodes (in the session's order) and its kind, or nil. With --fresh
-// there is none: the session that comes drops it.
-func (c *campaign) pending(env Env, inv *inventory.Inventory) ([]inventory.Node, string, error) {
-	if c.sessions == "" || *c.f.fresh {
-		return nil, "", nil
-	}
-	for _, kind := range []string{sessionStage2, sessionInstall} {
-		if kind == sessionStage2 && c.stage2File == nil {
-			continue
-		}
-		path := c.stateFile(kind)
-		hosts, err := sender.StateHosts(path)
-		if err != nil {
-			return nil, "", fmt.Errorf("%w (or start with --fresh)", err)
-		}
-		if hosts == nil {
-			continue
-		}
-		var nodes []inventory.Node
-		for _, h := range hosts {
-			n, ok := inv.ByIP(h)
-			if !ok {
-				return nil, "", usagef("state file %s names node %s, which the inventory no longer has: start with --fresh", path, h)
-			}
-			nodes = append(nodes, n)
-		}
-		fmt.Fprintf(env.Stderr, "herd serve: the %s session was in progress when herd serve stopped (state file %s): resuming it with its %d node(s)\n", kind, path, len(nodes))
-		return nodes, kind, nil
-	}
-	return nil, "", nil
-}
-
-// run sends the stage2 (when set) and then the install session to nodes,
-// and returns the install session's report, the nodes it went to, and how
-// many nodes failed on the way. from, when set, is the session to begin
-// with (one being resumed).
-func (c *campaign) run(ctx context.Context, env Env, nodes []inventory.Node, from string) (*sender.Report, []inventory.Node, int, error) {
-	failed := 0
-	if c.stage2File != nil && from != sessionInstall {
-		// Stage 1 → 2: the stage2 goes to every node's RAM first; the
-		// install session goes to those that mounted it.
-		stage2File := c.stage2File
-		fmt.Fprintf(env.Stdout, "STAGE2: %s > %s, mounted at %s\n", stage2File.Input, stage2File.Output, stage2File.Mount)
-		since := time.Now()
-		rep, err := c.session(ctx, env, nodes, []plan.File{*stage2File}, false, sessionStage2)
-		if rep == nil {
-			return nil, nil, len(nodes), err
-		}
-		var ok []inventory.Node
-		for _, n := range nodes {
-			if slices.ContainsFunc(rep.Nodes, func(r sender.NodeReport) bool { return r.Name == n.Name && r.State == sender.StateDone && r.Verified }) {
-				ok = append(ok, n)
-			} else {
-				failed++
-			}
-		}
-		ready := waitStage2(ctx, env, c.st, ok, since, c.stage2Wait)
-		failed += len(ok) - len(ready)
-		nodes = ready
-	}
-	if len(nodes) == 0 {
-		return nil, nil, failed, errors.New("no node left for the install session")
-	}
-	if c.stage2File != nil {
-		fmt.Fprintf(env.Stdout, "INSTALL: %d node(s)\n", len(nodes))
-	}
-	rep, serr := c.session(ctx, env, nodes, nil, true, sessionInstall)
-	if rep != nil {
-		failed += len(rep.Failed())
-	}
-	return rep, nodes, failed, serr
-}
-
-// againSettle is how long herd serve waits for more nodes after one
-// registered again, to send them one session.
-const againSettle = 5 * time.Second
-
-// waitAgain waits until nodes registered again after a session (a failed
-// node reset, a node that came late) and returns them in inventory order,
-// once no other one came for againSettle.
-func waitAgain(ctx context.Context, st inventory.Store, inv *inventory.Inventory, svcErr <-chan error) ([]inventory.Node, error) {
-	var first time.Time
-	last := 0
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		list, err := st.List()
-		if err != nil {
-			return nil, err
-		}
-		var regd []inventory.Node
-		for _, s := range list {
-			if n, ok := inv.ByName(s.Name); ok && s.State == contract.StateRegistered {
-				regd = append(regd, n)
-			}
-		}
-		switch {
-		case len(regd) == 0:
-			first = time.Time{}
-		case len(regd) != last:
-			first = time.Now()
-		case time.Since(first) >= againSettle || len(regd) == len(inv.Nodes):
-			return regd, nil
-		}
-		last = len(regd)
-		if err := nextTick(ctx, svcErr, tick); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// session runs one ring session (of kind: its state file) to nodes (in inventory order) and
-// records each node's outcome: failed, or -- when final -- done (which
-// switches it to local boot); a verified node of a stage2 session stays
-// installing. files, when set, replace the session's files.
-func (c *campaign) session(ctx context.Context, env Env, nodes []inventory.Node, files []plan.File, final bool, kind string) (*sender.Report, error) {
-	f, fs, st := c.f, c.fs, c.st
-	var hosts []string
-	byIP := map[string]string{}
-	for _, n := range nodes {
-		hosts = append(hosts, n.IP.String())
-		byIP[n.IP.String()] = n.Name
-		// herd serve's own updates leave LastReport to the nodes' reports.
-		_ = st.Update(n.Name, func(s *inventory.Status) error {
-			return nodestate.Transition(s, contract.StateInstalling, "", time.Time{})
-		})
-	}
-	o, err := f.options(env, fs, "herd serve", strings.Join(hosts, ","))
-	if err != nil {
-		return nil, err
-	}
-	if files != nil {
-		o.cfg.Plan.Files = files
-		o.cfg.Plan.Server = ""
+// sessionOpts is a copy of o0 for session s.
+func sessionOpts(o0 *sendOpts, s campaign.Session) *sendOpts {
+	o := *o0
+	o.cfg.Plan.Hosts = s.Hosts()
+	o.cfg.Plan.Server = ""
+	if s.Files != nil {
+		o.cfg.Plan.Files = s.Files
 	}
 	if o.state == "" {
-		o.cfg.StateFile = c.stateFile(kind)
+		o.cfg.StateFile = s.StateFile
 	}
-	o.rename = byIP
+	o.rename = map[string]string{}
+	for _, n := range s.Nodes {
+		o.rename[n.IP.String()] = n.Name
+	}
 	o.cfg.Watch = func(r *sender.Report) {
-		for _, n := range r.Nodes {
-			name := byIP[n.Name]
-			_ = st.Update(name, func(s *inventory.Status) error {
-				s.Bytes, s.Rate = n.Received, n.Rate
-				return nil
-			})
+		named := *r
+		named.Nodes = slices.Clone(r.Nodes)
+		for i, n := range named.Nodes {
+			named.Nodes[i].Name = o.rename[n.Name]
+		}
+		if s.Watch != nil {
+			s.Watch(&named)
 		}
 	}
-	rep, serr := runSendReport(ctx, env, o)
-	if rep != nil {
-		for _, n := range rep.Nodes { // the summary already shows inventory names
-			to, reason := contract.StateDone, ""
-			if n.State != sender.StateDone || !n.Verified {
-				to, reason = contract.StateFailed, n.Reason
-			} else if !final {
-				continue
-			}
-			_ = st.Update(n.Name, func(s *inventory.Status) error {
-				return nodestate.Transition(s, to, reason, time.Time{})
-			})
-		}
-	}
-	return rep, serr
-}
-
-// waitStage2 waits until every node reported that it mounted the stage2
-// (an "installing" report since the stage2 session began) and returns
-// those that did; the others are marked failed.
-func waitStage2(ctx context.Context, env Env, st inventory.Store, nodes []inventory.Node, since time.Time, d time.Duration) []inventory.Node {
-	deadline := time.Now().Add(d)
-	ready := func(n inventory.Node) (bool, bool) { // reported, ok
-		s, err := st.Get(n.Name)
-		if err != nil || !s.LastReport.After(since) {
-			return false, false
-		}
-		return true, s.State == contract.StateInstalling
-	}
-	for {
-		all := true
-		for _, n := range nodes {
-			if rep, _ := ready(n); !rep {
-				all = false
-				break
-			}
-		}
-		if all || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	var out []inventory.Node
-	for _, n := range nodes {
-		switch rep, ok := ready(n); {
-		case ok:
-			out = append(out, n)
-		case rep:
-			fmt.Fprintf(env.Stderr, "herd serve: %s failed after the stage2 (see herd nodes show %s)\n", n.Name, n.Name)
-		default:
-			fmt.Fprintf(env.Stderr, "herd serve: %s did not report the stage2 mounted within %v\n", n.Name, d)
-			_ = st.Update(n.Name, func(s *inventory.Status) error {
-				return nodestate.Transition(s, contract.StateFailed, fmt.Sprintf("no report after the stage2 within %v", d), time.Time{})
-			})
-		}
-	}
-	return out
-}
-
-// waitRegistered waits until want nodes registered (or the timeout), and
-// returns the registered ones in inventory order.
-func waitRegistered(ctx context.Context, env Env, st inventory.Store, inv *inventory.Inventory, want int, timeout time.Duration, svcErr <-chan error) ([]inventory.Node, error) {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	var lastSay time.Time
-	for {
-		list, err := st.List()
-		if err != nil {
-			return nil, err
-		}
-		var regd []inventory.Node
-		for _, s := range list {
-			if s.State == contract.StateRegistered {
-				if n, ok := inv.ByName(s.Name); ok {
-					regd = append(regd, n)
-				}
-			}
-		}
-		switch {
-		case len(regd) >= want:
-			return regd, nil
-		case time.Now().After(deadline):
-			if len(regd) == 0 || len(regd) < want && want < len(inv.Nodes) {
-				return nil, fmt.Errorf("only %d of %d node(s) registered within %v: never came: %s", len(regd), want, timeout, strings.Join(missingNodes(inv, regd), ","))
-			}
-			fmt.Fprintf(env.Stderr, "herd serve: %d of %d node(s) registered within %v; going on without %s\n", len(regd), len(inv.Nodes), timeout, strings.Join(missingNodes(inv, regd), ","))
-			return regd, nil
-		}
-		if time.Since(lastSay) >= 5*time.Second {
-			lastSay = time.Now()
-			fmt.Fprintf(env.Stderr, "herd serve: %d of %d node(s) registered; waiting for %s\n", len(regd), want, strings.Join(missingNodes(inv, regd), ","))
-		}
-		if err := nextTick(ctx, svcErr, tick); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// nextTick waits for tick, and fails when the boot services stop or ctx
-// ends first.
-func nextTick(ctx context.Context, svcErr <-chan error, tick *time.Ticker) error {
-	select {
-	case err := <-svcErr:
-		if err == nil {
-			err = errors.New("boot services stopped")
-		}
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tick.C:
-		return nil
-	}
-}
-
-func missingNodes(inv *inventory.Inventory, regd []inventory.Node) []string {
-	var out []string
-	for _, n := range inv.Nodes {
-		if !slices.ContainsFunc(regd, func(r inventory.Node) bool { return r.Name == n.Name }) {
-			out = append(out, n.Name)
-		}
-	}
-	return out
-}
-
-// sessionNoESP is noESP of the session's files ("" when the options do
-// not parse: the session reports that).
-func sessionNoESP(ctx context.Context, env Env, f *sendFlags, fs *pflag.FlagSet) string {
-	o, err := f.options(env, fs, "herd serve", "placeholder")
-	if err != nil {
-		return ""
-	}
-	return noESP(ctx, o.cfg.Plan.Files)
-}
-
-// refuseUnbootable fails, before the session, the nodes that would
-// receive an image they cannot boot, and returns the others: a node whose
-// agent registered as booted by UEFI, without an install plan, when why
-// (noESP of the session's files) says no whole-disk image has an EFI
-// System Partition (the demo's MBR image with syslinux, say). Nothing is
-// written to those nodes; they keep their install boot entry.
-func refuseUnbootable(env Env, st inventory.Store, nodes []inventory.Node, why string) []inventory.Node {
-	if why == "" {
-		return nodes
-	}
-	var keep []inventory.Node
-	for _, n := range nodes {
-		s, err := st.Get(n.Name)
-		if n.Plan != "" || err != nil || s.Firmware != contract.FirmwareUEFI {
-			keep = append(keep, n)
-			continue
-		}
-		reason := "this node booted by UEFI, and " + why + ": it could not boot it, so nothing was written to it; send an image with a GPT and an EFI System Partition (herd image build makes one), or switch the node's firmware to legacy BIOS boot"
-		fmt.Fprintf(env.Stdout, "REFUSED: %s: %s\n", n.Name, reason)
-		_ = st.Update(n.Name, func(s *inventory.Status) error {
-			return nodestate.Transition(s, contract.StateFailed, reason, time.Time{})
-		})
-	}
-	return keep
+	return &o
 }
 
 // noESP says which whole-disk images of files have no EFI System
@@ -713,52 +333,4 @@ func noESP(ctx context.Context, files []plan.File) string {
 		disks = append(disks, fmt.Sprintf("the image %s (%s partition table) has no EFI System Partition", pf.Input, label))
 	}
 	return strings.Join(disks, "; ")
-}
-
-// printReports prints a REPORT line per node with its agent's final
-// report since the session started (the ring verified the data; the
-// agent then customizes, installs the boot loader or boot entry, and may
-// still fail), and returns how many reported failed.
-func printReports(env Env, st inventory.Store, nodes []inventory.Node, since time.Time) int {
-	bad := 0
-	for _, n := range nodes {
-		s, err := st.Get(n.Name)
-		switch {
-		case err != nil:
-			fmt.Fprintf(env.Stdout, "REPORT: %s: %v\n", n.Name, err)
-		case !s.LastReport.After(since):
-			fmt.Fprintf(env.Stdout, "REPORT: %s: no report from its agent yet (state %s)\n", n.Name, s.State)
-		case s.State == contract.StateFailed:
-			bad++
-			fmt.Fprintf(env.Stdout, "REPORT: %s: failed: %s\n", n.Name, s.Reason)
-		default:
-			fmt.Fprintf(env.Stdout, "REPORT: %s: %s\n", n.Name, s.State)
-		}
-	}
-	return bad
-}
-
-// waitReports waits until every node has reported (its agent's final
-// report) since the session started, for at most d.
-func waitReports(ctx context.Context, st inventory.Store, nodes []inventory.Node, since time.Time, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		all := true
-		for _, n := range nodes {
-			s, err := st.Get(n.Name)
-			final := s.State == contract.StateDone || s.State == contract.StateFailed
-			if err != nil || !final || !s.LastReport.After(since) {
-				all = false
-				break
-			}
-		}
-		if all {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
