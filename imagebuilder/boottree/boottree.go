@@ -6,27 +6,17 @@
 package boottree
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/herdproject/herd/initramfs"
 	"github.com/herdproject/herd/initramfs/kernel"
-	"github.com/herdproject/herd/pxe/services"
-)
-
-// Names in the boot tree. pxe/httpboot serves KernelName and
-// "initramfs.cpio.gz" by default.
-const (
-	KernelName    = "vmlinuz"
-	InitramfsBase = "initramfs.cpio" // + ".gz" or ".zst"
-	IPXEScript    = "boot.ipxe"
-	PxelinuxCfg   = "pxelinux.cfg/default"
+	"github.com/herdproject/herd/internal/atomicfile"
+	"github.com/herdproject/herd/pxe/bootlayout"
 )
 
 // DefaultMaxSize is the largest compressed initramfs Build accepts unless
@@ -108,7 +98,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	// The initramfs.
-	name := InitramfsBase + comp.Ext()
+	name := bootlayout.InitramfsBase + comp.Ext()
 	res.Initramfs = filepath.Join(cfg.Dir, name)
 	tmp, err := os.CreateTemp(cfg.Dir, "."+name+".*")
 	if err != nil {
@@ -142,35 +132,38 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		if c == comp {
 			continue
 		}
-		old := filepath.Join(cfg.Dir, InitramfsBase+c.Ext())
+		old := filepath.Join(cfg.Dir, bootlayout.InitramfsBase+c.Ext())
 		if err := os.Remove(old); err == nil {
 			cfg.Logf("removed the stale %s", old)
 		}
 	}
 
 	// The kernel.
-	res.Kernel = filepath.Join(cfg.Dir, KernelName)
-	if err := copyFile(cfg.Kernel, res.Kernel); err != nil {
+	res.Kernel = filepath.Join(cfg.Dir, bootlayout.Kernel)
+	if err := atomicfile.Copy(cfg.Kernel, res.Kernel, 0o644); err != nil {
 		return res, fmt.Errorf("kernel: %w", err)
 	}
 
 	// Firmware-side boot binaries, and the default scripts.
-	if err := services.PrepareBootDir(cfg.Dir, cfg.Logf); err != nil {
+	if err := bootlayout.Prepare(cfg.Dir, func(m string) { cfg.Logf("warning: %s", m) }); err != nil {
 		return res, err
 	}
 	for _, f := range []struct {
 		name string
 		text string
 	}{
-		{IPXEScript, defaultIPXE},
-		{PxelinuxCfg, defaultPxelinux},
+		{bootlayout.IPXEScript, defaultIPXE},
+		{bootlayout.PxelinuxDefault, defaultPxelinux},
 	} {
 		p := filepath.Join(cfg.Dir, f.name)
 		if _, err := os.Stat(p); err == nil {
 			cfg.Logf("kept the existing %s", p)
 			continue
 		}
-		if err := writeFile(p, []byte(f.text)); err != nil {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return res, err
+		}
+		if err := atomicfile.Write(p, []byte(f.text), 0o644); err != nil {
 			return res, err
 		}
 	}
@@ -232,40 +225,3 @@ func checkSize(name string, size, max int64) error {
 
 // MiB formats a size in MiB with one decimal.
 func MiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	return writeFrom(dst, in)
-}
-
-func writeFile(dst string, b []byte) error {
-	return writeFrom(dst, bytes.NewReader(b))
-}
-
-// writeFrom writes dst atomically (temporary file, rename).
-func writeFrom(dst string, r io.Reader) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, r); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
-}

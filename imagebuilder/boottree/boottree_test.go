@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdproject/herd/initramfs"
 	"github.com/herdproject/herd/initramfs/kernel"
+	"github.com/herdproject/herd/pxe/bootlayout"
 )
 
 func TestCheckSize(t *testing.T) {
@@ -84,7 +85,7 @@ func TestBuildTree(t *testing.T) {
 	// A stale gzip initramfs goes when a zstd one is written; an
 	// administrator's boot.ipxe stays.
 	mine := []byte("#!ipxe\necho mine\n")
-	for name, b := range map[string][]byte{"initramfs.cpio.gz": []byte("stale"), IPXEScript: mine} {
+	for name, b := range map[string][]byte{"initramfs.cpio.gz": []byte("stale"), bootlayout.IPXEScript: mine} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +102,7 @@ func TestBuildTree(t *testing.T) {
 	if res.Build.KernelVersion != release {
 		t.Errorf("initramfs built for %q, kernel is %q", res.Build.KernelVersion, release)
 	}
-	want := []string{KernelName, "initramfs.cpio.zst", PxelinuxCfg, IPXEScript}
+	want := []string{bootlayout.Kernel, "initramfs.cpio.zst", bootlayout.PxelinuxDefault, bootlayout.IPXEScript}
 	for _, f := range want {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
@@ -110,14 +111,14 @@ func TestBuildTree(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "initramfs.cpio.gz")); err == nil {
 		t.Error("the stale initramfs.cpio.gz is still there")
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, IPXEScript)); !bytes.Equal(b, mine) {
+	if b, _ := os.ReadFile(filepath.Join(dir, bootlayout.IPXEScript)); !bytes.Equal(b, mine) {
 		t.Errorf("boot.ipxe was overwritten: %q", b)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, PxelinuxCfg)); !strings.Contains(string(b), "LOCALBOOT 0") {
+	if b, _ := os.ReadFile(filepath.Join(dir, bootlayout.PxelinuxDefault)); !strings.Contains(string(b), "LOCALBOOT 0") {
 		t.Errorf("pxelinux.cfg/default does not boot the disk:\n%s", b)
 	}
 	a, _ := os.ReadFile(k)
-	b, _ := os.ReadFile(filepath.Join(dir, KernelName))
+	b, _ := os.ReadFile(filepath.Join(dir, bootlayout.Kernel))
 	if !bytes.Equal(a, b) {
 		t.Error("vmlinuz differs from the kernel given")
 	}

@@ -4,7 +4,9 @@
 package atomicfile
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -21,7 +23,12 @@ const (
 // Write replaces path with data: a temporary file in path's directory,
 // fsynced, renamed over path, then the directory fsynced. perm applies to
 // a new file.
-func Write(path string, data []byte, perm os.FileMode) (err error) {
+func Write(path string, data []byte, perm os.FileMode) error {
+	return WriteFrom(path, bytes.NewReader(data), perm)
+}
+
+// WriteFrom is Write with the content read from r to its end.
+func WriteFrom(path string, r io.Reader, perm os.FileMode) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -40,7 +47,7 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 	if err = f.Chmod(perm); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
-	if _, err = f.Write(data); err != nil {
+	if _, err = io.Copy(f, r); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	if err = f.Sync(); err != nil {
@@ -53,6 +60,20 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return SyncDir(dir)
+}
+
+// Copy replaces dst with a copy of the file src (WriteFrom), creating
+// dst's directory when missing. perm applies to a new file.
+func Copy(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return WriteFrom(dst, in, perm)
 }
 
 // SyncDir fsyncs a directory, which makes a rename or a new entry in it

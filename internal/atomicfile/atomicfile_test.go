@@ -73,3 +73,30 @@ func TestWriteFails(t *testing.T) {
 		}
 	}
 }
+
+// TestCopy: a copy into a directory that does not exist yet, over an
+// existing file, and from a source that is missing (dst untouched).
+func TestCopy(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.bin")
+	data := strings.Repeat("herd", 100000) // larger than one io.Copy buffer
+	if err := os.WriteFile(src, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "tree", "sub", "dst.bin")
+	for range 2 {
+		if err := Copy(src, dst, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(dst); string(got) != data {
+			t.Fatalf("copy holds %d bytes, want %d", len(got), len(data))
+		}
+	}
+	err := Copy(filepath.Join(dir, "missing"), dst, 0o644)
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("copy of a missing file: %v", err)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != data {
+		t.Error("a failed copy changed the target")
+	}
+}

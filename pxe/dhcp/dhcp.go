@@ -68,6 +68,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herdproject/herd/pxe/bootlayout"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -86,18 +87,13 @@ const (
 // inventory sets one.
 const DefaultLeaseTime = time.Hour
 
-// Default boot file names, relative to the TFTP root.
-const (
-	DefaultBIOSFile     = "undionly.kpxe"
-	DefaultPxelinuxFile = "pxelinux.0"
-	// DefaultUEFIFile is iPXE that drives the NIC through the firmware's
-	// SNP: it works on every NIC the firmware could PXE-boot from, which
-	// is the NIC it was loaded from, and is what iPXE recommends for
-	// chainloading from UEFI PXE; ipxe.efi, with iPXE's own NIC drivers,
-	// is the alternative (both checked in QEMU with OVMF: qemu-tests
-	// TestUEFIPXESnponly, TestUEFIPXEIpxeEFI).
-	DefaultUEFIFile = "snponly.efi"
-)
+// The default boot files are the boot tree's (bootlayout): iPXE for BIOS
+// (undionly.kpxe) and, for UEFI, snponly.efi: iPXE that drives the NIC
+// through the firmware's SNP. It works on every NIC the firmware could
+// PXE-boot from, which is the NIC it was loaded from, and is what iPXE
+// recommends for chainloading from UEFI PXE; ipxe.efi, with iPXE's own
+// NIC drivers, is the alternative (both checked in QEMU with OVMF:
+// qemu-tests TestUEFIPXESnponly, TestUEFIPXEIpxeEFI).
 
 // offerHold is how long a dynamic address stays set aside for a client
 // between its DISCOVER and its REQUEST (at most the lease time).
@@ -145,14 +141,14 @@ type Config struct {
 // BootFiles names the files PXE firmware loads by TFTP. Zero fields take
 // the defaults below.
 type BootFiles struct {
-	// BIOS is for BIOS PXE firmware; "" means DefaultBIOSFile
+	// BIOS is for BIOS PXE firmware; "" means bootlayout.BIOSiPXE
 	// ("undionly.kpxe", iPXE for the firmware's UNDI driver).
 	BIOS string
 	// BIOSPxelinux is for BIOS PXE firmware when UsePxelinux is set; ""
-	// means DefaultPxelinuxFile ("pxelinux.0").
+	// means bootlayout.Pxelinux ("pxelinux.0").
 	BIOSPxelinux string
 	// UEFI is for x86-64 UEFI firmware (option 93 = 7 or 9); "" means
-	// DefaultUEFIFile ("snponly.efi", iPXE over the firmware's SNP).
+	// bootlayout.UEFISNP ("snponly.efi", iPXE over the firmware's SNP).
 	UEFI string
 	// UEFISNP, when set, replaces UEFI for every UEFI client, e.g.
 	// "snponly.efi" (iPXE that drives the NIC only through the firmware's
@@ -169,13 +165,13 @@ type BootFiles struct {
 // withDefaults returns b with its zero fields filled in.
 func (b BootFiles) withDefaults() BootFiles {
 	if b.BIOS == "" {
-		b.BIOS = DefaultBIOSFile
+		b.BIOS = bootlayout.BIOSiPXE
 	}
 	if b.BIOSPxelinux == "" {
-		b.BIOSPxelinux = DefaultPxelinuxFile
+		b.BIOSPxelinux = bootlayout.Pxelinux
 	}
 	if b.UEFI == "" {
-		b.UEFI = DefaultUEFIFile
+		b.UEFI = bootlayout.UEFISNP
 	}
 	return b
 }

@@ -35,13 +35,8 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/contract"
+	"github.com/herdproject/herd/pxe/bootlayout"
 	"github.com/herdproject/herd/pxe/inventory"
-)
-
-// Default names under the boot tree.
-const (
-	DefaultKernel = "vmlinuz"
-	DefaultInitrd = "initramfs.cpio.gz"
 )
 
 // Config is the HTTP service's configuration. Zero values are defaults.
@@ -56,8 +51,8 @@ type Config struct {
 	// BaseURL is how nodes reach this service, e.g.
 	// "http://10.0.0.1:8080" (required; a trailing "/" is dropped).
 	BaseURL string
-	// Kernel and Initrd are names under Root; "" = DefaultKernel,
-	// DefaultInitrd.
+	// Kernel and Initrd are names under Root; "" = bootlayout.Kernel,
+	// bootlayout.InitramfsGz.
 	Kernel, Initrd string
 	// KernelArgs are added to the install boot's kernel command line
 	// (one line).
@@ -106,10 +101,10 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("httpboot: base URL %q: want http://HOST:PORT, how the nodes reach this server", cfg.BaseURL)
 	}
 	if cfg.Kernel == "" {
-		cfg.Kernel = DefaultKernel
+		cfg.Kernel = bootlayout.Kernel
 	}
 	if cfg.Initrd == "" {
-		cfg.Initrd = DefaultInitrd
+		cfg.Initrd = bootlayout.InitramfsGz
 	}
 	for what, v := range map[string]string{"kernel": cfg.Kernel, "initrd": cfg.Initrd} {
 		if _, err := cleanPath(v); err != nil || strings.ContainsAny(v, " \t\r\n") {

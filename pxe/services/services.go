@@ -8,16 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/herdproject/herd/contract"
+	"github.com/herdproject/herd/pxe/bootlayout"
 	"github.com/herdproject/herd/pxe/dhcp"
 	"github.com/herdproject/herd/pxe/httpboot"
 	"github.com/herdproject/herd/pxe/inventory"
@@ -49,7 +47,7 @@ type Config struct {
 	// UsePxelinux hands BIOS clients pxelinux.0 instead of iPXE.
 	UsePxelinux bool
 	// UEFIFile is the boot file for UEFI PXE firmware, under BootDir; ""
-	// means dhcp.DefaultUEFIFile.
+	// means bootlayout.UEFISNP.
 	UEFIFile string
 	// KernelArgs are added to the install boot's kernel command line.
 	KernelArgs string
@@ -125,13 +123,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
-	if err := PrepareBootDir(cfg.BootDir, cfg.Logf); err != nil {
+	if err := bootlayout.Prepare(cfg.BootDir, func(m string) { cfg.Logf("warning: %s", m) }); err != nil {
 		return err
 	}
 	h, err := httpboot.New(httpboot.Config{
 		Root: cfg.BootDir, Inventory: cfg.Inventory, Store: cfg.Store,
 		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Logf: cfg.Logf, Plans: cfg.Plans, Ring: cfg.Ring,
-		Initrd: initrdName(cfg.BootDir),
+		Initrd: bootlayout.Initramfs(cfg.BootDir),
 	})
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
@@ -184,77 +182,4 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error { return ra.Serve(ctx, cfg.Interface, cfg.Logf) })
 	}
 	return g.Wait()
-}
-
-// Boot binaries copied into the boot tree when missing, from Debian's
-// ipxe, pxelinux and syslinux-common packages.
-var bootBinaries = map[string][]string{
-	"undionly.kpxe": {"/usr/lib/ipxe/undionly.kpxe"},
-	"ipxe.efi":      {"/usr/lib/ipxe/ipxe.efi"},
-	"snponly.efi":   {"/usr/lib/ipxe/snponly.efi"},
-	"pxelinux.0":    {"/usr/lib/PXELINUX/pxelinux.0"},
-	"ldlinux.c32":   {"/usr/lib/syslinux/modules/bios/ldlinux.c32"},
-}
-
-// PrepareBootDir creates dir and copies the iPXE and pxelinux binaries into
-// it when they are missing. A binary that is nowhere to be found is a
-// warning naming the package to install.
-func PrepareBootDir(dir string, logf func(string, ...any)) error {
-	if dir == "" {
-		return errors.New("no boot directory: give --boot-dir")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("boot directory: %w", err)
-	}
-	for name, from := range bootBinaries {
-		dst := filepath.Join(dir, name)
-		if _, err := os.Stat(dst); err == nil {
-			continue
-		}
-		copied := false
-		for _, src := range from {
-			if err := copyFile(src, dst); err == nil {
-				copied = true
-				break
-			}
-		}
-		if !copied && logf != nil {
-			logf("warning: %s is missing from %s and from Debian's packages: apt-get install ipxe pxelinux syslinux-common", name, dir)
-		}
-	}
-	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
-// initrdName is the boot tree's initramfs: herd build boot writes
-// initramfs.cpio.gz, or initramfs.cpio.zst with --compress zstd.
-func initrdName(dir string) string {
-	for _, n := range []string{"initramfs.cpio.gz", "initramfs.cpio.zst"} {
-		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
-			return n
-		}
-	}
-	return "initramfs.cpio.gz"
 }

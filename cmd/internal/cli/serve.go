@@ -15,7 +15,7 @@ import (
 	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/internal/logging"
-	"github.com/herdproject/herd/pxe/dhcp"
+	"github.com/herdproject/herd/pxe/bootlayout"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/herdproject/herd/pxe/services"
@@ -48,7 +48,7 @@ func addBootFlags(fs *pflag.FlagSet) *bootFlags {
 		noDHCP:     fs.Bool("no-dhcp", false, "no DHCP at all (TFTP and HTTP only)"),
 		noRA:       fs.Bool("no-ra", false, "do not answer IPv6 router solicitations"),
 		pxelinux:   fs.Bool("pxelinux", false, "give BIOS clients pxelinux.0 instead of iPXE"),
-		uefiFile:   fs.String("uefi-file", dhcp.DefaultUEFIFile, "boot `FILE` (in the boot tree) for UEFI PXE clients: snponly.efi drives the NIC through the firmware, ipxe.efi with iPXE's own drivers"),
+		uefiFile:   fs.String("uefi-file", bootlayout.UEFISNP, "boot `FILE` (in the boot tree) for UEFI PXE clients: snponly.efi drives the NIC through the firmware, ipxe.efi with iPXE's own drivers"),
 	}
 }
 
