@@ -8,6 +8,7 @@ require (
 	github.com/insomniacslk/dhcp v0.0.0-20260901064844-234b97448fae
 	github.com/klauspost/compress v1.20.3
 	github.com/klauspost/pgzip v1.2.6
+	github.com/pin/tftp/v3 v3.1.0
 	github.com/spf13/pflag v1.0.10
 	github.com/u-root/gobusybox/src v0.0.0-20250101170133-2e884e4509c7
 	github.com/u-root/mkuimage v0.0.0-20250905073043-9a40452f5d3b
@@ -19,7 +20,6 @@ require (
 	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.47.0
-	pack.ag/tftp v1.0.1-0.20181129014014-07909dfbde3c
 )
 
 require (

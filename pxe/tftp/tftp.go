@@ -2,38 +2,60 @@
 // PXE firmware and pxelinux their boot files (undionly.kpxe, pxelinux.0,
 // ldlinux.c32, pxelinux.cfg/…, kernels) from the boot tree.
 //
-// The protocol engine is pack.ag/tftp (RFC 1350 with the option extension
-// of RFC 2347: blksize RFC 2348, timeout and tsize RFC 2349, windowsize
-// RFC 7440). Its FileServer is not used: it serves "../" paths outside
-// its directory. Files are opened here through an [os.Root], so no "..",
+// The protocol engine is github.com/pin/tftp/v3 (v3.1.0): RFC 1350 with
+// the option extension of RFC 2347, blksize (RFC 2348) and tsize
+// (RFC 2349). Files are opened here through an [os.Root], so no "..",
 // absolute path or symlink leads out of the boot tree. Write requests are
 // refused.
 //
-// Guards around the library (pinned at v1.0.1-0.20181129014014-07909dfbde3c):
+// What the library does with a request, checked by this package's tests
+// (TestHostileRequests, FuzzDatagram):
 //
-//   - A read request without a terminating NUL panics the library's
-//     request decoder (in a goroutine of its own, so the whole process
-//     dies). A socket filter on the listening socket drops such datagrams
-//     before the library sees them (filter_linux.go).
-//   - The library accepts every option value it can parse: windowsize 0
-//     divides by zero, blksize 0 sends empty blocks forever, and
-//     windowsize × blksize is allocated up front (nine bytes per byte of
-//     window). Each request's options are checked before the first byte
-//     is sent (options.go) and a request outside RFC 2348/2349/7440's
-//     ranges, or with a window above [MaxWindowBytes], is refused with
-//     error 8 (RFC 2347 option negotiation failed).
-//
-// Gaps the library leaves:
-//
-//   - tsize is answered (RFC 2349 §4) for octet transfers only: a netascii
-//     file's size on the wire is not its size on disk.
-//   - The server cannot lower a client's blksize or windowsize (RFC 2348
-//     allows the server to answer a smaller one); it accepts the client's
-//     value or refuses the request.
+//   - Requests are split at NUL bytes; no request crashes the library's
+//     read loop. A datagram under four bytes, or without a NUL after the
+//     file name, is dropped unanswered (and logged). A request without a mode, or whose last field lacks its
+//     NUL, is served in octet mode. A request is read into 516 bytes; the
+//     rest of a longer one is cut off. pack.ag/tftp, used before, panicked
+//     on a read request without NUL; the socket filter that guarded it is
+//     gone with it.
+//   - Options other than blksize and tsize (windowsize RFC 7440, timeout
+//     RFC 2349, anything unknown) are left out of the OACK, which RFC 2347
+//     §3 allows: the client then uses RFC 1350's defaults, one block per
+//     ACK. windowsize 0 or 65535 is therefore harmless.
+//   - blksize is acknowledged from 512 to 65464 and lowered to the
+//     interface's MTU less the IP and UDP headers (RFC 2348 lets the
+//     server answer a smaller value). A value below 512 (RFC 2348 allows
+//     8), above 65464 or not a number is left out of the OACK: the
+//     transfer uses 512-byte blocks.
+//   - tsize is answered with the file's size, which the read handler
+//     gives the library, whatever the client sent in it ("0", another
+//     number or not a number).
+//   - One request panics it: the OACK is built in a buffer of blksize+4
+//     bytes, unchecked, and a 516-byte request with blksize 512 written
+//     with leading zeros and a tsize shorter than the answer overflows
+//     it. The panic runs on the read handler's goroutine, which recovers
+//     it (readFrom in serve.go); that client gets no answer.
 //   - Each transfer gets a socket of its own (RFC 1350's transfer ID)
-//     bound to the wildcard address, so a reply's source address is the
-//     one routing picks for the client; on a host with several addresses
-//     in the boot subnet that may differ from Config.Addr's host.
+//     bound to the address the request was sent to, so replies come from
+//     Config.Addr's host even on a host with several addresses.
+//
+// Gaps it leaves:
+//
+//   - The read handler sees neither the request's options nor its mode,
+//     so the options cannot be refused with RFC 2347's error 8; they are
+//     ignored as above.
+//   - Every error the server sends has code 1 (file not found), with the
+//     reason in the message ("access violation", "file not found",
+//     "server shutting down"): the library sends a handler's error that
+//     way. tftp-hpa shows the message; curl exits 68 (not 69 for an
+//     access violation).
+//   - tsize is not answered for an empty file: the library leaves a
+//     tsize of "0" out of the OACK.
+//   - tsize is the file's size on disk, also for a netascii transfer,
+//     whose size on the wire differs (the handler cannot see the mode).
+//     PXE clients ask for octet.
+//   - Mode names are compared exactly: "netascii" converts line ends,
+//     anything else ("NETASCII", "mail") is sent as octet.
 //   - The block number wraps past 65535 (files above 32 MiB at blksize
 //     512); most clients, iPXE and pxelinux included, accept the wrap.
 package tftp
@@ -47,11 +69,14 @@ import (
 	"sync"
 	"time"
 
-	"pack.ag/tftp"
+	"github.com/pin/tftp/v3"
 )
 
-// MaxWindowBytes caps windowsize × blksize of one transfer: the library
-// allocates nine bytes per byte of window for every transfer.
+// MaxWindowBytes capped windowsize × blksize of one transfer when the
+// server negotiated RFC 7440's windowsize.
+//
+// Deprecated: github.com/pin/tftp/v3 does not negotiate windowsize; every
+// transfer sends one block per ACK and holds one block in memory.
 const MaxWindowBytes = 1 << 20
 
 // shutdownGrace is how long Serve waits, once its context ends, for the
@@ -93,11 +118,9 @@ type Server struct {
 	ctx    context.Context // ends when Serve's context ends or Close is called
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	closed   bool // Close was called
-	serving  bool // Serve is running
-	draining bool // no new transfers
-	active   sync.WaitGroup
+	mu      sync.Mutex
+	closed  bool // Close was called
+	serving bool // Serve is running
 }
 
 // New checks cfg, opens the boot tree and binds the UDP socket, so that a
@@ -126,13 +149,6 @@ func New(cfg Config) (*Server, error) {
 		root.Close()
 		return nil, fmt.Errorf("tftp: listen on %s: %w (is another TFTP server running? stop it or choose another port)", cfg.Addr, err)
 	}
-	if err := attachRequestFilter(conn); err != nil {
-		// Without the filter one malformed datagram can bring the
-		// process down; refuse to run rather than run exposed.
-		conn.Close()
-		root.Close()
-		return nil, fmt.Errorf("tftp: %w", err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, root: root, conn: conn, ctx: ctx, cancel: cancel}, nil
 }
@@ -140,9 +156,9 @@ func New(cfg Config) (*Server, error) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
 
-// Serve answers requests until ctx ends (it then returns nil) or the
-// socket fails. Transfers in flight are given a few seconds to end. The
-// socket and the boot tree are closed when Serve returns.
+// Serve answers requests until ctx ends (it then returns nil). Transfers
+// in flight are stopped at their next block and given a few seconds to
+// end. The socket and the boot tree are closed when Serve returns.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -157,15 +173,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 	defer s.Close()
 
-	// The address given here is unused: the library serves s.conn.
-	srv, err := tftp.NewServer(s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("tftp: %w", err)
-	}
-	// No WriteHandler: the library answers a write request with
-	// "illegal operation" before reading a byte of it.
-	srv.ReadHandler(tftp.ReadHandlerFunc(s.serveRead))
+	srv := tftp.NewServer(s.serveRead, s.refuseWrite)
+	srv.SetHook(logHook{s.cfg.Logf})
+	// Timeout and retries stay the library's: 5 s per round trip, 5
+	// attempts per block.
 
+	// The library's Serve returns an error only for a socket whose
+	// address it cannot read; read errors it skips.
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(s.conn) }()
 	s.cfg.Logf("tftp: serving %s on %s", s.cfg.Root, s.conn.LocalAddr())
@@ -178,36 +192,32 @@ func (s *Server) Serve(ctx context.Context) error {
 	case serr = <-done:
 		served = true
 	}
-	s.drain()
-	// Closing the socket ends the library's read loop (it polls every
-	// 500 ms) with an error that is expected here. srv.Close then stops
-	// its dispatcher; it is only safe once srv.Serve has stored the
-	// socket, which it does before it returns.
+	// Running transfers stop at their next block (transferReader). The
+	// socket is closed here too: the library's Shutdown only closes it
+	// once its Serve has stored it, which may not have happened yet.
+	s.cancel()
 	_ = s.conn.Close()
-	if !served {
-		<-done
+	stopped := make(chan struct{})
+	go func() { srv.Shutdown(); close(stopped) }()
+	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	select {
+	case <-stopped:
+	case <-grace.Done():
+		s.cfg.Logf("tftp: transfers still running after %v; leaving them", shutdownGrace)
 	}
-	_ = srv.Close()
+	if !served {
+		// The library's Serve returns once Shutdown has cancelled it,
+		// before Shutdown waits for the transfers.
+		select {
+		case serr = <-done:
+		case <-grace.Done():
+		}
+	}
 	if serr != nil {
 		return fmt.Errorf("tftp: %w", serr)
 	}
 	return nil
-}
-
-// drain stops new transfers, tells the running ones to stop and waits for
-// them, at most shutdownGrace.
-func (s *Server) drain() {
-	s.mu.Lock()
-	s.draining = true
-	s.mu.Unlock()
-	s.cancel()
-	waited := make(chan struct{})
-	go func() { s.active.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(shutdownGrace):
-		s.cfg.Logf("tftp: transfers still running after %v; leaving them", shutdownGrace)
-	}
 }
 
 // Close stops Serve, or releases the socket and the boot tree of a server
@@ -219,7 +229,6 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.draining = true
 	s.mu.Unlock()
 	s.cancel()
 	err := s.conn.Close()
@@ -230,15 +239,4 @@ func (s *Server) Close() error {
 		err = rerr
 	}
 	return err
-}
-
-// begin registers a transfer; false once the server is draining.
-func (s *Server) begin() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.draining {
-		return false
-	}
-	s.active.Add(1)
-	return true
 }
