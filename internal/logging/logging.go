@@ -164,3 +164,16 @@ func (h *plainHandler) WithGroup(name string) slog.Handler {
 	h2.group += name + "."
 	return &h2
 }
+
+// Func is a logger at LevelDebug that hands each plain line, without its
+// newline, to f: tests pass t.Log, or collect the lines.
+func Func(f func(line string)) *slog.Logger {
+	return New(funcWriter(f), "", slog.LevelDebug, Plain)
+}
+
+type funcWriter func(string)
+
+func (f funcWriter) Write(b []byte) (int, error) {
+	f(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}

@@ -59,8 +59,10 @@
 package dhcp
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -128,9 +130,9 @@ type Config struct {
 	// LeaseTime is the lease time; zero means the inventory's, and when the
 	// inventory has none, DefaultLeaseTime. At most 2^32-2 seconds.
 	LeaseTime time.Duration
-	// Logf receives one line per event (offers, acks, naks, clients that
+	// Log receives one record per event (offers, acks, naks, clients that
 	// are ignored); nil means no logging.
-	Logf func(format string, args ...any)
+	Log *slog.Logger
 	// Observe, when set, is called for every DISCOVER and REQUEST the server
 	// receives (answered or not), with the client's MAC and kind; herd uses
 	// it to mark a node "booting". It runs on the server's read loop before
@@ -184,7 +186,7 @@ type Server struct {
 	httpBase  string
 	leaseTime time.Duration
 	boot      BootFiles
-	logf      func(string, ...any)
+	log       *slog.Logger
 	nodes     map[string]inventory.Node // by string(MAC)
 
 	// now is the clock; tests replace it.
@@ -230,9 +232,9 @@ func New(cfg Config) (*Server, error) {
 	if lease < time.Second || lease > (1<<32-2)*time.Second {
 		return nil, fmt.Errorf("dhcp: lease time %v out of range: use 1s to 136 years", lease)
 	}
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
 		cfg:       cfg,
@@ -240,7 +242,7 @@ func New(cfg Config) (*Server, error) {
 		httpBase:  httpBase,
 		leaseTime: lease,
 		boot:      cfg.BootFiles.withDefaults(),
-		logf:      logf,
+		log:       log,
 		nodes:     make(map[string]inventory.Node, len(inv.Nodes)),
 		now:       time.Now,
 		logged:    make(map[string]struct{}),
@@ -312,8 +314,12 @@ func (s *Server) BootFile(mac net.HardwareAddr, kind ClientKind) string {
 	return ""
 }
 
-// logOnce logs a message the first time key is seen.
-func (s *Server) logOnce(key, format string, args ...any) {
+// debugf and warnf log one event at their level.
+func (s *Server) debugf(format string, args ...any) { s.log.Debug(fmt.Sprintf(format, args...)) }
+func (s *Server) warnf(format string, args ...any)  { s.log.Warn(fmt.Sprintf(format, args...)) }
+
+// logOnce logs a message at level the first time key is seen.
+func (s *Server) logOnce(level slog.Level, key, format string, args ...any) {
 	s.mu.Lock()
 	_, seen := s.logged[key]
 	if !seen {
@@ -324,6 +330,6 @@ func (s *Server) logOnce(key, format string, args ...any) {
 	}
 	s.mu.Unlock()
 	if !seen {
-		s.logf(format, args...)
+		s.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
@@ -28,11 +29,10 @@ func FuzzHandle(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 1, 6, 0})
 
-	quiet := func(string, ...any) {}
 	mk := func(withRange, proxy bool) *Server {
 		cfg := testConfig(withRange)
 		cfg.Proxy = proxy
-		cfg.Logf = quiet
+		cfg.Log = logging.Discard()
 		cfg.Observe = func(net.HardwareAddr, ClientKind) {}
 		s, err := New(cfg)
 		if err != nil {

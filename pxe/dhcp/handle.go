@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -24,7 +25,7 @@ var pxeDiscoveryControl = []byte{6, 1, 8, 255}
 var ipxeNoPXEDHCP = []byte{176, 1, 1}
 
 // Handle returns the reply to a request received on port 67, or nil when
-// the request gets no reply. It does no I/O (beyond Config.Logf and
+// the request gets no reply. It does no I/O (beyond Config.Log and
 // Config.Observe) and is safe for concurrent use; it updates the dynamic
 // lease table. Serve calls it for every packet; tests and the fuzz target
 // call it directly.
@@ -80,7 +81,7 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac net.HardwareAddr, kind ClientK
 		a, ok := s.pool.offer(string(mac), s.now(), min(offerHold, s.leaseTime))
 		s.mu.Unlock()
 		if !ok {
-			s.logOnce("exhausted "+string(mac), "dhcp: no address for %s: the dynamic range %v-%v is exhausted", mac, s.pool.first, s.pool.last)
+			s.logOnce(slog.LevelWarn, "exhausted "+string(mac), "dhcp: no address for %s: the dynamic range %v-%v is exhausted", mac, s.pool.first, s.pool.last)
 			return nil, nil
 		}
 		addr = a
@@ -96,7 +97,7 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac net.HardwareAddr, kind ClientK
 	resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(s.leaseTime))
 	s.addNetwork(resp, node.Name)
 	file := s.addBoot(resp, req, mac, kind, true)
-	s.logf("dhcp: OFFER %v to %s%s (%s)%s", addr, mac, nameOf(node), kind, fileOf(file))
+	s.debugf("dhcp: OFFER %v to %s%s (%s)%s", addr, mac, nameOf(node), kind, fileOf(file))
 	return resp, nil
 }
 
@@ -141,7 +142,7 @@ func (s *Server) request(req *dhcpv4.DHCPv4, mac net.HardwareAddr, kind ClientKi
 	resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(s.leaseTime))
 	s.addNetwork(resp, node.Name)
 	file := s.addBoot(resp, req, mac, kind, true)
-	s.logf("dhcp: ACK %v to %s%s (%s)%s", want, mac, nameOf(node), kind, fileOf(file))
+	s.debugf("dhcp: ACK %v to %s%s (%s)%s", want, mac, nameOf(node), kind, fileOf(file))
 	return resp, nil
 }
 
@@ -153,7 +154,7 @@ func (s *Server) nak(req *dhcpv4.DHCPv4, mac net.HardwareAddr, why string) (*dhc
 	}
 	resp.ServerIPAddr = net.IPv4zero
 	resp.UpdateOption(dhcpv4.OptMessage(why))
-	s.logf("dhcp: NAK to %s: %s", mac, why)
+	s.debugf("dhcp: NAK to %s: %s", mac, why)
 	return resp, nil
 }
 
@@ -167,7 +168,7 @@ func (s *Server) release(req *dhcpv4.DHCPv4, mac net.HardwareAddr) {
 	ok := s.pool.release(string(mac), a)
 	s.mu.Unlock()
 	if ok {
-		s.logf("dhcp: %s released %v", mac, a)
+		s.debugf("dhcp: %s released %v", mac, a)
 	}
 }
 
@@ -180,7 +181,7 @@ func (s *Server) decline(req *dhcpv4.DHCPv4, mac net.HardwareAddr) {
 	}
 	if node, known := s.nodes[string(mac)]; known {
 		if a == node.IP {
-			s.logf("dhcp: node %s (%s) declined %v: another host on the network uses its address", node.Name, mac, a)
+			s.warnf("dhcp: node %s (%s) declined %v: another host on the network uses its address", node.Name, mac, a)
 		}
 		return
 	}
@@ -191,7 +192,7 @@ func (s *Server) decline(req *dhcpv4.DHCPv4, mac net.HardwareAddr) {
 	ok := s.pool.decline(string(mac), a, s.now(), s.leaseTime)
 	s.mu.Unlock()
 	if ok {
-		s.logf("dhcp: %s declined %v: another host uses it; not leasing it for %v", mac, a, s.leaseTime)
+		s.warnf("dhcp: %s declined %v: another host uses it; not leasing it for %v", mac, a, s.leaseTime)
 	}
 }
 
@@ -235,11 +236,11 @@ func (s *Server) proxyReply(req *dhcpv4.DHCPv4, mac net.HardwareAddr, kind Clien
 	}
 	node, known := s.nodes[string(mac)]
 	if !known {
-		s.logOnce(string(mac), "dhcp: proxy: ignoring PXE client %s: not in inventory %s", mac, s.cfg.Inventory.File)
+		s.logOnce(slog.LevelInfo, string(mac), "dhcp: proxy: ignoring PXE client %s: not in inventory %s", mac, s.cfg.Inventory.File)
 		return nil, nil
 	}
 	if kind == NotPXE {
-		s.logOnce("arch "+string(mac), "dhcp: proxy: ignoring %s (%s): no boot file for its architecture %v", mac, node.Name, req.ClientArch())
+		s.logOnce(slog.LevelInfo, "arch "+string(mac), "dhcp: proxy: ignoring %s (%s): no boot file for its architecture %v", mac, node.Name, req.ClientArch())
 		return nil, nil
 	}
 	resp, err := s.newReply(req, mt)
@@ -250,7 +251,7 @@ func (s *Server) proxyReply(req *dhcpv4.DHCPv4, mac net.HardwareAddr, kind Clien
 	file := s.addBoot(resp, req, mac, kind, false)
 	resp.UpdateOption(dhcpv4.OptClassIdentifier(pxeClassPrefix))
 	resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeDiscoveryControl))
-	s.logf("dhcp: proxy %s to %s%s (%s)%s", mt, mac, nameOf(node), kind, fileOf(file))
+	s.debugf("dhcp: proxy %s to %s%s (%s)%s", mt, mac, nameOf(node), kind, fileOf(file))
 	return resp, nil
 }
 
@@ -323,7 +324,7 @@ func (s *Server) addBoot(resp, req *dhcpv4.DHCPv4, mac net.HardwareAddr, kind Cl
 
 // logUnknown logs, once per MAC, that a client gets no answer.
 func (s *Server) logUnknown(mac net.HardwareAddr) {
-	s.logOnce(string(mac), "dhcp: ignoring %s: not in inventory %s, and it has no dynamic range", mac, s.cfg.Inventory.File)
+	s.logOnce(slog.LevelInfo, string(mac), "dhcp: ignoring %s: not in inventory %s, and it has no dynamic range", mac, s.cfg.Inventory.File)
 }
 
 func nameOf(n inventory.Node) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -63,8 +64,8 @@ func testConfig(withRange bool) Config {
 
 func newTestServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
-	if cfg.Logf == nil {
-		cfg.Logf = t.Logf
+	if cfg.Log == nil {
+		cfg.Log = logging.Func(func(l string) { t.Log(l) })
 	}
 	s, err := New(cfg)
 	if err != nil {

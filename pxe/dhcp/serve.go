@@ -70,7 +70,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("dhcp: interface %s: %w", s.cfg.Interface, err)
 	}
 	if !hasAddr(ifi, s.serverIP) {
-		s.logf("dhcp: warning: %v is not an address of %s; clients will be sent to it anyway", s.serverIP, ifi.Name)
+		s.warnf("dhcp: %v is not an address of %s; clients will be sent to it anyway", s.serverIP, ifi.Name)
 	}
 	ports := []int{ServerPort}
 	if s.cfg.Proxy {
@@ -100,7 +100,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.Proxy {
 		mode = "proxyDHCP"
 	}
-	s.logf("dhcp: %s server on %s (%v), ports %v", mode, ifi.Name, s.serverIP, ports)
+	s.debugf("dhcp: %s server on %s (%v), ports %v", mode, ifi.Name, s.serverIP, ports)
 	close(s.listening)
 
 	errc := make(chan error, len(conns))
@@ -165,7 +165,7 @@ func (s *Server) serveConn(c *net.UDPConn, port int) error {
 			}
 			// Transient (e.g. ENOBUFS): log, back off to a cap, go on.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logf("dhcp: read on port %d: %v; retrying in %v", port, err, backoff)
+			s.warnf("dhcp: read on port %d: %v; retrying in %v", port, err, backoff)
 			time.Sleep(backoff)
 			continue
 		}
@@ -176,7 +176,7 @@ func (s *Server) serveConn(c *net.UDPConn, port int) error {
 		}
 		resp, err := s.handle(req, port)
 		if err != nil {
-			s.logf("%v", err)
+			s.warnf("%v", err)
 			continue
 		}
 		if resp == nil {
@@ -184,7 +184,7 @@ func (s *Server) serveConn(c *net.UDPConn, port int) error {
 		}
 		dst := replyAddr(req, resp, peer, port)
 		if _, err := c.WriteToUDP(resp.ToBytes(), dst); err != nil {
-			s.logf("dhcp: send %s to %s (%v): %v", resp.MessageType(), resp.ClientHWAddr, dst, err)
+			s.warnf("dhcp: send %s to %s (%v): %v", resp.MessageType(), resp.ClientHWAddr, dst, err)
 		}
 	}
 }

@@ -135,7 +135,7 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 	case !ip.IsValid():
 		ip = agentIP
 	case agentIP.IsValid() && agentIP != ip:
-		h.cfg.Logf("httpboot: node %s registered from %s, but the inventory reserves %s", node.Name, agentIP, ip)
+		h.log.Warn(fmt.Sprintf("httpboot: node %s registered from %s, but the inventory reserves %s", node.Name, agentIP, ip))
 	}
 	switch req.Firmware {
 	case "", contract.FirmwareUEFI, contract.FirmwareBIOS:
@@ -164,7 +164,7 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 		h.storeError(w, node, err)
 		return
 	}
-	h.cfg.Logf("httpboot: node %s (%s) registered", node.Name, node.MAC)
+	h.log.Debug(fmt.Sprintf("httpboot: node %s (%s) registered", node.Name, node.MAC))
 	resp := contract.RegisterResponse{Name: node.Name, Plan: node.Plan, Profile: node.Profile, Ring: h.cfg.Ring}
 	if p, ok := h.cfg.Plans[node.Plan]; ok {
 		resp.Plan, resp.PlanText = p.Name, p.Text
@@ -236,7 +236,7 @@ func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request) {
 		}
 		st = *s
 		if was != s.State {
-			h.cfg.Logf("httpboot: node %s: %s → %s%s", node.Name, was, s.State, reasonSuffix(s))
+			h.log.Debug(fmt.Sprintf("httpboot: node %s: %s → %s%s", node.Name, was, s.State, reasonSuffix(s)))
 		}
 		return nil
 	})
@@ -255,7 +255,7 @@ func reasonSuffix(s *inventory.Status) string {
 }
 
 func (h *Handler) storeError(w http.ResponseWriter, node inventory.Node, err error) {
-	h.cfg.Logf("httpboot: node %s: %v", node.Name, err)
+	h.log.Warn(fmt.Sprintf("httpboot: node %s: %v", node.Name, err))
 	if errors.Is(err, nodestate.ErrTransition) {
 		writeJSONError(w, http.StatusConflict, "%v", err)
 		return

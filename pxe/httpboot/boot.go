@@ -194,12 +194,12 @@ func (h *Handler) boot(node inventory.Node, via string) (Boot, error) {
 	})
 	if err != nil {
 		// Serving the boot entry matters more than recording the fetch.
-		h.cfg.Logf("httpboot: node %s: recording the boot: %v", node.Name, err)
+		h.log.Warn(fmt.Sprintf("httpboot: node %s: recording the boot: %v", node.Name, err))
 		if st, err = h.cfg.Store.Get(node.Name); err != nil {
 			return Boot{}, fmt.Errorf("node %s: %w", node.Name, err)
 		}
 	} else if !st.LocalBoot {
-		h.cfg.Logf("httpboot: node %s (%s) booting: install entry over %s", node.Name, node.MAC, via)
+		h.log.Debug(fmt.Sprintf("httpboot: node %s (%s) booting: install entry over %s", node.Name, node.MAC, via))
 	}
 	return Boot{
 		Node:       node,
@@ -229,7 +229,7 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 	}
 	node, ok := h.cfg.Inventory.ByMAC(mac)
 	if !ok {
-		h.cfg.Logf("httpboot: %s asked for a boot script for %s, which is not in the inventory", r.RemoteAddr, mac)
+		h.log.Info(fmt.Sprintf("httpboot: %s asked for a boot script for %s, which is not in the inventory", r.RemoteAddr, mac))
 		writeText(w, http.StatusOK, unknownScript(mac, h.cfg.Inventory.File))
 		return
 	}
@@ -288,7 +288,7 @@ func (h *Handler) pxelinuxFile(name, via string) ([]byte, bool, error) {
 		f, err := h.root.Open("pxelinux.cfg/default")
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				h.cfg.Logf("httpboot: pxelinux.cfg/default: %v", err)
+				h.log.Warn(fmt.Sprintf("httpboot: pxelinux.cfg/default: %v", err))
 			}
 			return localConfig, true, nil
 		}
@@ -306,7 +306,7 @@ func (h *Handler) pxelinuxFile(name, via string) ([]byte, bool, error) {
 	}
 	node, ok := h.cfg.Inventory.ByMAC(mac)
 	if !ok {
-		h.cfg.Logf("httpboot: pxelinux config asked for %s, which is not in the inventory", mac)
+		h.log.Info(fmt.Sprintf("httpboot: pxelinux config asked for %s, which is not in the inventory", mac))
 		return nil, false, nil
 	}
 	b, err := h.boot(node, via)
@@ -337,7 +337,7 @@ func (h *Handler) PxelinuxFile(remote net.Addr, file string) (data []byte, ok bo
 	}
 	data, ok, err := h.pxelinuxFile(name, "TFTP")
 	if err != nil {
-		h.cfg.Logf("httpboot: %s %s: %v", remote, file, err)
+		h.log.Warn(fmt.Sprintf("httpboot: %s %s: %v", remote, file, err))
 		return nil, false
 	}
 	return data, ok

@@ -2,6 +2,7 @@ package httpboot
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -49,7 +50,7 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 			err = errNotFound
 		default: // escapes through a symlink, permissions, loops
-			h.cfg.Logf("httpboot: %s %s: %v", r.RemoteAddr, r.URL.Path, err)
+			h.log.Warn(fmt.Sprintf("httpboot: %s %s: %v", r.RemoteAddr, r.URL.Path, err))
 			err = errOutside
 		}
 		h.refuseFile(w, r, err)
@@ -66,7 +67,7 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) refuseFile(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errOutside) {
-		h.cfg.Logf("httpboot: %s %s: refused: %v", r.RemoteAddr, r.URL.Path, err)
+		h.log.Warn(fmt.Sprintf("httpboot: %s %s: refused: %v", r.RemoteAddr, r.URL.Path, err))
 		http.Error(w, "403 forbidden: outside the boot tree", http.StatusForbidden)
 		return
 	}

@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -65,9 +66,9 @@ type Config struct {
 	// one. nil (or a node whose plan is not here) = no plan: the agent
 	// writes the session's files as they are.
 	Plans map[string]Plan
-	// Logf receives one line per state change and per refusal; nil
-	// discards.
-	Logf func(string, ...any)
+	// Log receives one record per state change (debug) and per refusal
+	// (warning); nil discards.
+	Log *slog.Logger
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
 }
@@ -83,6 +84,7 @@ type Plan struct {
 // its own beyond Config: everything a node did is in the Store.
 type Handler struct {
 	cfg  Config
+	log  *slog.Logger
 	root *os.Root
 	mux  *http.ServeMux
 }
@@ -118,8 +120,8 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Ring.Server = u.Hostname()
 	}
 	cfg.Ring = cfg.Ring.WithDefaults()
-	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -128,7 +130,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("httpboot: boot tree: %w", err)
 	}
-	h := &Handler{cfg: cfg, root: root, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, log: cfg.Log, root: root, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /boot/{file}", h.serveIPXE)
 	h.mux.HandleFunc("GET /pxelinux.cfg/{file}", h.servePxelinux)
 	h.mux.HandleFunc("GET /files/{path...}", h.serveFile)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/herdproject/herd/contract"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -158,11 +159,11 @@ func newFixture(t *testing.T) *fixture {
 	h, err := New(Config{
 		Root: f.root, Inventory: inv, Store: f.store, BaseURL: "http://10.0.0.1:8080/",
 		KernelArgs: "console=ttyS0,115200",
-		Logf: func(format string, args ...any) {
+		Log: logging.Func(func(line string) {
 			mu.Lock()
 			defer mu.Unlock()
-			fmt.Fprintf(f.log, format+"\n", args...)
-		},
+			fmt.Fprintln(f.log, line)
+		}),
 		Now: func() time.Time { return testNow },
 	})
 	if err != nil {
@@ -720,6 +721,13 @@ func TestStatusPage(t *testing.T) {
 	f := newFixture(t)
 	postJSON(t, f, "/api/report", contract.ReportRequest{MAC: "52:54:00:00:00:02", State: "failed", Reason: "<script>alert(1)</script> disk missing"})
 	postJSON(t, f, "/api/report", contract.ReportRequest{MAC: "52:54:00:00:00:01", State: "installing", Bytes: 3 << 30, Rate: 100 << 20})
+	// What the DHCP server's sighting writes (pxe/services).
+	if err := f.store.Update("n2", func(s *inventory.Status) error {
+		s.Seen, s.SeenBy = testNow.Add(-75*time.Second), "dhcp bios"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	w := f.do(t, "GET", "/", "")
 	body := w.Body.String()
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
@@ -727,9 +735,9 @@ func TestStatusPage(t *testing.T) {
 	}
 	for _, want := range []string{
 		`<meta http-equiv="refresh" content="2">`,
-		"<td>n1</td><td>52:54:00:00:00:01</td><td>10.0.0.11</td><td>installing</td><td>install</td><td class=\"num\">3.0 GiB</td><td class=\"num\">100.0 MiB/s</td><td>0s ago</td>",
-		"<td>n2</td>", "<td>failed</td>", "&lt;script&gt;alert(1)&lt;/script&gt; disk missing",
-		"<td>gpu-3.rack2</td><td>52:54:00:00:00:0a</td><td></td><td>unknown</td><td>install</td><td class=\"num\">0 B</td><td class=\"num\">0 B/s</td><td>never</td>",
+		"<td>n1</td><td>52:54:00:00:00:01</td><td>10.0.0.11</td><td>installing</td><td>install</td><td class=\"num\">3.0 GiB</td><td class=\"num\">100.0 MiB/s</td><td>never</td><td>0s ago</td>",
+		"<td>n2</td>", "<td>failed</td>", "<td>1m ago (dhcp bios)</td>", "&lt;script&gt;alert(1)&lt;/script&gt; disk missing",
+		"<td>gpu-3.rack2</td><td>52:54:00:00:00:0a</td><td></td><td>unknown</td><td>install</td><td class=\"num\">0 B</td><td class=\"num\">0 B/s</td><td>never</td><td>never</td>",
 		"unknown: 1, installing: 1, failed: 1",
 	} {
 		if !strings.Contains(body, want) {

@@ -40,9 +40,9 @@ tr.installing { background: #ffd; }
 <h1>herd</h1>
 <p>{{range $i, $c := .Counts}}{{if $i}}, {{end}}{{$c.State}}: {{$c.N}}{{end}}. Updated {{.Now}}.</p>
 <table>
-<thead><tr><th>name</th><th>MAC</th><th>IP</th><th>state</th><th>next boot</th><th>bytes</th><th>rate</th><th>last report</th><th>reason / message</th></tr></thead>
+<thead><tr><th>name</th><th>MAC</th><th>IP</th><th>state</th><th>next boot</th><th>bytes</th><th>rate</th><th>last seen</th><th>last report</th><th>reason / message</th></tr></thead>
 <tbody>
-{{range .Nodes}}<tr class="{{.State}}"><td>{{.Name}}</td><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.State}}</td><td>{{.Boot}}</td><td class="num">{{.Bytes}}</td><td class="num">{{.Rate}}</td><td>{{.LastReport}}</td><td>{{.Reason}}</td></tr>
+{{range .Nodes}}<tr class="{{.State}}"><td>{{.Name}}</td><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.State}}</td><td>{{.Boot}}</td><td class="num">{{.Bytes}}</td><td class="num">{{.Rate}}</td><td>{{.Seen}}</td><td>{{.LastReport}}</td><td>{{.Reason}}</td></tr>
 {{else}}<tr><td colspan="9">the inventory has no nodes</td></tr>
 {{end}}</tbody>
 </table>
@@ -51,7 +51,7 @@ tr.installing { background: #ffd; }
 `))
 
 type statusRow struct {
-	Name, MAC, IP, State, Boot, Bytes, Rate, LastReport, Reason string
+	Name, MAC, IP, State, Boot, Bytes, Rate, Seen, LastReport, Reason string
 }
 
 type stateCount struct {
@@ -83,7 +83,10 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		row := statusRow{
 			Name: s.Name, MAC: s.MAC, IP: s.IP, State: string(stateOf(s)),
 			Boot: "install", Bytes: humanBytes(s.Bytes), Rate: humanBytes(int64(s.Rate)) + "/s",
-			LastReport: ago(now, s.LastReport), Reason: s.Reason,
+			LastReport: ago(now, s.LastReport), Reason: s.Reason, Seen: ago(now, s.Seen),
+		}
+		if s.SeenBy != "" {
+			row.Seen += " (" + s.SeenBy + ")"
 		}
 		if s.LocalBoot {
 			row.Boot = "local disk"

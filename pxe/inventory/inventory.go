@@ -104,6 +104,12 @@ type Status struct {
 	// Firmware is how the node's agent last booted ("uefi", "bios"; ""
 	// = not said).
 	Firmware string `json:"firmware,omitempty"`
+	// Seen is when the boot services last saw the node's firmware or
+	// boot loader, and SeenBy how ("dhcp bios", "dhcp ipxe", "tftp
+	// undionly.kpxe"): a reset node shows up here before it fetches its
+	// boot entry. It changes no state.
+	Seen   time.Time `json:"seen,omitzero"`
+	SeenBy string    `json:"seen_by,omitempty"`
 }
 
 // Store keeps every node's Status. The file-backed implementation

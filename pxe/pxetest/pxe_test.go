@@ -5,6 +5,7 @@ package pxetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/contract"
+	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"golang.org/x/sys/unix"
@@ -83,6 +86,8 @@ func TestPXEServices(t *testing.T) {
 		t.Errorf("boot file %q, want %q", got, wantURL)
 	}
 
+	waitSeen(t, "dhcp ipxe")
+
 	// TFTP, as the firmware fetches iPXE: the file Debian's ipxe ships.
 	out, err := exec.Command("ip", "netns", "exec", ns.name, "curl", "-s", "--max-time", "20", "tftp://10.251.1.1:16970/undionly.kpxe").Output()
 	if err != nil {
@@ -95,6 +100,7 @@ func TestPXEServices(t *testing.T) {
 	if !bytes.Equal(out, want) {
 		t.Errorf("undionly.kpxe over TFTP: %d bytes, want %d", len(out), len(want))
 	}
+	waitSeen(t, "tftp undionly.kpxe")
 
 	// HTTP: the install script, the status page and the metrics.
 	if s := httpGet(t, wantURL); !strings.HasPrefix(s, "#!ipxe") || !strings.Contains(s, "kernel ") || !strings.Contains(s, "herd.name=r1n1") {
@@ -109,6 +115,25 @@ func TestPXEServices(t *testing.T) {
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	if code := srv.wait(t, 15*time.Second); code != 0 {
 		t.Errorf("herd pxe exit %d after SIGTERM, want 0", code)
+	}
+}
+
+// waitSeen waits until the boot services have recorded that they saw
+// node r1n1 (DHCP, TFTP) by, before it asked for its boot entry: the
+// API says so, and its state did not change.
+func waitSeen(t *testing.T, by string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := httpGet(t, "http://10.251.1.1:18081/api/nodes/r1n1")
+		var st inventory.Status
+		if json.Unmarshal([]byte(s), &st) == nil && st.SeenBy == by && st.State == contract.StateUnknown && time.Since(st.Seen) < time.Minute {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node's status does not say it was seen by %q:\n%s", by, s)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

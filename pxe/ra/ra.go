@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -50,17 +51,17 @@ var (
 
 // Serve answers Router Solicitations received on iface until ctx ends, and
 // then returns nil. When IPv6 is disabled on iface (or absent from the
-// kernel) it logs so and returns nil at once. logf may be nil.
-func Serve(ctx context.Context, iface string, logf func(string, ...any)) error {
-	if logf == nil {
-		logf = func(string, ...any) {}
+// kernel) it logs so and returns nil at once. log may be nil.
+func Serve(ctx context.Context, iface string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		return fmt.Errorf("ra: interface %s: %w", iface, err)
 	}
 	if why := ipv6Disabled(ifi.Name); why != "" {
-		logf("ra: IPv6 is disabled on %s (%s): not answering router solicitations", ifi.Name, why)
+		log.Debug(fmt.Sprintf("ra: IPv6 is disabled on %s (%s): not answering router solicitations", ifi.Name, why))
 		return nil
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -76,7 +77,7 @@ func Serve(ctx context.Context, iface string, logf func(string, ...any)) error {
 			return nil
 		}
 		if errors.Is(err, unix.EAFNOSUPPORT) {
-			logf("ra: no IPv6 in this kernel: not answering router solicitations on %s", ifi.Name)
+			log.Debug(fmt.Sprintf("ra: no IPv6 in this kernel: not answering router solicitations on %s", ifi.Name))
 			return nil
 		}
 		return fmt.Errorf("ra: listen for ICMPv6 on %s: %w", ifi.Name, err)
@@ -86,7 +87,7 @@ func Serve(ctx context.Context, iface string, logf func(string, ...any)) error {
 	if err := setup(p, ifi); err != nil {
 		return fmt.Errorf("ra: set up ICMPv6 socket on %s: %w", ifi.Name, err)
 	}
-	logf("ra: answering router solicitations on %s with \"no router here\"", ifi.Name)
+	log.Debug(fmt.Sprintf("ra: answering router solicitations on %s with \"no router here\"", ifi.Name))
 
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
@@ -108,7 +109,7 @@ func Serve(ctx context.Context, iface string, logf func(string, ...any)) error {
 				return fmt.Errorf("ra: read on %s: %w", ifi.Name, err)
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			logf("ra: read on %s: %v; retrying in %v", ifi.Name, err, backoff)
+			log.Warn(fmt.Sprintf("ra: read on %s: %v; retrying in %v", ifi.Name, err, backoff))
 			time.Sleep(backoff)
 			continue
 		}
@@ -130,7 +131,7 @@ func Serve(ctx context.Context, iface string, logf func(string, ...any)) error {
 		if _, err := p.WriteTo(ra, wcm, dst); err != nil && ctx.Err() == nil {
 			if now := time.Now(); now.Sub(lastErrLog) >= sendErrorLogEach {
 				lastErrLog = now
-				logf("ra: send router advertisement to %v on %s: %v", dst.IP, ifi.Name, err)
+				log.Debug(fmt.Sprintf("ra: send router advertisement to %v on %s: %v", dst.IP, ifi.Name, err))
 			}
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/internal/logging"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -101,11 +102,14 @@ type logger struct {
 	lines []string
 }
 
-func (l *logger) logf(format string, args ...any) {
+func (l *logger) add(line string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+	l.lines = append(l.lines, line)
 }
+
+// logger is a slog.Logger (every level) that collects into l.
+func (l *logger) logger() *slog.Logger { return logging.Func(l.add) }
 
 func (l *logger) String() string {
 	l.mu.Lock()
@@ -122,7 +126,7 @@ func TestServeIPv6Disabled(t *testing.T) {
 	var l logger
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := Serve(ctx, tn.hostIf, l.logf); err != nil {
+	if err := Serve(ctx, tn.hostIf, l.logger()); err != nil {
 		t.Fatalf("Serve = %v, want nil", err)
 	}
 	if ctx.Err() != nil {
@@ -146,7 +150,7 @@ func TestServe(t *testing.T) {
 	var l logger
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- Serve(ctx, tn.hostIf, l.logf) }()
+	go func() { errc <- Serve(ctx, tn.hostIf, l.logger()) }()
 	defer func() {
 		cancel()
 		if err := <-errc; err != nil {

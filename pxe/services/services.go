@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -59,8 +60,8 @@ type Config struct {
 	// ("" = ServerIP). herd serve passes its --data-port, --control-port
 	// and --report-port here, so agents listen where the sender dials.
 	Ring contract.Ring
-	// Logf receives messages; nil discards them.
-	Logf func(string, ...any)
+	// Log receives the services' records; nil discards them.
+	Log *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -76,8 +77,8 @@ func (c *Config) setDefaults() error {
 	if c.TFTPPort == 0 {
 		c.TFTPPort = 69
 	}
-	if c.Logf == nil {
-		c.Logf = func(string, ...any) {}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if !c.ServerIP.IsValid() {
 		ip, err := InterfaceAddr(c.Interface, c.Inventory.Subnet)
@@ -123,12 +124,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
-	if err := bootlayout.Prepare(cfg.BootDir, func(m string) { cfg.Logf("warning: %s", m) }); err != nil {
+	if err := bootlayout.Prepare(cfg.BootDir, func(m string) { cfg.Log.Warn(m) }); err != nil {
 		return err
 	}
 	h, err := httpboot.New(httpboot.Config{
 		Root: cfg.BootDir, Inventory: cfg.Inventory, Store: cfg.Store,
-		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Logf: cfg.Logf, Plans: cfg.Plans, Ring: cfg.Ring,
+		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Log: cfg.Log, Plans: cfg.Plans, Ring: cfg.Ring,
 		Initrd: bootlayout.Initramfs(cfg.BootDir),
 	})
 	if err != nil {
@@ -140,9 +141,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("http on %s: %w (is another web server there? choose --http-port)", httpAddr, err)
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	seen := newSightings(cfg.Inventory, cfg.Store)
 	ts, err := tftp.New(tftp.Config{
-		Addr: net.JoinHostPort(cfg.ServerIP.String(), strconv.Itoa(cfg.TFTPPort)), Root: cfg.BootDir, Logf: cfg.Logf,
+		Addr: net.JoinHostPort(cfg.ServerIP.String(), strconv.Itoa(cfg.TFTPPort)), Root: cfg.BootDir, Log: cfg.Log,
 		Generate: h.PxelinuxFile, // pxelinux.cfg/01-<mac> from the node's boot state
+		Observe:  seen.tftp,
 	})
 	if err != nil {
 		ln.Close()
@@ -152,8 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.NoDHCP {
 		ds, err = dhcp.New(dhcp.Config{
 			Interface: cfg.Interface, ServerIP: cfg.ServerIP, Inventory: cfg.Inventory,
-			Proxy: cfg.Proxy, HTTPBase: cfg.BaseURL(), Logf: cfg.Logf,
+			Proxy: cfg.Proxy, HTTPBase: cfg.BaseURL(), Log: cfg.Log,
 			BootFiles: dhcp.BootFiles{UsePxelinux: cfg.UsePxelinux, UEFI: cfg.UEFIFile},
+			Observe:   seen.dhcp,
 		})
 		if err != nil {
 			ln.Close()
@@ -161,8 +165,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { seen.run(ctx); return nil })
 	g.Go(func() error {
-		cfg.Logf("http: serving %s (boot scripts, files, API, status page)", cfg.BaseURL())
+		cfg.Log.Debug(fmt.Sprintf("http: serving %s (boot scripts, files, API, status page)", cfg.BaseURL()))
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
@@ -179,7 +184,70 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error { return ds.Serve(ctx) })
 	}
 	if !cfg.NoRA {
-		g.Go(func() error { return ra.Serve(ctx, cfg.Interface, cfg.Logf) })
+		g.Go(func() error { return ra.Serve(ctx, cfg.Interface, cfg.Log) })
 	}
 	return g.Wait()
+}
+
+// sightings records in the store when DHCP and TFTP see an inventory
+// node (Status.Seen, SeenBy). The servers' hooks run on their read loops:
+// they only queue; one goroutine writes, and drops sightings when it
+// falls behind rather than slow the servers down.
+type sightings struct {
+	inv   *inventory.Inventory
+	store inventory.Store
+	queue chan sighting
+}
+
+type sighting struct {
+	name, by string
+	at       time.Time
+}
+
+func newSightings(inv *inventory.Inventory, st inventory.Store) *sightings {
+	return &sightings{inv: inv, store: st, queue: make(chan sighting, 256)}
+}
+
+func (s *sightings) add(name, by string) {
+	select {
+	case s.queue <- sighting{name, by, time.Now()}:
+	default:
+	}
+}
+
+// dhcp is dhcp.Config.Observe: a DISCOVER or REQUEST from mac.
+func (s *sightings) dhcp(mac net.HardwareAddr, kind dhcp.ClientKind) {
+	if n, ok := s.inv.ByMAC(mac); ok {
+		s.add(n.Name, "dhcp "+kind.String())
+	}
+}
+
+// tftp is tftp.Config.Observe: a read request for file from remote.
+func (s *sightings) tftp(remote net.Addr, file string) {
+	ua, ok := remote.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	ip, ok := netip.AddrFromSlice(ua.IP)
+	if !ok {
+		return
+	}
+	if n, ok := s.inv.ByIP(ip.Unmap().String()); ok {
+		s.add(n.Name, "tftp "+file)
+	}
+}
+
+// run writes the sightings until ctx ends.
+func (s *sightings) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case v := <-s.queue:
+			_ = s.store.Update(v.name, func(st *inventory.Status) error {
+				st.Seen, st.SeenBy = v.at, v.by
+				return nil
+			})
+		}
+	}
 }

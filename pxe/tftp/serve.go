@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"strings"
 	"syscall"
@@ -64,13 +65,13 @@ type transfer interface {
 func (s *Server) serveRead(asked string, rf io.ReaderFrom) error {
 	tr, ok := rf.(transfer)
 	if !ok { // not the library's sender: its API changed
-		s.cfg.Logf("tftp: %q: refused: %T is not a tftp.OutgoingTransfer", asked, rf)
+		s.log.Warn(fmt.Sprintf("tftp: %q: refused: %T is not a tftp.OutgoingTransfer", asked, rf))
 		return errInternal
 	}
 	ra := tr.RemoteAddr()
 	remote := &ra
 	if s.ctx.Err() != nil {
-		s.cfg.Logf("tftp: %s %q: refused: %v", remote, asked, errShutdown)
+		s.log.Debug(fmt.Sprintf("tftp: %s %q: refused: %v", remote, asked, errShutdown))
 		return errShutdown
 	}
 	name, err := cleanName(asked)
@@ -103,7 +104,7 @@ func (s *Server) serveRead(asked string, rf io.ReaderFrom) error {
 // refuse logs why a request is refused and returns the error the client
 // gets: errAccess or errNotFound, without the details.
 func (s *Server) refuse(remote net.Addr, asked string, err error) error {
-	s.cfg.Logf("tftp: %s %q: refused: %v", remote, asked, err)
+	s.log.Warn(fmt.Sprintf("tftp: %s %q: refused: %v", remote, asked, err))
 	if errors.Is(err, errAccess) {
 		return errAccess
 	}
@@ -127,11 +128,11 @@ func (s *Server) send(tr transfer, remote net.Addr, name string, src io.Reader, 
 	sent, err := readFrom(tr, r)
 	switch {
 	case r.err != nil:
-		s.cfg.Logf("tftp: %s %s: stopped after %d of %d bytes: %v", remote, name, sent, size, r.err)
+		s.log.Warn(fmt.Sprintf("tftp: %s %s: stopped after %d of %d bytes: %v", remote, name, sent, size, r.err))
 	case err != nil:
-		s.cfg.Logf("tftp: %s %s: aborted after %d of %d bytes: %v", remote, name, sent, size, err)
+		s.log.Warn(fmt.Sprintf("tftp: %s %s: aborted after %d of %d bytes: %v", remote, name, sent, size, err))
 	default:
-		s.cfg.Logf("tftp: %s %s: %d bytes in %v", remote, name, sent, time.Since(start).Round(time.Millisecond))
+		s.log.Debug(fmt.Sprintf("tftp: %s %s: %d bytes in %v", remote, name, sent, time.Since(start).Round(time.Millisecond)))
 	}
 	return nil
 }
@@ -187,7 +188,7 @@ func (s *Server) refuseWrite(name string, wt io.WriterTo) error {
 		ra := it.RemoteAddr()
 		remote = ra.String()
 	}
-	s.cfg.Logf("tftp: %s %q: write refused: read-only server", remote, name)
+	s.log.Warn(fmt.Sprintf("tftp: %s %q: write refused: read-only server", remote, name))
 	return errReadOnly
 }
 
@@ -195,7 +196,7 @@ func (s *Server) refuseWrite(name string, wt io.WriterTo) error {
 // too short, unknown opcode, a request it cannot split, or a failed
 // transfer socket. A transfer's own failures are logged by serveRead and
 // refuseWrite, which know more.
-type logHook struct{ logf func(string, ...any) }
+type logHook struct{ log *slog.Logger }
 
 func (h logHook) OnSuccess(tftp.TransferStats) {}
 
@@ -203,5 +204,5 @@ func (h logHook) OnFailure(st tftp.TransferStats, err error) {
 	if st.RemoteAddr != nil {
 		return
 	}
-	h.logf("tftp: datagram dropped: %v", err)
+	h.log.Debug(fmt.Sprintf("tftp: datagram dropped: %v", err))
 }

@@ -64,6 +64,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -94,8 +95,9 @@ type Config struct {
 	// Root is the boot tree; every request is resolved inside it
 	// (required).
 	Root string
-	// Logf receives one line per transfer and per refusal; nil discards.
-	Logf func(string, ...any)
+	// Log receives one record per transfer (debug) and per refusal
+	// (warning); nil discards.
+	Log *slog.Logger
 	// Observe, when set, is called once per read request whose file was
 	// found, before its first byte is sent, with the client's address and
 	// the file's path relative to Root ("pxelinux.cfg/01-52-54-00-00-00-01").
@@ -112,6 +114,7 @@ type Config struct {
 // New; call Serve (or Close) to release it.
 type Server struct {
 	cfg  Config
+	log  *slog.Logger
 	root *os.Root
 	conn *net.UDPConn
 
@@ -129,8 +132,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = ":69"
 	}
-	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Root == "" {
 		return nil, errors.New("tftp: no root directory: give the boot tree")
@@ -150,7 +153,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("tftp: listen on %s: %w (is another TFTP server running? stop it or choose another port)", cfg.Addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, root: root, conn: conn, ctx: ctx, cancel: cancel}, nil
+	return &Server{cfg: cfg, log: cfg.Log, root: root, conn: conn, ctx: ctx, cancel: cancel}, nil
 }
 
 // Addr is the address the server listens on.
@@ -174,7 +177,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer s.Close()
 
 	srv := tftp.NewServer(s.serveRead, s.refuseWrite)
-	srv.SetHook(logHook{s.cfg.Logf})
+	srv.SetHook(logHook{s.log})
 	// Timeout and retries stay the library's: 5 s per round trip, 5
 	// attempts per block.
 
@@ -182,7 +185,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// address it cannot read; read errors it skips.
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(s.conn) }()
-	s.cfg.Logf("tftp: serving %s on %s", s.cfg.Root, s.conn.LocalAddr())
+	s.log.Debug(fmt.Sprintf("tftp: serving %s on %s", s.cfg.Root, s.conn.LocalAddr()))
 
 	var serr error
 	served := false // srv.Serve has returned
@@ -204,7 +207,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case <-stopped:
 	case <-grace.Done():
-		s.cfg.Logf("tftp: transfers still running after %v; leaving them", shutdownGrace)
+		s.log.Warn(fmt.Sprintf("tftp: transfers still running after %v; leaving them", shutdownGrace))
 	}
 	if !served {
 		// The library's Serve returns once Shutdown has cancelled it,

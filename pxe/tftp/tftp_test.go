@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/herdproject/herd/internal/logging"
 )
 
 // tree is a boot tree beside a directory that must stay unreachable.
@@ -81,17 +83,20 @@ func randBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-// logger collects Logf lines for failing tests.
+// logger collects log lines for failing tests.
 type logger struct {
 	mu    sync.Mutex
 	lines []string
 }
 
-func (l *logger) logf(format string, args ...any) {
+func (l *logger) add(line string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+	l.lines = append(l.lines, line)
 }
+
+// logger is a slog.Logger (every level) that collects into l.
+func (l *logger) logger() *slog.Logger { return logging.Func(l.add) }
 
 func (l *logger) String() string {
 	l.mu.Lock()
@@ -107,8 +112,8 @@ func start(t testing.TB, cfg Config) (*Server, string) {
 		cfg.Addr = "127.0.0.1:0"
 	}
 	log := &logger{}
-	if cfg.Logf == nil {
-		cfg.Logf = log.logf
+	if cfg.Log == nil {
+		cfg.Log = log.logger()
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -459,7 +464,7 @@ func longOACK() []byte {
 func TestHostileRequests(t *testing.T) {
 	tr := newTree(t)
 	log := &logger{}
-	_, addr := start(t, Config{Root: tr.root, Logf: log.logf})
+	_, addr := start(t, Config{Root: tr.root, Log: log.logger()})
 	for _, tc := range hostile {
 		t.Run(tc.name, func(t *testing.T) {
 			wait := 3 * time.Second
@@ -605,7 +610,7 @@ func TestServeLifecycle(t *testing.T) {
 func TestShutdownDuringTransfer(t *testing.T) {
 	tr := newTree(t)
 	log := &logger{}
-	s, err := New(Config{Root: tr.root, Addr: "127.0.0.1:0", Logf: log.logf})
+	s, err := New(Config{Root: tr.root, Addr: "127.0.0.1:0", Log: log.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

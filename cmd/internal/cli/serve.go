@@ -74,14 +74,7 @@ func (b *bootFlags) config(env Env, inv *inventory.Inventory, st inventory.Store
 		Interface: *b.iface, Inventory: inv, Store: st, BootDir: *b.bootDir,
 		HTTPPort: *b.httpPort, TFTPPort: *b.tftpPort, Proxy: *b.proxy, NoDHCP: *b.noDHCP,
 		NoRA: *b.noRA, UsePxelinux: *b.pxelinux, UEFIFile: *b.uefiFile, KernelArgs: *b.kernelArgs,
-		Logf: func(format string, args ...any) { fmt.Fprintf(env.Stderr, format+"\n", args...) },
-	}
-	if !verbose {
-		c.Logf = func(format string, args ...any) {
-			if strings.HasPrefix(format, "warning") {
-				fmt.Fprintf(env.Stderr, format+"\n", args...)
-			}
-		}
+		Log: logging.New(env.Stderr, "", logging.Level(verbose), logging.Plain),
 	}
 	if *b.iface == "" {
 		return c, usagef("no boot interface: give --interface")
