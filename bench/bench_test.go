@@ -221,7 +221,7 @@ func TestWriteReport(t *testing.T) {
 }
 
 func TestPlanFilter(t *testing.T) {
-	p := DefaultPlan(false, 3, 1)
+	p := DefaultScenario(false, 3, 1)
 	if p.MaxN() != 32 {
 		t.Errorf("full plan MaxN %d, want 32", p.MaxN())
 	}

@@ -13,7 +13,7 @@
 // read from one cgroup per role (sender, nodes) and covers whole process
 // trees.
 //
-// Runner runs one Spec; Plan lists the runs of a benchmark; Summarize
+// Runner runs one Spec; Scenario lists the runs of a benchmark; Summarize
 // takes medians over repetitions; the report writers turn them into CSV,
 // a markdown table and an SVG plot. cmd/herd-bench drives it all.
 package bench

@@ -56,7 +56,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	plan := DefaultPlan(*quick, *reps, *starReps).Filter(re)
+	plan := DefaultScenario(*quick, *reps, *starReps).Filter(re)
 	if *nList != "" {
 		var ns []int
 		for _, f := range strings.Split(*nList, ",") {
@@ -72,7 +72,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *list || len(plan.Suites) == 0 {
-		for _, s := range DefaultPlan(*quick, *reps, *starReps).Suites {
+		for _, s := range DefaultScenario(*quick, *reps, *starReps).Suites {
 			fmt.Fprintf(stdout, "%-18s %s %-9s image %-7s N=%v reps %d\n", s.Name, s.Mode, RateName(s.Rate), s.Image, s.Ns, s.Reps)
 		}
 		if len(plan.Suites) == 0 {
@@ -94,7 +94,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 type bencher struct {
 	stdout, stderr io.Writer
-	plan           Plan
+	plan           Scenario
 	out            string
 	keep           bool
 	sendArgs       []string

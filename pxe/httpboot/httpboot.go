@@ -65,7 +65,7 @@ type Config struct {
 	// inventory's plan= name; the key "" is the plan of nodes without
 	// one. nil (or a node whose plan is not here) = no plan: the agent
 	// writes the session's files as they are.
-	Plans map[string]Plan
+	Plans map[string]ServedPlan
 	// Log receives one record per state change (debug) and per refusal
 	// (warning); nil discards.
 	Log *slog.Logger
@@ -73,9 +73,9 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Plan is an install plan as served: the agent parses Text (kickstart,
+// ServedPlan is an install plan as served: the agent parses Text (kickstart,
 // or a ka-deploy description when Name ends in .desc or .ka).
-type Plan struct {
+type ServedPlan struct {
 	Name string
 	Text string
 }

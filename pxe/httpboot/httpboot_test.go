@@ -859,7 +859,7 @@ func FuzzBootPaths(f *testing.F) {
 // state; registration carries the same plan.
 func TestPlanRoute(t *testing.T) {
 	f := newFixture(t)
-	f.h.cfg.Plans = map[string]Plan{
+	f.h.cfg.Plans = map[string]ServedPlan{
 		"compute.ks": {Name: "compute.ks", Text: "part / --size=100\n"},
 		"":           {Name: "default.ks", Text: "part / --size=50\n"},
 	}

@@ -54,7 +54,7 @@ type Config struct {
 	KernelArgs string
 	// Plans are the install plans served to the agents (see
 	// httpboot.Config.Plans).
-	Plans map[string]httpboot.Plan
+	Plans map[string]httpboot.ServedPlan
 	// Ring is what registering agents are told about the transfer ring:
 	// the ports the sender uses (0 = dolly's defaults) and where it runs
 	// ("" = ServerIP). herd serve passes its --data-port, --control-port

@@ -1,5 +1,5 @@
 // Package dollyconf parses the configuration files of dolly (ETH Zurich),
-// openSUSE dolly (0.70 and later) and dolly+ (KEK) into a plan.Plan.
+// openSUSE dolly (0.70 and later) and dolly+ (KEK) into a plan.Session.
 //
 // The three formats, told apart by the first keyword and by whether a
 // "server" line comes before the client names:
@@ -96,7 +96,7 @@ func (f Format) String() string {
 // Config is a parsed configuration file.
 type Config struct {
 	// Plan is the session the file describes.
-	Plan plan.Plan
+	Plan plan.Session
 	// Format is the dialect the file is written in.
 	Format Format
 	// FirstClient and LastClient are as written (Classic and DollyPlus);

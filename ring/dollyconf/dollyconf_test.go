@@ -39,7 +39,7 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "dolly-readme.cfg",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files:  []plan.File{{Input: "/dev/sda5", Output: "/dev/sda5"}},
 					Hosts:  names("node%d", 1, 15),
 					Server: "node0",
@@ -50,7 +50,7 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "readme-options.cfg",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files: []plan.File{{
 						Input: "/images/cloneimages/sda.gz", Output: "/images/cloneimages/sda_all.gz",
 						CompressedIn: true, CompressedOut: true, SplitIn: true, SplitOut: 2 << 30,
@@ -67,7 +67,7 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "dollyplus-classic.cfg",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files:  []plan.File{{Input: "/dev/sda102", Output: "/dev/sda103"}},
 					Hosts:  names("node%02d", 1, 9),
 					Server: "cluster-master",
@@ -78,21 +78,21 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "dollyplus-iofiles.cfg",
 			want: &Config{
-				Plan:   plan.Plan{Files: homepageFiles, Hosts: names("node%02d", 1, 9), Server: "cluster-master"},
+				Plan:   plan.Session{Files: homepageFiles, Hosts: names("node%02d", 1, 9), Server: "cluster-master"},
 				Format: DollyPlus, FirstClient: "node01", LastClient: "node09", Clients: 9,
 			},
 		},
 		{
 			file: "dollyplus-iofiles-commented.cfg",
 			want: &Config{
-				Plan:   plan.Plan{Files: homepageFiles, Hosts: names("node%02d", 1, 9), Server: "cluster-master"},
+				Plan:   plan.Session{Files: homepageFiles, Hosts: names("node%02d", 1, 9), Server: "cluster-master"},
 				Format: DollyPlus, FirstClient: "node01", LastClient: "node09", Clients: 9,
 			},
 		},
 		{
 			file: "mandriva-stage2.cfg",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files:  []plan.File{{Input: "stage2.img", Output: "/dev/ram3"}},
 					Hosts:  []string{"12.12.12.1", "12.12.12.2", "12.12.12.3"},
 					Server: "servernode",
@@ -103,7 +103,7 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "mandriva-dolly.cfg",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files:  []plan.File{{Input: "/dev/sda", Output: "/dev/sda"}},
 					Hosts:  []string{"node2", "node3", "node4", "node5"},
 					Server: "node1",
@@ -114,7 +114,7 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "mandriva-dollyplus.cfg",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files:  homepageFiles,
 					Hosts:  []string{"max6.paris", "max7.paris", "max8.paris"},
 					Server: "max5.paris",
@@ -125,7 +125,7 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "suse-dolly.cfg",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files:  []plan.File{{Input: "/tmp/sle15.sif", Output: "/data/sle15.sif"}},
 					Hosts:  []string{"sle152", "sle153", "sle154"},
 					Server: "sle151",
@@ -136,7 +136,7 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "kek-slides.cfg",
 			want: &Config{
-				Plan:   plan.Plan{Files: homepageFiles, Hosts: names("n%03d", 1, 20), Server: "n000.kek.jp"},
+				Plan:   plan.Session{Files: homepageFiles, Hosts: names("n%03d", 1, 20), Server: "n000.kek.jp"},
 				Format: DollyPlus, FirstClient: "n001.kek.jp", LastClient: "n020.kek.jp", Clients: 20,
 				Warnings: []string{`testdata/kek-slides.cfg:8: "client" read as clients`},
 			},
@@ -144,7 +144,7 @@ func TestParseReference(t *testing.T) {
 		{
 			file: "opensuse.cfg",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files:        []plan.File{{Input: "/tmp/foo", Output: "/tmp/foo"}},
 					Hosts:        []string{"compute-01", "compute-02"},
 					HyphenNormal: true,
@@ -194,8 +194,8 @@ func TestParseReferenceErrors(t *testing.T) {
 }
 
 func TestParse(t *testing.T) {
-	chain := func(hosts ...string) plan.Plan {
-		return plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: hosts, Server: "s"}
+	chain := func(hosts ...string) plan.Session {
+		return plan.Session{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: hosts, Server: "s"}
 	}
 	tests := []struct {
 		name string
@@ -212,13 +212,13 @@ func TestParse(t *testing.T) {
 			// like the keywords.
 			name: "hosts called like keywords",
 			in:   "infile a\noutfile b\nserver server\nfirstclient clients\nlastclient endconfig\nclients 3\nclients\nfirstclient\nendconfig\nendconfig\n",
-			want: &Config{Plan: plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"clients", "firstclient", "endconfig"}, Server: "server"},
+			want: &Config{Plan: plan.Session{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"clients", "firstclient", "endconfig"}, Server: "server"},
 				FirstClient: "clients", LastClient: "endconfig", Clients: 3},
 		},
 		{
 			name: "openSUSE format, hosts called like keywords",
 			in:   "infile a\noutfile b\nserver\nclients\nlastclient\nendconfig\n",
-			want: &Config{Format: OpenSUSE, Plan: plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"server", "clients", "lastclient"}}, Clients: 3},
+			want: &Config{Format: OpenSUSE, Plan: plan.Session{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"server", "clients", "lastclient"}}, Clients: 3},
 		},
 		{
 			name: "comment-only lines and no final newline",
@@ -229,7 +229,7 @@ func TestParse(t *testing.T) {
 			name: "options in any order",
 			in:   "infile a\noutfile b\nhyphennormal\nfanout 2\nadd 2:-fast:-giga\nsegsize 1460\nserver s\nfirstclient n-1\nlastclient n-2\nclients 2\nn-1 n-2\nendconfig\n",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"n-1", "n-2"}, Server: "s",
 					Fanout: 2, SegSize: 1460, Add: []string{"-fast", "-giga"}, HyphenNormal: true,
 				},
@@ -240,7 +240,7 @@ func TestParse(t *testing.T) {
 			name: "split sizes",
 			in:   "infile a split\noutfile b split 3 M\nserver s\nfirstclient n1\nlastclient n1\nclients 1\nn1\nendconfig\n",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files: []plan.File{{Input: "a", Output: "b", SplitIn: true, SplitOut: 3 << 20}},
 					Hosts: []string{"n1"}, Server: "s",
 				},
@@ -251,7 +251,7 @@ func TestParse(t *testing.T) {
 			name: "split in k and T",
 			in:   "infile a\ncompressed outfile b.gz split 1T\nopensuse-1\nendconfig\n",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files: []plan.File{{Input: "a", Output: "b.gz", CompressedOut: true, SplitOut: 1 << 40}},
 					Hosts: []string{"opensuse-1"},
 				},
@@ -262,7 +262,7 @@ func TestParse(t *testing.T) {
 			name: "compressed infile without .gz warns",
 			in:   "compressed infile /img/sda\noutfile /dev/sda\nn1\nendconfig\n",
 			want: &Config{
-				Plan:   plan.Plan{Files: []plan.File{{Input: "/img/sda", Output: "/dev/sda", CompressedIn: true}}, Hosts: []string{"n1"}},
+				Plan:   plan.Session{Files: []plan.File{{Input: "/img/sda", Output: "/dev/sda", CompressedIn: true}}, Hosts: []string{"n1"}},
 				Format: OpenSUSE, Clients: 1,
 				Warnings: []string{"t.cfg:1: compressed infile /img/sda does not end in .gz: is it gzip-compressed? (nodes will gunzip it)"},
 			},
@@ -287,7 +287,7 @@ func TestParse(t *testing.T) {
 			name: "hyphennormal: an interface suffix is no longer one",
 			in:   "infile a\noutfile b\nhyphennormal\nserver s\nfirstclient n1\nlastclient n2\nclients 2\nn1 n2-giga\nendconfig\n",
 			want: &Config{
-				Plan:        plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"n1", "n2-giga"}, Server: "s", HyphenNormal: true},
+				Plan:        plan.Session{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"n1", "n2-giga"}, Server: "s", HyphenNormal: true},
 				FirstClient: "n1", LastClient: "n2", Clients: 2,
 				Warnings: []string{"t.cfg:6: lastclient n2 is not the last client name n2-giga"},
 			},
@@ -296,7 +296,7 @@ func TestParse(t *testing.T) {
 			name: "misspellings from the manuals",
 			in:   "infile a\noutfile b\nfannout 1\nhypennormal\nserver s\nfirstclient n1\nlastclient n1\nclient 1\nn1\nendconfig\n",
 			want: &Config{
-				Plan:        plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"n1"}, Server: "s", Fanout: 1, HyphenNormal: true},
+				Plan:        plan.Session{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"n1"}, Server: "s", Fanout: 1, HyphenNormal: true},
 				FirstClient: "n1", LastClient: "n1", Clients: 1,
 				Warnings: []string{
 					`t.cfg:3: "fannout" read as fanout`,
@@ -309,7 +309,7 @@ func TestParse(t *testing.T) {
 			name: "text after endconfig",
 			in:   "infile a\noutfile b\nn1\nendconfig\n# fine\n\nleftover words\n",
 			want: &Config{
-				Plan:     plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"n1"}},
+				Plan:     plan.Session{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"n1"}},
 				Format:   OpenSUSE,
 				Clients:  1,
 				Warnings: []string{`t.cfg:7: text after endconfig ignored (starting with "leftover")`},
@@ -319,7 +319,7 @@ func TestParse(t *testing.T) {
 			name: "iofiles without spaces, one line per entry",
 			in:   "iofiles 4\na>b\nc >>d\ne> f\ng>>h.gz\nserver s\nfirstclient n1\nlastclient n1\nclients 1\nn1\nendconfig\n",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files: []plan.File{
 						{Input: "a", Output: "b", Mode: plan.Raw},
 						{Input: "c", Output: "d", Mode: plan.Cooked},
@@ -335,7 +335,7 @@ func TestParse(t *testing.T) {
 			name: "iofiles with options before server",
 			in:   "iofiles 1\na > b\nfanout 2\nserver s\nfirstclient n1\nlastclient n2\nclients 2\nn1 n2\nendconfig\n",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files: []plan.File{{Input: "a", Output: "b"}},
 					Hosts: []string{"n1", "n2"}, Server: "s", Fanout: 2,
 				},
@@ -346,7 +346,7 @@ func TestParse(t *testing.T) {
 			name: "an input named like a keyword",
 			in:   "iofiles 1\nserver > /srv\nserver s\nfirstclient n1\nlastclient n1\nclients 1\nn1\nendconfig\n",
 			want: &Config{
-				Plan: plan.Plan{
+				Plan: plan.Session{
 					Files: []plan.File{{Input: "server", Output: "/srv"}},
 					Hosts: []string{"n1"}, Server: "s",
 				},
@@ -357,7 +357,7 @@ func TestParse(t *testing.T) {
 			name: "addresses as names",
 			in:   "infile a\noutfile b\n127.0.0.2\n127.0.0.3 ::1\nendconfig\n",
 			want: &Config{
-				Plan:   plan.Plan{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"127.0.0.2", "127.0.0.3", "::1"}},
+				Plan:   plan.Session{Files: []plan.File{{Input: "a", Output: "b"}}, Hosts: []string{"127.0.0.2", "127.0.0.3", "::1"}},
 				Format: OpenSUSE, Clients: 3,
 			},
 		},

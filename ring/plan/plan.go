@@ -1,7 +1,7 @@
 // Package plan describes a ring session: which files travel, where each node
 // writes them, and in which order (chain or tree) the nodes pass the stream on.
 //
-// A Plan is what the sender knows before it contacts any node; it is built
+// A Session is what the sender knows before it contacts any node; it is built
 // from dolly's, openSUSE dolly's or dolly+'s configuration files (package
 // dollyconf) or from command-line flags.
 package plan
@@ -72,8 +72,9 @@ type File struct {
 	Mount string
 }
 
-// Plan is a whole session as the sender sees it.
-type Plan struct {
+// Session is a whole session as the sender sees it: its files, hosts and
+// ring shape (the session plan).
+type Session struct {
 	// Files are sent in order, in one stream.
 	Files []File
 	// Hosts are the clients in ring order, as written (names or addresses
@@ -98,7 +99,7 @@ type Plan struct {
 
 // Validate reports the first inconsistency of a plan: no files, no hosts,
 // a file without input or output, a bad fanout.
-func (p *Plan) Validate() error {
+func (p *Session) Validate() error {
 	if len(p.Files) == 0 {
 		return errors.New("no file to send: give an input (-I) or an infile/iofiles line")
 	}

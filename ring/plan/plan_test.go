@@ -51,16 +51,16 @@ func TestTreeCoversEveryNodeOnce(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := Plan{Files: []File{{Input: "a", Output: "b"}}, Hosts: []string{"n1"}}
+	ok := Session{Files: []File{{Input: "a", Output: "b"}}, Hosts: []string{"n1"}}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	stage2 := Plan{Files: []File{{Input: "s.sqfs", Output: "/dev/ram0", Mount: "/stage2"}}, Hosts: []string{"n1"}}
+	stage2 := Session{Files: []File{{Input: "s.sqfs", Output: "/dev/ram0", Mount: "/stage2"}}, Hosts: []string{"n1"}}
 	if err := stage2.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	s2 := func(f File) []File { f.Input = "s.sqfs"; return []File{f} }
-	for name, p := range map[string]Plan{
+	for name, p := range map[string]Session{
 		"no files":               {Hosts: []string{"n"}},
 		"no hosts":               {Files: ok.Files},
 		"no output":              {Files: []File{{Input: "a"}}, Hosts: []string{"n"}},

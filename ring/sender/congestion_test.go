@@ -15,7 +15,7 @@ func TestSessionCongestion(t *testing.T) {
 		{SystemCongestion, ""},
 	}
 	for _, tt := range tests {
-		c := Config{Plan: plan.Plan{Hosts: []string{"n1"}}, Congestion: tt.cfg}
+		c := Config{Plan: plan.Session{Hosts: []string{"n1"}}, Congestion: tt.cfg}
 		c.setDefaults()
 		s := &session{cfg: c}
 		if got := s.congestion(); got != tt.want {

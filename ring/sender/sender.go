@@ -29,7 +29,7 @@ import (
 // Config is a session to send. Zero values mean dolly's defaults.
 type Config struct {
 	// Plan is what to send where.
-	Plan plan.Plan
+	Plan plan.Session
 	// DataPort, ControlPort, ReportPort of the nodes; 0 = 9998, 9997, 9996.
 	DataPort, ControlPort, ReportPort int
 	// ChunkSize is the size of one read and of the largest data frame in

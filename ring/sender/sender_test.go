@@ -66,7 +66,7 @@ func send(t *testing.T, in string, out []string, hosts ...string) (*sender.Repor
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	return sender.Send(ctx, sender.Config{
-		Plan:     plan.Plan{Files: files, Hosts: hosts},
+		Plan:     plan.Session{Files: files, Hosts: hosts},
 		DataPort: dataPort, ControlPort: controlPort, ReportPort: -1,
 		ChunkSize: 64 << 10, Retries: 2, NoSync: true,
 	})

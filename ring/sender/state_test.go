@@ -15,7 +15,7 @@ import (
 // stateSession is a session of two hosts sending in to out.
 func stateSession(t *testing.T, in string) *session {
 	t.Helper()
-	s := &session{cfg: Config{Plan: plan.Plan{Hosts: []string{"n1", "n2"}, Files: []plan.File{{Input: in, Output: "/dev/sda"}}}}}
+	s := &session{cfg: Config{Plan: plan.Session{Hosts: []string{"n1", "n2"}, Files: []plan.File{{Input: in, Output: "/dev/sda"}}}}}
 	s.cfg.setDefaults()
 	s.hosts = []hostlist.Resolved{{Name: "n1", Addr: netip.MustParseAddr("10.0.0.1")}, {Name: "n2", Addr: netip.MustParseAddr("10.0.0.2")}}
 	s.rep.Nodes = []NodeReport{{Name: "n1", State: StateReceiving}, {Name: "n2", State: StateDone, Verified: true}}
@@ -158,7 +158,7 @@ func TestLoadStateBad(t *testing.T) {
 // command another one.
 func TestDefaultStateFile(t *testing.T) {
 	cfg := func(hosts ...string) Config {
-		return Config{Plan: plan.Plan{Hosts: hosts, Files: []plan.File{{Input: "/img", Output: "/dev/sda"}}}}
+		return Config{Plan: plan.Session{Hosts: hosts, Files: []plan.File{{Input: "/img", Output: "/dev/sda"}}}}
 	}
 	a, b := DefaultStateFile("/d", cfg("n1", "n2")), DefaultStateFile("/d", cfg("n1", "n2"))
 	if a != b || !strings.HasPrefix(a, "/d/session-") {

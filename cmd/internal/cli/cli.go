@@ -263,7 +263,7 @@ func sameHost(a, b string) bool {
 
 // loadConfig reads a dolly/dolly+ configuration file into the plan,
 // printing its warnings.
-func loadConfig(env Env, prog, path string, p *plan.Plan) error {
+func loadConfig(env Env, prog, path string, p *plan.Session) error {
 	c, err := dollyconf.ParseFile(path)
 	if err != nil {
 		var pe *dollyconf.ParseError

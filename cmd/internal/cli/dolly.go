@@ -377,7 +377,7 @@ func clientConfig(env Env, path, listen string) ([]string, error) {
 var errNoClients = usagef("no clients: give -H HOST[,HOST...] or -f CONFIG")
 
 // commandLinePlan builds a one-file plan from -I/-O/-H (or -D/-X).
-func commandLinePlan(p *plan.Plan, input, output, hosts, dirs, exclude string, dummy bool) error {
+func commandLinePlan(p *plan.Session, input, output, hosts, dirs, exclude string, dummy bool) error {
 	if hosts != "" { // "": the caller sets them (herd serve: per session)
 		list, err := hostlist.Expand(hosts)
 		if err != nil {

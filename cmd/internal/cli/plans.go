@@ -26,24 +26,24 @@ func planPath(inv *inventory.Inventory, dir, name string) string {
 
 // readPlan reads and parses one plan file; its errors name the file and
 // line, and the node that asked for it.
-func readPlan(path, who string) (httpboot.Plan, *kickstart.Plan, error) {
+func readPlan(path, who string) (httpboot.ServedPlan, *kickstart.Plan, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return httpboot.Plan{}, nil, fmt.Errorf("%s: %w", who, err)
+		return httpboot.ServedPlan{}, nil, fmt.Errorf("%s: %w", who, err)
 	}
 	p, err := kickstart.ParseNamed(path, bytes.NewReader(b))
 	if err != nil {
-		return httpboot.Plan{}, nil, fmt.Errorf("%s: %w (check it with herd plan check %s)", who, err, path)
+		return httpboot.ServedPlan{}, nil, fmt.Errorf("%s: %w (check it with herd plan check %s)", who, err, path)
 	}
-	return httpboot.Plan{Name: filepath.Base(path), Text: string(b)}, p, nil
+	return httpboot.ServedPlan{Name: filepath.Base(path), Text: string(b)}, p, nil
 }
 
 // loadPlans reads every plan the inventory's nodes name (plan=NAME under
 // dir), and def (--plan) for the others, and checks each: a missing or
 // unusable plan is a usage error before anything is served. It prints a
 // line per plan and its warnings.
-func loadPlans(env Env, inv *inventory.Inventory, def, dir string) (map[string]httpboot.Plan, error) {
-	plans := map[string]httpboot.Plan{}
+func loadPlans(env Env, inv *inventory.Inventory, def, dir string) (map[string]httpboot.ServedPlan, error) {
+	plans := map[string]httpboot.ServedPlan{}
 	users := map[string][]string{}
 	add := func(key, path, who string) error {
 		if _, ok := plans[key]; ok {

@@ -190,7 +190,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	var stage2File *plan.File
 	if *stage2 != "" {
 		stage2File = &plan.File{Input: *stage2, Output: *stage2Out, Mount: *stage2Mount}
-		p := plan.Plan{Files: []plan.File{*stage2File}, Hosts: []string{"placeholder"}}
+		p := plan.Session{Files: []plan.File{*stage2File}, Hosts: []string{"placeholder"}}
 		if err := p.Validate(); err != nil {
 			return usagef("--stage2: %v", err)
 		}

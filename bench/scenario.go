@@ -40,19 +40,19 @@ func (s ImageSpec) Make(dir string, seed uint64) (*Image, error) {
 // Mbit is one megabit per second.
 const Mbit = 1_000_000
 
-// Plan is a benchmark: its images and suites.
-type Plan struct {
+// Scenario is a benchmark: its images and suites.
+type Scenario struct {
 	Images map[string]ImageSpec
 	Suites []Suite
 }
 
-// DefaultPlan is the full benchmark (reps repetitions of every ring run
+// DefaultScenario is the full benchmark (reps repetitions of every ring run
 // and unlimited star run; a star on shaped links is link-bound and
 // repeatable, so it runs starReps times), or with quick a smoke test of
 // a few minutes.
-func DefaultPlan(quick bool, reps, starReps int) Plan {
+func DefaultScenario(quick bool, reps, starReps int) Scenario {
 	if quick {
-		return Plan{
+		return Scenario{
 			Images: map[string]ImageSpec{
 				"random": {Kind: "random", Size: 128 << 20},
 				"dense":  {Kind: "random", Size: 1 << 30},
@@ -73,7 +73,7 @@ func DefaultPlan(quick bool, reps, starReps int) Plan {
 	ns := []int{1, 2, 4, 8, 12, 16}
 	// A shaped star's time is N times its time(1): five points draw it.
 	starNs := []int{1, 2, 4, 8, 16}
-	return Plan{
+	return Scenario{
 		Images: map[string]ImageSpec{
 			"random":  {Kind: "random", Size: 256 << 20},
 			"random5": {Kind: "random", Size: 512 << 20},
@@ -101,8 +101,8 @@ func DefaultPlan(quick bool, reps, starReps int) Plan {
 }
 
 // Filter keeps the suites whose names match re, and the images they use.
-func (p Plan) Filter(re *regexp.Regexp) Plan {
-	out := Plan{Images: map[string]ImageSpec{}}
+func (p Scenario) Filter(re *regexp.Regexp) Scenario {
+	out := Scenario{Images: map[string]ImageSpec{}}
 	for _, s := range p.Suites {
 		if re == nil || re.MatchString(s.Name) {
 			out.Suites = append(out.Suites, s)
@@ -113,7 +113,7 @@ func (p Plan) Filter(re *regexp.Regexp) Plan {
 }
 
 // MaxN is the largest N of the plan.
-func (p Plan) MaxN() int {
+func (p Scenario) MaxN() int {
 	m := 1
 	for _, s := range p.Suites {
 		for _, n := range s.Ns {
