@@ -5,6 +5,7 @@ package pxetest
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herdproject/herd/pxe/inventory"
 )
 
 var herdBin string
@@ -158,6 +161,24 @@ func waitTCP(t *testing.T, addr string, d time.Duration) {
 	t.Fatalf("%s not listening after %v", addr, d)
 }
 
+// waitState polls the API (read-only: a boot script request would mark
+// the node booting) until node name is in state, for at most d.
+func waitState(t *testing.T, base, name, state string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		var st inventory.Status
+		s := httpGet(t, base+"/api/nodes/"+name)
+		if json.Unmarshal([]byte(s), &st) == nil && string(st.State) == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s is not %s after %v:\n%s", name, state, d, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestServeSession: herd serve waits for the registered nodes, sends an
 // image through a ring of them (herd recv processes in a network namespace
 // of the test's), switches the verified nodes to local boot, reports the
@@ -205,10 +226,7 @@ node 52:54:00:25:10:13 n3 10.251.0.13
 		}
 	}
 	// The verified nodes boot from disk now; n3 never came and installs.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(httpGet(t, "http://10.251.0.1:18080/boot/52:54:00:25:10:11.ipxe"), "exit") && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitState(t, "http://10.251.0.1:18080", "n1", "done", 10*time.Second)
 	if s := httpGet(t, "http://10.251.0.1:18080/boot/52:54:00:25:10:11.ipxe"); !strings.Contains(s, "exit") || strings.Contains(s, "kernel ") {
 		t.Errorf("n1 after done: want a local-boot script, got:\n%s", s)
 	}
