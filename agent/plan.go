@@ -59,7 +59,7 @@ type planFS struct {
 func (a *agent) fetchPlan(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	url := a.id.Server + "/api/plan/" + a.id.MAC.String()
+	url := a.id.Server + contract.PathPlan + a.id.MAC.String()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

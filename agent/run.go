@@ -356,7 +356,7 @@ func (a *agent) register(ctx context.Context) error {
 		}
 	}
 	var resp contract.RegisterResponse
-	if err := a.post(ctx, "/api/register", req, &resp); err != nil {
+	if err := a.post(ctx, contract.PathRegister, req, &resp); err != nil {
 		return fmt.Errorf("%w: %v", errRegister, err)
 	}
 	a.id.Name, a.ring = resp.Name, resp.Ring
@@ -438,5 +438,5 @@ func (a *agent) report(ctx context.Context, st contract.State, reason, msg strin
 			bytes += f.Bytes
 		}
 	}
-	return a.post(ctx, "/api/report", contract.ReportRequest{MAC: a.id.MAC.String(), State: st, Bytes: bytes, Reason: reason, Message: msg}, nil)
+	return a.post(ctx, contract.PathReport, contract.ReportRequest{MAC: a.id.MAC.String(), State: st, Bytes: bytes, Reason: reason, Message: msg}, nil)
 }
