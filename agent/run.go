@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -364,6 +365,8 @@ func (a *agent) register(ctx context.Context) error {
 		a.id.Hostname = resp.Name
 	}
 	a.con.printf("registered as %s (plan %q)", resp.Name, resp.Plan)
+	a.con.printf("ring: sender %s, ports data %d, control %d, report %d; window %s, %s chunks", resp.Ring.Server,
+		resp.Ring.DataPort, resp.Ring.ControlPort, resp.Ring.ReportPort, orDefault(resp.Ring.Window, "default", mib), orDefault(resp.Ring.Chunks, "default", strconv.Itoa))
 	return nil
 }
 
@@ -403,6 +406,7 @@ func (a *agent) receive(ctx context.Context, listening func()) error {
 	cfg := relay.Config{
 		ListenAddr: a.id.Addr.Addr().String(),
 		DataPort:   a.ring.DataPort, ControlPort: a.ring.ControlPort, ReportPort: a.ring.ReportPort,
+		Window: capWindow(a.ring.Window, a.con), PoolChunks: a.ring.Chunks,
 		Once: true, WaitTimeout: a.cfg.Settings.Timeout, Verbose: true, Log: a.cfg.Console,
 		Finished: func(files []wire.SetupFile, v wire.Verdict) { a.files, a.verdict = files, &v },
 		Prepare: func(f *wire.SetupFile) error {
@@ -439,4 +443,30 @@ func (a *agent) report(ctx context.Context, st contract.State, reason, msg strin
 		}
 	}
 	return a.post(ctx, contract.PathReport, contract.ReportRequest{MAC: a.id.MAC.String(), State: st, Bytes: bytes, Reason: reason, Message: msg}, nil)
+}
+
+// orDefault is f(n), or dflt for 0.
+func orDefault(n int, dflt string, f func(int) string) string {
+	if n == 0 {
+		return dflt
+	}
+	return f(n)
+}
+
+// mib formats bytes in MiB.
+func mib(n int) string { return fmt.Sprintf("%d MiB", n>>20) }
+
+// capWindow keeps the bypass window herd serve asks for within an eighth
+// of this node's RAM: the agent runs from RAM, and may hold a stage2 there.
+func capWindow(w int, con *console) int {
+	var si unix.Sysinfo_t
+	if w <= 0 || unix.Sysinfo(&si) != nil {
+		return w
+	}
+	limit := int(uint64(si.Totalram) * uint64(si.Unit) / 8)
+	if limit > 0 && w > limit {
+		con.printf("ring: window %s capped to %s, an eighth of this node's RAM", mib(w), mib(limit))
+		return limit
+	}
+	return w
 }

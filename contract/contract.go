@@ -54,6 +54,12 @@ type Ring struct {
 	DataPort    int    `json:"data_port"`
 	ControlPort int    `json:"control_port"`
 	ReportPort  int    `json:"report_port"`
+	// Window is how many bytes of recent stream the node keeps to feed a
+	// node behind it again after a bypass, and Chunks the blocks it keeps
+	// in flight: herd serve's --window and --chunks, which apply to every
+	// process of the ring. 0 = the node's default.
+	Window int `json:"window,omitempty"`
+	Chunks int `json:"chunks,omitempty"`
 }
 
 // WithDefaults fills the ports left 0 with dolly's (relay's): data 9998,

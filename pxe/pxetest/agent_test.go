@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herdproject/herd/internal/netnstest"
 )
 
 // debugfsCat reads a file from an ext4 filesystem without mounting it.
@@ -41,7 +43,7 @@ func goldenExt4(t *testing.T, dir string) string {
 		os.WriteFile(filepath.Join(tree, p), []byte(c), 0o644)
 	}
 	golden := filepath.Join(dir, "golden.img")
-	run(t, "mke2fs", "-q", "-t", "ext4", "-d", tree, "-L", "root", golden, "32M")
+	netnstest.Run(t, "mke2fs", "-q", "-t", "ext4", "-d", tree, "-L", "root", golden, "32M")
 	return golden
 }
 
@@ -72,8 +74,7 @@ func installSetup(t *testing.T, tag, hostIP, mac string) (ns *netns, dir, golden
 			t.Skipf("%s not installed (e2fsprogs, util-linux)", tool)
 		}
 	}
-	ns = newNetns(t, tag, hostIP)
-	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+	ns = newNetns(t, tag, hostIP, mac)
 	dir = t.TempDir()
 	golden = goldenExt4(t, dir)
 	loop = loopDevice(t, filepath.Join(dir, "disk.raw"), 40<<20)
@@ -85,9 +86,9 @@ func installSetup(t *testing.T, tag, hostIP, mac string) (ns *netns, dir, golden
 // a golden ext4 image through the ring onto a loop device, customizes it
 // (hostname, hosts, machine-id, SSH host keys, networkd) and reports done;
 // herd serve then switches the node to local boot. Once with dolly's ring
-// ports, once with herd serve --data-port/--control-port/--report-port:
-// the agent is told them at registration and listens where the sender
-// dials.
+// ports, once with herd serve --data-port/--control-port/--report-port
+// --window --chunks: the agent is told them at registration, listens where
+// the sender dials and keeps the ring's window and chunks.
 func TestAgentInstall(t *testing.T) {
 	for _, tt := range []struct {
 		name, tag, net, mac string
@@ -97,7 +98,7 @@ func TestAgentInstall(t *testing.T) {
 	}{
 		{"default ports", "agt", "10.251.2", "52:54:00:25:12:31", "18082", "16971", nil, "9997"},
 		{"other ports", "agp", "10.251.12", "52:54:00:25:12:32", "18092", "16981",
-			[]string{"--data-port", "19998", "--control-port", "19997", "--report-port", "19996"}, "19997"},
+			[]string{"--data-port", "19998", "--control-port", "19997", "--report-port", "19996", "--window", "32M", "--chunks", "4"}, "19997"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			agentInstall(t, tt.tag, tt.net, tt.mac, tt.httpPort, tt.tftpPort, tt.ports, tt.control)
@@ -117,15 +118,19 @@ func agentInstall(t *testing.T, tag, net, mac, httpPort, tftpPort string, ports 
 	waitTCP(t, net+".1:"+httpPort, 10*time.Second)
 
 	agentDir := filepath.Join(dir, "agent")
-	ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
-		"--cmdline", "console=ttyS0 herd.url=http://"+net+".1:"+httpPort+" herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=2")
+	ag := ns.start(t, dir, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
+		"--cmdline", "console=ttyS0 herd.url=http://"+net+".1:"+httpPort+" herd.if="+ns.nodeIf+" herd.timeout=60 herd.retries=2")
 	if code := ag.wait(t, 120*time.Second); code != 0 {
 		t.Fatalf("agent exit %d:\n%s", code, ag.errb.String())
 	}
 	if code := srv.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("herd serve exit %d:\n%s\n%s", code, srv.out.String(), srv.errb.String())
 	}
-	for _, want := range []string{"== herd: network (DHCP)", "== herd: customize the installed system done", "registered as a1",
+	ring := "ring: sender " + net + ".1, ports data 9998, control 9997, report 9996; window 64 MiB, 8 chunks"
+	if ports != nil {
+		ring = "ring: sender " + net + ".1, ports data 19998, control 19997, report 19996; window 32 MiB, 4 chunks"
+	}
+	for _, want := range []string{"== herd: network (DHCP)", "== herd: customize the installed system done", "registered as a1", ring,
 		"waiting for a sender on control " + net + ".21:" + control + ","} {
 		if !strings.Contains(ag.errb.String(), want) {
 			t.Errorf("agent console lacks %q:\n%s", want, ag.errb.String())
@@ -158,8 +163,7 @@ func agentInstall(t *testing.T, tag, net, mac, httpPort, tftpPort string, ports 
 // the reason; herd serve counts it failed and keeps its install entry.
 func TestAgentDiskTooSmall(t *testing.T) {
 	const mac = "52:54:00:25:12:41"
-	ns := newNetns(t, "ags", "10.251.3.1")
-	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+	ns := newNetns(t, "ags", "10.251.3.1", mac)
 	dir := t.TempDir()
 	golden := filepath.Join(dir, "golden.img")
 	if err := os.WriteFile(golden, bytes.Repeat([]byte("herd"), 8<<20/4), 0o644); err != nil {
@@ -180,8 +184,8 @@ func TestAgentDiskTooSmall(t *testing.T) {
 		"--boot-dir", filepath.Join(dir, "boot"), "--http-port", "18083", "--tftp-port", "16972", "--no-ra",
 		"--wait-timeout", "90s", "--once", "-q", "-I", golden, "-O", loop)
 	waitTCP(t, "10.251.3.1:18083", 10*time.Second)
-	ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", filepath.Join(dir, "agent"), "--no-reboot",
-		"--cmdline", "herd.url=http://10.251.3.1:18083 herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=1")
+	ag := ns.start(t, dir, herdBin, "agent", "--root-dir", filepath.Join(dir, "agent"), "--no-reboot",
+		"--cmdline", "herd.url=http://10.251.3.1:18083 herd.if="+ns.nodeIf+" herd.timeout=60 herd.retries=1")
 	if code := ag.wait(t, 120*time.Second); code == 0 {
 		t.Fatalf("agent exit 0 for a disk smaller than the image:\n%s", ag.errb.String())
 	}
@@ -220,7 +224,7 @@ func TestAgentStage2(t *testing.T) {
 	os.WriteFile(filepath.Join(tools, "bin", "herd-stage2-hello"), []byte("#!/bin/sh\necho \"hello from the stage2 on $1\"\n"), 0o755)
 	os.WriteFile(filepath.Join(tools, "herd", "run"), []byte("#!/bin/sh\nset -e\nherd-stage2-hello \"$HERD_NAME $HERD_IP in $HERD_STAGE2\"\n"), 0o755)
 	stage2 := filepath.Join(dir, "stage2.img")
-	run(t, "mke2fs", "-q", "-t", "ext4", "-d", tools, stage2, "4M")
+	netnstest.Run(t, "mke2fs", "-q", "-t", "ext4", "-d", tools, stage2, "4M")
 	want, _ := os.ReadFile(stage2)
 
 	inv := filepath.Join(dir, "inventory")
@@ -231,8 +235,8 @@ func TestAgentStage2(t *testing.T) {
 		"-I", golden, "-O", loop)
 	waitTCP(t, "10.251.4.1:18084", 10*time.Second)
 	agentDir := filepath.Join(dir, "agent")
-	ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
-		"--cmdline", "herd.url=http://10.251.4.1:18084 herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=2")
+	ag := ns.start(t, dir, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
+		"--cmdline", "herd.url=http://10.251.4.1:18084 herd.if="+ns.nodeIf+" herd.timeout=60 herd.retries=2")
 	if code := ag.wait(t, 120*time.Second); code != 0 {
 		t.Fatalf("agent exit %d:\n%s", code, ag.errb.String())
 	}

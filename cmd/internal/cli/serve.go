@@ -219,7 +219,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	// The agents listen where the sender dials.
-	cfg.Ring = contract.Ring{DataPort: o0.cfg.DataPort, ControlPort: o0.cfg.ControlPort, ReportPort: o0.cfg.ReportPort}
+	cfg.Ring = contract.Ring{DataPort: o0.cfg.DataPort, ControlPort: o0.cfg.ControlPort, ReportPort: o0.cfg.ReportPort,
+		Window: o0.cfg.Window, Chunks: o0.cfg.PoolChunks}
 	if o0.cfg.Key.Set() {
 		// The agents need the key too; the boot entries carry it.
 		cfg.KernelArgs = strings.TrimSpace(cfg.KernelArgs + " " + contract.KeyArg(string(o0.cfg.Key)))
