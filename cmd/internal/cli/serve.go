@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -27,7 +28,7 @@ import (
 // bootFlags are the boot-service options of herd pxe and herd serve.
 type bootFlags struct {
 	iface, inv, stateDir, bootDir, serverIP, kernelArgs, plan, planDir *string
-	uefiFile                                                           *string
+	uefiFile, logFormat                                                *string
 	httpPort, tftpPort                                                 *int
 	proxy, noDHCP, noRA, pxelinux                                      *bool
 }
@@ -48,6 +49,7 @@ func addBootFlags(fs *pflag.FlagSet) *bootFlags {
 		noDHCP:     fs.Bool("no-dhcp", false, "no DHCP at all (TFTP and HTTP only)"),
 		noRA:       fs.Bool("no-ra", false, "do not answer IPv6 router solicitations"),
 		pxelinux:   fs.Bool("pxelinux", false, "give BIOS clients pxelinux.0 instead of iPXE"),
+		logFormat:  fs.String("log-format", "plain", "`FORMAT` of the messages on standard error: plain (one line each) or json (one object per line, with level, time and fields, for log collectors)"),
 		uefiFile:   fs.String("uefi-file", bootlayout.UEFISNP, "boot `FILE` (in the boot tree) for UEFI PXE clients: snponly.efi drives the NIC through the firmware, ipxe.efi with iPXE's own drivers"),
 	}
 }
@@ -74,8 +76,11 @@ func (b *bootFlags) config(env Env, inv *inventory.Inventory, st inventory.Store
 		Interface: *b.iface, Inventory: inv, Store: st, BootDir: *b.bootDir,
 		HTTPPort: *b.httpPort, TFTPPort: *b.tftpPort, Proxy: *b.proxy, NoDHCP: *b.noDHCP,
 		NoRA: *b.noRA, UsePxelinux: *b.pxelinux, UEFIFile: *b.uefiFile, KernelArgs: *b.kernelArgs,
-		Log: logging.New(env.Stderr, "", logging.Level(verbose), logging.Plain),
 	}
+	if _, ok := logging.ParseFormat(*b.logFormat); !ok {
+		return c, usagef("--log-format %q: want plain or json", *b.logFormat)
+	}
+	c.Log = b.logger(env, "", verbose)
 	if *b.iface == "" {
 		return c, usagef("no boot interface: give --interface")
 	}
@@ -92,6 +97,13 @@ func (b *bootFlags) config(env Env, inv *inventory.Inventory, st inventory.Store
 		c.ServerIP = ip
 	}
 	return c, nil
+}
+
+// logger is the commands' logger for prog's messages ("" for the boot
+// services', whose messages name their service), in --log-format.
+func (b *bootFlags) logger(env Env, prog string, verbose bool) *slog.Logger {
+	format, _ := logging.ParseFormat(*b.logFormat) // checked by config
+	return logging.New(env.Stderr, prog, logging.Level(verbose), format)
 }
 
 const pxeUsage = `Usage: herd pxe --interface IF [OPTIONS]
@@ -132,7 +144,7 @@ func herdPXE(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	cfg.Ring = ring
-	fmt.Fprintf(env.Stderr, "herd pxe: serving %d node(s) on %s\n", len(inv.Nodes), *b.iface)
+	b.logger(env, "herd pxe", *verbose).Info(fmt.Sprintf("serving %d node(s) on %s", len(inv.Nodes), *b.iface), "nodes", len(inv.Nodes), "interface", *b.iface)
 	return services.Run(ctx, cfg)
 }
 
@@ -224,7 +236,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if o0.cfg.Key.Set() {
 		// The agents need the key too; the boot entries carry it.
 		cfg.KernelArgs = strings.TrimSpace(cfg.KernelArgs + " " + contract.KeyArg(string(o0.cfg.Key)))
-		fmt.Fprintf(env.Stderr, "herd serve: the agents get the ring key in their boot entries (herd.key=): whoever can read the boot network can read it\n")
+		b.logger(env, "herd serve", *f.verbose).Warn("the agents get the ring key in their boot entries (herd.key=): whoever can read the boot network can read it")
 	}
 
 	sctx, stop := context.WithCancel(ctx)
@@ -248,7 +260,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		Inventory: inv, Store: st, Want: *minNodes, WaitTimeout: *waitTimeout,
 		Stage2: stage2File, Stage2Wait: *stage2Wait, Once: *once, ReportWait: *reportWait,
 		Fresh: *f.fresh, Stopped: stopped, Out: env.Stdout,
-		Log: logging.New(env.Stderr, "herd serve", logging.Level(*f.verbose), logging.Plain),
+		Log: b.logger(env, "herd serve", *f.verbose),
 		Send: func(ctx context.Context, s campaign.Session) (*sender.Report, error) {
 			return serveSession(ctx, env, o0, s)
 		},
