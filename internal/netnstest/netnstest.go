@@ -1,7 +1,9 @@
 // Package netnstest gives a test network namespaces of its own: a
 // namespace named after the test process, bridges, tap devices and veth
-// pairs inside it, commands and Go functions run inside it, and all of it
-// removed at the test's cleanup, also when the test fails.
+// pairs inside it (to another namespace, or to the test's own), MAC
+// addresses, a private IPv4 subnet (FreeSubnet), commands and Go functions
+// run inside it, and all of it removed at the test's cleanup, also when
+// the test fails.
 //
 // It drives iproute2 (ip) and needs root: New skips the test when either
 // is missing. Every command it runs is bounded by CommandTimeout.
@@ -18,6 +20,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +46,10 @@ const runDir = "/var/run/netns"
 
 // maxTries bounds the names New tries when herd-<tag>-<pid> is taken.
 const maxTries = 64
+
+// LinkTimeout bounds the waits for a link: AddVeth's for both ends to be
+// up, WaitDAD's for duplicate address detection.
+const LinkTimeout = 10 * time.Second
 
 // NS is a network namespace the test created.
 type NS struct {
@@ -217,15 +226,19 @@ type Veth struct {
 	Peer string
 	// PeerNS is the peer's namespace; "" is the test's own.
 	PeerNS string
+
+	ns *NS // Name's namespace
 }
 
 // AddVeth adds a veth pair with end name inside n and the other end in
-// peer (nil: the test's own namespace), both up. The peer's name is made
-// unique on the host ("v<pid>x<k>"). Deleting either namespace deletes
-// the pair; a peer in the test's namespace is also deleted at cleanup.
+// peer (nil: the test's own namespace), brings both up and waits (at most
+// LinkTimeout) until both are operationally up: before that the kernel
+// drops what is sent on them. The peer's name is made unique on the host
+// ("v<pid>x<k>"). Deleting either namespace deletes the pair; a peer in
+// the test's namespace is also deleted at cleanup.
 func (n *NS) AddVeth(name string, peer *NS) Veth {
 	n.t.Helper()
-	v := Veth{Name: name, Peer: fmt.Sprintf("v%dx%d", os.Getpid(), veths.Add(1))}
+	v := Veth{Name: name, Peer: fmt.Sprintf("v%dx%d", os.Getpid(), veths.Add(1)), ns: n}
 	// Made in the test's namespace, then each end moved where it goes.
 	Run(n.t, "ip", "link", "add", v.Peer, "type", "veth", "peer", "name", name, "netns", n.Name)
 	if peer != nil {
@@ -240,7 +253,139 @@ func (n *NS) AddVeth(name string, peer *NS) Veth {
 		Run(n.t, "ip", "link", "set", v.Peer, "up")
 	}
 	n.IP("link", "set", name, "up")
+	v.waitFor("operationally up", func(ns, dev string) (bool, error) {
+		out, err := ipIn(ns, "-o", "link", "show", "dev", dev)
+		return strings.Contains(out, "state UP"), err
+	})
 	return v
+}
+
+// WaitDAD waits (at most LinkTimeout) until both ends of the pair have an
+// IPv6 link-local address that duplicate address detection is done with:
+// until then the kernel does not send from it. It fails the test when DAD
+// failed, or when an end gets no link-local address (IPv6 disabled).
+func (v Veth) WaitDAD() {
+	v.ns.t.Helper()
+	v.waitFor("done with IPv6 duplicate address detection", func(ns, dev string) (bool, error) {
+		out, err := ipIn(ns, "-6", "-o", "addr", "show", "dev", dev, "scope", "link")
+		if err != nil {
+			return false, err
+		}
+		if strings.Contains(out, "dadfailed") {
+			return false, fmt.Errorf("duplicate address detection failed on %s: %s", dev, out)
+		}
+		return strings.Contains(out, "inet6") && !strings.Contains(out, "tentative"), nil
+	})
+}
+
+// waitFor polls ok on both ends until it holds for both, for at most
+// LinkTimeout; it fails the test on an error or at the deadline.
+func (v Veth) waitFor(what string, ok func(ns, dev string) (bool, error)) {
+	t := v.ns.t
+	t.Helper()
+	deadline := time.Now().Add(LinkTimeout)
+	for {
+		a, err := ok(v.ns.Name, v.Name)
+		if err != nil {
+			t.Fatalf("netnstest: veth %s in %s: %v", v.Name, v.ns.Name, err)
+		}
+		b, err := ok(v.PeerNS, v.Peer)
+		if err != nil {
+			t.Fatalf("netnstest: veth %s in %s: %v", v.Peer, nsLabel(v.PeerNS), err)
+		}
+		if a && b {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("netnstest: veth pair %s (in %s) / %s (in %s) not %s after %v (%t / %t)",
+				v.Name, v.ns.Name, v.Peer, nsLabel(v.PeerNS), what, LinkTimeout, a, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ipIn runs ip in namespace ns ("" the test's own) and returns its output.
+func ipIn(ns string, args ...string) (string, error) {
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	out, err := command(context.Background(), "ip", args...)
+	if err != nil {
+		return "", fmt.Errorf("ip %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return out, nil
+}
+
+func nsLabel(ns string) string {
+	if ns == "" {
+		return "the test's namespace"
+	}
+	return ns
+}
+
+// SetMAC gives device dev inside n the hardware address mac, as a node's
+// NIC has (inventories and DHCP reservations are keyed by it). Set it
+// before a process in the namespace reads the address.
+func (n *NS) SetMAC(dev string, mac net.HardwareAddr) {
+	n.t.Helper()
+	n.IP("link", "set", "dev", dev, "address", mac.String())
+}
+
+// subnetLocks is where FreeSubnet's lock files live, one per subnet.
+const subnetLocks = "/run/herd-netnstest"
+
+// FreeSubnet returns a /24 of 10.250.0.0/16 (10.250.X.0/24, X from 1 to
+// 250) that the test holds until its cleanup: no address of the test's
+// namespace is in it, and no other FreeSubnet caller, in this process or
+// another, holds it (an flock on a file under /run/herd-netnstest, dropped
+// at cleanup or when the process ends). Addresses from it may go on
+// the test's end of a veth pair without clashing with parallel tests. Call
+// it before making the devices that get its addresses, so that their
+// cleanups run before the subnet is given back. It skips the test when
+// Available says no.
+func FreeSubnet(t testing.TB) netip.Prefix {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skipf("netnstest: %v", err)
+	}
+	if err := os.MkdirAll(subnetLocks, 0o755); err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+	used := map[byte]bool{}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatalf("netnstest: the test namespace's addresses: %v", err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if v4 := ipn.IP.To4(); v4 != nil && v4[0] == 10 && v4[1] == 250 {
+				used[v4[2]] = true
+			}
+		}
+	}
+	// Start at a random X: parallel callers rarely try the same one.
+	start := rand.IntN(250)
+	for i := range 250 {
+		x := byte((start+i)%250 + 1)
+		if used[x] {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(subnetLocks, fmt.Sprintf("10.250.%d.0-24", x)), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatalf("netnstest: %v", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				continue
+			}
+			t.Fatalf("netnstest: lock %s: %v", f.Name(), err)
+		}
+		t.Cleanup(func() { f.Close() }) // closing drops the lock
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 250, x, 0}), 24)
+	}
+	t.Fatal("netnstest: every 10.250.X.0/24 is in use or held")
+	return netip.Prefix{}
 }
 
 // Command returns a command that runs name inside the namespace ("ip
@@ -262,6 +407,11 @@ func (n *NS) CommandContext(ctx context.Context, name string, args ...string) *e
 // threads). Afterwards the thread goes back to the namespace it came from,
 // or, when that fails, is never given back to the Go runtime. fn must
 // bound its own waits.
+//
+// Give IPv6 zones of the namespace's devices by index
+// (net.Interface.Index, looked up inside fn), not by name: the net package
+// resolves zone names through a process-wide cache, filled from whichever
+// namespace last listed its interfaces.
 func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {

@@ -77,7 +77,7 @@ func startServer(t *testing.T, cfg Config) *Server {
 func (tn *testNet) client(t *testing.T, opts ...nclient4.ClientOpt) *nclient4.Client {
 	t.Helper()
 	var c *nclient4.Client
-	err := tn.inNS(func() (err error) {
+	err := tn.ns.Do(func() (err error) {
 		c, err = nclient4.New(tn.peerIf, append([]nclient4.ClientOpt{
 			nclient4.WithTimeout(time.Second), nclient4.WithRetry(3),
 		}, opts...)...)
@@ -180,9 +180,9 @@ func TestServeProxy(t *testing.T) {
 	t.Run("request on 4011", func(t *testing.T) {
 		// By now the network's DHCP server gave the client an address.
 		client := tn.addr(50)
-		tn.nsCommand(t, "ip", "addr", "add", client.String()+"/24", "dev", tn.peerIf)
+		tn.addPeerAddr(client)
 		var conn *net.UDPConn
-		if err := tn.inNS(func() (err error) {
+		if err := tn.ns.Do(func() (err error) {
 			conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: client.AsSlice(), Port: ClientPort})
 			return err
 		}); err != nil {
@@ -349,7 +349,7 @@ func TestServeRefusesSecondServer(t *testing.T) {
 		cfg := netConfig(tn, false)
 		cfg.Interface = tn.peerIf
 		var serveErr error
-		if err := tn.inNS(func() error {
+		if err := tn.ns.Do(func() error {
 			other, err := net.ListenPacket("udp4", "0.0.0.0:67")
 			if err != nil {
 				return err
@@ -422,8 +422,8 @@ func TestServeNoInterface(t *testing.T) {
 // src:68 to the server's port 67.
 func (tn *testNet) sendFrom(t *testing.T, src netip.Addr, m *dhcpv4.DHCPv4) {
 	t.Helper()
-	tn.nsCommand(t, "ip", "addr", "add", src.String()+"/24", "dev", tn.peerIf)
-	if err := tn.inNS(func() error {
+	tn.addPeerAddr(src)
+	if err := tn.ns.Do(func() error {
 		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: src.AsSlice(), Port: ClientPort})
 		if err != nil {
 			return err

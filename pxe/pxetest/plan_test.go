@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herdproject/herd/internal/netnstest"
 )
 
 // withLibs copies an executable and the shared libraries ldd names into
@@ -70,7 +72,7 @@ func rootTarball(t *testing.T, dir string) string {
 	}
 	os.MkdirAll(filepath.Join(tree, "tmp"), 0o1777)
 	tarball := filepath.Join(dir, "root.tar.zst")
-	run(t, "tar", "--zstd", "-cf", tarball, "-C", tree, ".")
+	netnstest.Run(t, "tar", "--zstd", "-cf", tarball, "-C", tree, ".")
 	return tarball
 }
 
@@ -129,8 +131,7 @@ func TestAgentPlanInstall(t *testing.T) {
 		}
 	}
 	const mac = "52:54:00:25:12:61"
-	ns := newNetns(t, "pln", "10.251.6.1")
-	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+	ns := newNetns(t, "pln", "10.251.6.1", mac)
 	dir := t.TempDir()
 	tarball := rootTarball(t, dir)
 	loop := loopDevice(t, filepath.Join(dir, "disk.raw"), 400<<20, "-P")
@@ -167,8 +168,8 @@ echo "nochroot: $HERD_TARGET"
 	waitTCP(t, "10.251.6.1:18086", 10*time.Second)
 
 	agentDir := filepath.Join(dir, "agent")
-	ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
-		"--cmdline", "herd.url=http://10.251.6.1:18086 herd.if="+ns.hostIf+"p herd.timeout=60 herd.retries=2")
+	ag := ns.start(t, dir, herdBin, "agent", "--root-dir", agentDir, "--no-reboot",
+		"--cmdline", "herd.url=http://10.251.6.1:18086 herd.if="+ns.nodeIf+" herd.timeout=60 herd.retries=2")
 	code := ag.wait(t, 180*time.Second)
 	log := ag.errb.String()
 	if code != 0 {
@@ -299,8 +300,7 @@ func TestAgentPlanRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mac := fmt.Sprintf("52:54:00:25:12:7%d", i)
 			hostIP := fmt.Sprintf("10.251.%d.1", 7+i)
-			ns := newNetns(t, fmt.Sprintf("plr%d", i), hostIP)
-			run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+			ns := newNetns(t, fmt.Sprintf("plr%d", i), hostIP, mac)
 			dir := t.TempDir()
 			raw := filepath.Join(dir, "disk.raw")
 			loop := loopDevice(t, raw, 64<<20, "-P")
@@ -314,7 +314,7 @@ func TestAgentPlanRefusals(t *testing.T) {
 			before, _ := os.ReadFile(raw)
 			os.WriteFile(filepath.Join(dir, "p.ks"), []byte("ignoredisk --only-use="+filepath.Base(loop)+"\n"+tc.plan), 0o644)
 			img := filepath.Join(dir, "root.tar")
-			run(t, "tar", "-cf", img, "-C", dir, "p.ks")
+			netnstest.Run(t, "tar", "-cf", img, "-C", dir, "p.ks")
 			inv := filepath.Join(dir, "inventory")
 			subnet := strings.TrimSuffix(hostIP, ".1")
 			os.WriteFile(inv, []byte("subnet "+subnet+".0/24\nnode "+mac+" r1 "+subnet+".21 plan=p.ks\n"), 0o644)
@@ -324,8 +324,8 @@ func TestAgentPlanRefusals(t *testing.T) {
 				"--boot-dir", filepath.Join(dir, "boot"), "--http-port", port, "--tftp-port", fmt.Sprint(16976+i), "--no-ra",
 				"--wait-timeout", "10s", "--once", "-q", "--file", img+" >> /")
 			waitTCP(t, hostIP+":"+port, 10*time.Second)
-			ag := start(t, dir, "ip", "netns", "exec", ns.name, herdBin, "agent", "--root-dir", filepath.Join(dir, "agent"), "--no-reboot",
-				"--cmdline", "herd.url=http://"+hostIP+":"+port+" herd.if="+ns.hostIf+"p herd.timeout=10 herd.retries=1")
+			ag := ns.start(t, dir, herdBin, "agent", "--root-dir", filepath.Join(dir, "agent"), "--no-reboot",
+				"--cmdline", "herd.url=http://"+hostIP+":"+port+" herd.if="+ns.nodeIf+" herd.timeout=10 herd.retries=1")
 			if code := ag.wait(t, 60*time.Second); code == 0 {
 				t.Fatalf("agent exit 0:\n%s", ag.errb.String())
 			}

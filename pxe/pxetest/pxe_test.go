@@ -6,11 +6,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,38 +18,15 @@ import (
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
-	"golang.org/x/sys/unix"
 )
-
-// inNS runs fn on an OS thread that joined namespace ns; sockets fn opens
-// live there.
-func inNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
 
 // TestPXEServices runs `herd pxe` with every service on a veth of the
 // test's, and boots a client the way firmware and iPXE do: DHCP (as iPXE:
 // user class "iPXE") for its reservation and script URL, the BIOS boot file
 // over TFTP, the script over HTTP; then the status page and the metrics.
 func TestPXEServices(t *testing.T) {
-	ns := newNetns(t, "pxe", "10.251.1.1", "10.251.1.21") // the client uses its reservation, as firmware does after DHCP
 	const mac = "52:54:00:25:11:21"
-	run(t, "ip", "-n", ns.name, "link", "set", ns.hostIf+"p", "address", mac)
+	ns := newNetns(t, "pxe", "10.251.1.1", mac, "10.251.1.21") // the client uses its reservation, as firmware does after DHCP
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "inventory")
 	os.WriteFile(inv, []byte("subnet 10.251.1.0/24\nrouter 10.251.1.1\ndomain rack.test\nnode "+mac+" r1n1 10.251.1.21\n"), 0o644)
@@ -61,8 +36,8 @@ func TestPXEServices(t *testing.T) {
 
 	// DHCP, as iPXE asks: the reservation and the script's URL.
 	var c *nclient4.Client
-	if err := inNS(ns.name, func() (err error) {
-		c, err = nclient4.New(ns.hostIf+"p", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(3))
+	if err := ns.Do(func() (err error) {
+		c, err = nclient4.New(ns.nodeIf, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(3))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -89,7 +64,7 @@ func TestPXEServices(t *testing.T) {
 	waitSeen(t, "dhcp ipxe")
 
 	// TFTP, as the firmware fetches iPXE: the file Debian's ipxe ships.
-	out, err := exec.Command("ip", "netns", "exec", ns.name, "curl", "-s", "--max-time", "20", "tftp://10.251.1.1:16970/undionly.kpxe").Output()
+	out, err := ns.Command("curl", "-s", "--max-time", "20", "tftp://10.251.1.1:16970/undionly.kpxe").Output()
 	if err != nil {
 		t.Fatalf("tftp: %v", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herdproject/herd/internal/netnstest"
 )
 
 // TestServeRestart: herd serve killed with SIGKILL in the middle of the
@@ -20,8 +22,8 @@ import (
 // with the image; the nodes switch to local boot and herd serve exits 0
 // when interrupted.
 func TestServeRestart(t *testing.T) {
-	ns := newNetns(t, "rst", "10.251.2.1", "10.251.2.11", "10.251.2.12")
-	run(t, "tc", "qdisc", "add", "dev", ns.hostIf, "root", "tbf", "rate", "40mbit", "burst", "32kb", "latency", "200ms")
+	ns := newNetns(t, "rst", "10.251.2.1", "", "10.251.2.11", "10.251.2.12")
+	netnstest.Run(t, "tc", "qdisc", "add", "dev", ns.hostIf, "root", "tbf", "rate", "40mbit", "burst", "32kb", "latency", "200ms")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "golden.img")
 	data := make([]byte, 24<<20)
@@ -46,7 +48,7 @@ node 52:54:00:25:12:12 n2 10.251.2.12
 	for _, ip := range ips {
 		nd := filepath.Join(dir, ip)
 		os.Mkdir(nd, 0o755)
-		nodes = append(nodes, start(t, nd, "ip", "netns", "exec", ns.name, herdBin, "recv", "--listen", ip))
+		nodes = append(nodes, ns.start(t, nd, herdBin, "recv", "--listen", ip))
 	}
 	register(t, "http://10.251.2.1:18082", "52:54:00:25:12:11", "52:54:00:25:12:12")
 	// Kill herd serve once the first node has a third of the image.

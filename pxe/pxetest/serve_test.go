@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/internal/netnstest"
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
@@ -43,39 +44,33 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// netns is a network namespace with one veth end inside it and the other
-// in the test's namespace; both are removed at cleanup.
+// netns is a network namespace (netnstest) with one end of a veth pair
+// inside (nodeIf) and the other in the test's namespace (hostIf); both
+// are removed at cleanup.
 type netns struct {
-	name, hostIf string
+	*netnstest.NS
+	hostIf, nodeIf string
 }
 
-func run(t *testing.T, args ...string) {
+// newNetns makes namespace herd-<tag>-<pid> whose veth end has MAC mac
+// ("": the kernel's) and addresses nodeIPs (/24), with hostIP/24 on the
+// host end.
+func newNetns(t *testing.T, tag, hostIP, mac string, nodeIPs ...string) *netns {
 	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	ns := netnstest.New(t, tag)
+	v := ns.AddVeth("eth0", nil)
+	n := &netns{NS: ns, hostIf: v.Peer, nodeIf: v.Name}
+	if mac != "" {
+		hw, err := net.ParseMAC(mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.SetMAC(n.nodeIf, hw)
 	}
-}
-
-// newNetns makes namespace herd-<tag>-<pid> with addresses nodeIPs (/24)
-// inside and hostIP/24 on the host end.
-func newNetns(t *testing.T, tag, hostIP string, nodeIPs ...string) *netns {
-	t.Helper()
-	n := &netns{name: fmt.Sprintf("herd-%s-%d", tag, os.Getpid()), hostIf: fmt.Sprintf("h%s%d", tag, os.Getpid()%100000)}
-	peer := n.hostIf + "p"
-	run(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() {
-		exec.Command("ip", "link", "del", n.hostIf).Run()
-		exec.Command("ip", "netns", "del", n.name).Run()
-	})
-	run(t, "ip", "link", "add", n.hostIf, "type", "veth", "peer", "name", peer)
-	run(t, "ip", "link", "set", peer, "netns", n.name)
-	run(t, "ip", "addr", "add", hostIP+"/24", "dev", n.hostIf)
-	run(t, "ip", "link", "set", n.hostIf, "up")
+	netnstest.Run(t, "ip", "addr", "add", hostIP+"/24", "dev", n.hostIf)
 	for _, ip := range nodeIPs {
-		run(t, "ip", "-n", n.name, "addr", "add", ip+"/24", "dev", peer)
+		ns.AddAddr(n.nodeIf, ip+"/24")
 	}
-	run(t, "ip", "-n", n.name, "link", "set", peer, "up")
-	run(t, "ip", "-n", n.name, "link", "set", "lo", "up")
 	return n
 }
 
@@ -85,9 +80,22 @@ type proc struct {
 	done      chan struct{}
 }
 
+// start starts args[0] in the test's namespace, in dir; it is killed at
+// cleanup if still running.
 func start(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(args[0], args[1:]...), done: make(chan struct{})}
+	return startCmd(t, dir, exec.Command(args[0], args[1:]...))
+}
+
+// start is start inside namespace ns.
+func (ns *netns) start(t *testing.T, dir string, args ...string) *proc {
+	t.Helper()
+	return startCmd(t, dir, ns.Command(args[0], args[1:]...))
+}
+
+func startCmd(t *testing.T, dir string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, done: make(chan struct{})}
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errb
 	if err := p.cmd.Start(); err != nil {
@@ -102,7 +110,7 @@ func start(t *testing.T, dir string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("=== %s\n--- stdout:\n%s--- stderr:\n%s", strings.Join(args, " "), p.out.String(), p.errb.String())
+			t.Logf("=== %s\n--- stdout:\n%s--- stderr:\n%s", strings.Join(cmd.Args, " "), p.out.String(), p.errb.String())
 		}
 	})
 	return p
@@ -184,7 +192,7 @@ func waitState(t *testing.T, base, name, state string, d time.Duration) {
 // of the test's), switches the verified nodes to local boot, reports the
 // node that never came; herd nodes reinstall switches a node back.
 func TestServeSession(t *testing.T) {
-	ns := newNetns(t, "srv", "10.251.0.1", "10.251.0.11", "10.251.0.12")
+	ns := newNetns(t, "srv", "10.251.0.1", "", "10.251.0.11", "10.251.0.12")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "golden.img")
 	data := make([]byte, 24<<20)
@@ -211,7 +219,7 @@ node 52:54:00:25:10:13 n3 10.251.0.13
 	for _, ip := range []string{"10.251.0.11", "10.251.0.12"} {
 		nd := filepath.Join(dir, ip)
 		os.Mkdir(nd, 0o755)
-		nodes = append(nodes, start(t, nd, "ip", "netns", "exec", ns.name, herdBin, "recv", "--listen", ip))
+		nodes = append(nodes, ns.start(t, nd, herdBin, "recv", "--listen", ip))
 	}
 	register(t, "http://10.251.0.1:18080", "52:54:00:25:10:11", "52:54:00:25:10:12")
 	for _, n := range nodes {

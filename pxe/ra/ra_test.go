@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -162,7 +163,7 @@ func TestServe(t *testing.T) {
 	// The solicitor: a raw ICMPv6 socket on the namespace end.
 	var p *ipv6.PacketConn
 	var peer *net.Interface
-	if err := tn.inNS(func() error {
+	if err := tn.ns.Do(func() error {
 		var err error
 		if peer, err = net.InterfaceByName(tn.peerIf); err != nil {
 			return err
@@ -204,7 +205,10 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := &net.IPAddr{IP: allRouters, Zone: tn.peerIf}
+	// The zone by index: the net package resolves zone names through a
+	// process-wide cache filled in the test's namespace, where a device
+	// of that name may be another one.
+	dst := &net.IPAddr{IP: allRouters, Zone: strconv.Itoa(peer.Index)}
 	buf := make([]byte, 1500)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
