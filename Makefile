@@ -85,6 +85,9 @@ bench-go: build
 	$(GO) test -count=1 -tags ringtest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/ringtest/
 	$(GO) test -count=1 -tags nettest -run '^$$' -bench . -benchtime 1x -timeout 30m ./ring/faulttest/
 
+# The demo (qemu-tests/demo, root): three QEMU nodes PXE-boot, receive a
+# golden disk image through the ring and boot it, shown as an
+# administrator sees it; logs in demo-logs/ (HERD_DEMO_LOGS overrides).
 demo: deps build
 	@scripts/demo.sh
 

@@ -548,15 +548,32 @@ func (c *Cluster) RunHerd(d time.Duration, args ...string) string {
 
 // SummaryRow finds node's line in a herd send/serve summary (NODE STATE
 // BYTES SECONDS MB/s VERIFIED REASON) and returns its state, bytes,
-// verified and reason; ok is false when out has no line for node.
+// verified and reason; ok is false when out has no line for node. When
+// out holds several summaries (herd serve's second chances), the first
+// line wins.
 func SummaryRow(out, node string) (state string, bytes int64, verified bool, reason string, ok bool) {
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(node) + `\s+(\S+)\s+(\d+)\s+\S+\s+\S+\s+(yes|no)\s*(.*)$`)
-	m := re.FindStringSubmatch(out)
+	m := summaryRowRE(node).FindStringSubmatch(out)
 	if m == nil {
 		return "", 0, false, "", false
 	}
 	bytes, _ = strconv.ParseInt(m[2], 10, 64)
 	return m[1], bytes, m[3] == "yes", strings.TrimSpace(m[4]), true
+}
+
+// LastSummaryRow is SummaryRow where the last line wins: node's latest
+// verdict.
+func LastSummaryRow(out, node string) (state string, bytes int64, verified bool, reason string, ok bool) {
+	all := summaryRowRE(node).FindAllStringIndex(out, -1)
+	if all == nil {
+		return "", 0, false, "", false
+	}
+	return SummaryRow(out[all[len(all)-1][0]:], node)
+}
+
+// summaryRowRE matches node's summary line; [ \t], not \s: a row never
+// runs on into the next line (an empty REASON is trailing blanks).
+func summaryRowRE(node string) *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(node) + `[ \t]+(\S+)[ \t]+(\d+)[ \t]+\S+[ \t]+\S+[ \t]+(yes|no)[ \t]*(.*)$`)
 }
 
 // BootedRE matches the line the golden image's system prints on the
