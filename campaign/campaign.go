@@ -424,6 +424,7 @@ func (c *campaign) registered() ([]inventory.Node, error) {
 func (c *campaign) waitRegistered(ctx context.Context) ([]inventory.Node, error) {
 	deadline := c.Clock.Now().Add(c.WaitTimeout)
 	var lastSay time.Time
+	lastCount := -1
 	for {
 		regd, err := c.registered()
 		if err != nil {
@@ -441,8 +442,9 @@ func (c *campaign) waitRegistered(ctx context.Context) ([]inventory.Node, error)
 				"registered", len(regd), "missing", missing)
 			return regd, nil
 		}
-		if now := c.Clock.Now(); now.Sub(lastSay) >= 5*time.Second {
-			lastSay = now
+		// Said when the count changes, and once a minute meanwhile.
+		if now := c.Clock.Now(); len(regd) != lastCount || now.Sub(lastSay) >= time.Minute {
+			lastSay, lastCount = now, len(regd)
 			missing := strings.Join(missingNodes(c.Inventory, regd), ",")
 			c.Log.Info(fmt.Sprintf("%d of %d node(s) registered; waiting for %s", len(regd), c.want, missing), "registered", len(regd), "want", c.want)
 		}

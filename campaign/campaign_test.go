@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/herdproject/herd/contract"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/herdproject/herd/ring/plan"
@@ -200,10 +202,12 @@ func TestCampaign(t *testing.T) {
 		// script[i][node] is session i's outcome for node.
 		script []map[string]outcome
 		// limit interrupts the campaign at this virtual time (0: none).
-		limit        time.Duration
-		wantErr      string // "" = nil
-		wantOut      []string
-		wantNotOut   []string
+		limit      time.Duration
+		wantErr    string // "" = nil
+		wantOut    []string
+		wantNotOut []string
+		wantLog    []string // whole lines of the log, in order
+
 		wantSessions []sent
 		wantStates   map[string]contract.State
 	}{
@@ -216,8 +220,15 @@ func TestCampaign(t *testing.T) {
 				"n1": {then: []event{report(3*time.Second, "n1", contract.StateDone)}},
 				"n2": {then: []event{report(5*time.Second, "n2", contract.StateDone)}},
 			}},
-			wantErr:      "1 node(s) never came, 0 failed",
-			wantOut:      []string{"NEVER CAME: 1 node(s): n3\n", "REPORT: n1: done\n", "REPORT: n2: done\n"},
+			wantErr: "1 node(s) never came, 0 failed",
+			wantOut: []string{"NEVER CAME: 1 node(s): n3\n", "REPORT: n1: done\n", "REPORT: n2: done\n"},
+			// Said when the count changes and once a minute, not at
+			// every poll; then the timeout.
+			wantLog: []string{"herd serve: 0 of 3 node(s) registered; waiting for n1,n2,n3\n" +
+				"herd serve: 1 of 3 node(s) registered; waiting for n2,n3\n" +
+				"herd serve: 2 of 3 node(s) registered; waiting for n3\n" +
+				"herd serve: 2 of 3 node(s) registered; waiting for n3\n" +
+				"herd serve: warning: 2 of 3 node(s) registered within 2m0s; going on without n3\n"},
 			wantSessions: []sent{{KindInstall, []string{"n1", "n2"}, nil}},
 			wantStates:   map[string]contract.State{"n1": contract.StateDone, "n2": contract.StateDone, "n3": contract.StateUnknown},
 		},
@@ -392,8 +403,9 @@ func TestCampaign(t *testing.T) {
 				}
 				return rep, nil
 			}
-			var out bytes.Buffer
-			cfg := Config{Inventory: tt.inv, Store: store, Send: send, Out: &out, Clock: clock}
+			var out, log bytes.Buffer
+			cfg := Config{Inventory: tt.inv, Store: store, Send: send, Out: &out, Clock: clock,
+				Log: logging.New(&log, "herd serve", slog.LevelInfo, logging.Plain)}
 			if tt.cfg != nil {
 				tt.cfg(&cfg)
 			}
@@ -407,6 +419,11 @@ func TestCampaign(t *testing.T) {
 			for _, w := range tt.wantOut {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, w := range tt.wantLog {
+				if !strings.Contains(log.String(), w) {
+					t.Errorf("log lacks %q:\n%s", w, log.String())
 				}
 			}
 			for _, w := range tt.wantNotOut {
