@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/contract"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/wire"
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -407,7 +409,7 @@ func (a *agent) receive(ctx context.Context, listening func()) error {
 		ListenAddr: a.id.Addr.Addr().String(),
 		DataPort:   a.ring.DataPort, ControlPort: a.ring.ControlPort, ReportPort: a.ring.ReportPort,
 		Window: capWindow(a.ring.Window, a.con), PoolChunks: a.ring.Chunks,
-		Once: true, WaitTimeout: a.cfg.Settings.Timeout, Verbose: true, Log: a.cfg.Console,
+		Once: true, WaitTimeout: a.cfg.Settings.Timeout, Verbose: true, Log: logging.New(a.cfg.Console, "", slog.LevelInfo, logging.Plain),
 		Finished: func(files []wire.SetupFile, v wire.Verdict) { a.files, a.verdict = files, &v },
 		Prepare: func(f *wire.SetupFile) error {
 			if f.Mount != "" || ramIndex(f.Output) >= 0 || a.plan == nil {

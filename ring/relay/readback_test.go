@@ -8,12 +8,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/ring/readback"
 	"github.com/herdproject/herd/ring/stream"
 	"github.com/herdproject/herd/ring/wire"
@@ -32,7 +34,7 @@ type piece struct {
 func writeStream(t *testing.T, s *wire.Setup, noSync bool, files [][]piece, change func()) *writer {
 	t.Helper()
 	var logs syncLog
-	w := newWriter(s, 4, &bytes.Buffer{}, noSync, func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) })
+	w := newWriter(s, 4, &bytes.Buffer{}, noSync, logging.New(&logs, "", slog.LevelDebug, logging.Plain))
 	pool := stream.NewPool(4, 1<<20)
 	send := func(h wire.Header, p []byte) {
 		c, err := pool.Get(context.Background())
@@ -217,7 +219,7 @@ func TestReadBackFails(t *testing.T) {
 // After a broken stream nothing is read back: the node fails anyway.
 func TestReadBackBroken(t *testing.T) {
 	s := &wire.Setup{Verify: wire.VerifyReadback, Files: []wire.SetupFile{{Output: filepath.Join(t.TempDir(), "out"), InputName: "x.img"}}}
-	w := newWriter(s, 4, &bytes.Buffer{}, false, t.Logf)
+	w := newWriter(s, 4, &bytes.Buffer{}, false, logging.Func(func(l string) { t.Log(l) }))
 	w.results[0].closed = true // as if the file had ended before the break
 	w.close(fmt.Errorf("upstream reset"))
 	w.readBack(context.Background())

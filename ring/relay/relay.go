@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -51,8 +52,9 @@ type Config struct {
 	WaitTimeout time.Duration
 	// Verbose prints the node's own progress to Log.
 	Verbose bool
-	// Log receives messages for humans; nil discards them.
-	Log io.Writer
+	// Log receives the node's messages: what it does (info) and what went
+	// wrong around it (warnings); nil discards them.
+	Log *slog.Logger
 	// Stdout receives the data of outputs named "-"; nil is os.Stdout.
 	Stdout io.Writer
 	// NoSync skips fsync at the end of each file (dolly's -n).
@@ -100,7 +102,7 @@ func (c *Config) setDefaults() {
 		c.ReportPort = DefaultReportPort
 	}
 	if c.Log == nil {
-		c.Log = io.Discard
+		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if c.Stdout == nil {
 		c.Stdout = os.Stdout
@@ -129,7 +131,6 @@ type Node struct {
 	orphans map[string]chan *wire.Conn
 	// controls are the running sessions' control connections.
 	controls map[string]*ctlConn
-	logMu    sync.Mutex
 }
 
 // Listen binds the node's ports. Errors name the address and say what to
@@ -177,11 +178,9 @@ func (n *Node) bind(port int, what string) (net.Listener, error) {
 // Addrs returns the control and data listen addresses.
 func (n *Node) Addrs() (control, data net.Addr) { return n.ctl.Addr(), n.data.Addr() }
 
-func (n *Node) logf(format string, args ...any) {
-	n.logMu.Lock()
-	defer n.logMu.Unlock()
-	fmt.Fprintf(n.cfg.Log, format+"\n", args...)
-}
+// infof and warnf log one message at their level.
+func (n *Node) infof(format string, args ...any) { n.cfg.Log.Info(fmt.Sprintf(format, args...)) }
+func (n *Node) warnf(format string, args ...any) { n.cfg.Log.Warn(fmt.Sprintf(format, args...)) }
 
 // ErrNoSender is returned by Serve (Once, WaitTimeout) when no sender
 // started a session in time.
@@ -230,7 +229,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	go n.acceptData(ctx)
 	go func() { <-ctx.Done(); n.ctl.Close() }()
 
-	n.logf("herd node: waiting for a sender on control %s, data %s", n.ctl.Addr(), n.data.Addr())
+	n.infof("herd node: waiting for a sender on control %s, data %s", n.ctl.Addr(), n.data.Addr())
 	if tl, ok := n.ctl.(*net.TCPListener); ok && n.cfg.Once && n.cfg.WaitTimeout > 0 {
 		_ = tl.SetDeadline(time.Now().Add(n.cfg.WaitTimeout))
 	}
@@ -272,7 +271,7 @@ func (n *Node) Serve(ctx context.Context) error {
 				return fmt.Errorf("%w within %v", ErrNoSender, n.cfg.WaitTimeout)
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			n.logf("accept control connection: %v; retrying in %v", err, backoff)
+			n.warnf("accept control connection: %v; retrying in %v", err, backoff)
 			time.Sleep(backoff)
 			continue
 		}
@@ -292,7 +291,7 @@ func (n *Node) Serve(ctx context.Context) error {
 			}
 			continue
 		}
-		hs := cs.start(c, n.logf)
+		hs := cs.start(c, n.warnf)
 		cs.wg.Add(1)
 		go func() {
 			defer cs.wg.Done()
@@ -399,7 +398,7 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 			// Logged as such by Serve.
 			c.Close()
 		} else if ctx.Err() == nil {
-			n.logf("ignored: %v; still waiting for a sender", err)
+			n.warnf("ignored: %v; still waiting for a sender", err)
 		}
 		return
 	}
@@ -409,7 +408,7 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 	}
 	if !cs.claim() {
 		if g.kill != nil {
-			n.logf("stop order from %s (%s) ignored: busy with another session", g.kill.From, c.RemoteAddr())
+			n.infof("stop order from %s (%s) ignored: busy with another session", g.kill.From, c.RemoteAddr())
 			c.Close()
 			return
 		}
@@ -419,14 +418,14 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 	if g.kill != nil {
 		err := fmt.Errorf("%w by %s (%s)", ErrKilled, g.kill.From, c.RemoteAddr())
 		c.Close()
-		n.logf("%v", err)
+		n.warnf("%v", err)
 		cs.finish(err)
 		return
 	}
 	if n.cfg.Once {
 		err := n.session(ctx, wire.NewConn(c, g.ch), g.hello, g.setup)
 		if err != nil {
-			n.logf("session failed: %v", err)
+			n.warnf("%v", sessionFailed(err))
 		}
 		cs.finish(err)
 		return
@@ -434,9 +433,17 @@ func (n *Node) control(ctx context.Context, hs *inHandshake, cs *controls) {
 	go func() {
 		defer n.busy.Store(false)
 		if err := n.session(ctx, wire.NewConn(c, g.ch), g.hello, g.setup); err != nil {
-			n.logf("session failed: %v", err)
+			n.warnf("%v", sessionFailed(err))
 		}
 	}()
+}
+
+// sessionFailed is err said as a failed session, once.
+func sessionFailed(err error) error {
+	if errors.Is(err, ErrSessionFailed) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrSessionFailed, err)
 }
 
 // resume hands a resuming sender's connection to its session, or tells it
@@ -459,7 +466,7 @@ func (n *Node) resume(c net.Conn, g greeting) {
 		}
 	}
 	reason := fmt.Sprintf("no session %s waits here for its sender (it ended, gave up waiting, or this node restarted)", g.setup.Session)
-	n.logf("resume from %s (%s) refused: %s", g.hello.Sender, c.RemoteAddr(), reason)
+	n.warnf("resume from %s (%s) refused: %s", g.hello.Sender, c.RemoteAddr(), reason)
 	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	_ = conn.WriteMsg(wire.TFail, wire.Fail{Reason: reason})
 	c.Close()
@@ -544,7 +551,7 @@ func (n *Node) acceptData(ctx context.Context) {
 			continue
 		}
 		backoff = 0
-		hs := pending.start(c, n.logf)
+		hs := pending.start(c, n.warnf)
 		go func() {
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			var hello wire.DataHello
@@ -559,7 +566,7 @@ func (n *Node) acceptData(ctx context.Context) {
 				return // closed to make room, and said so
 			}
 			if err != nil {
-				n.logf("data connection from %s: %v: closed", who, err)
+				n.warnf("data connection from %s: %v: closed", who, err)
 				c.Close()
 				return
 			}
@@ -568,13 +575,13 @@ func (n *Node) acceptData(ctx context.Context) {
 			up := n.waiting[hello.Session]
 			n.mu.Unlock()
 			if up == nil {
-				n.logf("data connection from %s (%s) for unknown session %s: closed", c.RemoteAddr(), hello.From, hello.Session)
+				n.warnf("data connection from %s (%s) for unknown session %s: closed", c.RemoteAddr(), hello.From, hello.Session)
 				c.Close()
 				return
 			}
 			dc := dataConn{Conn: wire.NewConn(c, ch), from: hello.From, resume: hello.Resume}
 			if why := up.offer(dc); why != "" {
-				n.logf("data connection from %s (%s) for session %s: %s", c.RemoteAddr(), hello.From, hello.Session, why)
+				n.warnf("data connection from %s (%s) for session %s: %s", c.RemoteAddr(), hello.From, hello.Session, why)
 				refuse(dc.Conn, why)
 			}
 		}()

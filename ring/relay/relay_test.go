@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/ring/wire"
 )
 
@@ -65,7 +67,7 @@ func startNode(t *testing.T, cfg Config) *testNode {
 	p := freePorts(t, 2)
 	cfg.ListenAddr, cfg.DataPort, cfg.ControlPort, cfg.ReportPort = "127.0.0.1", p[0], p[1], -1
 	tn := &testNode{ctl: net.JoinHostPort("127.0.0.1", strconv.Itoa(p[1])), data: net.JoinHostPort("127.0.0.1", strconv.Itoa(p[0])), log: &syncLog{}, done: make(chan error, 1)}
-	cfg.Log = tn.log
+	cfg.Log = logging.New(tn.log, "", slog.LevelDebug, logging.Plain)
 	n, err := Listen(cfg)
 	if err != nil {
 		t.Fatal(err)

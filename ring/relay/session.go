@@ -124,7 +124,7 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	ctl := &ctlConn{conn: raw}
 	defer ctl.Close()
 	me, how := n.findSelf(raw, &setup)
-	n.logf("session %s from %s (%s): I am %s, node %d of %d (%s)", setup.Session, hello.Sender, raw.RemoteAddr(), setup.Hosts[me], me+1, len(setup.Hosts), how)
+	n.infof("session %s from %s (%s): I am %s, node %d of %d (%s)", setup.Session, hello.Sender, raw.RemoteAddr(), setup.Hosts[me], me+1, len(setup.Hosts), how)
 	timeout := n.cfg.Timeout
 	if setup.TimeoutMilli > 0 {
 		timeout = time.Duration(setup.TimeoutMilli) * time.Millisecond
@@ -207,21 +207,21 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 					return
 				}
 				ctl.lose()
-				n.logf("lost the sender's control connection (%v): going on, and waiting up to %v for the sender to come back (its --sender-wait)", err, senderWait)
+				n.warnf("lost the sender's control connection (%v): going on, and waiting up to %v for the sender to come back (its --sender-wait)", err, senderWait)
 				nc, ok := n.awaitSender(sctx, setup.Session, senderWait)
 				if !ok {
 					if sctx.Err() == nil {
-						n.logf("the sender did not come back within %v: ending the session", senderWait)
+						n.warnf("the sender did not come back within %v: ending the session", senderWait)
 					}
 					cancel(fmt.Errorf("sender connection lost: %w; it did not come back within %v (--sender-wait)", err, senderWait))
 					return
 				}
 				r := wire.Resumed{Received: received.Load(), Finished: transferred.Load()}
 				if err := ctl.resume(nc, r); err != nil {
-					n.logf("the sender came back (%s) but answering it failed: %v", nc.RemoteAddr(), err)
+					n.warnf("the sender came back (%s) but answering it failed: %v", nc.RemoteAddr(), err)
 					continue
 				}
-				n.logf("the sender came back (%s): session %s resumed with %d bytes received", nc.RemoteAddr(), setup.Session, r.Received)
+				n.infof("the sender came back (%s): session %s resumed with %d bytes received", nc.RemoteAddr(), setup.Session, r.Received)
 				continue
 			}
 			switch h.Type {
@@ -286,7 +286,7 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 			return fmt.Errorf("send verdict: %w", err)
 		}
 		// Kept: sent again to the sender when it comes back.
-		n.logf("verdict not sent (%v): kept for the sender's return", err)
+		n.warnf("verdict not sent (%v): kept for the sender's return", err)
 	}
 	if v.Error != "" {
 		// Nothing more is read from upstream: close it once the sender
@@ -297,6 +297,9 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	}
 	select {
 	case <-bye:
+	case <-ctx.Done():
+		// Told to stop (SIGTERM, herd recv interrupted): the sender's
+		// word is not waited for.
 	case <-time.After(byeWait + senderWait):
 	}
 	if v.Error != "" {
@@ -320,7 +323,7 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 	case !judged.Verified:
 		return fmt.Errorf("%w: the sender did not verify this node: %s", ErrSessionFailed, judged.Reason)
 	}
-	n.logf("session %s done: %d file(s) written, hashed and verified by the sender in %.1fs", setup.Session, len(v.Files), v.Seconds)
+	n.infof("session %s done: %d file(s) written, hashed and verified by the sender in %.1fs", setup.Session, len(v.Files), v.Seconds)
 	return nil
 }
 
@@ -378,7 +381,7 @@ func (n *Node) dropControl(session string) bool {
 	if c == nil {
 		return false
 	}
-	n.logf("a sender resumes session %s: dropping its old control connection", session)
+	n.infof("a sender resumes session %s: dropping its old control connection", session)
 	c.Close()
 	return true
 }
@@ -421,7 +424,7 @@ func (n *Node) findSelf(c net.Conn, s *wire.Setup) (int, string) {
 		return s.Index, "as the sender says; cannot find myself in the host list"
 	}
 	if i != s.Index {
-		n.logf("warning: the sender calls me %s but I found myself as %s (%s); using the sender's", s.Hosts[s.Index], s.Hosts[i], how)
+		n.warnf("the sender calls me %s but I found myself as %s (%s); using the sender's", s.Hosts[s.Index], s.Hosts[i], how)
 		return s.Index, "as the sender says"
 	}
 	return i, how
@@ -705,7 +708,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 		fwds = append(fwds, f)
 		stages = append(stages, f)
 	}
-	w := newWriter(s, depth, n.cfg.Stdout, n.cfg.NoSync || s.NoSync, n.logf)
+	w := newWriter(s, depth, n.cfg.Stdout, n.cfg.NoSync || s.NoSync, n.cfg.Log)
 	hs := stream.NewHasher(depth)
 	stages = append(stages, w, hs)
 
@@ -727,7 +730,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 	}
 	for _, f := range fwds {
 		if err := f.Close(); err != nil && rescuer == nil {
-			n.logf("warning: %v (the nodes after it get nothing from me)", err)
+			n.warnf("%v (the nodes after it get nothing from me)", err)
 		}
 	}
 	if rescuer != nil {
@@ -784,7 +787,7 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 		Report: func(i int, reason string) {
 			go func() { _ = ctl.send(wire.TBypassed, wire.Bypassed{Node: c.Ring[i].Name, Index: i, Reason: reason}) }()
 		},
-		Logf: n.logf,
+		Logf: n.infof,
 	}
 	if host, _, err := net.SplitHostPort(ctl.current().RemoteAddr().String()); err == nil && c.FetchPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(c.FetchPort))
@@ -798,7 +801,7 @@ func (n *Node) rescuer(ctx context.Context, ctl *ctlConn, s *wire.Setup, c *wire
 			defer conn.Close()
 			stop := context.AfterFunc(ctx, func() { conn.Close() })
 			defer stop()
-			n.logf("fetching %v up to %v from the sender", from, to)
+			n.infof("fetching %v up to %v from the sender", from, to)
 			return bypass.FetchFrom(conn, wire.Fetch{Session: s.Session, From: from, To: to}, sk, 30*time.Second, emit)
 		}
 	}
@@ -875,7 +878,7 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 		if takeovers++; takeovers > 100 {
 			return fmt.Errorf("%v (after %d changes of upstream)", l.error, takeovers-1)
 		}
-		n.logf("%v; waiting up to %v for a node to take over", l.error, up.wait)
+		n.warnf("%v; waiting up to %v for a node to take over", l.error, up.wait)
 		nc, werr := up.take(ctx, up.wait)
 		if errors.Is(werr, errNoUpstream) {
 			return fmt.Errorf("%v, and no node took over within %v", l.error, up.wait)
@@ -889,7 +892,7 @@ func (n *Node) readUpstream(ctx context.Context, up *upstream, conn dataConn, po
 			continue
 		}
 		up.setLive(conn.Conn)
-		n.logf("upstream is now %s (%s), resuming at %v", conn.from, conn.RemoteAddr(), pos.position())
+		n.infof("upstream is now %s (%s), resuming at %v", conn.from, conn.RemoteAddr(), pos.position())
 	}
 }
 
@@ -1014,7 +1017,7 @@ func (n *Node) progress(ctl *ctlConn, stop <-chan struct{}, received *atomic.Int
 			if n.cfg.Verbose && now.Sub(lastLog) >= time.Second {
 				lastLog = now
 				mb := float64(p.Received) / 1e6
-				n.logf("Transfered MB: %.0f, MB/s: %.3f", mb, mb/now.Sub(start).Seconds())
+				n.infof("Transfered MB: %.0f, MB/s: %.3f", mb, mb/now.Sub(start).Seconds())
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,7 @@ type writer struct {
 	stdout  io.Writer
 	noSync  bool
 	verify  string // Setup.Verify
-	logf    func(string, ...any)
+	log     *slog.Logger
 	written atomic.Int64
 	file    atomic.Int32
 	// readBackBytes counts the bytes readBack re-read so far, all files.
@@ -53,10 +54,10 @@ type writeResult struct {
 	readbackSeconds float64
 }
 
-func newWriter(s *wire.Setup, depth int, stdout io.Writer, noSync bool, logf func(string, ...any)) *writer {
+func newWriter(s *wire.Setup, depth int, stdout io.Writer, noSync bool, log *slog.Logger) *writer {
 	w := &writer{
 		in: make(chan *stream.Chunk, depth), done: make(chan struct{}),
-		files: s.Files, stdout: stdout, noSync: noSync, verify: s.Verify, logf: logf,
+		files: s.Files, stdout: stdout, noSync: noSync, verify: s.Verify, log: log,
 		results: make([]writeResult, len(s.Files)),
 	}
 	go w.run()
@@ -78,7 +79,7 @@ func (w *writer) run() {
 func (w *writer) fail(f uint32, err error) {
 	if w.results[f].err == "" {
 		w.results[f].err = err.Error()
-		w.logf("file %d: %v", f+1, err)
+		w.log.Warn(fmt.Sprintf("file %d: %v", f+1, err))
 	}
 	if w.cur != nil {
 		w.cur.Abort()
@@ -144,7 +145,7 @@ func (w *writer) open(f wire.SetupFile) (sink.Sink, error) {
 		return cook.NewSink(k, f.Output, cook.Options{
 			OpenRaw:   func(path string) (sink.Sink, error) { return sink.Open(path, raw) },
 			SameOwner: isRoot(),
-			Logf:      w.logf,
+			Logf:      func(format string, args ...any) { w.log.Info(fmt.Sprintf(format, args...)) },
 		})
 	default:
 		return sink.Open(f.Output, opts)
@@ -199,10 +200,10 @@ func (w *writer) readBack(ctx context.Context) {
 			r.readbackMethod = "not applicable: " + f.Output + " is not a file or block device"
 		case err != nil:
 			r.readbackErr = err.Error()
-			w.logf("file %d: %v", i+1, err)
+			w.log.Warn(fmt.Sprintf("file %d: %v", i+1, err))
 		default:
 			r.readbackSHA, r.readbackMethod = res.SHA256, res.Method
-			w.logf("file %d: read back %d bytes of %s in %.1fs (%s)", i+1, res.Bytes, f.Output, r.readbackSeconds, res.Method)
+			w.log.Info(fmt.Sprintf("file %d: read back %d bytes of %s in %.1fs (%s)", i+1, res.Bytes, f.Output, r.readbackSeconds, res.Method))
 		}
 	}
 }

@@ -51,7 +51,7 @@ func (s *session) startBypass(ctx context.Context, live []int, port int) error {
 	})
 	ln, err := net.Listen("tcp", fetchAddr(port))
 	if err != nil && port != 0 {
-		s.notef("warning: cannot listen on port %d again for the nodes' fetches (%v): nodes that bypass a node and need ranges their window lost will not get them", port, err)
+		s.warnf("cannot listen on port %d again for the nodes' fetches (%v): nodes that bypass a node and need ranges their window lost will not get them", port, err)
 		ln, err = net.Listen("tcp", fetchAddr(0))
 	}
 	if err != nil {

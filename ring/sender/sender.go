@@ -10,7 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -87,12 +87,11 @@ type Config struct {
 	Key wire.Key
 	// Name is the sender's name sent to the nodes; "" = the hostname.
 	Name string
-	// Log receives set-up messages; nil discards them.
-	Log io.Writer
-	// Notices receives, one line per Write, what an operator must see
-	// whatever the verbosity (a resumed session, a state file that
-	// cannot be kept); nil sends them to Log.
-	Notices io.Writer
+	// Log receives the session's messages: set-up and per-node events at
+	// debug level (-v), what an operator must see whatever the verbosity
+	// (a resumed session, a state file that cannot be kept) at info or
+	// warning; nil discards them.
+	Log *slog.Logger
 	// Watch, when set, is called about twice a second with the state of
 	// every node, and once more at the end.
 	Watch func(*Report)
@@ -174,7 +173,7 @@ func (c *Config) setDefaults() {
 		c.Network = "ip4"
 	}
 	if c.Log == nil {
-		c.Log = io.Discard
+		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if c.Name == "" {
 		c.Name, _ = os.Hostname()
@@ -348,7 +347,7 @@ func (s *session) prepareState() (*savedState, error) {
 		return nil, &SetupError{err}
 	}
 	if !ok {
-		s.logf("note: an input is not a single file (standard input, a pipe, directory trees, split parts): the session cannot be resumed if the sender restarts")
+		s.logf("an input is not a single file (standard input, a pipe, directory trees, split parts): the session cannot be resumed if the sender restarts")
 		return nil, nil
 	}
 	s.inputs = inputs
@@ -442,18 +441,12 @@ func cookKind(f plan.File) (cook.Kind, bool, error) {
 	return cook.Kind{}, false, nil
 }
 
-func (s *session) logf(format string, args ...any) {
-	fmt.Fprintf(s.cfg.Log, format+"\n", args...)
-}
+// logf logs set-up and per-node events (debug: shown with -v).
+func (s *session) logf(format string, args ...any) { s.cfg.Log.Debug(fmt.Sprintf(format, args...)) }
 
-// notef says what an operator must see (Config.Notices).
-func (s *session) notef(format string, args ...any) {
-	if s.cfg.Notices == nil {
-		s.logf(format, args...)
-		return
-	}
-	fmt.Fprintf(s.cfg.Notices, format+"\n", args...)
-}
+// notef and warnf say what an operator must see.
+func (s *session) notef(format string, args ...any) { s.cfg.Log.Info(fmt.Sprintf(format, args...)) }
+func (s *session) warnf(format string, args ...any) { s.cfg.Log.Warn(fmt.Sprintf(format, args...)) }
 
 func (s *session) dataAddr(i int) string {
 	return net.JoinHostPort(s.hosts[i].Addr.String(), strconv.Itoa(s.cfg.DataPort))

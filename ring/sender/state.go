@@ -250,7 +250,7 @@ func (s *session) saveState() {
 	if err := atomicfile.Write(s.stateFile, append(b, '\n'), 0o600); err != nil {
 		if !s.stateWarned {
 			s.stateWarned = true
-			s.notef("warning: cannot keep the session's state (%v): a restarted sender could not resume it", err)
+			s.warnf("cannot keep the session's state (%v): a restarted sender could not resume it", err)
 		}
 		return
 	}
@@ -265,7 +265,7 @@ func (s *session) keepState(ctx context.Context) (finish func()) {
 		return func() {}
 	}
 	if err := os.MkdirAll(filepath.Dir(s.stateFile), 0o700); err != nil {
-		s.notef("warning: cannot keep the session's state: %v: a restarted sender could not resume it", err)
+		s.warnf("cannot keep the session's state: %v: a restarted sender could not resume it", err)
 		s.stateFile = ""
 		return func() {}
 	}
@@ -277,7 +277,7 @@ func (s *session) keepState(ctx context.Context) (finish func()) {
 		s.stateGone = true
 		s.stateMu.Unlock()
 		if err := os.Remove(s.stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.notef("warning: remove the session's state file: %v", err)
+			s.warnf("remove the session's state file: %v", err)
 		}
 	}
 }

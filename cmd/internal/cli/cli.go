@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/internal/procs"
 	"github.com/herdproject/herd/ring/dollyconf"
 	"github.com/herdproject/herd/ring/hostlist"
@@ -117,6 +119,8 @@ type sendOpts struct {
 	rename map[string]string
 	// state is --state: the state file, "" for the default, "none".
 	state string
+	// log is the session's logger; nil: plain lines prefixed by prog.
+	log *slog.Logger
 }
 
 // serverName is this host's name as the -o log gives it: the sender's
@@ -127,19 +131,6 @@ func (o *sendOpts) serverName() string {
 	}
 	hn, _ := os.Hostname()
 	return hn
-}
-
-// prefixWriter writes each Write (a line) after a prefix.
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-}
-
-func (p prefixWriter) Write(b []byte) (int, error) {
-	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
-		return 0, err
-	}
-	return len(b), nil
 }
 
 // stateDirHelp names the default state directory in help texts.
@@ -180,14 +171,16 @@ func runSend(ctx context.Context, env Env, o *sendOpts) error {
 
 // runSendReport is runSend that also returns the session's report.
 func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, error) {
+	log := o.log
+	if log == nil {
+		log = logging.New(env.Stderr, o.prog, logging.Level(o.verbose), logging.Plain)
+	}
 	if o.serverFlag == "-s" && o.cfg.Plan.Server != "" {
 		if hn := o.serverName(); hn != "" && !sameHost(hn, o.cfg.Plan.Server) {
-			fmt.Fprintf(env.Stderr, "%s: warning: the configuration names server %q but this is %q (use -S to silence)\n", o.prog, o.cfg.Plan.Server, hn)
+			log.Warn(fmt.Sprintf("the configuration names server %q but this is %q (use -S to silence)", o.cfg.Plan.Server, hn))
 		}
 	}
-	if o.verbose {
-		o.cfg.Log = env.Stderr
-	}
+	o.cfg.Log = log
 	var prog *report.Progress
 	if !o.quiet {
 		prog = report.NewProgress(env.Stderr, isTerminal(env.Stderr), 5*time.Second)
@@ -200,7 +193,6 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 	if o.cfg.StateFile == "" {
 		o.cfg.StateFile = o.stateFile()
 	}
-	o.cfg.Notices = prefixWriter{env.Stderr, o.prog + ": "}
 	rep, err := sender.Send(ctx, o.cfg)
 	if rep != nil {
 		for i, n := range rep.Nodes {
@@ -222,11 +214,11 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 			fmt.Fprintln(env.Stderr, dollyServerDone)
 		}
 		if rep.Restarts > 0 {
-			fmt.Fprintf(env.Stderr, "%s: session %s was resumed after %d restart(s) of the sender\n", o.prog, rep.Session, rep.Restarts)
+			log.Info(fmt.Sprintf("session %s was resumed after %d restart(s) of the sender", rep.Session, rep.Restarts), "session", rep.Session, "restarts", rep.Restarts)
 		}
 		if o.logFile != "" {
 			if lerr := appendLog(o.logFile, rep, o.serverName(), max(o.cfg.Plan.Fanout, 1), o.verbose); lerr != nil {
-				fmt.Fprintf(env.Stderr, "%s: %v\n", o.prog, lerr)
+				log.Error(lerr.Error())
 				if err == nil {
 					err = lerr
 				}
@@ -284,7 +276,7 @@ func loadConfig(env Env, prog, path string, p *plan.Session) error {
 // runRecv runs a node.
 func runRecv(ctx context.Context, env Env, prog string, cfg relay.Config) error {
 	if cfg.Log == nil {
-		cfg.Log = env.Stderr
+		cfg.Log = logging.New(env.Stderr, "", slog.LevelInfo, logging.Plain)
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = env.Stdout

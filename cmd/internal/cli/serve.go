@@ -230,6 +230,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	o0.log = b.logger(env, "herd serve", *f.verbose)
 	// The agents listen where the sender dials.
 	cfg.Ring = contract.Ring{DataPort: o0.cfg.DataPort, ControlPort: o0.cfg.ControlPort, ReportPort: o0.cfg.ReportPort,
 		Window: o0.cfg.Window, Chunks: o0.cfg.PoolChunks}
@@ -260,7 +261,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		Inventory: inv, Store: st, Want: *minNodes, WaitTimeout: *waitTimeout,
 		Stage2: stage2File, Stage2Wait: *stage2Wait, Once: *once, ReportWait: *reportWait,
 		Fresh: *f.fresh, Stopped: stopped, Out: env.Stdout,
-		Log: b.logger(env, "herd serve", *f.verbose),
+		Log: o0.log,
 		Send: func(ctx context.Context, s campaign.Session) (*sender.Report, error) {
 			return serveSession(ctx, env, o0, s)
 		},
