@@ -11,7 +11,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herdproject/herd/internal/gobuild"
 )
+
+// bins are herd and herd-bench, built once by TestMain.
+var bins *gobuild.Bins
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	b, err := gobuild.Build(ctx, "./cmd/herd", "./cmd/herd-bench")
+	cancel()
+	if err != nil {
+		fmt.Printf("bench: %v\n", err)
+		os.Exit(1)
+	}
+	bins = b
+	code := m.Run()
+	bins.Remove()
+	os.Exit(code)
+}
 
 // TestLabRuns builds a lab of three hosts, runs the ring and the star
 // with two nodes on shaped links, checks the figures and verdicts, shows
@@ -25,13 +44,6 @@ func TestLabRuns(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin := t.TempDir()
-	for _, pkg := range []string{"cmd/herd", "cmd/herd-bench"} {
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/herdproject/herd/"+pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, out)
-		}
-	}
 	work := t.TempDir()
 	mnt := filepath.Join(work, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
@@ -51,7 +63,7 @@ func TestLabRuns(t *testing.T) {
 		lab.Close()
 		t.Fatal(err)
 	}
-	r := &Runner{Lab: lab, Herd: filepath.Join(bin, "herd"), Self: filepath.Join(bin, "herd-bench"), Work: work, Mnt: mnt, CG: cg}
+	r := &Runner{Lab: lab, Herd: bins.Path("herd"), Self: bins.Path("herd-bench"), Work: work, Mnt: mnt, CG: cg}
 	for _, mode := range []string{"ring", "star"} {
 		res, err := r.Run(ctx, Spec{Suite: mode + "-400M", Mode: mode, N: 2, Rate: 400 * Mbit, Image: im, Rep: 1})
 		if err != nil {

@@ -45,6 +45,7 @@ import (
 
 	"github.com/herdproject/herd/initramfs/kernel"
 	"github.com/herdproject/herd/initramfs/kmod"
+	"github.com/herdproject/herd/internal/gobuild"
 	"github.com/herdproject/herd/internal/iocount"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
@@ -416,14 +417,10 @@ func logger(cfg Config) *llog.Logger {
 	})
 }
 
+// buildHerd compiles src's ./cmd/herd, static, for the host's
+// architecture (the kernel's), to out.
 func buildHerd(ctx context.Context, src, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./cmd/herd")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/herd in %s: %w\n%s", src, err, b)
-	}
-	return nil
+	return gobuild.StaticHerd(ctx, src, out, "")
 }
 
 func extraTools(names []string) []Tool {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
+	"github.com/herdproject/herd/internal/gobuild"
 )
 
 // Tool is a host program Build runs.
@@ -99,13 +100,8 @@ func CheckStatic(path string) error {
 	return nil
 }
 
-// buildHerd compiles src's ./cmd/herd, static, to out.
+// buildHerd compiles src's ./cmd/herd, static, for x86-64 (the golden
+// image boots an x86 kernel), to out.
 func buildHerd(ctx context.Context, src, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./cmd/herd")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/herd in %s: %w\n%s", src, err, b)
-	}
-	return nil
+	return gobuild.StaticHerd(ctx, src, out, "amd64")
 }

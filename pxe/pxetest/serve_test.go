@@ -4,6 +4,7 @@ package pxetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/internal/gobuild"
 	"github.com/herdproject/herd/internal/netnstest"
 	"github.com/herdproject/herd/pxe/inventory"
 )
@@ -29,18 +31,16 @@ func TestMain(m *testing.M) {
 		fmt.Println("pxetest: needs root (network namespaces); skipping")
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "herd-pxetest-")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	bins, err := gobuild.Build(ctx, "./cmd/herd")
+	cancel()
 	if err != nil {
-		panic(err)
-	}
-	herdBin = filepath.Join(dir, "herd")
-	out, err := exec.Command("go", "build", "-o", herdBin, "github.com/herdproject/herd/cmd/herd").CombinedOutput()
-	if err != nil {
-		fmt.Printf("build herd: %v\n%s", err, out)
+		fmt.Printf("pxetest: %v\n", err)
 		os.Exit(1)
 	}
+	herdBin = bins.Path("herd")
 	code := m.Run()
-	os.RemoveAll(dir)
+	bins.Remove()
 	os.Exit(code)
 }
 

@@ -9,6 +9,7 @@ package faulttest
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/internal/gobuild"
 	"github.com/herdproject/herd/internal/netnstest"
 )
 
@@ -34,23 +36,22 @@ func TestMain(m *testing.M) {
 		fmt.Printf("faulttest: %v; skipping\n", err)
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "herd-faulttest-")
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	bins, err := gobuild.Build(ctx, "./cmd/herd")
+	cancel()
 	if err != nil {
-		panic(err)
-	}
-	herdBin = filepath.Join(dir, "herd")
-	out, err := exec.Command("go", "build", "-o", herdBin, "github.com/herdproject/herd/cmd/herd").CombinedOutput()
-	if err != nil {
-		fmt.Printf("build herd: %v\n%s", err, out)
+		fmt.Printf("faulttest: %v\n", err)
 		os.Exit(1)
 	}
+	herdBin = bins.Path("herd")
 	code := m.Run()
-	os.RemoveAll(dir)
+	bins.Remove()
 	os.Exit(code)
 }
 
 // Bounds of every wait.
 const (
+	buildTimeout = 5 * time.Minute // go build ./cmd/herd
 	startTimeout = 20 * time.Second
 	sendTimeout  = 3 * time.Minute
 )

@@ -5,6 +5,7 @@ package ringtest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -24,6 +25,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/herdproject/herd/internal/gobuild"
 )
 
 // The harness: one herd binary (with dolly, dollyS and dollyC links to
@@ -38,6 +41,7 @@ var (
 
 // Bounds on every wait.
 const (
+	buildTimeout = 5 * time.Minute  // go build ./cmd/herd
 	readyTimeout = 10 * time.Second // a node answers on its report port
 	exitTimeout  = 10 * time.Second // a node exits after its session
 	sendTimeout  = 2 * time.Minute  // a sender run, unless a test says less
@@ -74,12 +78,14 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(rootDir)
 
-	binDir = filepath.Join(rootDir, "bin")
-	build := exec.Command("go", "build", "-o", filepath.Join(binDir, "herd"), "github.com/herdproject/herd/cmd/herd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fail("go build ./cmd/herd: %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	bins, err := gobuild.Build(ctx, "./cmd/herd")
+	cancel()
+	if err != nil {
+		return fail("%v", err)
 	}
+	defer bins.Remove()
+	binDir = bins.Dir
 	for _, name := range []string{"dolly", "dollyS", "dollyC"} {
 		if err := os.Symlink("herd", filepath.Join(binDir, name)); err != nil {
 			return fail("%v", err)
