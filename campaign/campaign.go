@@ -210,6 +210,10 @@ func (c *campaign) run(ctx context.Context) error {
 	if result == nil && (len(missing) > 0 || failed > 0) {
 		result = fmt.Errorf("%d node(s) never came, %d failed", len(missing), failed)
 	}
+	if ctx.Err() != nil {
+		// Interrupted during the session: nothing more to wait for.
+		return c.finalResult(result)
+	}
 	if c.Once {
 		// The agents customize their systems after the ring's verdict and
 		// report then: keep serving until they have (or the wait ends).

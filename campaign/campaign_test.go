@@ -201,12 +201,15 @@ func TestCampaign(t *testing.T) {
 		cfg    func(*Config)
 		// script[i][node] is session i's outcome for node.
 		script []map[string]outcome
-		// limit interrupts the campaign at this virtual time (0: none).
+		// limit interrupts the campaign at this virtual time (0: none);
+		// interrupt, during the session with that number (1-based).
 		limit      time.Duration
+		interrupt  int
 		wantErr    string // "" = nil
 		wantOut    []string
 		wantNotOut []string
 		wantLog    []string // whole lines of the log, in order
+		wantNotLog []string
 
 		wantSessions []sent
 		wantStates   map[string]contract.State
@@ -328,6 +331,18 @@ func TestCampaign(t *testing.T) {
 			wantStates: map[string]contract.State{"n1": contract.StateRegistered, "n2": contract.StateUnknown},
 		},
 		{
+			name:         "an interrupt during the session",
+			inv:          rack("n1", "n2"),
+			events:       []event{reg(time.Second, "n1"), reg(time.Second, "n2")},
+			script:       []map[string]outcome{{}},
+			interrupt:    1,
+			wantErr:      "terminated signal received",
+			wantNotOut:   []string{"AGAIN", "REPORT"},
+			wantNotLog:   []string{"session over"},
+			wantSessions: []sent{{KindInstall, []string{"n1", "n2"}, nil}},
+			wantStates:   map[string]contract.State{"n1": contract.StateFailed, "n2": contract.StateFailed},
+		},
+		{
 			name:       "no node at all within the wait",
 			inv:        rack("n1", "n2"),
 			cfg:        func(c *Config) { c.WaitTimeout = time.Minute },
@@ -389,6 +404,13 @@ func TestCampaign(t *testing.T) {
 					return nil, fmt.Errorf("session %d was not expected", i+1)
 				}
 				rep := &sender.Report{Done: true}
+				if i+1 == tt.interrupt {
+					cancel() // the operator's SIGTERM, mid-session
+					for _, n := range s.Nodes {
+						rep.Nodes = append(rep.Nodes, sender.NodeReport{Name: n.Name, State: sender.StateFailed, Reason: "terminated signal received"})
+					}
+					return rep, errors.New("terminated signal received")
+				}
 				for _, n := range s.Nodes {
 					o := tt.script[i][n.Name]
 					nr := sender.NodeReport{Name: n.Name, State: sender.StateDone, Verified: true, Received: 1 << 20}
@@ -424,6 +446,11 @@ func TestCampaign(t *testing.T) {
 			for _, w := range tt.wantLog {
 				if !strings.Contains(log.String(), w) {
 					t.Errorf("log lacks %q:\n%s", w, log.String())
+				}
+			}
+			for _, w := range tt.wantNotLog {
+				if strings.Contains(log.String(), w) {
+					t.Errorf("log has %q:\n%s", w, log.String())
 				}
 			}
 			for _, w := range tt.wantNotOut {
