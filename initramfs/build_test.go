@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/herdproject/herd/initramfs/kernel"
 	"github.com/herdproject/herd/initramfs/kmod"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/klauspost/pgzip"
 	"github.com/u-root/mkuimage/ldd"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -134,7 +136,7 @@ func build(t *testing.T) (kernelPath string, initramfsPath string, herd string, 
 		start := time.Now()
 		shared.res, shared.err = Build(context.Background(), Config{
 			Kernel: k, Out: f, HerdBinary: herd,
-			Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "build: "+format+"\n", args...) },
+			Log: logging.New(os.Stderr, "build", slog.LevelInfo, logging.Plain),
 		})
 		shared.elapsed = time.Since(start)
 		if err := f.Close(); shared.err == nil {

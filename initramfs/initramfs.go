@@ -190,9 +190,9 @@ type Config struct {
 	// TempDir is where the build works; "" = a new directory under
 	// os.TempDir(), removed afterwards.
 	TempDir string
-	// Logf receives progress and warnings; nil discards them.
-	Logf func(format string, args ...any)
-	// Verbose passes mkuimage's informational messages to Logf too.
+	// Log receives progress (info) and warnings; nil discards them.
+	Log *slog.Logger
+	// Verbose passes mkuimage's informational messages to Log too.
 	Verbose bool
 }
 
@@ -220,8 +220,8 @@ func (c *Config) setDefaults() error {
 	if c.Out == nil {
 		return errors.New("initramfs: no output")
 	}
-	if c.Logf == nil {
-		c.Logf = func(string, ...any) {}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if c.Compression == "" {
 		c.Compression = Gzip
@@ -320,14 +320,14 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		}
 		sel := db.Select(cfg.Modules, ExtraSoftdeps)
 		for _, m := range sel.Missing {
-			cfg.Logf("warning: kernel %s has no module %s (neither loadable nor built in): left out", cfg.KernelVersion, m)
+			cfg.Log.Warn(fmt.Sprintf("kernel %s has no module %s (neither loadable nor built in): left out", cfg.KernelVersion, m))
 		}
 		if err := db.Stage(ctx, sel.Modules, stage, cfg.KernelVersion); err != nil {
 			return res, err
 		}
 		res.Modules, res.MissingModules = sel.Modules, sel.Missing
-		cfg.Logf("modules: %d from %s (%d asked for, %d built in, %d missing), depmod done in %v",
-			len(sel.Modules), cfg.ModulesDir, len(cfg.Modules), len(sel.Builtin), len(sel.Missing), time.Since(start).Round(time.Millisecond))
+		cfg.Log.Info(fmt.Sprintf("modules: %d from %s (%d asked for, %d built in, %d missing), depmod done in %v",
+			len(sel.Modules), cfg.ModulesDir, len(cfg.Modules), len(sel.Builtin), len(sel.Missing), time.Since(start).Round(time.Millisecond)))
 	}
 
 	// The herd binary.
@@ -338,7 +338,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		if err := buildHerd(ctx, cfg.SourceDir, herd); err != nil {
 			return res, err
 		}
-		cfg.Logf("herd: built ./cmd/herd (static) in %v", time.Since(start).Round(time.Millisecond))
+		cfg.Log.Info(fmt.Sprintf("herd: built ./cmd/herd (static) in %v", time.Since(start).Round(time.Millisecond)))
 	}
 	if st, err := os.Stat(herd); err != nil {
 		return res, fmt.Errorf("herd binary: %w", err)
@@ -395,7 +395,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	if err := uimage.Create(logger(cfg), mods...); err != nil {
 		return res, fmt.Errorf("mkuimage: %w", err)
 	}
-	cfg.Logf("initramfs: busybox of %d u-root commands and the archive in %v", len(Commands), time.Since(start).Round(time.Millisecond))
+	cfg.Log.Info(fmt.Sprintf("initramfs: busybox of %d u-root commands and the archive in %v", len(Commands), time.Since(start).Round(time.Millisecond)))
 
 	// Every library a tool needs must be in.
 	for _, l := range libs {
@@ -413,7 +413,7 @@ func logger(cfg Config) *llog.Logger {
 		level = slog.LevelInfo
 	}
 	return llog.New(level, func(format string, args ...any) {
-		cfg.Logf("mkuimage: "+format, args...)
+		cfg.Log.Info("mkuimage: " + fmt.Sprintf(format, args...))
 	})
 }
 

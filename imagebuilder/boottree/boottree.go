@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -53,8 +54,8 @@ type Config struct {
 	SourceDir  string
 	Extra      []string
 	Verbose    bool
-	// Logf receives progress and warnings; nil discards them.
-	Logf func(format string, args ...any)
+	// Log receives progress (info) and warnings; nil discards them.
+	Log *slog.Logger
 }
 
 // Result describes the written tree.
@@ -79,8 +80,8 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Dir == "" {
 		return res, errors.New("no output directory given")
 	}
-	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxSize == 0 {
 		cfg.MaxSize = DefaultMaxSize
@@ -89,7 +90,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	comp, err := chooseCompression(cfg.Compression, cfg.Kernel, release, cfg.Logf)
+	comp, err := chooseCompression(cfg.Compression, cfg.Kernel, release, cfg.Log)
 	if err != nil {
 		return res, err
 	}
@@ -109,7 +110,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		Kernel: cfg.Kernel, KernelVersion: release, ModulesDir: cfg.ModulesDir,
 		Modules: cfg.Modules, Out: tmp, Compression: comp,
 		HerdBinary: cfg.HerdBinary, SourceDir: cfg.SourceDir, Extra: cfg.Extra,
-		Logf: cfg.Logf, Verbose: cfg.Verbose,
+		Log: cfg.Log, Verbose: cfg.Verbose,
 	})
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -134,7 +135,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		}
 		old := filepath.Join(cfg.Dir, bootlayout.InitramfsBase+c.Ext())
 		if err := os.Remove(old); err == nil {
-			cfg.Logf("removed the stale %s", old)
+			cfg.Log.Info(fmt.Sprintf("removed the stale %s", old))
 		}
 	}
 
@@ -145,7 +146,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	// Firmware-side boot binaries, and the default scripts.
-	if err := bootlayout.Prepare(cfg.Dir, func(m string) { cfg.Logf("warning: %s", m) }); err != nil {
+	if err := bootlayout.Prepare(cfg.Dir, func(m string) { cfg.Log.Warn(m) }); err != nil {
 		return res, err
 	}
 	for _, f := range []struct {
@@ -157,7 +158,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	} {
 		p := filepath.Join(cfg.Dir, f.name)
 		if _, err := os.Stat(p); err == nil {
-			cfg.Logf("kept the existing %s", p)
+			cfg.Log.Info(fmt.Sprintf("kept the existing %s", p))
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -192,7 +193,7 @@ LABEL local
 `
 )
 
-func chooseCompression(c initramfs.Compression, kernelPath, release string, logf func(string, ...any)) (initramfs.Compression, error) {
+func chooseCompression(c initramfs.Compression, kernelPath, release string, log *slog.Logger) (initramfs.Compression, error) {
 	switch c {
 	case "":
 		return initramfs.Gzip, nil
@@ -202,13 +203,13 @@ func chooseCompression(c initramfs.Compression, kernelPath, release string, logf
 		p := kernel.ConfigPath(kernelPath, release)
 		kc, err := kernel.ReadConfig(p)
 		if err != nil {
-			logf("compression: %v; using gzip", err)
+			log.Info(fmt.Sprintf("compression: %v; using gzip", err))
 			return initramfs.Gzip, nil
 		}
 		if kc.Enabled("CONFIG_RD_ZSTD") {
 			return initramfs.Zstd, nil
 		}
-		logf("compression: %s has no CONFIG_RD_ZSTD=y; using gzip", p)
+		log.Info(fmt.Sprintf("compression: %s has no CONFIG_RD_ZSTD=y; using gzip", p))
 		return initramfs.Gzip, nil
 	}
 	return "", fmt.Errorf("compression %q: want gzip, zstd or auto", c)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/herdproject/herd/initramfs"
 	"github.com/herdproject/herd/initramfs/kernel"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/pxe/bootlayout"
 )
 
@@ -38,29 +40,29 @@ func TestCheckSize(t *testing.T) {
 func TestChooseCompression(t *testing.T) {
 	dir := t.TempDir()
 	k := filepath.Join(dir, "vmlinuz-6.1.0-56-amd64")
-	logf := func(string, ...any) {}
-	if c, _ := chooseCompression(Auto, k, "6.1.0-56-amd64", logf); c != initramfs.Gzip {
+	log := logging.Discard()
+	if c, _ := chooseCompression(Auto, k, "6.1.0-56-amd64", log); c != initramfs.Gzip {
 		t.Errorf("auto without a config file = %s, want gzip", c)
 	}
 	cfg := filepath.Join(dir, "config-6.1.0-56-amd64")
 	if err := os.WriteFile(cfg, []byte("CONFIG_RD_GZIP=y\n# CONFIG_RD_ZSTD is not set\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := chooseCompression(Auto, k, "6.1.0-56-amd64", logf); c != initramfs.Gzip {
+	if c, _ := chooseCompression(Auto, k, "6.1.0-56-amd64", log); c != initramfs.Gzip {
 		t.Errorf("auto without CONFIG_RD_ZSTD = %s, want gzip", c)
 	}
 	if err := os.WriteFile(cfg, []byte("CONFIG_RD_GZIP=y\nCONFIG_RD_ZSTD=y\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := chooseCompression(Auto, k, "6.1.0-56-amd64", logf); c != initramfs.Zstd {
+	if c, _ := chooseCompression(Auto, k, "6.1.0-56-amd64", log); c != initramfs.Zstd {
 		t.Errorf("auto with CONFIG_RD_ZSTD=y = %s, want zstd", c)
 	}
 	for in, want := range map[initramfs.Compression]initramfs.Compression{"": initramfs.Gzip, initramfs.Gzip: initramfs.Gzip, initramfs.Zstd: initramfs.Zstd} {
-		if c, err := chooseCompression(in, k, "x", logf); c != want || err != nil {
+		if c, err := chooseCompression(in, k, "x", log); c != want || err != nil {
 			t.Errorf("chooseCompression(%q) = %s, %v", in, c, err)
 		}
 	}
-	if _, err := chooseCompression("lz4", k, "x", logf); err == nil {
+	if _, err := chooseCompression("lz4", k, "x", log); err == nil {
 		t.Error("lz4 accepted")
 	}
 }
@@ -93,7 +95,7 @@ func TestBuildTree(t *testing.T) {
 	var log bytes.Buffer
 	res, err := Build(context.Background(), Config{
 		Kernel: k, Dir: dir, Compression: initramfs.Zstd,
-		Logf: func(format string, args ...any) { log.WriteString(strings.TrimSpace(format) + "\n") },
+		Log: logging.New(&log, "", slog.LevelInfo, logging.Plain),
 	})
 	if err != nil {
 		t.Fatalf("Build: %v\n%s", err, log.String())

@@ -40,6 +40,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -162,8 +163,8 @@ type Config struct {
 	// Rebuild builds even when the cache has the key, and replaces the
 	// cache entry.
 	Rebuild bool
-	// Logf receives progress; nil discards it.
-	Logf func(format string, args ...any)
+	// Log receives progress (info) and warnings; nil discards them.
+	Log *slog.Logger
 }
 
 // Partition is one entry of the image's GPT.
@@ -240,8 +241,8 @@ type Result struct {
 // setDefaults fills in defaults and checks what can be checked without
 // the host.
 func (c *Config) setDefaults() error {
-	if c.Logf == nil {
-		c.Logf = func(string, ...any) {}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if c.Suite == "" {
 		c.Suite = DefaultSuite
@@ -390,7 +391,7 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	pkgs := cfg.packages()
 	key := cacheKey(cfg.Suite, sources, pkgs, cfg.Hooks, cfg.Size, cfg.ESPSize, password, keys)
 	entry := filepath.Join(cfg.CacheDir, key)
-	cfg.Logf("cache key %s (%s)", key[:16], entry)
+	cfg.Log.Info(fmt.Sprintf("cache key %s (%s)", key[:16], entry))
 
 	var res *Result
 	if !cfg.Rebuild {
@@ -400,7 +401,7 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if res != nil {
 		res.Cached = true
-		cfg.Logf("cached: built %s in %v", res.Built.Format(time.RFC3339), res.Duration.Round(time.Second))
+		cfg.Log.Info(fmt.Sprintf("cached: built %s in %v", res.Built.Format(time.RFC3339), res.Duration.Round(time.Second)))
 	} else {
 		if os.Geteuid() != 0 {
 			return nil, fmt.Errorf("debimage: building an image %w: mmdebstrap runs in root mode (chroot, mounts, device nodes): run as root (sudo), or use a cached build", ErrNotRoot)
@@ -424,7 +425,7 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("debimage: image to %s: %w", cfg.Output, err)
 		}
 		res.Image = cfg.Output
-		cfg.Logf("image: %s (from the cache in %v)", cfg.Output, time.Since(t).Round(time.Millisecond))
+		cfg.Log.Info(fmt.Sprintf("image: %s (from the cache in %v)", cfg.Output, time.Since(t).Round(time.Millisecond)))
 	}
 	if cfg.RootTar != "" {
 		if err := CloneFile(res.CachedRootTar, cfg.RootTar); err != nil {
@@ -491,7 +492,7 @@ type builder struct {
 func (b *builder) phase(name string, start time.Time) {
 	d := time.Since(start)
 	b.phases = append(b.phases, Phase{name, d})
-	b.cfg.Logf("%-16s %v", name+":", d.Round(100*time.Millisecond))
+	b.cfg.Log.Info(fmt.Sprintf("%-16s %v", name+":", d.Round(100*time.Millisecond)))
 }
 
 func (b *builder) build(ctx context.Context) (*Result, error) {
@@ -505,7 +506,7 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("debimage: %w", err)
 	}
-	defer removeWork(work, cfg.Logf)
+	defer removeWork(work, cfg.Log)
 	b.work, b.root, b.out = work, filepath.Join(work, "root"), filepath.Join(work, "out")
 	if err := os.Mkdir(b.out, 0o755); err != nil {
 		return nil, fmt.Errorf("debimage: %w", err)
@@ -539,13 +540,13 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 		case markInitrdDone:
 			initrdEnd = time.Now()
 		}
-		cfg.Logf("  %s", l)
+		cfg.Log.Debug("  " + l) // mmdebstrap's own output: with -v
 	}
 	if err := runLines(ctx, line, "mmdebstrap", b.mmdebstrapArgs(debs, overlay)...); err != nil {
 		return nil, fmt.Errorf("debimage: %w", err)
 	}
 	debsAfter := countDebs(debs)
-	cfg.Logf("packages: %d in %s before, %d after (%d downloaded)", debsBefore, debs, debsAfter, debsAfter-debsBefore)
+	cfg.Log.Info(fmt.Sprintf("packages: %d in %s before, %d after (%d downloaded)", debsBefore, debs, debsAfter, debsAfter-debsBefore))
 	// The initramfs is made in a hook: its time is not mmdebstrap's.
 	initrd := initrdEnd.Sub(initrdStart)
 	if initrdStart.IsZero() || initrdEnd.IsZero() {
@@ -553,7 +554,7 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	}
 	b.phase("mmdebstrap", t.Add(initrd))
 	b.phases = append(b.phases, Phase{"kernel/initramfs", initrd})
-	cfg.Logf("%-16s %v", "kernel/initramfs:", initrd.Round(100*time.Millisecond))
+	cfg.Log.Info(fmt.Sprintf("%-16s %v", "kernel/initramfs:", initrd.Round(100*time.Millisecond)))
 
 	// Files that come after the hooks: the kernel's, GRUB's, the
 	// machine-id (mmdebstrap empties it) and root's password.
@@ -598,8 +599,8 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("debimage: BIOS boot: %w", err)
 	}
 	b.phases = append(b.phases, Phase{"filesystems", fsTime}, Phase{"GRUB", grubTime + time.Since(t)})
-	cfg.Logf("%-16s %v (GPT, FAT32 ESP %s, ext4 root %s from %d MiB of files)", "filesystems:", fsTime.Round(100*time.Millisecond), res.ESPID, res.RootUUID, used>>20)
-	cfg.Logf("%-16s %v (BOOTX64.EFI, core.img %d sectors in the BIOS boot partition, boot.img in the MBR)", "GRUB:", (grubTime + time.Since(t)).Round(100*time.Millisecond), coreSectors)
+	cfg.Log.Info(fmt.Sprintf("%-16s %v (GPT, FAT32 ESP %s, ext4 root %s from %d MiB of files)", "filesystems:", fsTime.Round(100*time.Millisecond), res.ESPID, res.RootUUID, used>>20))
+	cfg.Log.Info(fmt.Sprintf("%-16s %v (BOOTX64.EFI, core.img %d sectors in the BIOS boot partition, boot.img in the MBR)", "GRUB:", (grubTime + time.Since(t)).Round(100*time.Millisecond), coreSectors))
 
 	// The root tarball.
 	t = time.Now()
@@ -640,12 +641,12 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	}
 	if err := os.Rename(b.out, b.entry); err != nil {
 		if cached, lerr := loadCached(b.entry); lerr == nil && cached != nil {
-			cfg.Logf("another build of the same key finished first: using it")
+			cfg.Log.Info(fmt.Sprintf("another build of the same key finished first: using it"))
 			return cached, nil
 		}
 		return nil, fmt.Errorf("debimage: cache entry: %w", err)
 	}
-	cfg.Logf("%-16s %v", "total:", res.Duration.Round(100*time.Millisecond))
+	cfg.Log.Info(fmt.Sprintf("%-16s %v", "total:", res.Duration.Round(100*time.Millisecond)))
 	return res, nil
 }
 

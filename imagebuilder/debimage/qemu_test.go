@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
+	"github.com/herdproject/herd/internal/logging"
 )
 
 // Bounds under TCG on a 2-core machine that others share.
@@ -71,11 +73,8 @@ func testImage(t *testing.T) *Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	res, err := Build(ctx, Config{Hooks: []string{reportHook()}, Logf: func(f string, a ...any) {
-		if !strings.HasPrefix(f, "  ") {
-			t.Logf(f, a...)
-		}
-	}})
+	res, err := Build(ctx, Config{Hooks: []string{reportHook()},
+		Log: logging.New(tWriter{t}, "", slog.LevelInfo, logging.Plain)}) // mmdebstrap's lines are debug
 	if errors.Is(err, ErrNotRoot) {
 		t.Skipf("%v", err)
 	}
@@ -262,4 +261,12 @@ func TestQEMUBoot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tWriter writes each log line to t.Log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
 }

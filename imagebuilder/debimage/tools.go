@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,12 +166,12 @@ func mountsUnder(dir string) []string {
 
 // removeWork removes a work directory unless something is mounted in
 // it, which is left (and said) for an administrator to unmount.
-func removeWork(dir string, logf func(string, ...any)) {
+func removeWork(dir string, log *slog.Logger) {
 	if m := mountsUnder(dir); len(m) > 0 {
-		logf("warning: not removing %s: %s still mounted there (umount them, then remove it)", dir, strings.Join(m, ", "))
+		log.Warn(fmt.Sprintf("not removing %s: %s still mounted there (umount them, then remove it)", dir, strings.Join(m, ", ")))
 		return
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		logf("warning: remove %s: %v", dir, err)
+		log.Warn(fmt.Sprintf("remove %s: %v", dir, err))
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -122,8 +123,8 @@ type Config struct {
 	// TempDir is where the build works; "" = a new directory under
 	// os.TempDir(), removed afterwards.
 	TempDir string
-	// Logf receives progress and warnings; nil discards them.
-	Logf func(format string, args ...any)
+	// Log receives progress (info) and warnings; nil discards them.
+	Log *slog.Logger
 }
 
 // Result describes a built image and root tarball.
@@ -174,8 +175,8 @@ func (c *Config) setDefaults() error {
 	if c.Output != "" && c.RootTar != "" && filepath.Clean(c.Output) == filepath.Clean(c.RootTar) {
 		return fmt.Errorf("golden: the image and the root tarball are both %s: give two names", c.Output)
 	}
-	if c.Logf == nil {
-		c.Logf = func(string, ...any) {}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if c.Kernel == "" {
 		k, err := newestKernel("/boot")
@@ -376,7 +377,7 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 		if shell {
 			shellText = fmt.Sprintf("/bin/sh (busybox, %d libraries)", len(libs))
 		}
-		cfg.Logf("root tarball: %d entries, /boot/%s-%s and %s-%s, %s, %.1f MiB", st.Entries, KernelName, release, InitrdName, release, shellText, float64(st.Size)/(1<<20))
+		cfg.Log.Info(fmt.Sprintf("root tarball: %d entries, /boot/%s-%s and %s-%s, %s, %.1f MiB", st.Entries, KernelName, release, InitrdName, release, shellText, float64(st.Size)/(1<<20)))
 	}
 	for _, p := range pending {
 		if err := os.Rename(p.tmp, p.final); err != nil {
@@ -449,15 +450,15 @@ func buildImage(ctx context.Context, cfg *Config, res *Result, l layout, herd, i
 	if err := partition(ctx, img, l); err != nil {
 		return "", err
 	}
-	cfg.Logf("partitioned: boot %d MiB at sector %d, root %d MiB at sector %d", l.bootSectors*diskimage.SectorSize>>20, l.bootStart, l.rootSectors*diskimage.SectorSize>>20, l.rootStart)
+	cfg.Log.Info(fmt.Sprintf("partitioned: boot %d MiB at sector %d, root %d MiB at sector %d", l.bootSectors*diskimage.SectorSize>>20, l.bootStart, l.rootSectors*diskimage.SectorSize>>20, l.rootStart))
 	if err := makeBoot(ctx, img, l, volID, cfg.Kernel, initrd, cfgFile); err != nil {
 		return "", err
 	}
-	cfg.Logf("boot partition: syslinux, %s (%s), %s (%.1f MiB)", KernelName, release, InitrdName, float64(res.InitrdSize)/(1<<20))
+	cfg.Log.Info(fmt.Sprintf("boot partition: syslinux, %s (%s), %s (%.1f MiB)", KernelName, release, InitrdName, float64(res.InitrdSize)/(1<<20)))
 	if err := makeRoot(ctx, img, l, rootDir, res.RootUUID); err != nil {
 		return "", err
 	}
-	cfg.Logf("root partition: ext4 %s, host name %s", res.RootUUID, cfg.Hostname)
+	cfg.Log.Info(fmt.Sprintf("root partition: ext4 %s, host name %s", res.RootUUID, cfg.Hostname))
 	if err := writeMBR(img); err != nil {
 		return "", err
 	}
@@ -504,7 +505,7 @@ func herdBinary(ctx context.Context, cfg *Config, tmp string) (string, error) {
 	if err := buildHerd(ctx, src, out); err != nil {
 		return "", fmt.Errorf("golden: %w", err)
 	}
-	cfg.Logf("herd: built ./cmd/herd (static) in %v", time.Since(start).Round(time.Millisecond))
+	cfg.Log.Info(fmt.Sprintf("herd: built ./cmd/herd (static) in %v", time.Since(start).Round(time.Millisecond)))
 	return out, nil
 }
 
@@ -518,7 +519,7 @@ func buildInitrd(ctx context.Context, cfg *Config, res *Result, herd, tmp, out s
 		}
 		sel := db.Select(cfg.Modules, initramfs.ExtraSoftdeps)
 		for _, m := range sel.Missing {
-			cfg.Logf("warning: kernel %s has no module %s: left out of the initrd", res.KernelVersion, m)
+			cfg.Log.Warn(fmt.Sprintf("kernel %s has no module %s: left out of the initrd", res.KernelVersion, m))
 		}
 		if err := db.Stage(ctx, sel.Modules, stage, res.KernelVersion); err != nil {
 			return fmt.Errorf("golden: %w", err)
@@ -544,7 +545,7 @@ func buildInitrd(ctx context.Context, cfg *Config, res *Result, herd, tmp, out s
 		return fmt.Errorf("golden: %w", err)
 	}
 	res.InitrdSize = st.Size()
-	cfg.Logf("initrd: %d entries, %d modules, %.1f MiB", files, len(res.Modules), float64(st.Size())/(1<<20))
+	cfg.Log.Info(fmt.Sprintf("initrd: %d entries, %d modules, %.1f MiB", files, len(res.Modules), float64(st.Size())/(1<<20)))
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
 	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"github.com/herdproject/herd/initramfs"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -85,7 +86,7 @@ func buildTestImage(t *testing.T, cfg Config) *Result {
 	if cfg.Output == "" && cfg.RootTar == "" {
 		cfg.Output = filepath.Join(t.TempDir(), "golden.img")
 	}
-	cfg.Logf = t.Logf
+	cfg.Log = logging.Func(func(l string) { t.Log(l) })
 	res, err := Build(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -91,14 +92,14 @@ func writeTarTree(cfg *Config, dir, herd, initrd, release string) (shell bool, l
 	if err := buildutil.CopyFile(initrd, filepath.Join(boot, InitrdName+"-"+release), 0o644); err != nil {
 		return false, nil, err
 	}
-	return addShell(dir, HostBusybox, cfg.Logf)
+	return addShell(dir, HostBusybox, cfg.Log)
 }
 
 // addShell puts the host's busybox at dir/bin/busybox with the applet
 // links and the libraries it needs. A missing busybox is a warning.
-func addShell(dir, busybox string, logf func(string, ...any)) (bool, []string, error) {
+func addShell(dir, busybox string, log *slog.Logger) (bool, []string, error) {
 	if _, err := os.Stat(busybox); errors.Is(err, fs.ErrNotExist) {
-		logf("warning: no %s on this host (apt-get install busybox): the root tarball has no /bin/sh, and install plans' %%post scripts will not run in it", busybox)
+		log.Warn(fmt.Sprintf("no %s on this host (apt-get install busybox): the root tarball has no /bin/sh, and install plans' %%post scripts will not run in it", busybox))
 		return false, nil, nil
 	} else if err != nil {
 		return false, nil, err

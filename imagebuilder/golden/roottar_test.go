@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -413,9 +415,9 @@ func TestSharedLibraries(t *testing.T) {
 
 // A host without busybox: no shell, a warning naming %post.
 func TestAddShellMissing(t *testing.T) {
-	var warned string
-	ok, libs, err := addShell(t.TempDir(), filepath.Join(t.TempDir(), "busybox"), func(f string, a ...any) { warned += fmt.Sprintf(f, a...) })
-	if ok || libs != nil || err != nil || !strings.Contains(warned, "%post scripts will not run") {
-		t.Errorf("addShell without busybox: %v, %q, %v; warning %q", ok, libs, err, warned)
+	var warned strings.Builder
+	ok, libs, err := addShell(t.TempDir(), filepath.Join(t.TempDir(), "busybox"), logging.New(&warned, "", slog.LevelWarn, logging.Plain))
+	if ok || libs != nil || err != nil || !strings.Contains(warned.String(), "warning: no ") || !strings.Contains(warned.String(), "%post scripts will not run") {
+		t.Errorf("addShell without busybox: %v, %q, %v; warning %q", ok, libs, err, warned.String())
 	}
 }

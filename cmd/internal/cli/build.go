@@ -7,6 +7,7 @@ import (
 
 	"github.com/herdproject/herd/imagebuilder/boottree"
 	"github.com/herdproject/herd/initramfs"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/spf13/pflag"
 )
 
@@ -99,14 +100,12 @@ func herdBuild(ctx context.Context, args []string, env Env) error {
 	default:
 		return usagef("--compress %q: want gzip, zstd or auto", *compress)
 	}
-	logf := func(format string, a ...any) {
-		fmt.Fprintf(env.Stderr, "herd build: "+format+"\n", a...)
-	}
+	log := logging.New(env.Stderr, "herd build", builderLevel(false, *verbose), logging.Plain)
 	res, err := boottree.Build(ctx, boottree.Config{
 		Kernel: *kernelPath, ModulesDir: *modules, Dir: *out,
 		Compression: comp, MaxSize: limit,
 		HerdBinary: *herdBin, SourceDir: *source, Extra: *extra,
-		Verbose: *verbose, Logf: logf,
+		Verbose: *verbose, Log: log,
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/imagebuilder/golden"
 	"github.com/herdproject/herd/imagebuilder/golden/goldeninit"
+	"github.com/herdproject/herd/internal/logging"
 	"github.com/klauspost/compress/zstd"
 	"github.com/spf13/pflag"
 )
@@ -154,15 +156,11 @@ func imageGolden(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	logf := func(format string, a ...any) {
-		if !*quiet {
-			fmt.Fprintf(env.Stderr, "herd image golden: "+format+"\n", a...)
-		}
-	}
+	log := logging.New(env.Stderr, "herd image golden", builderLevel(*quiet, false), logging.Plain)
 	res, err := golden.Build(ctx, golden.Config{
 		Output: *out, RootTar: *rootTar, Force: *force, Kernel: *kernelPath, ModulesDir: *modules,
 		Size: int64(n), BootSize: int64(b), Hostname: *hostname,
-		HerdBinary: *herdBin, SourceDir: *source, Logf: logf,
+		HerdBinary: *herdBin, SourceDir: *source, Log: log,
 	})
 	if errors.Is(err, golden.ErrExists) {
 		return usageError{err}
@@ -259,17 +257,12 @@ func imageBuild(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	logf := func(format string, a ...any) {
-		if *quiet || (!*verbose && strings.HasPrefix(format, "  ")) {
-			return
-		}
-		fmt.Fprintf(env.Stderr, "herd image build: "+format+"\n", a...)
-	}
+	log := logging.New(env.Stderr, "herd image build", builderLevel(*quiet, *verbose), logging.Plain)
 	res, err := debimage.Build(ctx, debimage.Config{
 		Output: *out, RootTar: *rootTar, Force: *force, Suite: *suite, Mirrors: *mirrors,
 		Packages: *include, Hooks: *hooks, Size: int64(n), ESPSize: int64(e),
 		RootPasswordFile: *password, AuthorizedKeysFile: *keys, CacheDir: *cacheDir,
-		Rebuild: *rebuild, Logf: logf,
+		Rebuild: *rebuild, Log: log,
 	})
 	if errors.Is(err, debimage.ErrExists) {
 		return usageError{err}
@@ -496,4 +489,16 @@ func goldenInit(ctx context.Context, _ []string, env Env) int {
 	err := goldeninit.Run(ctx, goldeninit.Config{})
 	fmt.Fprintf(env.Stderr, "herd init: %v\n", err)
 	return ExitFailed
+}
+
+// builderLevel is the image and boot-tree builders' level: progress
+// (info), -v adds the tools' own output (debug), -q keeps the warnings.
+func builderLevel(quiet, verbose bool) slog.Level {
+	switch {
+	case quiet:
+		return slog.LevelWarn
+	case verbose:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
