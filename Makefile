@@ -3,7 +3,7 @@
 GO       ?= go
 BIN      := bin
 PKGS     := ./...
-FUZZTIME ?= 5s
+FUZZTIME ?= 3s
 # Debian packages the tests use: real compress(1), xz, zstd, cpio to
 # cross-check the cooking decoders; util-linux for loop devices; iproute2
 # for network namespaces; a kernel, kmod (depmod), the plans' tools
@@ -61,7 +61,7 @@ chaos:
 # The initramfs boots in QEMU (TCG): u-root's init, the herd agent,
 # virtio_net loaded from the initramfs's modules.
 boot-test:
-	$(GO) test -count=1 -tags qemu -timeout 45m ./initramfs/ ./imagebuilder/golden/ ./imagebuilder/debimage/
+	$(GO) test -count=1 -tags qemu -timeout 45m -run '^TestQEMU' ./initramfs/ ./imagebuilder/golden/ ./imagebuilder/debimage/
 
 # The cluster scenarios: QEMU nodes PXE-boot through herd's own servers on
 # a bridge in a network namespace of the test's (see qemu-tests/).
