@@ -10,9 +10,10 @@ FUZZTIME ?= 3s
 # (fdisk, extlinux) and QEMU for the initramfs and its boot test;
 # syslinux and mtools build golden images without root; busybox is the
 # shell golden root tarballs carry for %post; systemd for
-# systemd-socket-activate (dolly -d against openSUSE's dolly.socket).
+# systemd-socket-activate (dolly -d against openSUSE's dolly.socket);
+# openipmi's ipmi_sim is a real BMC for the power tests, ipmitool checks it.
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
-	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf openssh-client systemd
+	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf openssh-client systemd openipmi ipmitool
 
 .PHONY: all build deps test unit fuzz ring-test net-test chaos boot-test qemu-test lint bench bench-quick bench-go demo clean
 
