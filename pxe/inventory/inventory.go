@@ -34,6 +34,9 @@ type Node struct {
 	Plan string
 	// Profile is a free-form label (e.g. "compute") for plans and scripts.
 	Profile string
+	// BMC is the node's baseboard management controller, a bmc.Parse URL
+	// (ipmi://USER@HOST[:PORT]); "" = none: its power is the human's.
+	BMC string
 	// Line is where the node was defined, for messages.
 	Line int
 }

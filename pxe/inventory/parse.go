@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/bmc"
 	"github.com/herdproject/herd/internal/parseerr"
 )
 
@@ -187,7 +188,7 @@ func (p *parser) line(n int, line string) error {
 	return nil
 }
 
-const nodeSyntax = "node MAC NAME IP [plan=FILE] [profile=NAME]"
+const nodeSyntax = "node MAC NAME IP [plan=FILE] [profile=NAME] [bmc=ipmi://USER@HOST]"
 
 func (p *parser) node(n int, args []string) error {
 	if len(args) < 3 {
@@ -221,8 +222,8 @@ func (p *parser) node(n int, args []string) error {
 	for _, opt := range args[3:] {
 		k, v, ok := strings.Cut(opt, "=")
 		switch {
-		case !ok || (k != "plan" && k != "profile"):
-			return p.errorf(n, "unknown node option %q (want plan=FILE or profile=NAME)", opt)
+		case !ok || (k != "plan" && k != "profile" && k != "bmc"):
+			return p.errorf(n, "unknown node option %q (want plan=FILE, profile=NAME or bmc=ipmi://USER@HOST)", opt)
 		case v == "":
 			return p.errorf(n, "node option %s= is empty", k)
 		case k == "plan":
@@ -238,6 +239,15 @@ func (p *parser) node(n int, args []string) error {
 				return p.errorf(n, "profile= given twice")
 			}
 			node.Profile = v
+		case k == "bmc":
+			if node.BMC != "" {
+				return p.errorf(n, "bmc= given twice")
+			}
+			t, err := bmc.Parse(v)
+			if err != nil {
+				return p.errorf(n, "node %s: %v", name, err)
+			}
+			node.BMC = t.String()
 		}
 	}
 	p.macs[string(mac)] = n
@@ -456,7 +466,7 @@ func parseLease(s string) (time.Duration, error) {
 }
 
 // String returns the node as an inventory line:
-// "node MAC NAME IP [plan=FILE] [profile=NAME]".
+// "node MAC NAME IP [plan=FILE] [profile=NAME] [bmc=URL]".
 func (n Node) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %s %s %s", n.MAC, n.Name, n.IP)
@@ -465,6 +475,9 @@ func (n Node) String() string {
 	}
 	if n.Profile != "" {
 		b.WriteString(" profile=" + n.Profile)
+	}
+	if n.BMC != "" {
+		b.WriteString(" bmc=" + n.BMC)
 	}
 	return b.String()
 }

@@ -37,7 +37,7 @@ lease 1h
 range 10.0.0.100 10.0.0.199
 
 node 52:54:00:00:00:01 node1 10.0.0.11 plan=compute.ks profile=compute
-node 52-54-00-00-00-0A Node2 10.0.0.12	profile=login
+node 52-54-00-00-00-0A Node2 10.0.0.12	profile=login bmc=ipmi://admin@10.0.1.12:6230
 node 52:54:00:AA:bb:CC node3.cluster.example 10.0.0.200 plan=sub/dir.ks
 `
 
@@ -61,7 +61,7 @@ func TestParse(t *testing.T) {
 				RangeEnd:   ip("10.0.0.199"),
 				Nodes: []Node{
 					{MAC: mac("52:54:00:00:00:01"), Name: "node1", IP: ip("10.0.0.11"), Plan: "compute.ks", Profile: "compute", Line: 9},
-					{MAC: mac("52:54:00:00:00:0a"), Name: "Node2", IP: ip("10.0.0.12"), Profile: "login", Line: 10},
+					{MAC: mac("52:54:00:00:00:0a"), Name: "Node2", IP: ip("10.0.0.12"), Profile: "login", BMC: "ipmi://admin@10.0.1.12:6230", Line: 10},
 					{MAC: mac("52:54:00:aa:bb:cc"), Name: "node3.cluster.example", IP: ip("10.0.0.200"), Plan: "sub/dir.ks", Line: 11},
 				},
 			},
@@ -178,6 +178,10 @@ func TestParseErrors(t *testing.T) {
 		{"bare option", head + "node 52:54:00:00:00:01 n1 10.0.0.2 extra\n", 4, `unknown node option "extra"`},
 		{"empty plan", head + "node 52:54:00:00:00:01 n1 10.0.0.2 plan=\n", 4, "plan= is empty"},
 		{"plan twice", head + "node 52:54:00:00:00:01 n1 10.0.0.2 plan=a plan=b\n", 4, "plan= given twice"},
+		{"bmc twice", head + "node 52:54:00:00:00:01 n1 10.0.0.2 bmc=ipmi://a@b bmc=ipmi://a@c\n", 4, "bmc= given twice"},
+		{"bmc with a password", head + "node 52:54:00:00:00:01 n1 10.0.0.2 bmc=ipmi://admin:hunter2@10.0.1.2\n", 4, "node n1: BMC ipmi://admin@10.0.1.2: the password does not go in the BMC URL"},
+		{"bmc without user", head + "node 52:54:00:00:00:01 n1 10.0.0.2 bmc=ipmi://10.0.1.2\n", 4, "node n1: BMC \"ipmi://10.0.1.2\": no user"},
+		{"bmc scheme", head + "node 52:54:00:00:00:01 n1 10.0.0.2 bmc=http://admin@10.0.1.2\n", 4, "want ipmi://USER@HOST or redfish://USER@HOST"},
 		{"plan escapes", head + "node 52:54:00:00:00:01 n1 10.0.0.2 plan=../x.ks\n", 4, "relative path inside the plan directory"},
 		{"plan absolute", head + "node 52:54:00:00:00:01 n1 10.0.0.2 plan=/etc/x.ks\n", 4, "relative path"},
 		{"profile twice", head + "node 52:54:00:00:00:01 n1 10.0.0.2 profile=a profile=b\n", 4, "profile= given twice"},
@@ -244,7 +248,7 @@ func TestNodeString(t *testing.T) {
 	}
 	want := []string{
 		"node 52:54:00:00:00:01 node1 10.0.0.11 plan=compute.ks profile=compute",
-		"node 52:54:00:00:00:0a Node2 10.0.0.12 profile=login",
+		"node 52:54:00:00:00:0a Node2 10.0.0.12 profile=login bmc=ipmi://admin@10.0.1.12:6230",
 		"node 52:54:00:aa:bb:cc node3.cluster.example 10.0.0.200 plan=sub/dir.ks",
 	}
 	if diff := cmp.Diff(want, lines); diff != "" {
