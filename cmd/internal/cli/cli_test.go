@@ -19,8 +19,13 @@ import (
 )
 
 func run(m Main, args ...string) (int, string, string) {
+	return runEnv(m, func(string) string { return "" }, args...)
+}
+
+// runEnv is run with an environment.
+func runEnv(m Main, getenv func(string) string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := m(context.Background(), args, Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }})
+	code := m(context.Background(), args, Env{Stdout: &out, Stderr: &errb, Getenv: getenv})
 	return code, out.String(), errb.String()
 }
 

@@ -32,6 +32,7 @@ Commands:
   serve     boot services + wait for the rack's agents + the ring session
   pxe       boot services only: DHCP/proxyDHCP, TFTP, HTTP, status page
   nodes     list nodes and their boot state; reinstall NAME|all
+  power     power status/on/off/cycle/reset and boot device through the BMCs
   agent     the boot-stage agent the herd initramfs runs
   build     build boot: kernel + herd initramfs + iPXE/pxelinux boot tree
   image     golden images: build one, capture a disk, show an image's info
@@ -66,6 +67,8 @@ func Herd(ctx context.Context, args []string, env Env) int {
 		return status(env, "herd agent", herdAgent(ctx, args[1:], env))
 	case "nodes":
 		return status(env, "herd nodes", herdNodes(ctx, args[1:], env))
+	case "power":
+		return status(env, "herd power", herdPower(ctx, args[1:], env))
 	case "image":
 		return status(env, "herd image", herdImage(ctx, args[1:], env))
 	case "plan":

@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herdproject/herd/bmc"
+	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/pxe/nodestate"
+	"github.com/spf13/pflag"
+)
+
+const powerUsage = `Usage: herd power status|on|off|cycle|reset NODE...|all [OPTIONS]
+       herd power bootdev pxe|disk NODE...|all [--persistent] [--efi] [OPTIONS]
+
+Drives the nodes' BMCs, named in the inventory (bmc=ipmi://USER@HOST):
+power status, on, off (hard), cycle, reset (hard), and the device of the
+next boot. Every node's BMC is driven at the same time; each answers on
+its own line, and a BMC that refuses or does not answer fails only its
+node. A node without bmc= is left to you: named, and failed when named
+on the command line.
+
+The password is read from --bmc-password-file, else $HERD_BMC_PASSWORD;
+never from the command line, where every user of the host can read it.
+
+Exit status: 0 every node done; 1 some node failed; 2 bad usage.
+
+Options:
+`
+
+// powerPasswordEnv is the environment variable holding the BMC password.
+const powerPasswordEnv = "HERD_BMC_PASSWORD"
+
+func herdPower(ctx context.Context, args []string, env Env) error {
+	for _, a := range args {
+		name, _, _ := strings.Cut(a, "=")
+		if name == "--password" || name == "--bmc-password" || name == "-P" || (strings.HasPrefix(name, "-P") && !strings.HasPrefix(name, "--")) {
+			return usagef("%s: a password on the command line is visible to every user of this host (ps, /proc): put it in a file readable only by you and give --bmc-password-file FILE, or set $%s", name, powerPasswordEnv)
+		}
+	}
+	fs := pflag.NewFlagSet("herd power", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	invPath := fs.String("inventory", nodestate.DefaultInventory, "inventory `FILE`: the nodes and their bmc=")
+	pwFile := fs.String("bmc-password-file", "", "`FILE` holding the BMCs' password (its first line)")
+	timeout := fs.Duration("timeout", 5*time.Second, "each BMC request's `DURATION` before it is sent again")
+	retries := fs.Int("retries", 2, "times a request is sent again before the BMC counts as not answering")
+	suite := fs.Int("cipher-suite", 0, "RMCP+ cipher suite `ID` (3 or 17); 0 asks the BMC")
+	persistent := fs.Bool("persistent", false, "bootdev: for every boot, not only the next")
+	efi := fs.Bool("efi", false, "bootdev: the node boots by UEFI")
+	parallel := fs.Int("parallel", 64, "BMCs driven at once")
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, powerUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return usagef("want herd power status|on|off|cycle|reset|bootdev ... (see herd power --help)")
+	}
+	verb, rest := rest[0], rest[1:]
+	var dev bmc.Device
+	switch verb {
+	case "status", "on", "off", "cycle", "reset":
+	case "bootdev":
+		if len(rest) == 0 || (rest[0] != "pxe" && rest[0] != "disk") {
+			return usagef("want herd power bootdev pxe|disk NODE...|all")
+		}
+		dev, rest = bmc.Device(rest[0]), rest[1:]
+	default:
+		return usagef("unknown power action %q: want status, on, off, cycle, reset or bootdev", verb)
+	}
+	if len(rest) == 0 {
+		return usagef("no node: name them, or all")
+	}
+	if *parallel < 1 {
+		return usagef("--parallel %d: want at least 1", *parallel)
+	}
+	inv, err := inventory.ParseFile(*invPath)
+	if err != nil {
+		return usageError{err}
+	}
+	nodes, err := powerNodes(inv, rest)
+	if err != nil {
+		return err
+	}
+	password, err := bmcPassword(env, *pwFile)
+	if err != nil {
+		return err
+	}
+	opts := bmc.Options{Timeout: *timeout, Retries: *retries, CipherSuite: *suite}
+	all := len(rest) == 1 && rest[0] == "all"
+	results := make([]string, len(nodes))
+	failed := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, *parallel)
+	for i, n := range nodes {
+		if n.BMC == "" {
+			results[i] = n.Name + ": no bmc= in the inventory: its power is yours"
+			if !all {
+				failed++
+			}
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			msg, err := powerOne(ctx, n, password, opts, verb, dev, *efi, *persistent)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				results[i] = n.Name + ": failed: " + err.Error()
+				return
+			}
+			results[i] = n.Name + ": " + msg
+		})
+	}
+	wg.Wait()
+	for _, r := range results {
+		fmt.Fprintln(env.Stdout, r)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d node(s) failed", failed, len(nodes))
+	}
+	return nil
+}
+
+// powerNodes are the inventory nodes named (in inventory order for all).
+func powerNodes(inv *inventory.Inventory, names []string) ([]inventory.Node, error) {
+	if len(names) == 1 && names[0] == "all" {
+		if len(inv.Nodes) == 0 {
+			return nil, usagef("inventory %s lists no node", inv.File)
+		}
+		return inv.Nodes, nil
+	}
+	var out []inventory.Node
+	for _, name := range names {
+		n, ok := inv.ByName(name)
+		if !ok {
+			return nil, usagef("no node %q in inventory %s", name, inv.File)
+		}
+		if !slices.ContainsFunc(out, func(o inventory.Node) bool { return o.Name == n.Name }) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// bmcPassword reads the password from file (its first line), else the
+// environment.
+func bmcPassword(env Env, file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", usagef("--bmc-password-file: %v", err)
+		}
+		pw, _, _ := strings.Cut(string(b), "\n")
+		pw = strings.TrimSuffix(pw, "\r")
+		if pw == "" {
+			return "", usagef("--bmc-password-file %s: the first line is empty", file)
+		}
+		return pw, nil
+	}
+	if env.Getenv != nil {
+		if pw := env.Getenv(powerPasswordEnv); pw != "" {
+			return pw, nil
+		}
+	}
+	return "", usagef("no BMC password: give --bmc-password-file FILE or set $%s", powerPasswordEnv)
+}
+
+// powerOne does verb on node n's BMC and says what it found or did.
+func powerOne(ctx context.Context, n inventory.Node, password string, o bmc.Options, verb string, dev bmc.Device, efi, persistent bool) (string, error) {
+	t, err := bmc.Parse(n.BMC)
+	if err != nil {
+		return "", err
+	}
+	c, err := bmc.Dial(ctx, t, password, o)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	switch verb {
+	case "status":
+		on, err := c.PowerOn(ctx)
+		if err != nil {
+			return "", err
+		}
+		if on {
+			return "on", nil
+		}
+		return "off", nil
+	case "bootdev":
+		if err := c.BootDevice(ctx, dev, efi, persistent); err != nil {
+			return "", err
+		}
+		when := "next boot"
+		if persistent {
+			when = "every boot"
+		}
+		return fmt.Sprintf("boots from %s (%s)", dev, when), nil
+	}
+	if err := c.Power(ctx, bmc.Action(verb)); err != nil {
+		return "", err
+	}
+	return "power " + verb, nil
+}
