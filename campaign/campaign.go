@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/herdproject/herd/contract"
@@ -127,6 +128,28 @@ type Config struct {
 	Log *slog.Logger
 	// Clock is the campaign's time; nil is RealClock.
 	Clock Clock
+	// Power, when set, drives the nodes' BMCs (herd serve --power): at
+	// the start every node with a BMC is set to boot from the network and
+	// powered on (or cycled); one that has not registered within
+	// RegisterTimeout (default 10m) is power-cycled, at most PowerCycles
+	// times (default 2), then given up on and named; a node that verified
+	// its data is set to boot from its disk. nil: people press reset.
+	Power           Power
+	RegisterTimeout time.Duration
+	PowerCycles     int
+}
+
+// Power drives the nodes' BMCs for the campaign.
+type Power interface {
+	// Has reports whether node n has a BMC.
+	Has(n inventory.Node) bool
+	// Install makes n boot from the network next, and powers it on (a
+	// power cycle when it is on).
+	Install(ctx context.Context, n inventory.Node) error
+	// Cycle power-cycles n.
+	Cycle(ctx context.Context, n inventory.Node) error
+	// Disk makes n boot from its disk.
+	Disk(ctx context.Context, n inventory.Node) error
 }
 
 // Defaults of Config's durations.
@@ -144,7 +167,20 @@ const (
 type campaign struct {
 	Config
 	want int
+	// Power's bookkeeping: when each node was last powered for an
+	// install, its power cycles, and the nodes given up on.
+	powered map[string]time.Time
+	cycles  map[string]int
+	gaveUp  map[string]bool
 }
+
+// Defaults of the power settings.
+const (
+	DefaultRegisterTimeout = 10 * time.Minute
+	DefaultPowerCycles     = 2
+	// powerParallel bounds the BMCs driven at once.
+	powerParallel = 32
+)
 
 // Run runs the campaign. It returns nil once every expected node
 // installed and verified its data (with Once), or, interrupted, once every
@@ -182,6 +218,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if c.Stopped == nil {
 		c.Stopped = func() error { return nil }
 	}
+	if c.RegisterTimeout <= 0 {
+		c.RegisterTimeout = DefaultRegisterTimeout
+	}
+	if c.PowerCycles <= 0 {
+		c.PowerCycles = DefaultPowerCycles
+	}
+	c.powered, c.cycles, c.gaveUp = map[string]time.Time{}, map[string]int{}, map[string]bool{}
 	return c.run(ctx)
 }
 
@@ -193,6 +236,7 @@ func (c *campaign) run(ctx context.Context) error {
 		return err
 	}
 	if regd == nil {
+		c.powerUp(ctx)
 		if regd, err = c.waitRegistered(ctx); err != nil {
 			return err
 		}
@@ -388,6 +432,9 @@ func (c *campaign) session(ctx context.Context, nodes []inventory.Node, files []
 				continue
 			}
 			c.transition(n.Name, to, reason)
+			if to == contract.StateDone {
+				c.powerDisk(ctx, n.Name)
+			}
 		}
 	}
 	return rep, err
@@ -434,8 +481,16 @@ func (c *campaign) waitRegistered(ctx context.Context) ([]inventory.Node, error)
 		if err != nil {
 			return nil, err
 		}
+		c.powerCycle(ctx, regd)
 		switch {
 		case len(regd) >= c.want:
+			return regd, nil
+		case c.allGivenUp(regd):
+			missing := strings.Join(missingNodes(c.Inventory, regd), ",")
+			if len(regd) == 0 {
+				return nil, fmt.Errorf("no node registered; gave up on %s after %d power cycle(s) each", missing, c.PowerCycles)
+			}
+			c.Log.Warn(fmt.Sprintf("%d of %d node(s) registered; going on without %s (given up after %d power cycle(s))", len(regd), len(c.Inventory.Nodes), missing, c.PowerCycles))
 			return regd, nil
 		case !c.Clock.Now().Before(deadline):
 			missing := strings.Join(missingNodes(c.Inventory, regd), ",")
@@ -605,4 +660,94 @@ func nodeNames(nodes []inventory.Node) []string {
 		out[i] = n.Name
 	}
 	return out
+}
+
+// powerUp sets every node with a BMC to boot from the network and powers
+// it on (Config.Power), several at once; the nodes without one are named:
+// their reset is the operator's.
+func (c *campaign) powerUp(ctx context.Context) {
+	if c.Power == nil {
+		return
+	}
+	var none []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, powerParallel)
+	for _, n := range c.Inventory.Nodes {
+		if !c.Power.Has(n) {
+			none = append(none, n.Name)
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			err := c.Power.Install(ctx, n)
+			mu.Lock()
+			defer mu.Unlock()
+			c.powered[n.Name] = c.Clock.Now()
+			if err != nil {
+				c.Log.Warn(fmt.Sprintf("%s: could not power it on through its BMC: %v; reset it yourself", n.Name, err), "node", n.Name)
+			}
+		})
+	}
+	wg.Wait()
+	if len(none) > 0 {
+		c.Log.Warn(fmt.Sprintf("no BMC in the inventory for %s: reset them yourself", strings.Join(none, ",")), "nodes", strings.Join(none, ","))
+	}
+	c.Log.Info(fmt.Sprintf("%d node(s) set to boot from the network and powered on through their BMCs", len(c.powered)))
+}
+
+// powerCycle power-cycles the nodes powered for an install that have not
+// registered within RegisterTimeout, at most PowerCycles times each, then
+// gives up on them.
+func (c *campaign) powerCycle(ctx context.Context, regd []inventory.Node) {
+	if c.Power == nil {
+		return
+	}
+	now := c.Clock.Now()
+	for _, n := range c.Inventory.Nodes {
+		at, ok := c.powered[n.Name]
+		if !ok || c.gaveUp[n.Name] || slices.ContainsFunc(regd, func(r inventory.Node) bool { return r.Name == n.Name }) || now.Sub(at) < c.RegisterTimeout {
+			continue
+		}
+		if c.cycles[n.Name] >= c.PowerCycles {
+			c.gaveUp[n.Name] = true
+			c.Log.Warn(fmt.Sprintf("%s has not registered after %d power cycle(s): giving up on it (see its console)", n.Name, c.cycles[n.Name]), "node", n.Name)
+			continue
+		}
+		c.cycles[n.Name]++
+		c.powered[n.Name] = now
+		c.Log.Warn(fmt.Sprintf("%s has not registered within %v: power cycle %d of %d", n.Name, c.RegisterTimeout, c.cycles[n.Name], c.PowerCycles), "node", n.Name)
+		if err := c.Power.Cycle(ctx, n); err != nil {
+			c.Log.Warn(fmt.Sprintf("%s: power cycle through its BMC: %v", n.Name, err), "node", n.Name)
+		}
+	}
+}
+
+// allGivenUp reports whether every node that has not registered was given
+// up on (so there is nothing left to wait for).
+func (c *campaign) allGivenUp(regd []inventory.Node) bool {
+	if len(c.gaveUp) == 0 {
+		return false
+	}
+	for _, name := range missingNodes(c.Inventory, regd) {
+		if !c.gaveUp[name] {
+			return false
+		}
+	}
+	return true
+}
+
+// powerDisk makes a node that verified its data boot from its disk.
+func (c *campaign) powerDisk(ctx context.Context, name string) {
+	if c.Power == nil {
+		return
+	}
+	n, ok := c.Inventory.ByName(name)
+	if !ok || !c.Power.Has(n) {
+		return
+	}
+	if err := c.Power.Disk(ctx, n); err != nil {
+		c.Log.Warn(fmt.Sprintf("%s: set to boot from its disk through its BMC: %v (herd's boot entry sends it there anyway)", name, err), "node", name)
+	}
 }

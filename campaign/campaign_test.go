@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -534,6 +535,120 @@ func TestResume(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("sessions (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// fakePower records what the campaign asked of the nodes' BMCs; a node
+// whose BMC is powered on (or cycled) registers after its delay, when it
+// has one (nil: it hangs before registering, whatever is done).
+type fakePower struct {
+	mu     sync.Mutex
+	store  *fakeStore
+	bmcs   map[string]bool
+	boots  map[string][]time.Duration // node → delay before registering, per power-on
+	calls  []string
+	cycles map[string]int
+}
+
+func (p *fakePower) Has(n inventory.Node) bool { return p.bmcs[n.Name] }
+
+func (p *fakePower) on(n inventory.Node, what string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, what+" "+n.Name)
+	if d := p.boots[n.Name]; len(d) > 0 {
+		if d[0] >= 0 {
+			p.store.schedule(d[0], reg(0, n.Name))
+		}
+		p.boots[n.Name] = d[1:]
+	}
+}
+
+func (p *fakePower) Install(_ context.Context, n inventory.Node) error {
+	p.on(n, "install")
+	return nil
+}
+func (p *fakePower) Cycle(_ context.Context, n inventory.Node) error { p.on(n, "cycle"); return nil }
+func (p *fakePower) Disk(_ context.Context, n inventory.Node) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, "disk "+n.Name)
+	return nil
+}
+
+// TestPower: herd serve --power. Every node with a BMC is powered on for
+// an install at the start (one without is named); n2 hangs before it
+// registers and is power-cycled after RegisterTimeout, then installs;
+// the verified nodes are set to boot from their disks. A node that never
+// registers is cycled PowerCycles times, then given up on and named,
+// and the campaign goes on without waiting out WaitTimeout.
+func TestPower(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		boots     map[string][]time.Duration
+		wantCalls []string
+		wantErr   string
+		wantLog   []string
+		maxTime   time.Duration
+	}{
+		{
+			name:  "a hung node is power-cycled and installs",
+			boots: map[string][]time.Duration{"n1": {30 * time.Second}, "n2": {-1, 40 * time.Second}},
+			// n3 has no BMC: its operator resets it.
+			wantCalls: []string{"install n1", "install n2", "cycle n2", "disk n1", "disk n2", "disk n3?"},
+			wantLog: []string{"herd serve: warning: no BMC in the inventory for n3: reset them yourself",
+				"herd serve: warning: n2 has not registered within 5m0s: power cycle 1 of 2"},
+			maxTime: 10 * time.Minute,
+		},
+		{
+			name:      "a node that never registers is given up on",
+			boots:     map[string][]time.Duration{"n1": {30 * time.Second}, "n2": {-1, -1, -1}},
+			wantCalls: []string{"install n1", "install n2", "cycle n2", "cycle n2", "disk n1"},
+			wantErr:   "1 node(s) never came",
+			wantLog:   []string{"herd serve: warning: n2 has not registered after 2 power cycle(s): giving up on it"},
+			maxTime:   20 * time.Minute,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			clock := &fakeClock{start: start, now: start, cancel: cancel}
+			inv := rack("n1", "n2", "n3")
+			store := newFakeStore(clock, inv, reg(time.Minute, "n3"))
+			power := &fakePower{store: store, bmcs: map[string]bool{"n1": true, "n2": true}, boots: tt.boots}
+			var log bytes.Buffer
+			err := Run(ctx, Config{
+				Inventory: inv, Store: store, Clock: clock, Once: true, ReportWait: time.Second,
+				WaitTimeout: time.Hour, RegisterTimeout: 5 * time.Minute, Power: power,
+				Log: logging.New(&log, "herd serve", slog.LevelInfo, logging.Plain),
+				Send: func(_ context.Context, s Session) (*sender.Report, error) {
+					rep := &sender.Report{Done: true}
+					for _, n := range s.Nodes {
+						rep.Nodes = append(rep.Nodes, sender.NodeReport{Name: n.Name, State: sender.StateDone, Verified: true})
+						store.schedule(time.Second, report(0, n.Name, contract.StateDone))
+					}
+					return rep, nil
+				},
+			})
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Run: %v, want %q", err, tt.wantErr)
+			}
+			want := slices.DeleteFunc(slices.Clone(tt.wantCalls), func(c string) bool { return strings.HasSuffix(c, "?") })
+			got := slices.Clone(power.calls)
+			slices.Sort(got[:min(2, len(got))]) // the first power-ons run at once
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("BMC calls (-want +got):\n%s", diff)
+			}
+			for _, w := range tt.wantLog {
+				if !strings.Contains(log.String(), w) {
+					t.Errorf("log lacks %q:\n%s", w, log.String())
+				}
+			}
+			if d := clock.since(); d > tt.maxTime {
+				t.Errorf("the campaign took %v of virtual time, want at most %v (it waited for a node given up on?)", d, tt.maxTime)
 			}
 		})
 	}
