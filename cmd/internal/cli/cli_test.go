@@ -55,6 +55,9 @@ func TestUsageErrors(t *testing.T) {
 		{"herd recv port too high", Herd, []string{"recv", "--report-port", "70000"}, "--report-port 70000"},
 		{"dolly -K port", Dolly, []string{"-K", "127.0.0.9", "--control-port", "-1"}, "--control-port -1"},
 		{"dollyC -P base then --report alike", DollyC, []string{"--dataport", "9996"}, "--dataport and --report are both 9996"},
+		{"herd serve --power without a password", Herd, []string{"serve", "-i", "lo", "-I", "/x", "--power"}, "no BMC password: give --bmc-password-file FILE or set $HERD_BMC_PASSWORD"},
+		{"herd serve --bmc-password", Herd, []string{"serve", "-i", "lo", "-I", "/x", "--power", "--bmc-password=x"}, "--bmc-password: a password on the command line is visible"},
+		{"herd serve --power-cycles 0", Herd, []string{"serve", "-i", "lo", "-I", "/x", "--power", "--power-cycles", "0"}, "--power-cycles 0: want at least 1"},
 		{"herd pxe ports alike", Herd, []string{"pxe", "-i", "lo", "--inventory", "/nonexistent", "--report-port", "9998"}, "--data-port and --report-port are both 9998"},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/bmc"
+	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/inventory"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/spf13/pflag"
@@ -216,4 +217,68 @@ func powerOne(ctx context.Context, n inventory.Node, password string, o bmc.Opti
 		return "", err
 	}
 	return "power " + verb, nil
+}
+
+// bmcPower is campaign.Power over the inventory's BMCs (herd serve
+// --power).
+type bmcPower struct {
+	password string
+	opts     bmc.Options
+	store    inventory.Store
+}
+
+func (p *bmcPower) Has(n inventory.Node) bool { return n.BMC != "" }
+
+// session runs fn on a session with n's BMC.
+func (p *bmcPower) session(ctx context.Context, n inventory.Node, fn func(bmc.Controller) error) error {
+	t, err := bmc.Parse(n.BMC)
+	if err != nil {
+		return err
+	}
+	c, err := bmc.Dial(ctx, t, p.password, p.opts)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	return fn(c)
+}
+
+// Install sets the next boot to the network and powers n on, or cycles
+// it when it is on.
+func (p *bmcPower) Install(ctx context.Context, n inventory.Node) error {
+	return p.session(ctx, n, func(c bmc.Controller) error {
+		if err := c.BootDevice(ctx, bmc.PXE, false, false); err != nil {
+			return err
+		}
+		on, err := c.PowerOn(ctx)
+		if err != nil {
+			return err
+		}
+		if on {
+			return c.Power(ctx, bmc.Cycle)
+		}
+		return c.Power(ctx, bmc.On)
+	})
+}
+
+// Cycle sets the next boot to the network again and power-cycles n.
+func (p *bmcPower) Cycle(ctx context.Context, n inventory.Node) error {
+	return p.session(ctx, n, func(c bmc.Controller) error {
+		if err := c.BootDevice(ctx, bmc.PXE, false, false); err != nil {
+			return err
+		}
+		return c.Power(ctx, bmc.Cycle)
+	})
+}
+
+// Disk makes n boot from its disk from now on, for UEFI firmware when its
+// agent registered as booted by UEFI.
+func (p *bmcPower) Disk(ctx context.Context, n inventory.Node) error {
+	efi := false
+	if p.store != nil {
+		if s, err := p.store.Get(n.Name); err == nil {
+			efi = s.Firmware == contract.FirmwareUEFI
+		}
+	}
+	return p.session(ctx, n, func(c bmc.Controller) error { return c.BootDevice(ctx, bmc.Disk, efi, true) })
 }

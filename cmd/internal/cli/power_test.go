@@ -1,13 +1,17 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/herdproject/herd/bmc"
 	"github.com/herdproject/herd/bmc/bmctest"
+	"github.com/herdproject/herd/pxe/inventory"
 )
 
 // TestPower drives two real BMCs (ipmi_sim) and a node without one
@@ -107,5 +111,42 @@ func TestPower(t *testing.T) {
 		if st.check != nil {
 			st.check(t)
 		}
+	}
+}
+
+// TestBMCPower: herd serve --power's campaign.Power against a real BMC
+// (ipmi_sim): Install sets the network boot and powers a node on (cycles
+// it when it is on), Cycle sets the network boot again and cycles it,
+// Disk sets the disk.
+func TestBMCPower(t *testing.T) {
+	s := bmctest.Start(t)
+	n := inventory.Node{Name: "n1", BMC: s.Target.String()}
+	p := &bmcPower{password: bmctest.Password, opts: bmc.Options{CipherSuite: 3, Timeout: time.Second}}
+	ctx := context.Background()
+	if !p.Has(n) || p.Has(inventory.Node{Name: "n2"}) {
+		t.Fatal("Has")
+	}
+	if err := p.Install(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.State(t); st["power"] != "1" || st["boot"] != "pxe" {
+		t.Errorf("after Install: %v", st)
+	}
+	if err := p.Install(ctx, n); err != nil { // on already: a cycle
+		t.Fatal(err)
+	}
+	if err := p.Cycle(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Disk(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	// (ipmi_sim powers a cycled node on again a moment later.)
+	if st := s.State(t); st["boot"] == "pxe" || st["boot"] == "" {
+		t.Errorf("after Disk: %v", st)
+	}
+	// Install on a node that is on cycles it: power off then on.
+	if calls := s.Calls(); strings.Count(calls, "set power 0") < 2 || strings.Count(calls, "set boot pxe") < 3 {
+		t.Errorf("chassis calls:\n%s", calls)
 	}
 }

@@ -194,9 +194,28 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	stage2Out := fs.String("stage2-output", "/dev/ram0", "where the nodes keep the stage2: a brd ramdisk /dev/ramN or a `PATH` on tmpfs")
 	stage2Mount := fs.String("stage2-mount", agent.DefaultStage2Mount, "where the agents mount the stage2 (`DIR`)")
 	stage2Wait := secondsFlag(fs, "stage2-wait", "", "wait at most this `DURATION` for the agents to mount the stage2 and run its hook (default 35m)")
+	power := fs.Bool("power", false, "drive the nodes' BMCs (the inventory's bmc=): set them to boot from the network and power them on at the start, power-cycle a node that has not registered within --register-timeout, set verified nodes to boot from disk")
+	pwFile := fs.String("bmc-password-file", "", "with --power: `FILE` holding the BMCs' password (else $HERD_BMC_PASSWORD)")
+	registerTimeout := secondsFlag(fs, "register-timeout", "", "with --power: power-cycle a node that has not registered within this `DURATION` (default 10m)")
+	powerCycles := fs.Int("power-cycles", 2, "with --power: power cycles before giving up on a node that does not register")
 	f := addSendFlags(fs)
+	for _, a := range args {
+		if name, _, _ := strings.Cut(a, "="); name == "--bmc-password" || name == "--password" {
+			return usagef("%s: a password on the command line is visible to every user of this host (ps, /proc): give --bmc-password-file FILE, or set $%s", name, powerPasswordEnv)
+		}
+	}
 	if err := parseFlags(fs, env, serveUsage, args, " (see herd serve --help)"); err != nil {
 		return err
+	}
+	if *powerCycles < 1 {
+		return usagef("--power-cycles %d: want at least 1", *powerCycles)
+	}
+	var bmcPw string
+	if *power {
+		var err error
+		if bmcPw, err = bmcPassword(env, *pwFile); err != nil {
+			return err
+		}
 	}
 	// Unset durations are 0: the campaign's defaults.
 	var stage2File *plan.File
@@ -268,6 +287,10 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	}
 	if *f.state != "none" {
 		cc.SessionsDir = filepath.Join(*b.stateDir, "sessions")
+	}
+	if *power {
+		cc.Power = &bmcPower{password: bmcPw, store: st}
+		cc.RegisterTimeout, cc.PowerCycles = *registerTimeout, *powerCycles
 	}
 	if *b.plan == "" {
 		// Why UEFI nodes without a plan could not boot the session's
