@@ -14,7 +14,7 @@
 //	GET  /api/nodes                   every node           → []inventory.Status
 //	GET  /api/nodes/<name>            one node             → inventory.Status
 //	GET  /                            status page (HTML, refreshes every 2 s)
-//	GET  /metrics                     Prometheus text format 0.0.4
+//	GET  /metrics                     Prometheus metrics (package metrics)
 //
 // A MAC is accepted in lower or upper case, with colons or dashes.
 //
@@ -38,6 +38,7 @@ import (
 	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/pxe/bootlayout"
 	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/pxe/metrics"
 )
 
 // Config is the HTTP service's configuration. Zero values are defaults.
@@ -71,6 +72,9 @@ type Config struct {
 	Log *slog.Logger
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
+	// Metrics serves GET /metrics; nil = the store's node metrics alone
+	// (metrics.New(Store, Now)).
+	Metrics http.Handler
 }
 
 // ServedPlan is an install plan as served: the agent parses Text (kickstart,
@@ -126,6 +130,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(cfg.Store, cfg.Now).Handler()
+	}
 	root, err := os.OpenRoot(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("httpboot: boot tree: %w", err)
@@ -139,7 +146,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("POST "+contract.PathReport, h.serveReport)
 	h.mux.HandleFunc("GET /api/nodes", h.serveNodes)
 	h.mux.HandleFunc("GET /api/nodes/{name}", h.serveNode)
-	h.mux.HandleFunc("GET /metrics", h.serveMetrics)
+	h.mux.Handle("GET /metrics", cfg.Metrics)
 	h.mux.HandleFunc("GET /{$}", h.serveStatus)
 	return h, nil
 }

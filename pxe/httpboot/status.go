@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
-	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/herdproject/herd/contract"
@@ -153,66 +151,4 @@ func ago(now, t time.Time) string {
 		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
 	return t.Format("2006-01-02 15:04")
-}
-
-// serveMetrics writes the Prometheus text exposition format 0.0.4.
-func (h *Handler) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	list, err := h.cfg.Store.List()
-	if err != nil {
-		http.Error(w, "node state: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	var b bytes.Buffer
-	counts := countStates(list)
-	metric := func(name, help string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
-	}
-	metric("herd_nodes", "Inventory nodes in each install state.")
-	for _, s := range states {
-		fmt.Fprintf(&b, "herd_nodes{state=\"%s\"} %d\n", labelValue(string(s)), counts[s])
-	}
-	for _, m := range []struct {
-		name, help string
-		value      func(inventory.Status) float64
-	}{
-		{"herd_node_bytes", "Bytes of the node's current or last transfer.", func(s inventory.Status) float64 { return float64(s.Bytes) }},
-		{"herd_node_rate_bytes", "Transfer rate the node last reported, in bytes per second.", func(s inventory.Status) float64 { return s.Rate }},
-		{"herd_node_local_boot", "1 when the node's next boot is from its disk, 0 when it installs.", func(s inventory.Status) float64 {
-			if s.LocalBoot {
-				return 1
-			}
-			return 0
-		}},
-		{"herd_node_last_report_seconds", "Unix time the node was last heard from; 0 = never.", func(s inventory.Status) float64 {
-			if s.LastReport.IsZero() {
-				return 0
-			}
-			return float64(s.LastReport.UnixMilli()) / 1000
-		}},
-	} {
-		metric(m.name, m.help)
-		for _, s := range list {
-			fmt.Fprintf(&b, "%s{node=\"%s\"} %s\n", m.name, labelValue(s.Name), formatFloat(m.value(s)))
-		}
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(b.Bytes())
-}
-
-// labelValue escapes a label value: backslash, double quote and newline.
-func labelValue(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
-
-func formatFloat(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "NaN"
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
 }

@@ -169,6 +169,31 @@ func waitTCP(t *testing.T, addr string, d time.Duration) {
 	t.Fatalf("%s not listening after %v", addr, d)
 }
 
+// recvNodes starts herd recv in ns for each address, each in its own
+// directory under dir (named by the address).
+func recvNodes(t *testing.T, ns *netns, dir string, ips ...string) []*proc {
+	t.Helper()
+	var nodes []*proc
+	for _, ip := range ips {
+		nd := filepath.Join(dir, ip)
+		if err := os.Mkdir(nd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, ns.start(t, nd, herdBin, "recv", "--listen", ip))
+	}
+	return nodes
+}
+
+// waitNodes waits for every node to end its session, successfully.
+func waitNodes(t *testing.T, nodes []*proc) {
+	t.Helper()
+	for _, n := range nodes {
+		if code := n.wait(t, 60*time.Second); code != 0 {
+			t.Fatalf("node exited %d:\n%s", code, n.errb.String())
+		}
+	}
+}
+
 // waitState polls the API (read-only: a boot script request would mark
 // the node booting) until node name is in state, for at most d.
 func waitState(t *testing.T, base, name, state string, d time.Duration) {
@@ -215,18 +240,9 @@ node 52:54:00:25:10:13 n3 10.251.0.13
 		"-I", img, "-O", "disk.img", "-q"}, common...)...)
 	waitTCP(t, "10.251.0.1:18080", 10*time.Second)
 
-	var nodes []*proc
-	for _, ip := range []string{"10.251.0.11", "10.251.0.12"} {
-		nd := filepath.Join(dir, ip)
-		os.Mkdir(nd, 0o755)
-		nodes = append(nodes, ns.start(t, nd, herdBin, "recv", "--listen", ip))
-	}
+	nodes := recvNodes(t, ns, dir, "10.251.0.11", "10.251.0.12")
 	register(t, "http://10.251.0.1:18080", "52:54:00:25:10:11", "52:54:00:25:10:12")
-	for _, n := range nodes {
-		if code := n.wait(t, 60*time.Second); code != 0 {
-			t.Fatalf("node exited %d:\n%s", code, n.errb.String())
-		}
-	}
+	waitNodes(t, nodes)
 	for _, ip := range []string{"10.251.0.11", "10.251.0.12"} {
 		got, err := os.ReadFile(filepath.Join(dir, ip, "disk.img"))
 		if err != nil || !bytes.Equal(got, data) {

@@ -60,6 +60,8 @@ type Config struct {
 	// ("" = ServerIP). herd serve passes its --data-port, --control-port
 	// and --report-port here, so agents listen where the sender dials.
 	Ring contract.Ring
+	// Metrics serves GET /metrics (see httpboot.Config.Metrics).
+	Metrics http.Handler
 	// Log receives the services' records; nil discards them.
 	Log *slog.Logger
 }
@@ -129,7 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	h, err := httpboot.New(httpboot.Config{
 		Root: cfg.BootDir, Inventory: cfg.Inventory, Store: cfg.Store,
-		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Log: cfg.Log, Plans: cfg.Plans, Ring: cfg.Ring,
+		BaseURL: cfg.BaseURL(), KernelArgs: cfg.KernelArgs, Log: cfg.Log, Plans: cfg.Plans, Ring: cfg.Ring, Metrics: cfg.Metrics,
 		Initrd: bootlayout.Initramfs(cfg.BootDir),
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/herdproject/herd/internal/logging"
 	"github.com/herdproject/herd/pxe/bootlayout"
 	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/pxe/metrics"
 	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/herdproject/herd/pxe/services"
 	"github.com/herdproject/herd/ring/plan"
@@ -229,13 +230,17 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 			return usagef("--stage2: %v", err)
 		}
 	}
-	inv, st, err := b.open()
+	inv, fileStore, err := b.open()
 	if err != nil {
 		return err
 	}
 	if len(inv.Nodes) == 0 {
 		return usagef("inventory %s lists no node", *b.inv)
 	}
+	// Every change of a node's state goes through the timed store: the
+	// install and step durations of /metrics.
+	m := metrics.New(fileStore, nil)
+	st := m.Store()
 	if *minNodes < 0 || *minNodes > len(inv.Nodes) {
 		return usagef("--min %d: the inventory has %d node(s)", *minNodes, len(inv.Nodes))
 	}
@@ -250,6 +255,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	o0.log = b.logger(env, "herd serve", *f.verbose)
+	cfg.Metrics = m.Handler()
 	// The agents listen where the sender dials.
 	cfg.Ring = contract.Ring{DataPort: o0.cfg.DataPort, ControlPort: o0.cfg.ControlPort, ReportPort: o0.cfg.ReportPort,
 		Window: o0.cfg.Window, Chunks: o0.cfg.PoolChunks}
@@ -282,7 +288,9 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		Fresh: *f.fresh, Stopped: stopped, Out: env.Stdout,
 		Log: o0.log,
 		Send: func(ctx context.Context, s campaign.Session) (*sender.Report, error) {
-			return serveSession(ctx, env, o0, s)
+			rep, err := serveSession(ctx, env, o0, s)
+			m.Session(s.Kind, rep, err)
+			return rep, err
 		},
 	}
 	if *f.state != "none" {
