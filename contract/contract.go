@@ -40,6 +40,10 @@ const (
 	StateFailed     State = "failed"     // reported failed: installs again next
 )
 
+// States are the node states in their order in the cycle (the status
+// page's and herd_nodes' order).
+var States = []State{StateUnknown, StateBooting, StateRegistered, StateInstalling, StateDone, StateFailed}
+
 // Firmware kinds an agent registers with.
 const (
 	FirmwareUEFI = "uefi"

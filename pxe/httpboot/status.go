@@ -13,11 +13,6 @@ import (
 )
 
 // states in the order of the install cycle, for counts.
-var states = []contract.State{
-	contract.StateUnknown, contract.StateBooting, contract.StateRegistered,
-	contract.StateInstalling, contract.StateDone, contract.StateFailed,
-}
-
 var statusPage = template.Must(template.New("status").Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -70,8 +65,8 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		Done   int
 		Now    string
 	}{Now: now.Format("2006-01-02 15:04:05")}
-	counts := countStates(list)
-	for _, s := range states {
+	counts := inventory.CountStates(list)
+	for _, s := range contract.States {
 		if counts[s] > 0 {
 			data.Counts = append(data.Counts, stateCount{s, counts[s]})
 		}
@@ -79,7 +74,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	data.Done = counts[contract.StateDone]
 	for _, s := range list {
 		row := statusRow{
-			Name: s.Name, MAC: s.MAC, IP: s.IP, State: string(stateOf(s)),
+			Name: s.Name, MAC: s.MAC, IP: s.IP, State: string(s.CurrentState()),
 			Boot: "install", Bytes: humanBytes(s.Bytes), Rate: humanBytes(int64(s.Rate)) + "/s",
 			LastReport: ago(now, s.LastReport), Reason: s.Reason, Seen: ago(now, s.Seen),
 		}
@@ -102,21 +97,6 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(b.Bytes())
-}
-
-func stateOf(s inventory.Status) contract.State {
-	if s.State == "" {
-		return contract.StateUnknown
-	}
-	return s.State
-}
-
-func countStates(list []inventory.Status) map[contract.State]int {
-	c := map[contract.State]int{}
-	for _, s := range list {
-		c[stateOf(s)]++
-	}
-	return c
 }
 
 // humanBytes is n in B, KiB, MiB, GiB or TiB.

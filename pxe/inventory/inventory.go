@@ -115,6 +115,23 @@ type Status struct {
 	SeenBy string    `json:"seen_by,omitempty"`
 }
 
+// CurrentState is s.State, StateUnknown when it was never set.
+func (s Status) CurrentState() contract.State {
+	if s.State == "" {
+		return contract.StateUnknown
+	}
+	return s.State
+}
+
+// CountStates counts the nodes of list in each state.
+func CountStates(list []Status) map[contract.State]int {
+	c := map[contract.State]int{}
+	for _, s := range list {
+		c[s.CurrentState()]++
+	}
+	return c
+}
+
 // Store keeps every node's Status. The file-backed implementation
 // (package nodestate) is safe for several processes at once: `herd nodes
 // reinstall` may change a node while `herd serve` runs.

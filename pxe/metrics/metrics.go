@@ -28,9 +28,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// States in the order herd_nodes lists them.
-var States = []contract.State{contract.StateUnknown, contract.StateBooting, contract.StateRegistered, contract.StateInstalling, contract.StateDone, contract.StateFailed}
-
 // Metrics is one registry of herd's metrics.
 type Metrics struct {
 	reg      *prometheus.Registry
@@ -166,15 +163,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descStoreError, prometheus.GaugeValue, 0)
-	counts := map[contract.State]int{}
-	for _, s := range list {
-		st := s.State
-		if st == "" {
-			st = contract.StateUnknown
-		}
-		counts[st]++
-	}
-	for _, st := range States {
+	counts := inventory.CountStates(list)
+	for _, st := range contract.States {
 		ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}
 	for _, s := range list {

@@ -175,9 +175,7 @@ func (s *Store) read(n inventory.Node) (inventory.Status, error) {
 		if err := json.Unmarshal(data, &st); err != nil {
 			return inventory.Status{}, fmt.Errorf("node %s: state file %s: %v (remove it to forget the node's state)", n.Name, path, err)
 		}
-		if st.State == "" {
-			st.State = contract.StateUnknown
-		}
+		st.State = st.CurrentState()
 		if !validState(st.State) {
 			return inventory.Status{}, fmt.Errorf("node %s: state file %s: unknown state %q (remove it to forget the node's state)", n.Name, path, st.State)
 		}
@@ -304,14 +302,7 @@ func (s *Store) Reinstall(names ...string) error {
 	return nil
 }
 
-func validState(s contract.State) bool {
-	switch s {
-	case contract.StateUnknown, contract.StateBooting, contract.StateRegistered,
-		contract.StateInstalling, contract.StateDone, contract.StateFailed:
-		return true
-	}
-	return false
-}
+func validState(s contract.State) bool { return slices.Contains(contract.States, s) }
 
 // allowed lists the states a node in state from may move to.
 func allowed(from contract.State) []contract.State {
@@ -355,10 +346,7 @@ func allowed(from contract.State) []contract.State {
 // A move the cycle does not allow changes nothing and returns an error
 // wrapping ErrTransition that names both states.
 func Transition(st *inventory.Status, to contract.State, reason string, now time.Time) error {
-	from := st.State
-	if from == "" {
-		from = contract.StateUnknown
-	}
+	from := st.CurrentState()
 	if !validState(from) {
 		return fmt.Errorf("node %s: %w: unknown current state %q", st.Name, ErrTransition, from)
 	}
