@@ -38,11 +38,8 @@ Options:
 const powerPasswordEnv = "HERD_BMC_PASSWORD"
 
 func herdPower(ctx context.Context, args []string, env Env) error {
-	for _, a := range args {
-		name, _, _ := strings.Cut(a, "=")
-		if name == "--password" || name == "--bmc-password" || name == "-P" || (strings.HasPrefix(name, "-P") && !strings.HasPrefix(name, "--")) {
-			return usagef("%s: a password on the command line is visible to every user of this host (ps, /proc): put it in a file readable only by you and give --bmc-password-file FILE, or set $%s", name, powerPasswordEnv)
-		}
+	if err := refusePasswordArgs(args, true); err != nil {
+		return err
 	}
 	fs := pflag.NewFlagSet("herd power", pflag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
@@ -138,6 +135,18 @@ func herdPower(ctx context.Context, args []string, env Env) error {
 	return nil
 }
 
+// refusePasswordArgs refuses a BMC password given on the command line
+// (--password, --bmc-password, and with short -P): ps shows it.
+func refusePasswordArgs(args []string, short bool) error {
+	for _, a := range args {
+		name, _, _ := strings.Cut(a, "=")
+		if name == "--password" || name == "--bmc-password" || short && strings.HasPrefix(name, "-P") {
+			return usagef("%s: a password on the command line is visible to every user of this host (ps, /proc): put it in a file readable only by you and give --bmc-password-file FILE, or set $%s", name, powerPasswordEnv)
+		}
+	}
+	return nil
+}
+
 // powerNodes are the inventory nodes named (in inventory order for all).
 func powerNodes(inv *inventory.Inventory, names []string) ([]inventory.Node, error) {
 	if len(names) == 1 && names[0] == "all" {
@@ -184,15 +193,16 @@ func bmcPassword(env Env, file string) (string, error) {
 
 // powerOne does verb on node n's BMC and says what it found or did.
 func powerOne(ctx context.Context, n inventory.Node, password string, o bmc.Options, verb string, dev bmc.Device, efi, persistent bool) (string, error) {
-	t, err := bmc.Parse(n.BMC)
-	if err != nil {
-		return "", err
-	}
-	c, err := bmc.Dial(ctx, t, password, o)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close(context.WithoutCancel(ctx))
+	var msg string
+	err := withBMC(ctx, n, password, o, func(c bmc.Controller) (err error) {
+		msg, err = powerVerb(ctx, c, verb, dev, efi, persistent)
+		return err
+	})
+	return msg, err
+}
+
+// powerVerb does verb on a BMC session.
+func powerVerb(ctx context.Context, c bmc.Controller, verb string, dev bmc.Device, efi, persistent bool) (string, error) {
 	switch verb {
 	case "status":
 		on, err := c.PowerOn(ctx)
@@ -229,18 +239,23 @@ type bmcPower struct {
 
 func (p *bmcPower) Has(n inventory.Node) bool { return n.BMC != "" }
 
-// session runs fn on a session with n's BMC.
-func (p *bmcPower) session(ctx context.Context, n inventory.Node, fn func(bmc.Controller) error) error {
+// withBMC runs fn on a session with n's BMC.
+func withBMC(ctx context.Context, n inventory.Node, password string, o bmc.Options, fn func(bmc.Controller) error) error {
 	t, err := bmc.Parse(n.BMC)
 	if err != nil {
 		return err
 	}
-	c, err := bmc.Dial(ctx, t, p.password, p.opts)
+	c, err := bmc.Dial(ctx, t, password, o)
 	if err != nil {
 		return err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	return fn(c)
+}
+
+// session runs fn on a session with n's BMC.
+func (p *bmcPower) session(ctx context.Context, n inventory.Node, fn func(bmc.Controller) error) error {
+	return withBMC(ctx, n, p.password, p.opts, fn)
 }
 
 // Install sets the next boot to the network and powers n on, or cycles

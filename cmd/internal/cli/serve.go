@@ -200,10 +200,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	registerTimeout := secondsFlag(fs, "register-timeout", "", "with --power: power-cycle a node that has not registered within this `DURATION` (default 10m)")
 	powerCycles := fs.Int("power-cycles", 2, "with --power: power cycles before giving up on a node that does not register")
 	f := addSendFlags(fs)
-	for _, a := range args {
-		if name, _, _ := strings.Cut(a, "="); name == "--bmc-password" || name == "--password" {
-			return usagef("%s: a password on the command line is visible to every user of this host (ps, /proc): give --bmc-password-file FILE, or set $%s", name, powerPasswordEnv)
-		}
+	if err := refusePasswordArgs(args, false); err != nil {
+		return err
 	}
 	if err := parseFlags(fs, env, serveUsage, args, " (see herd serve --help)"); err != nil {
 		return err
