@@ -5,7 +5,6 @@ package pxetest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,18 +97,9 @@ func TestPXEServices(t *testing.T) {
 // API says so, and its state did not change.
 func waitSeen(t *testing.T, by string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		s := httpGet(t, "http://10.251.1.1:18081/api/nodes/r1n1")
-		var st inventory.Status
-		if json.Unmarshal([]byte(s), &st) == nil && st.SeenBy == by && st.State == contract.StateUnknown && time.Since(st.Seen) < time.Minute {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the node's status does not say it was seen by %q:\n%s", by, s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitStatus(t, "http://10.251.1.1:18081", "r1n1", 5*time.Second, "seen by "+by+" and still unknown", func(st inventory.Status) bool {
+		return st.SeenBy == by && st.State == contract.StateUnknown && time.Since(st.Seen) < time.Minute
+	})
 }
 
 // A bad inventory is refused before anything is served: file:line, exit 2.

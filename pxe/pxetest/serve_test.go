@@ -194,22 +194,29 @@ func waitNodes(t *testing.T, nodes []*proc) {
 	}
 }
 
-// waitState polls the API (read-only: a boot script request would mark
-// the node booting) until node name is in state, for at most d.
-func waitState(t *testing.T, base, name, state string, d time.Duration) {
+// waitStatus polls the API (read-only: a boot script request would mark
+// the node booting) until node name's status satisfies ok, for at most
+// d; want says what ok waits for, for the failure.
+func waitStatus(t *testing.T, base, name string, d time.Duration, want string, ok func(inventory.Status) bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
 		var st inventory.Status
 		s := httpGet(t, base+"/api/nodes/"+name)
-		if json.Unmarshal([]byte(s), &st) == nil && string(st.State) == state {
+		if json.Unmarshal([]byte(s), &st) == nil && ok(st) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node %s is not %s after %v:\n%s", name, state, d, s)
+			t.Fatalf("node %s: not %s after %v:\n%s", name, want, d, s)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitState waits until node name is in state.
+func waitState(t *testing.T, base, name, state string, d time.Duration) {
+	t.Helper()
+	waitStatus(t, base, name, d, state, func(st inventory.Status) bool { return string(st.State) == state })
 }
 
 // TestServeSession: herd serve waits for the registered nodes, sends an
