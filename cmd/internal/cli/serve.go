@@ -260,7 +260,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if o0.cfg.Key.Set() {
 		// The agents need the key too; the boot entries carry it.
 		cfg.KernelArgs = strings.TrimSpace(cfg.KernelArgs + " " + contract.KeyArg(string(o0.cfg.Key)))
-		b.logger(env, "herd serve", *f.verbose).Warn("the agents get the ring key in their boot entries (herd.key=): whoever can read the boot network can read it")
+		o0.log.Warn("the agents get the ring key in their boot entries (herd.key=): whoever can read the boot network can read it")
 	}
 
 	sctx, stop := context.WithCancel(ctx)
