@@ -209,6 +209,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if c.Out == nil {
 		c.Out = io.Discard
 	}
+	// The report printer runs beside the second-chance loop: one line
+	// per Write, never two at once.
+	c.Out = &lockedWriter{w: c.Out}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -750,4 +753,17 @@ func (c *campaign) powerDisk(ctx context.Context, name string) {
 	if err := c.Power.Disk(ctx, n); err != nil {
 		c.Log.Warn(fmt.Sprintf("%s: set to boot from its disk through its BMC: %v (herd's boot entry sends it there anyway)", name, err), "node", name)
 	}
+}
+
+// lockedWriter serializes writes to w, so that lines printed by
+// concurrent goroutines of one campaign never interleave.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
