@@ -436,7 +436,9 @@ func (a *agent) receive(ctx context.Context, listening func()) error {
 	return nil
 }
 
-// report tells the management host how the install ended.
+// report tells the management host how the install ended. A done node
+// is rebooting next, and has written all of its files (Total); the
+// server keeps a failed node's step, where it failed.
 func (a *agent) report(ctx context.Context, st contract.State, reason, msg string) error {
 	var bytes int64
 	if a.verdict != nil {
@@ -444,7 +446,11 @@ func (a *agent) report(ctx context.Context, st contract.State, reason, msg strin
 			bytes += f.Bytes
 		}
 	}
-	return a.post(ctx, contract.PathReport, contract.ReportRequest{MAC: a.id.MAC.String(), State: st, Bytes: bytes, Reason: reason, Message: msg}, nil)
+	req := contract.ReportRequest{MAC: a.id.MAC.String(), State: st, Bytes: bytes, Reason: reason, Message: msg}
+	if st == contract.StateDone {
+		req.Step, req.Total = contract.StepRebooting, bytes
+	}
+	return a.post(ctx, contract.PathReport, req, nil)
 }
 
 // orDefault is f(n), or dflt for 0.

@@ -44,6 +44,30 @@ const (
 // page's and herd_nodes' order).
 var States = []State{StateUnknown, StateBooting, StateRegistered, StateInstalling, StateDone, StateFailed}
 
+// Step is what a node is doing now, finer than its State: the dashboard
+// shows it with the time the node has spent in it. The boot services set
+// the steps before the agent runs (StepDHCP, StepLoading, StepAgentUp)
+// and after the node left the installer (StepDiskBoot, StepBootedDisk);
+// the agent may name its own in a ReportRequest.
+type Step string
+
+// Node steps, in their order in the cycle.
+const (
+	StepDHCP       Step = "dhcp"              // its firmware asked DHCP or TFTP for a boot file
+	StepLoading    Step = "loading installer" // fetched its install boot entry: kernel and initramfs
+	StepAgentUp    Step = "agent up"          // the agent runs: its own DHCP, its plan
+	StepRegistered Step = "registered"        // its agent registered and waits for the session
+	StepReceiving  Step = "receiving"         // the ring session: receive, write, forward
+	StepVerifying  Step = "verifying"         // reading back and hashing what it wrote
+	StepBootloader Step = "bootloader"        // customize the installed system, install its bootloader
+	StepRebooting  Step = "rebooting"         // reported done, reboots (or kexecs) into the disk
+	StepDiskBoot   Step = "booting from disk" // its firmware asked again and got the local-boot entry
+	StepBootedDisk Step = "booted from disk"  // the installed system asked DHCP for its address
+)
+
+// Steps are the node steps in their order in the cycle.
+var Steps = []Step{StepDHCP, StepLoading, StepAgentUp, StepRegistered, StepReceiving, StepVerifying, StepBootloader, StepRebooting, StepDiskBoot, StepBootedDisk}
+
 // Firmware kinds an agent registers with.
 const (
 	FirmwareUEFI = "uefi"
@@ -128,6 +152,13 @@ type ReportRequest struct {
 	// Message is for humans; Reason says why a node failed.
 	Message string `json:"message,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// Step is what the node does now (one of Steps); "" = the server
+	// infers it from State (installing: receiving, done: rebooting;
+	// failed keeps the step the node failed in).
+	Step Step `json:"step,omitempty"`
+	// Total is how many bytes the transfer writes in all, when the agent
+	// knows it; 0 = unknown.
+	Total int64 `json:"total,omitempty"`
 }
 
 // The herd.* kernel arguments (agent/cmdline documents each).

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/herdproject/herd/contract"
@@ -16,6 +17,9 @@ import (
 
 // maxBody caps an API request body.
 const maxBody = 1 << 20
+
+// errNoChange ends a Store.Update that has nothing to write.
+var errNoChange = errors.New("no change")
 
 // decodeJSON reads one JSON object into v; its errors name the field or
 // the byte at fault. Unknown fields are ignored (a newer agent may send
@@ -175,11 +179,25 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// servePlan answers GET /api/plan/{mac}. It changes no state.
+// servePlan answers GET /api/plan/{mac}. It changes no state; a node
+// not registered yet is at step agent up (its agent asks before it
+// registers).
 func (h *Handler) servePlan(w http.ResponseWriter, r *http.Request) {
 	node, ok := h.nodeByMAC(w, r.PathValue("mac"))
 	if !ok {
 		return
+	}
+	err := h.cfg.Store.Update(node.Name, func(s *inventory.Status) error {
+		switch s.CurrentState() {
+		case contract.StateUnknown, contract.StateBooting:
+			nodestate.SetStep(s, contract.StepAgentUp, h.cfg.Now())
+			return nil
+		}
+		return errNoChange
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		// Serving the plan matters more than recording the step.
+		h.log.Warn(fmt.Sprintf("httpboot: node %s: recording the step: %v", node.Name, err))
 	}
 	resp := contract.PlanResponse{Name: node.Name}
 	if p, ok := h.cfg.Plans[node.Plan]; ok {
@@ -210,6 +228,14 @@ func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, `field "rate": negative`)
 		return
 	}
+	if req.Total < 0 {
+		writeJSONError(w, http.StatusBadRequest, `field "total": negative`)
+		return
+	}
+	if req.Step != "" && !slices.Contains(contract.Steps, req.Step) {
+		writeJSONError(w, http.StatusBadRequest, `field "step": unknown step %q`, req.Step)
+		return
+	}
 	node, ok := h.nodeByMAC(w, req.MAC)
 	if !ok {
 		return
@@ -231,6 +257,18 @@ func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		s.Bytes, s.Rate = req.Bytes, req.Rate
+		if req.Total > 0 {
+			s.Total = req.Total
+		}
+		step := req.Step
+		if step == "" && req.State == contract.StateDone {
+			step = contract.StepRebooting
+		}
+		nodestate.SetStep(s, step, h.cfg.Now())
+		if s.State == contract.StateDone && s.Total < s.Bytes {
+			// Done is all of it.
+			s.Total = s.Bytes
+		}
 		if req.Message != "" {
 			s.Message = req.Message
 		}

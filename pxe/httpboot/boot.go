@@ -178,16 +178,20 @@ func unhex(c byte) byte {
 
 // boot returns node's boot entry and records that its boot firmware asked
 // for it (via names the protocol for the message): an install entry
-// marks the node booting, a local one only updates its LastReport, so an
-// installed node that reboots stays done.
+// marks the node booting (step loading installer), a local one only
+// updates its LastReport and step (booting from disk), so an installed
+// node that reboots stays done.
 func (h *Handler) boot(node inventory.Node, via string) (Boot, error) {
 	now := h.cfg.Now()
 	var st inventory.Status
 	err := h.cfg.Store.Update(node.Name, func(s *inventory.Status) error {
 		if s.LocalBoot {
 			s.LastReport = now
+			nodestate.SetStep(s, contract.StepDiskBoot, now)
 		} else if err := nodestate.Transition(s, contract.StateBooting, "fetched its install boot entry over "+via, now); err != nil {
 			return err
+		} else {
+			nodestate.SetStep(s, contract.StepLoading, now)
 		}
 		st = *s
 		return nil

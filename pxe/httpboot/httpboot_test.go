@@ -627,8 +627,10 @@ func TestAPINodes(t *testing.T) {
 	}
 	want := []inventory.Status{
 		{Name: "n1", MAC: "52:54:00:00:00:01", IP: "10.0.0.11", State: contract.StateUnknown},
-		{Name: "n2", MAC: "52:54:00:00:00:02", IP: "10.0.0.12", State: contract.StateDone, Bytes: 42, LocalBoot: true, LastReport: testNow},
-		{Name: "gpu-3.rack2", MAC: "52:54:00:00:00:0a", IP: "10.0.0.150", State: contract.StateRegistered, LastReport: testNow, Message: "agent registered"},
+		{Name: "n2", MAC: "52:54:00:00:00:02", IP: "10.0.0.12", State: contract.StateDone, Bytes: 42, LocalBoot: true, LastReport: testNow,
+			Step: contract.StepRebooting, StepSince: testNow, Total: 42},
+		{Name: "gpu-3.rack2", MAC: "52:54:00:00:00:0a", IP: "10.0.0.150", State: contract.StateRegistered, LastReport: testNow, Message: "agent registered",
+			Step: contract.StepRegistered, StepSince: testNow},
 	}
 	if d := cmp.Diff(want, list); d != "" {
 		t.Errorf("/api/nodes (-want +got):\n%s", d)

@@ -10,7 +10,10 @@
 //	domain cluster.example
 //	lease 1h
 //	range 10.0.0.100 10.0.0.199
-//	node 52:54:00:00:00:01 node1 10.0.0.11 [plan=compute.ks] [profile=compute]
+//	node 52:54:00:00:00:01 node1 10.0.0.11 [plan=compute.ks] [profile=compute] [bmc=ipmi://admin@10.0.1.11] [rack=r01]
+//
+// rack=NAME (letters, digits, '.', '_', '-'; at most 63) says where the
+// node stands: the status dashboard counts and filters nodes by rack.
 //
 // Global lines may come in any order before or between node lines; node
 // lines keep their order, which is the ring order.
@@ -37,6 +40,8 @@ type Node struct {
 	// BMC is the node's baseboard management controller, a bmc.Parse URL
 	// (ipmi://USER@HOST[:PORT]); "" = none: its power is the human's.
 	BMC string
+	// Rack is where the node stands (rack=NAME); "" = not said.
+	Rack string
 	// Line is where the node was defined, for messages.
 	Line int
 }
@@ -113,6 +118,15 @@ type Status struct {
 	// boot entry. It changes no state.
 	Seen   time.Time `json:"seen,omitzero"`
 	SeenBy string    `json:"seen_by,omitempty"`
+	// Step is what the node does now, finer than State, and StepSince
+	// when it began (nodestate.SetStep); "" = not known yet.
+	Step      contract.Step `json:"step,omitempty"`
+	StepSince time.Time     `json:"step_since,omitzero"`
+	// Total is how many bytes the current or last transfer writes in
+	// all; 0 = unknown.
+	Total int64 `json:"total,omitempty"`
+	// Rack is the inventory's rack= of the node.
+	Rack string `json:"rack,omitempty"`
 }
 
 // CurrentState is s.State, StateUnknown when it was never set.

@@ -188,7 +188,7 @@ func (p *parser) line(n int, line string) error {
 	return nil
 }
 
-const nodeSyntax = "node MAC NAME IP [plan=FILE] [profile=NAME] [bmc=ipmi://USER@HOST]"
+const nodeSyntax = "node MAC NAME IP [plan=FILE] [profile=NAME] [bmc=ipmi://USER@HOST] [rack=NAME]"
 
 func (p *parser) node(n int, args []string) error {
 	if len(args) < 3 {
@@ -222,8 +222,8 @@ func (p *parser) node(n int, args []string) error {
 	for _, opt := range args[3:] {
 		k, v, ok := strings.Cut(opt, "=")
 		switch {
-		case !ok || (k != "plan" && k != "profile" && k != "bmc"):
-			return p.errorf(n, "unknown node option %q (want plan=FILE, profile=NAME or bmc=ipmi://USER@HOST)", opt)
+		case !ok || (k != "plan" && k != "profile" && k != "bmc" && k != "rack"):
+			return p.errorf(n, "unknown node option %q (want plan=FILE, profile=NAME, bmc=ipmi://USER@HOST or rack=NAME)", opt)
 		case v == "":
 			return p.errorf(n, "node option %s= is empty", k)
 		case k == "plan":
@@ -248,6 +248,14 @@ func (p *parser) node(n int, args []string) error {
 				return p.errorf(n, "node %s: %v", name, err)
 			}
 			node.BMC = t.String()
+		case k == "rack":
+			if node.Rack != "" {
+				return p.errorf(n, "rack= given twice")
+			}
+			if err := checkRack(v); err != nil {
+				return p.errorf(n, "node %s: rack=%s: %v", name, v, err)
+			}
+			node.Rack = v
 		}
 	}
 	p.macs[string(mac)] = n
@@ -465,8 +473,21 @@ func parseLease(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// checkRack accepts a rack name: 1 to 63 letters, digits, '.', '_', '-'.
+func checkRack(s string) error {
+	if len(s) > 63 {
+		return fmt.Errorf("longer than 63 characters")
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("character %q: want letters, digits, '.', '_' or '-'", c)
+		}
+	}
+	return nil
+}
+
 // String returns the node as an inventory line:
-// "node MAC NAME IP [plan=FILE] [profile=NAME] [bmc=URL]".
+// "node MAC NAME IP [plan=FILE] [profile=NAME] [bmc=URL] [rack=NAME]".
 func (n Node) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %s %s %s", n.MAC, n.Name, n.IP)
@@ -478,6 +499,9 @@ func (n Node) String() string {
 	}
 	if n.BMC != "" {
 		b.WriteString(" bmc=" + n.BMC)
+	}
+	if n.Rack != "" {
+		b.WriteString(" rack=" + n.Rack)
 	}
 	return b.String()
 }

@@ -38,7 +38,7 @@ range 10.0.0.100 10.0.0.199
 
 node 52:54:00:00:00:01 node1 10.0.0.11 plan=compute.ks profile=compute
 node 52-54-00-00-00-0A Node2 10.0.0.12	profile=login bmc=ipmi://admin@10.0.1.12:6230
-node 52:54:00:AA:bb:CC node3.cluster.example 10.0.0.200 plan=sub/dir.ks
+node 52:54:00:AA:bb:CC node3.cluster.example 10.0.0.200 plan=sub/dir.ks rack=r-01.b_2
 `
 
 func TestParse(t *testing.T) {
@@ -62,7 +62,7 @@ func TestParse(t *testing.T) {
 				Nodes: []Node{
 					{MAC: mac("52:54:00:00:00:01"), Name: "node1", IP: ip("10.0.0.11"), Plan: "compute.ks", Profile: "compute", Line: 9},
 					{MAC: mac("52:54:00:00:00:0a"), Name: "Node2", IP: ip("10.0.0.12"), Profile: "login", BMC: "ipmi://admin@10.0.1.12:6230", Line: 10},
-					{MAC: mac("52:54:00:aa:bb:cc"), Name: "node3.cluster.example", IP: ip("10.0.0.200"), Plan: "sub/dir.ks", Line: 11},
+					{MAC: mac("52:54:00:aa:bb:cc"), Name: "node3.cluster.example", IP: ip("10.0.0.200"), Plan: "sub/dir.ks", Rack: "r-01.b_2", Line: 11},
 				},
 			},
 		},
@@ -184,6 +184,10 @@ func TestParseErrors(t *testing.T) {
 		{"bmc scheme", head + "node 52:54:00:00:00:01 n1 10.0.0.2 bmc=http://admin@10.0.1.2\n", 4, "want ipmi://USER@HOST or redfish://USER@HOST"},
 		{"plan escapes", head + "node 52:54:00:00:00:01 n1 10.0.0.2 plan=../x.ks\n", 4, "relative path inside the plan directory"},
 		{"plan absolute", head + "node 52:54:00:00:00:01 n1 10.0.0.2 plan=/etc/x.ks\n", 4, "relative path"},
+		{"rack twice", head + "node 52:54:00:00:00:01 n1 10.0.0.2 rack=a rack=b\n", 4, "rack= given twice"},
+		{"rack empty", head + "node 52:54:00:00:00:01 n1 10.0.0.2 rack=\n", 4, "node option rack= is empty"},
+		{"rack bad character", head + "node 52:54:00:00:00:01 n1 10.0.0.2 rack=r/1\n", 4, "node n1: rack=r/1: character '/'"},
+		{"rack too long", head + "node 52:54:00:00:00:01 n1 10.0.0.2 rack=" + strings.Repeat("r", 64) + "\n", 4, "longer than 63 characters"},
 		{"profile twice", head + "node 52:54:00:00:00:01 n1 10.0.0.2 profile=a profile=b\n", 4, "profile= given twice"},
 		{
 			// Line-order reporting: the subnet comes last, the earliest
@@ -249,7 +253,7 @@ func TestNodeString(t *testing.T) {
 	want := []string{
 		"node 52:54:00:00:00:01 node1 10.0.0.11 plan=compute.ks profile=compute",
 		"node 52:54:00:00:00:0a Node2 10.0.0.12 profile=login bmc=ipmi://admin@10.0.1.12:6230",
-		"node 52:54:00:aa:bb:cc node3.cluster.example 10.0.0.200 plan=sub/dir.ks",
+		"node 52:54:00:aa:bb:cc node3.cluster.example 10.0.0.200 plan=sub/dir.ks rack=r-01.b_2",
 	}
 	if diff := cmp.Diff(want, lines); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -274,7 +278,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(full))
 	for _, s := range []string{
 		"subnet 10.0.0.0/24\nnode 52:54:00:00:00:01 a 10.0.0.1\nnode 52:54:00:00:00:02 b 10.0.0.2\n",
-		"subnet 10.0.0.0/30\nrange 10.0.0.1 10.0.0.1\nnode 02:00:00:00:00:01 x 10.0.0.2 plan=a profile=b\n",
+		"subnet 10.0.0.0/30\nrange 10.0.0.1 10.0.0.1\nnode 02:00:00:00:00:01 x 10.0.0.2 plan=a profile=b rack=r1\n",
 		"node 52-54-00-00-00-01 A 1.2.3.4\nsubnet 1.2.3.0/24\nnode 52:54:00:00:00:01 b 1.2.3.5",
 		"lease 4294967294\ndns 1.1.1.1 ::1\n#", "subnet 0.0.0.0/0\nrouter 0.0.0.1", "node\x00", "range 1.1.1.1 1.1.1.0",
 	} {

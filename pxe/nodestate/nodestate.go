@@ -190,6 +190,7 @@ func setIdentity(st *inventory.Status, n inventory.Node) {
 	st.Name = n.Name
 	st.MAC = n.MAC.String()
 	st.IP = n.IP.String()
+	st.Rack = n.Rack
 }
 
 // write stores st as n's file, atomically.
@@ -295,6 +296,7 @@ func (s *Store) Reinstall(names ...string) error {
 		st.State = contract.StateUnknown
 		st.LocalBoot = false
 		st.Reason = ""
+		st.Step, st.StepSince = "", time.Time{}
 		if err := s.write(n, st); err != nil {
 			return err
 		}
@@ -335,7 +337,12 @@ func allowed(from contract.State) []contract.State {
 //	any state → booting (the node was reset) and → failed
 //
 // Repeating the current state (a report sent twice) is allowed, except
-// unknown, which only Reinstall sets. done sets LocalBoot: the node's next
+// unknown, which only Reinstall sets. A change of state sets the step
+// the new state begins with (SetStep, StepSince at now or, when now is
+// zero, the wall clock): booting loading installer, registered
+// registered, installing receiving, done bootloader (the agent customizes
+// the system before it reports); failed keeps the step the node failed
+// in, from now. done sets LocalBoot: the node's next
 // reset boots its disk, so the boot services stop offering the installer
 // (what the Mandriva guide asks the administrator to switch by hand).
 // failed clears LocalBoot, so the next reset installs again, and records
@@ -363,7 +370,14 @@ func Transition(st *inventory.Status, to contract.State, reason string, now time
 		st.LocalBoot = false
 	case contract.StateInstalling:
 		if from != contract.StateInstalling {
-			st.Bytes, st.Rate = 0, 0
+			st.Bytes, st.Rate, st.Total = 0, 0, 0
+		}
+	}
+	if from != to {
+		if step := firstStep[to]; step != "" {
+			SetStep(st, step, now)
+		} else if to == contract.StateFailed {
+			st.StepSince = stepClock(now)
 		}
 	}
 	if to == contract.StateFailed {
@@ -379,6 +393,61 @@ func Transition(st *inventory.Status, to contract.State, reason string, now time
 		st.LastReport = now
 	}
 	return nil
+}
+
+// firstStep is the step each state begins with (Transition).
+var firstStep = map[contract.State]contract.Step{
+	contract.StateBooting:    contract.StepLoading,
+	contract.StateRegistered: contract.StepRegistered,
+	contract.StateInstalling: contract.StepReceiving,
+	contract.StateDone:       contract.StepBootloader,
+}
+
+// SetStep records that the node does step now: StepSince becomes now
+// when the step changes (or was never timed), and stays otherwise, so a
+// step repeated by every report keeps its start. A zero now is the wall
+// clock; an empty step changes nothing.
+func SetStep(st *inventory.Status, step contract.Step, now time.Time) {
+	if step == "" || (st.Step == step && !st.StepSince.IsZero()) {
+		return
+	}
+	st.Step, st.StepSince = step, stepClock(now)
+}
+
+func stepClock(now time.Time) time.Time {
+	if now.IsZero() {
+		return time.Now()
+	}
+	return now
+}
+
+// Sighted records that the boot services saw the node at now (Seen,
+// SeenBy: how) and moves its step on. firmware is true for a PXE
+// firmware or boot loader (a PXE DHCP request, any TFTP read), false for
+// a plain DHCP client: the agent, or the installed system.
+//
+//   - A node whose next boot is from disk (LocalBoot) is booting from
+//     disk when its firmware asks, booted from disk when its system does.
+//   - Otherwise its firmware asking means dhcp (it was reset), except
+//     while it loads the installer its boot entry named; a plain DHCP
+//     client before registration is the agent coming up.
+//   - A plain DHCP client of a registered, installing or failed node (the
+//     agent renewing its lease) changes no step.
+func Sighted(st *inventory.Status, by string, firmware bool, now time.Time) {
+	st.Seen, st.SeenBy = now, by
+	var step contract.Step
+	switch {
+	case st.LocalBoot && firmware:
+		step = contract.StepDiskBoot
+	case st.LocalBoot:
+		step = contract.StepBootedDisk
+	case firmware && st.Step != contract.StepLoading:
+		step = contract.StepDHCP
+	case firmware:
+	case st.CurrentState() == contract.StateUnknown, st.CurrentState() == contract.StateBooting:
+		step = contract.StepAgentUp
+	}
+	SetStep(st, step, now)
 }
 
 func joinStates(ss []contract.State) string {

@@ -123,6 +123,7 @@ func TestPersistence(t *testing.T) {
 	want := inventory.Status{
 		Name: "n1", MAC: "52:54:00:00:00:01", IP: "10.0.0.11", State: contract.StateDone,
 		Bytes: 1 << 30, Rate: 1e8, LocalBoot: true, LastReport: t0, Message: "writing /dev/vda",
+		Step: contract.StepBootloader, StepSince: t0,
 	}
 
 	s2 := open(t, dir)
@@ -342,6 +343,13 @@ func TestTransition(t *testing.T) {
 						want.Bytes, want.Rate = 0, 0
 					}
 				}
+				if from != to {
+					// A new state starts its first step; failed keeps
+					// the step the node failed in.
+					want.Step = map[contract.State]contract.Step{booting: contract.StepLoading, registered: contract.StepRegistered,
+						installing: contract.StepReceiving, done: contract.StepBootloader}[to]
+					want.StepSince = t0
+				}
 				if diff := cmp.Diff(want, st); diff != "" {
 					t.Errorf("(-want +got):\n%s", diff)
 				}
@@ -470,5 +478,83 @@ func TestCrossProcess(t *testing.T) {
 	}
 	if st.Bytes != 3*per {
 		t.Errorf("Bytes %d, want %d: updates were lost", st.Bytes, 3*per)
+	}
+}
+
+func TestSetStep(t *testing.T) {
+	t1 := t0.Add(time.Minute)
+	st := inventory.Status{}
+	SetStep(&st, contract.StepReceiving, t0)
+	SetStep(&st, contract.StepReceiving, t1) // repeated: keeps its start
+	if st.Step != contract.StepReceiving || !st.StepSince.Equal(t0) {
+		t.Errorf("repeated step: %s since %v, want receiving since %v", st.Step, st.StepSince, t0)
+	}
+	SetStep(&st, "", t1)
+	if st.Step != contract.StepReceiving {
+		t.Errorf("empty step changed it to %q", st.Step)
+	}
+	SetStep(&st, contract.StepVerifying, t1)
+	if st.Step != contract.StepVerifying || !st.StepSince.Equal(t1) {
+		t.Errorf("new step: %s since %v, want verifying since %v", st.Step, st.StepSince, t1)
+	}
+	before := time.Now()
+	SetStep(&st, contract.StepBootloader, time.Time{})
+	if st.StepSince.Before(before) {
+		t.Errorf("zero now: since %v, want the wall clock", st.StepSince)
+	}
+}
+
+func TestSighted(t *testing.T) {
+	const (
+		dhcp    = contract.StepDHCP
+		loading = contract.StepLoading
+		agentUp = contract.StepAgentUp
+	)
+	for _, tc := range []struct {
+		name     string
+		st       inventory.Status
+		firmware bool
+		want     contract.Step
+	}{
+		{"never heard of, firmware", inventory.Status{}, true, dhcp},
+		{"never heard of, plain DHCP", inventory.Status{}, false, agentUp},
+		{"failed node reset", inventory.Status{State: contract.StateFailed, Step: contract.StepReceiving}, true, dhcp},
+		{"installing node reset", inventory.Status{State: contract.StateInstalling, Step: contract.StepReceiving}, true, dhcp},
+		{"loading the installer over TFTP", inventory.Status{State: contract.StateBooting, Step: loading}, true, loading},
+		{"the agent's DHCP", inventory.Status{State: contract.StateBooting, Step: loading}, false, agentUp},
+		{"the agent renews its lease", inventory.Status{State: contract.StateInstalling, Step: contract.StepReceiving}, false, contract.StepReceiving},
+		{"failed agent renews", inventory.Status{State: contract.StateFailed, Step: contract.StepBootloader}, false, contract.StepBootloader},
+		{"done node's firmware", inventory.Status{State: contract.StateDone, LocalBoot: true, Step: contract.StepRebooting}, true, contract.StepDiskBoot},
+		{"done node's system", inventory.Status{State: contract.StateDone, LocalBoot: true, Step: contract.StepDiskBoot}, false, contract.StepBootedDisk},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := tc.st
+			Sighted(&st, "dhcp x", tc.firmware, t0)
+			if st.Step != tc.want || st.SeenBy != "dhcp x" || !st.Seen.Equal(t0) {
+				t.Errorf("step %q, seen %v by %q; want step %q", st.Step, st.Seen, st.SeenBy, tc.want)
+			}
+			if st.State != tc.st.State || st.LocalBoot != tc.st.LocalBoot {
+				t.Errorf("state changed: %+v", st)
+			}
+		})
+	}
+}
+
+func TestRackAndReinstallStep(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, parse(t, strings.Replace(testInventory, "n2 10.0.0.12", "n2 10.0.0.12 rack=r7", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	move(t, s, "n2", contract.StateBooting, contract.StateRegistered)
+	st, err := s.Get("n2")
+	if err != nil || st.Rack != "r7" || st.Step != contract.StepRegistered || st.StepSince.IsZero() {
+		t.Fatalf("n2: %+v %v, want rack r7, step registered with a time", st, err)
+	}
+	if err := s.Reinstall("n2"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = s.Get("n2"); st.Step != "" || !st.StepSince.IsZero() {
+		t.Errorf("after reinstall: step %q since %v, want none", st.Step, st.StepSince)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/herdproject/herd/pxe/dhcp"
 	"github.com/herdproject/herd/pxe/httpboot"
 	"github.com/herdproject/herd/pxe/inventory"
+	"github.com/herdproject/herd/pxe/nodestate"
 	"github.com/herdproject/herd/pxe/ra"
 	"github.com/herdproject/herd/pxe/tftp"
 	"golang.org/x/sync/errgroup"
@@ -192,9 +193,10 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // sightings records in the store when DHCP and TFTP see an inventory
-// node (Status.Seen, SeenBy). The servers' hooks run on their read loops:
-// they only queue; one goroutine writes, and drops sightings when it
-// falls behind rather than slow the servers down.
+// node (Status.Seen, SeenBy, and the step that means: nodestate.Sighted).
+// The servers' hooks run on their read loops: they only queue; one
+// goroutine writes, and drops sightings when it falls behind rather than
+// slow the servers down.
 type sightings struct {
 	inv   *inventory.Inventory
 	store inventory.Store
@@ -203,6 +205,7 @@ type sightings struct {
 
 type sighting struct {
 	name, by string
+	firmware bool // PXE firmware or boot loader (nodestate.Sighted)
 	at       time.Time
 }
 
@@ -210,9 +213,9 @@ func newSightings(inv *inventory.Inventory, st inventory.Store) *sightings {
 	return &sightings{inv: inv, store: st, queue: make(chan sighting, 256)}
 }
 
-func (s *sightings) add(name, by string) {
+func (s *sightings) add(name, by string, firmware bool) {
 	select {
-	case s.queue <- sighting{name, by, time.Now()}:
+	case s.queue <- sighting{name, by, firmware, time.Now()}:
 	default:
 	}
 }
@@ -220,7 +223,7 @@ func (s *sightings) add(name, by string) {
 // dhcp is dhcp.Config.Observe: a DISCOVER or REQUEST from mac.
 func (s *sightings) dhcp(mac net.HardwareAddr, kind dhcp.ClientKind) {
 	if n, ok := s.inv.ByMAC(mac); ok {
-		s.add(n.Name, "dhcp "+kind.String())
+		s.add(n.Name, "dhcp "+kind.String(), kind != dhcp.NotPXE)
 	}
 }
 
@@ -235,7 +238,7 @@ func (s *sightings) tftp(remote net.Addr, file string) {
 		return
 	}
 	if n, ok := s.inv.ByIP(ip.Unmap().String()); ok {
-		s.add(n.Name, "tftp "+file)
+		s.add(n.Name, "tftp "+file, true)
 	}
 }
 
@@ -247,7 +250,7 @@ func (s *sightings) run(ctx context.Context) {
 			return
 		case v := <-s.queue:
 			_ = s.store.Update(v.name, func(st *inventory.Status) error {
-				st.Seen, st.SeenBy = v.at, v.by
+				nodestate.Sighted(st, v.by, v.firmware, v.at)
 				return nil
 			})
 		}
