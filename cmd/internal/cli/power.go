@@ -48,7 +48,7 @@ func herdPower(ctx context.Context, args []string, env Env) error {
 	pwFile := fs.String("bmc-password-file", "", "`FILE` holding the BMCs' password (its first line)")
 	timeout := fs.Duration("timeout", 5*time.Second, "each BMC request's `DURATION` before it is sent again")
 	retries := fs.Int("retries", 2, "times a request is sent again before the BMC counts as not answering")
-	suite := fs.Int("cipher-suite", 0, "RMCP+ cipher suite `ID` (3 or 17); 0 asks the BMC")
+	suite := fs.Int("cipher-suite", 0, "RMCP+ cipher suite `ID` (3 or 17); 0 tries 17, then 3")
 	persistent := fs.Bool("persistent", false, "bootdev: for every boot, not only the next")
 	efi := fs.Bool("efi", false, "bootdev: the node boots by UEFI")
 	parallel := fs.Int("parallel", 64, "BMCs driven at once")

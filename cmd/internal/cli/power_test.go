@@ -74,7 +74,7 @@ func TestPower(t *testing.T) {
 				}
 			}},
 		// The password from the environment.
-		{args: []string{"status", "n2", "--inventory", inv, "--cipher-suite", "3"}, env: map[string]string{"HERD_BMC_PASSWORD": bmctest.Password},
+		{args: []string{"status", "n2", "--inventory", inv}, env: map[string]string{"HERD_BMC_PASSWORD": bmctest.Password},
 			code: ExitOK, out: []string{"n2: on\n"}},
 		// Named without a BMC: failed, the others done.
 		{args: append([]string{"status", "n3", "n1"}, common...), code: ExitFailed, out: []string{"n1: off\n", "n3: no bmc= "}},
