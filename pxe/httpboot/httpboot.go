@@ -13,7 +13,10 @@
 //	POST /api/report                  an agent reports     → inventory.Status
 //	GET  /api/nodes                   every node           → []inventory.Status
 //	GET  /api/nodes/<name>            one node             → inventory.Status
-//	GET  /                            status page (HTML, refreshes every 2 s)
+//	GET  /api/dashboard               the dashboard's snapshot (JSON)
+//	GET  /api/events                  the same, as server-sent events every second
+//	GET  /                            the dashboard (HTML; without JavaScript a table refreshed every 2 s)
+//	GET  /ui/<file>                   the dashboard's script and style sheet
 //	GET  /metrics                     Prometheus metrics (package metrics)
 //
 // A MAC is accepted in lower or upper case, with colons or dashes.
@@ -84,13 +87,15 @@ type ServedPlan struct {
 	Text string
 }
 
-// Handler serves the routes of the package comment. It keeps no state of
-// its own beyond Config: everything a node did is in the Store.
+// Handler serves the routes of the package comment. Everything a node
+// did is in the Store; the Handler keeps only the dashboard's aggregate
+// rate history and its last snapshot.
 type Handler struct {
 	cfg  Config
 	log  *slog.Logger
 	root *os.Root
 	mux  *http.ServeMux
+	dash *dashboard
 }
 
 // New checks cfg and opens the boot tree.
@@ -137,7 +142,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("httpboot: boot tree: %w", err)
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, root: root, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, log: cfg.Log, root: root, mux: http.NewServeMux(), dash: newDashboard()}
 	h.mux.HandleFunc("GET /boot/{file}", h.serveIPXE)
 	h.mux.HandleFunc("GET /pxelinux.cfg/{file}", h.servePxelinux)
 	h.mux.HandleFunc("GET /files/{path...}", h.serveFile)
@@ -147,7 +152,10 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /api/nodes", h.serveNodes)
 	h.mux.HandleFunc("GET /api/nodes/{name}", h.serveNode)
 	h.mux.Handle("GET /metrics", cfg.Metrics)
+	h.mux.HandleFunc("GET /api/dashboard", h.serveDashboard)
+	h.mux.HandleFunc("GET /api/events", h.serveEvents)
 	h.mux.HandleFunc("GET /{$}", h.serveStatus)
+	h.mux.Handle("GET /ui/", uiFiles)
 	return h, nil
 }
 

@@ -44,7 +44,7 @@ func (m *memStore) get(name string) (inventory.Status, error) {
 	if !ok {
 		s = inventory.Status{State: contract.StateUnknown}
 	}
-	s.Name, s.MAC = n.Name, n.MAC.String()
+	s.Name, s.MAC, s.Rack = n.Name, n.MAC.String(), n.Rack
 	if n.IP.IsValid() {
 		s.IP = n.IP.String()
 	}

@@ -2,6 +2,7 @@ package httpboot
 
 import (
 	"bytes"
+	"embed"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -12,44 +13,65 @@ import (
 	"github.com/herdproject/herd/pxe/inventory"
 )
 
-// states in the order of the install cycle, for counts.
+// uiFiles serves the dashboard's script and style sheet (GET /ui/...),
+// built into the binary: the page needs nothing from the internet.
+//
+//go:embed ui
+var uiFS embed.FS
+
+var uiFiles = http.FileServerFS(uiFS)
+
+// statusPage is the dashboard (ui/dashboard.js fills it from
+// /api/events). Without JavaScript it is the table in <noscript>,
+// refreshed every 2 s.
 var statusPage = template.Must(template.New("status").Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="refresh" content="2">
+<noscript><meta http-equiv="refresh" content="2"></noscript>
 <title>herd: {{.Done}} of {{len .Nodes}} nodes done</title>
-<style>
-body { font-family: sans-serif; margin: 1em; }
-table { border-collapse: collapse; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.failed { background: #fdd; }
-tr.done { background: #dfd; }
-tr.installing { background: #ffd; }
-</style>
+<link rel="stylesheet" href="/ui/dashboard.css">
 </head>
 <body>
-<h1>herd</h1>
-<p>{{range $i, $c := .Counts}}{{if $i}}, {{end}}{{$c.State}}: {{$c.N}}{{end}}. Updated {{.Now}}.</p>
+<header><h1>herd</h1><span class="summary" id="summary">{{.Done}} of {{len .Nodes}} nodes done</span><span class="updated" id="updated">updated {{.Now}}</span></header>
+<main>
+<div class="panels">
+<div class="panel" id="counts">{{range $i, $c := .Counts}}{{if $i}}, {{end}}{{$c.State}}: {{$c.N}}{{end}}</div>
+<div class="panel" id="aggregate">
+<div><span class="label">rate</span><span class="big" id="agg-rate">–</span></div>
+<div><span class="label">received</span><span class="big" id="agg-bytes">–</span></div>
+<div><span class="label">ETA (slowest)</span><span class="big" id="agg-eta">–</span></div>
+<div><svg id="rate-plot" viewBox="0 0 320 64" preserveAspectRatio="none" role="img" aria-label="aggregate rate over time"><polygon class="area" id="rate-area" points=""/><polyline id="rate-line" points=""/></svg><span class="label" id="rate-peak"></span></div>
+</div>
+<div class="panel" id="filters">
+<label>state<select id="state-filter"><option value="">all</option></select></label>
+<label>rack<select id="rack-filter"><option value="">all</option></select></label>
+<label><input type="checkbox" id="straggler-filter"> stragglers only</label>
+</div>
+</div>
+<div id="shown"></div>
+<table id="nodes">
+<thead><tr><th>node</th><th>rack</th><th>state</th><th>step</th><th>in step</th><th>progress</th><th>rate</th><th>ETA</th><th>reason / message</th></tr></thead>
+<tbody id="rows"></tbody>
+</table>
+<noscript>
+<p>Without JavaScript: the table below, refreshed every 2 s; the nodes as JSON at <a href="/api/nodes">/api/nodes</a>.</p>
 <table>
 <thead><tr><th>name</th><th>MAC</th><th>IP</th><th>state</th><th>next boot</th><th>bytes</th><th>rate</th><th>last seen</th><th>last report</th><th>reason / message</th></tr></thead>
 <tbody>
 {{range .Nodes}}<tr class="{{.State}}"><td>{{.Name}}</td><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.State}}</td><td>{{.Boot}}</td><td class="num">{{.Bytes}}</td><td class="num">{{.Rate}}</td><td>{{.Seen}}</td><td>{{.LastReport}}</td><td>{{.Reason}}</td></tr>
-{{else}}<tr><td colspan="9">the inventory has no nodes</td></tr>
+{{else}}<tr><td colspan="10">the inventory has no nodes</td></tr>
 {{end}}</tbody>
 </table>
+</noscript>
+</main>
+<script src="/ui/dashboard.js"></script>
 </body>
 </html>
 `))
 
 type statusRow struct {
 	Name, MAC, IP, State, Boot, Bytes, Rate, Seen, LastReport, Reason string
-}
-
-type stateCount struct {
-	State contract.State
-	N     int
 }
 
 func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
