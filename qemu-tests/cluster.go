@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -84,6 +85,13 @@ type Options struct {
 	// standard error as herd writes them (make demo shows herd serve's
 	// progress and summary live). It must be safe for concurrent use.
 	Echo io.Writer
+	// BMC gives every node a real BMC (bmc.go): OpenIPMI's ipmi_sim
+	// answering IPMI over LAN on the boot network, named in the
+	// inventory as bmc=ipmi://..., whose chassis is the node's VM: a
+	// power-on starts it, a power-off kills it, a reset resets it. The
+	// nodes then start powered off; herd serve --power (or herd power)
+	// starts them, not the test.
+	BMC bool
 }
 
 // Node is one inventory node and its VM's parts.
@@ -170,11 +178,16 @@ type Cluster struct {
 	LogDir string
 	// Start is when the cluster was made (after the shared build).
 	Start time.Time
+	// BMCPasswordFile holds the BMCs' password (Options.BMC), for herd
+	// serve --bmc-password-file and herd power.
+	BMCPasswordFile string
 
 	t       T
 	opts    Options
 	servers int
+	vmMu    sync.Mutex // vms: the BMCs start VMs from their own goroutine
 	vms     []*VM
+	bmc     *bmcs // Options.BMC
 	srvs    []*Server
 	sockDir string // QEMU monitor sockets (short paths)
 }
@@ -248,7 +261,11 @@ func NewCluster(t T, o Options) *Cluster {
 		if err := os.Truncate(n.Disk, o.DiskSize); err != nil {
 			t.Fatalf("qemutests: disk: %v", err)
 		}
-		line := strings.TrimSpace(fmt.Sprintf("node %s %s %s %s", n.MAC, n.Name, n.IP, o.NodeAttrs))
+		attrs := o.NodeAttrs
+		if o.BMC {
+			attrs += " bmc=" + bmcTarget(k).String()
+		}
+		line := strings.TrimSpace(fmt.Sprintf("node %s %s %s %s", n.MAC, n.Name, n.IP, attrs))
 		inv = append(inv, line)
 		c.Nodes = append(c.Nodes, n)
 	}
@@ -256,6 +273,9 @@ func NewCluster(t T, o Options) *Cluster {
 	c.StateDir = filepath.Join(c.LogDir, "state")
 	if err := os.WriteFile(c.Inventory, []byte(strings.Join(inv, "\n")+"\n"), 0o644); err != nil {
 		t.Fatalf("qemutests: inventory: %v", err)
+	}
+	if o.BMC {
+		c.startBMCs()
 	}
 	c.Start = time.Now()
 	t.Logf("cluster: %d node(s) on %s (%s) in namespace %s; logs in %s", o.Nodes, Bridge, Subnet, c.NS.Name, c.LogDir)
@@ -316,7 +336,7 @@ func (c *Cluster) dumpOnFailure() {
 			c.t.Logf("=== herd %s (%s), stdout (last 20 lines):\n%s", s.Name, s.Stdout, lastLines(out, 20))
 		}
 	}
-	for _, v := range c.vms {
+	for _, v := range c.allVMs() {
 		c.t.Logf("=== %s console (%s), last 30 lines:\n%s", v.Node.Name, v.Log, v.Tail(30))
 	}
 }

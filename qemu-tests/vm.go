@@ -49,12 +49,24 @@ type VM struct {
 // a console log and a monitor of its own per start: <node>.console.log,
 // then <node>-2.console.log, ...
 func (c *Cluster) StartVM(i int) *VM {
+	c.t.Helper()
+	v, err := c.startVM(i, nil)
+	if err != nil {
+		c.t.Fatalf("qemutests: %v", err)
+	}
+	return v
+}
+
+// startVM is StartVM with extra QEMU arguments, returning its error: the
+// node's BMC (bmc.go) starts VMs from a goroutine of its own.
+func (c *Cluster) startVM(i int, extra []string) (*VM, error) {
 	t := c.t
-	t.Helper()
 	if i < 0 || i >= len(c.Nodes) {
-		t.Fatalf("qemutests: no node %d (the cluster has %d)", i, len(c.Nodes))
+		return nil, fmt.Errorf("no node %d (the cluster has %d)", i, len(c.Nodes))
 	}
 	n := c.Nodes[i]
+	c.vmMu.Lock()
+	defer c.vmMu.Unlock()
 	base, starts := n.Name, 1
 	for _, o := range c.vms {
 		if o.Node.Name == n.Name {
@@ -78,14 +90,16 @@ func (c *Cluster) StartVM(i int) *VM {
 	if c.opts.NoReboot {
 		args = append(args, "-no-reboot")
 	}
+	args = append(args, c.bmcArgs(i)...)
+	args = append(args, extra...)
 	logf, err := os.Create(v.Log)
 	if err != nil {
-		t.Fatalf("qemutests: %v", err)
+		return nil, err
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		logf.Close()
-		t.Fatalf("qemutests: %v", err)
+		return nil, err
 	}
 	v.cmd = c.NS.Command("qemu-system-x86_64", args...)
 	// QEMU's own messages go into the console log too, where they
@@ -93,14 +107,17 @@ func (c *Cluster) StartVM(i int) *VM {
 	v.cmd.Stdout, v.cmd.Stderr = w, w
 	// An open stdin that never sends anything: an EOF there is not wanted.
 	if v.stdin, err = v.cmd.StdinPipe(); err != nil {
-		t.Fatalf("qemutests: %v", err)
+		r.Close()
+		w.Close()
+		logf.Close()
+		return nil, err
 	}
 	v.Started = time.Now()
 	if err := v.cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
 		logf.Close()
-		t.Fatalf("qemutests: start QEMU for %s: %v", n.Name, err)
+		return nil, fmt.Errorf("start QEMU for %s: %w", n.Name, err)
 	}
 	w.Close()
 	v.con = newConsole(r, logf, v.Started)
@@ -118,7 +135,7 @@ func (c *Cluster) StartVM(i int) *VM {
 		logf.Close()
 	})
 	t.Logf("%s: QEMU pid %d (%s, MAC %s, %s, disk %s); console in %s", n.Name, v.cmd.Process.Pid, n.Firmware, n.MAC, n.Tap, n.Disk, v.Log)
-	return v
+	return v, nil
 }
 
 // RestartVM starts v's node again once its QEMU has exited (killed, or
