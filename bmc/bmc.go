@@ -130,6 +130,20 @@ const (
 	Disk Device = "disk"
 )
 
+// Mode is the firmware mode a boot device is set for.
+type Mode string
+
+// Boot modes.
+const (
+	// ModeKeep leaves the firmware's mode alone where the protocol can
+	// (Redfish: no BootSourceOverrideMode is sent); IPMI has no such
+	// choice and sends its "PC compatible" (legacy) flag, as ipmitool
+	// does without efiboot.
+	ModeKeep   Mode = ""
+	ModeUEFI   Mode = "uefi"
+	ModeLegacy Mode = "legacy"
+)
+
 // Controller is one BMC session.
 type Controller interface {
 	// PowerOn reports whether the node's power is on.
@@ -137,8 +151,8 @@ type Controller interface {
 	// Power carries out a power action.
 	Power(ctx context.Context, a Action) error
 	// BootDevice sets the device of the next boot (persist: of every
-	// boot), for UEFI firmware when efi is set.
-	BootDevice(ctx context.Context, d Device, efi, persist bool) error
+	// boot), for the firmware mode m.
+	BootDevice(ctx context.Context, d Device, m Mode, persist bool) error
 	// Close ends the session.
 	Close(ctx context.Context) error
 }
@@ -152,16 +166,17 @@ type Options struct {
 	Timeout time.Duration
 	Retries int
 	// CipherSuite is the RMCP+ cipher suite (3: HMAC-SHA1 and AES-128,
-	// 17: HMAC-SHA256 and AES-128); 0 asks the BMC which it supports, as
-	// ipmitool does, which costs a few timeouts on BMCs that do not say.
+	// 17: HMAC-SHA256 and AES-128); 0 tries 17, then 3, as ipmitool
+	// prefers (asking the BMC which it has costs every retry's timeout
+	// on BMCs that do not answer that question).
 	CipherSuite int
 	// TLSRoots, when set, are the certificate authorities a Redfish
 	// BMC's certificate must chain to (and name its host). Nil accepts
 	// any certificate: BMCs ship with self-signed ones, and an admin
 	// drives them over a management network as ipmitool does, with no
 	// certificate at all. Ironic and Metal3 verify by default and let
-	// the admin turn it off per node; herd's command line has no such
-	// switch yet, so it does not.
+	// the admin turn it off per node; herd verifies when given the
+	// authorities (--bmc-ca-file).
 	TLSRoots *x509.CertPool
 }
 

@@ -87,7 +87,7 @@ func (i *ipmiController) Power(ctx context.Context, a Action) error {
 	return nil
 }
 
-func (i *ipmiController) BootDevice(ctx context.Context, d Device, efi, persist bool) error {
+func (i *ipmiController) BootDevice(ctx context.Context, d Device, m Mode, persist bool) error {
 	var sel types.BootDeviceSelector
 	switch d {
 	case PXE:
@@ -98,7 +98,7 @@ func (i *ipmiController) BootDevice(ctx context.Context, d Device, efi, persist 
 		return fmt.Errorf("%s: unknown boot device %q", i.t, d)
 	}
 	bt := types.BIOSBootTypeLegacy
-	if efi {
+	if m == ModeUEFI {
 		bt = types.BIOSBootTypeEFI
 	}
 	if err := i.c.SetBootDevice(ctx, sel, bt, persist); err != nil {

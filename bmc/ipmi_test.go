@@ -27,7 +27,7 @@ func TestIPMI(t *testing.T) {
 	if on, err := c.PowerOn(ctx); err != nil || on {
 		t.Fatalf("power at start: %v, %v; want off", on, err)
 	}
-	if err := c.BootDevice(ctx, bmc.PXE, false, false); err != nil {
+	if err := c.BootDevice(ctx, bmc.PXE, bmc.ModeKeep, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.State(t)["boot"]; got != "pxe" {
@@ -48,7 +48,7 @@ func TestIPMI(t *testing.T) {
 	if got := s.State(t)["reset"]; got != "1" {
 		t.Errorf("reset %q after Reset", got)
 	}
-	if err := c.BootDevice(ctx, bmc.Disk, false, false); err != nil {
+	if err := c.BootDevice(ctx, bmc.Disk, bmc.ModeLegacy, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.State(t)["boot"]; got != "default" && got != "disk" {

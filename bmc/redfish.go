@@ -305,9 +305,10 @@ func (r *redfishController) waitOff(ctx context.Context) error {
 }
 
 // BootDevice sets Boot.BootSourceOverrideTarget (Pxe or Hdd),
-// BootSourceOverrideEnabled (Once or Continuous) and, on systems that
-// show a BootSourceOverrideMode, that mode (UEFI or Legacy).
-func (r *redfishController) BootDevice(ctx context.Context, d Device, efi, persist bool) error {
+// BootSourceOverrideEnabled (Once or Continuous) and, when m is not
+// ModeKeep and the system shows a BootSourceOverrideMode, that mode (UEFI
+// or Legacy).
+func (r *redfishController) BootDevice(ctx context.Context, d Device, m Mode, persist bool) error {
 	var target schemas.BootSource
 	switch d {
 	case PXE:
@@ -332,9 +333,11 @@ func (r *redfishController) BootDevice(ctx context.Context, d Device, efi, persi
 		b.BootSourceOverrideEnabled = schemas.ContinuousBootSourceOverrideEnabled
 	}
 	if s.Boot.BootSourceOverrideMode != "" {
-		b.BootSourceOverrideMode = schemas.LegacyBootSourceOverrideMode
-		if efi {
+		switch m {
+		case ModeUEFI:
 			b.BootSourceOverrideMode = schemas.UEFIBootSourceOverrideMode
+		case ModeLegacy:
+			b.BootSourceOverrideMode = schemas.LegacyBootSourceOverrideMode
 		}
 	}
 	if err := s.SetBoot(b); err != nil {

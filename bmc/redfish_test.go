@@ -356,30 +356,35 @@ func TestRedfishBootDevice(t *testing.T) {
 		}
 	}
 	tests := []struct {
-		dev          Device
-		efi, persist bool
-		edit         func(string, map[string]any)
-		want         string
+		dev     Device
+		mode    Mode
+		persist bool
+		edit    func(string, map[string]any)
+		want    string
 	}{
-		{dev: PXE, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Pxe"}}`},
-		{dev: PXE, efi: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Pxe"}}`},
-		{dev: PXE, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Pxe"}}`},
-		{dev: PXE, efi: true, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Pxe"}}`},
-		{dev: Disk, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Hdd"}}`},
-		{dev: Disk, efi: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Hdd"}}`},
-		{dev: Disk, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Hdd"}}`},
-		{dev: Disk, efi: true, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Hdd"}}`},
+		{dev: PXE, mode: ModeLegacy, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Pxe"}}`},
+		{dev: PXE, mode: ModeUEFI, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Pxe"}}`},
+		{dev: PXE, mode: ModeLegacy, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Pxe"}}`},
+		{dev: PXE, mode: ModeUEFI, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Pxe"}}`},
+		{dev: Disk, mode: ModeLegacy, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Hdd"}}`},
+		{dev: Disk, mode: ModeUEFI, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Hdd"}}`},
+		{dev: Disk, mode: ModeLegacy, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Hdd"}}`},
+		{dev: Disk, mode: ModeUEFI, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Hdd"}}`},
+		// The firmware's mode unknown (a node never registered): the
+		// system keeps its own, UEFI-only servers included.
+		{dev: PXE, mode: ModeKeep, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideTarget":"Pxe"}}`},
+		{dev: Disk, mode: ModeKeep, persist: true, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideTarget":"Hdd"}}`},
 		// Modified: rackmount1's system without BootSourceOverrideMode.
-		{dev: PXE, efi: true, edit: noMode, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideTarget":"Pxe"}}`},
-		{dev: Disk, persist: true, edit: noMode, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideTarget":"Hdd"}}`},
+		{dev: PXE, mode: ModeUEFI, edit: noMode, want: `{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideTarget":"Pxe"}}`},
+		{dev: Disk, mode: ModeLegacy, persist: true, edit: noMode, want: `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideTarget":"Hdd"}}`},
 	}
 	for _, tt := range tests {
-		name := fmt.Sprintf("%s efi=%v persist=%v mode=%v", tt.dev, tt.efi, tt.persist, tt.edit == nil)
+		name := fmt.Sprintf("%s mode=%q persist=%v system-mode=%v", tt.dev, tt.mode, tt.persist, tt.edit == nil)
 		t.Run(name, func(t *testing.T) {
 			m := newMockRedfish(t, "public-rackmount1")
 			m.edit = tt.edit
 			r := m.dial(t, Options{})
-			if err := r.BootDevice(context.Background(), tt.dev, tt.efi, tt.persist); err != nil {
+			if err := r.BootDevice(context.Background(), tt.dev, tt.mode, tt.persist); err != nil {
 				t.Fatalf("BootDevice: %v", err)
 			}
 			resets, patches := m.record()
@@ -399,7 +404,7 @@ func TestRedfishBootDeviceRefused(t *testing.T) {
 		}
 	}
 	r := m.dial(t, Options{})
-	err := r.BootDevice(context.Background(), PXE, true, false)
+	err := r.BootDevice(context.Background(), PXE, ModeUEFI, false)
 	if err == nil || !strings.Contains(err.Error(), "offers no BootSourceOverrideTarget Pxe (it offers None, Hdd, Cd)") {
 		t.Fatalf("BootDevice(pxe) = %v", err)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"slices"
@@ -17,9 +18,10 @@ import (
 )
 
 const powerUsage = `Usage: herd power status|on|off|cycle|reset NODE...|all [OPTIONS]
-       herd power bootdev pxe|disk NODE...|all [--persistent] [--efi] [OPTIONS]
+       herd power bootdev pxe|disk NODE...|all [--persistent] [--efi|--legacy] [OPTIONS]
 
-Drives the nodes' BMCs, named in the inventory (bmc=ipmi://USER@HOST):
+Drives the nodes' BMCs, named in the inventory (bmc=ipmi://USER@HOST for
+IPMI over LAN, bmc=redfish://USER@HOST for Redfish over HTTPS):
 power status, on, off (hard), cycle, reset (hard), and the device of the
 next boot. Every node's BMC is driven at the same time; each answers on
 its own line, and a BMC that refuses or does not answer fails only its
@@ -50,7 +52,9 @@ func herdPower(ctx context.Context, args []string, env Env) error {
 	retries := fs.Int("retries", 2, "times a request is sent again before the BMC counts as not answering")
 	suite := fs.Int("cipher-suite", 0, "RMCP+ cipher suite `ID` (3 or 17); 0 tries 17, then 3")
 	persistent := fs.Bool("persistent", false, "bootdev: for every boot, not only the next")
-	efi := fs.Bool("efi", false, "bootdev: the node boots by UEFI")
+	efi := fs.Bool("efi", false, "bootdev: for UEFI firmware")
+	legacy := fs.Bool("legacy", false, "bootdev: for legacy BIOS firmware (without --efi or --legacy, Redfish BMCs keep the firmware's mode; IPMI has no such choice and says legacy, as ipmitool does)")
+	caFile := fs.String("bmc-ca-file", "", "Redfish: verify the BMCs' certificates against the authorities in this PEM `FILE` (without it, any certificate is taken, as BMCs ship self-signed ones)")
 	parallel := fs.Int("parallel", 64, "BMCs driven at once")
 	fs.Usage = func() {
 		fmt.Fprint(env.Stderr, powerUsage)
@@ -96,7 +100,19 @@ func herdPower(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	if *efi && *legacy {
+		return usagef("--efi and --legacy: give one")
+	}
+	mode := bmc.ModeKeep
+	if *efi {
+		mode = bmc.ModeUEFI
+	} else if *legacy {
+		mode = bmc.ModeLegacy
+	}
 	opts := bmc.Options{Timeout: *timeout, Retries: *retries, CipherSuite: *suite}
+	if opts.TLSRoots, err = bmcRoots(*caFile); err != nil {
+		return err
+	}
 	all := len(rest) == 1 && rest[0] == "all"
 	results := make([]string, len(nodes))
 	failed := 0
@@ -114,7 +130,7 @@ func herdPower(ctx context.Context, args []string, env Env) error {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			msg, err := powerOne(ctx, n, password, opts, verb, dev, *efi, *persistent)
+			msg, err := powerOne(ctx, n, password, opts, verb, dev, mode, *persistent)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -192,17 +208,17 @@ func bmcPassword(env Env, file string) (string, error) {
 }
 
 // powerOne does verb on node n's BMC and says what it found or did.
-func powerOne(ctx context.Context, n inventory.Node, password string, o bmc.Options, verb string, dev bmc.Device, efi, persistent bool) (string, error) {
+func powerOne(ctx context.Context, n inventory.Node, password string, o bmc.Options, verb string, dev bmc.Device, mode bmc.Mode, persistent bool) (string, error) {
 	var msg string
 	err := withBMC(ctx, n, password, o, func(c bmc.Controller) (err error) {
-		msg, err = powerVerb(ctx, c, verb, dev, efi, persistent)
+		msg, err = powerVerb(ctx, c, verb, dev, mode, persistent)
 		return err
 	})
 	return msg, err
 }
 
 // powerVerb does verb on a BMC session.
-func powerVerb(ctx context.Context, c bmc.Controller, verb string, dev bmc.Device, efi, persistent bool) (string, error) {
+func powerVerb(ctx context.Context, c bmc.Controller, verb string, dev bmc.Device, mode bmc.Mode, persistent bool) (string, error) {
 	switch verb {
 	case "status":
 		on, err := c.PowerOn(ctx)
@@ -214,7 +230,7 @@ func powerVerb(ctx context.Context, c bmc.Controller, verb string, dev bmc.Devic
 		}
 		return "off", nil
 	case "bootdev":
-		if err := c.BootDevice(ctx, dev, efi, persistent); err != nil {
+		if err := c.BootDevice(ctx, dev, mode, persistent); err != nil {
 			return "", err
 		}
 		when := "next boot"
@@ -258,11 +274,31 @@ func (p *bmcPower) session(ctx context.Context, n inventory.Node, fn func(bmc.Co
 	return withBMC(ctx, n, p.password, p.opts, fn)
 }
 
+// mode is n's firmware mode as its agent last registered it, ModeKeep
+// when it never did: the BMC then keeps the firmware's own (Redfish), so
+// that a UEFI-only server is not switched to legacy boot.
+func (p *bmcPower) mode(n inventory.Node) bmc.Mode {
+	if p.store == nil {
+		return bmc.ModeKeep
+	}
+	s, err := p.store.Get(n.Name)
+	if err != nil {
+		return bmc.ModeKeep
+	}
+	switch s.Firmware {
+	case contract.FirmwareUEFI:
+		return bmc.ModeUEFI
+	case contract.FirmwareBIOS:
+		return bmc.ModeLegacy
+	}
+	return bmc.ModeKeep
+}
+
 // Install sets the next boot to the network and powers n on, or cycles
 // it when it is on.
 func (p *bmcPower) Install(ctx context.Context, n inventory.Node) error {
 	return p.session(ctx, n, func(c bmc.Controller) error {
-		if err := c.BootDevice(ctx, bmc.PXE, false, false); err != nil {
+		if err := c.BootDevice(ctx, bmc.PXE, p.mode(n), false); err != nil {
 			return err
 		}
 		on, err := c.PowerOn(ctx)
@@ -279,21 +315,32 @@ func (p *bmcPower) Install(ctx context.Context, n inventory.Node) error {
 // Cycle sets the next boot to the network again and power-cycles n.
 func (p *bmcPower) Cycle(ctx context.Context, n inventory.Node) error {
 	return p.session(ctx, n, func(c bmc.Controller) error {
-		if err := c.BootDevice(ctx, bmc.PXE, false, false); err != nil {
+		if err := c.BootDevice(ctx, bmc.PXE, p.mode(n), false); err != nil {
 			return err
 		}
 		return c.Power(ctx, bmc.Cycle)
 	})
 }
 
-// Disk makes n boot from its disk from now on, for UEFI firmware when its
-// agent registered as booted by UEFI.
+// Disk makes n boot from its disk from now on, in the firmware mode its
+// agent registered with.
 func (p *bmcPower) Disk(ctx context.Context, n inventory.Node) error {
-	efi := false
-	if p.store != nil {
-		if s, err := p.store.Get(n.Name); err == nil {
-			efi = s.Firmware == contract.FirmwareUEFI
-		}
+	return p.session(ctx, n, func(c bmc.Controller) error { return c.BootDevice(ctx, bmc.Disk, p.mode(n), true) })
+}
+
+// bmcRoots reads the certificate authorities of --bmc-ca-file; nil
+// without one.
+func bmcRoots(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
 	}
-	return p.session(ctx, n, func(c bmc.Controller) error { return c.BootDevice(ctx, bmc.Disk, efi, true) })
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usagef("--bmc-ca-file: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, usagef("--bmc-ca-file %s: no PEM certificate in it", file)
+	}
+	return pool, nil
 }

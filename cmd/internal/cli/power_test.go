@@ -88,6 +88,9 @@ func TestPower(t *testing.T) {
 		{args: append([]string{"on", "n9"}, common...), code: ExitUsage, err: []string{`no node "n9" in inventory ` + inv}},
 		{args: append([]string{"wake", "n1"}, common...), code: ExitUsage, err: []string{`unknown power action "wake"`}},
 		{args: append([]string{"bootdev", "usb", "n1"}, common...), code: ExitUsage, err: []string{"want herd power bootdev pxe|disk"}},
+		{args: append([]string{"bootdev", "pxe", "n1", "--efi", "--legacy"}, common...), code: ExitUsage, err: []string{"--efi and --legacy: give one"}},
+		{args: append([]string{"status", "n1", "--bmc-ca-file", inv}, common...), code: ExitUsage, err: []string{"--bmc-ca-file " + inv + ": no PEM certificate in it"}},
+		{args: append([]string{"status", "n1", "--bmc-ca-file", inv + ".missing"}, common...), code: ExitUsage, err: []string{"--bmc-ca-file: open " + inv + ".missing"}},
 	}
 	for _, st := range steps {
 		getenv := func(k string) string { return st.env[k] }

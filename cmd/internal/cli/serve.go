@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/herdproject/herd/agent"
+	"github.com/herdproject/herd/bmc"
 	"github.com/herdproject/herd/campaign"
 	"github.com/herdproject/herd/contract"
 	"github.com/herdproject/herd/imagebuilder/diskimage"
@@ -199,6 +200,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	pwFile := fs.String("bmc-password-file", "", "with --power: `FILE` holding the BMCs' password (else $HERD_BMC_PASSWORD)")
 	registerTimeout := secondsFlag(fs, "register-timeout", "", "with --power: power-cycle a node that has not registered within this `DURATION` (default 10m)")
 	powerCycles := fs.Int("power-cycles", 2, "with --power: power cycles before giving up on a node that does not register")
+	bmcCA := fs.String("bmc-ca-file", "", "with --power: verify Redfish BMCs' certificates against the authorities in this PEM `FILE` (without it, any certificate is taken)")
 	f := addSendFlags(fs)
 	if err := refusePasswordArgs(args, false); err != nil {
 		return err
@@ -210,9 +212,13 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		return usagef("--power-cycles %d: want at least 1", *powerCycles)
 	}
 	var bmcPw string
+	var bmcOpts bmc.Options
 	if *power {
 		var err error
 		if bmcPw, err = bmcPassword(env, *pwFile); err != nil {
+			return err
+		}
+		if bmcOpts.TLSRoots, err = bmcRoots(*bmcCA); err != nil {
 			return err
 		}
 	}
@@ -295,7 +301,7 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 		cc.SessionsDir = filepath.Join(*b.stateDir, "sessions")
 	}
 	if *power {
-		cc.Power = &bmcPower{password: bmcPw, store: st}
+		cc.Power = &bmcPower{password: bmcPw, opts: bmcOpts, store: st}
 		cc.RegisterTimeout, cc.PowerCycles = *registerTimeout, *powerCycles
 	}
 	if *b.plan == "" {
