@@ -421,6 +421,15 @@ func (c *campaign) session(ctx context.Context, nodes []inventory.Node, files []
 		for _, n := range r.Nodes {
 			_ = c.Store.Update(n.Name, func(st *inventory.Status) error {
 				st.Bytes, st.Rate = n.Received, n.Rate
+				if r.Total > 0 {
+					st.Total = r.Total // the dashboard's progress and ETA
+				}
+				switch n.State {
+				case sender.StateReceiving:
+					nodestate.SetStep(st, contract.StepReceiving, c.Clock.Now())
+				case sender.StateVerifying:
+					nodestate.SetStep(st, contract.StepVerifying, c.Clock.Now())
+				}
 				return nil
 			})
 		}
@@ -446,7 +455,7 @@ func (c *campaign) session(ctx context.Context, nodes []inventory.Node, files []
 // transition moves a node's boot state (nodestate.Transition's rules).
 func (c *campaign) transition(name string, to contract.State, reason string) {
 	_ = c.Store.Update(name, func(s *inventory.Status) error {
-		return nodestate.Transition(s, to, reason, time.Time{})
+		return nodestate.Transition(s, to, reason, c.Clock.Now())
 	})
 }
 

@@ -653,3 +653,62 @@ func TestPower(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchSteps: the session's progress reaches the node store as the
+// dashboard reads it: bytes, rate, the stream's total, and the step
+// (receiving, then verifying) with the campaign's clock.
+func TestWatchSteps(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	clock := &fakeClock{start: start, now: start, cancel: cancel}
+	inv := rack("n1", "n2")
+	store := newFakeStore(clock, inv, reg(time.Second, "n1"), reg(2*time.Second, "n2"))
+	type seen struct {
+		step         contract.Step
+		bytes, total int64
+		since        time.Duration
+	}
+	var got []seen
+	var t0 time.Duration // the session's start on the fake clock
+	look := func() {
+		for _, n := range []string{"n1", "n2"} {
+			s, _ := store.Get(n)
+			got = append(got, seen{s.Step, s.Bytes, s.Total, s.StepSince.Sub(start)})
+		}
+	}
+	err := Run(ctx, Config{
+		Inventory: inv, Store: store, Clock: clock, Once: true, ReportWait: time.Second,
+		Send: func(ctx context.Context, s Session) (*sender.Report, error) {
+			t0 = clock.since()
+			s.Watch(&sender.Report{Total: 1000, Nodes: []sender.NodeReport{
+				{Name: "n1", State: sender.StateReceiving, Received: 400, Rate: 100},
+				{Name: "n2", State: sender.StateReceiving, Received: 300, Rate: 90},
+			}})
+			look()
+			_ = clock.Sleep(ctx, 10*time.Second)
+			s.Watch(&sender.Report{Total: 1000, Nodes: []sender.NodeReport{
+				{Name: "n1", State: sender.StateVerifying, Received: 1000},
+				{Name: "n2", State: sender.StateReceiving, Received: 800},
+			}})
+			look()
+			rep := &sender.Report{Done: true}
+			for _, n := range s.Nodes {
+				rep.Nodes = append(rep.Nodes, sender.NodeReport{Name: n.Name, State: sender.StateDone, Verified: true})
+				store.schedule(time.Second, report(0, n.Name, contract.StateDone))
+			}
+			return rep, nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := []seen{
+		{contract.StepReceiving, 400, 1000, t0}, {contract.StepReceiving, 300, 1000, t0},
+		// n1 verifies from 10s on; n2 still receives since the start.
+		{contract.StepVerifying, 1000, 1000, t0 + 10*time.Second}, {contract.StepReceiving, 800, 1000, t0},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(seen{})); diff != "" {
+		t.Errorf("the store during the session (-want +got):\n%s", diff)
+	}
+}
