@@ -130,18 +130,22 @@ func buildSnapshot(list []inventory.Status, racks []string, now time.Time) dashS
 		snap.ETA = max(snap.ETA, row.ETA)
 		snap.Nodes = append(snap.Nodes, row)
 	}
-	// Failed first; the sort is stable, so the inventory's order stays.
+	// Failed first, then the stragglers: what needs the operator; the
+	// sort is stable, so the inventory's order stays within each.
 	slices.SortStableFunc(snap.Nodes, func(a, b dashRow) int {
-		return cmp.Compare(rank(a.State), rank(b.State))
+		return cmp.Compare(rank(a), rank(b))
 	})
 	return snap
 }
 
-func rank(s contract.State) int {
-	if s == contract.StateFailed {
+func rank(r dashRow) int {
+	switch {
+	case r.State == contract.StateFailed:
 		return 0
+	case r.Straggler != "":
+		return 1
 	}
-	return 1
+	return 2
 }
 
 // racks returns the inventory's racks, sorted, without repeats.
@@ -178,9 +182,25 @@ func (d *dashboard) last() rateSample {
 	return d.history[d.next-1]
 }
 
+// RecordRates takes a snapshot every historyEvery until ctx ends, so
+// that the aggregate rate's history has no gaps while nobody watches
+// (herd serve runs it beside the servers).
+func (h *Handler) RecordRates(ctx context.Context) {
+	t := time.NewTicker(historyEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = h.snapshot()
+		}
+	}
+}
+
 // snapshot returns the dashboard's JSON: the one of a snapshot taken
 // within snapshotMaxAge, or a new one. The history grows as snapshots
-// are taken: while nobody watches, it has gaps.
+// are taken (RecordRates takes one a second).
 func (h *Handler) snapshot() ([]byte, error) {
 	d := h.dash
 	d.mu.Lock()

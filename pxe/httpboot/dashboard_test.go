@@ -103,15 +103,15 @@ func TestDashboardFeed(t *testing.T) {
 	for _, n := range d.Nodes {
 		names = append(names, n.Name)
 	}
-	if diff := cmp.Diff([]string{"d5", "d1", "d2", "d3", "d4"}, names); diff != "" {
-		t.Errorf("order, failed first (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{"d5", "d4", "d1", "d2", "d3"}, names); diff != "" {
+		t.Errorf("order, failed first, then the straggler (-want +got):\n%s", diff)
 	}
 	want1 := dashRow{Name: "d1", MAC: mac(1), IP: "10.0.1.1", Rack: "r1", State: contract.StateInstalling, Step: contract.StepReceiving,
 		StepSecs: 30, Bytes: 500, Total: 1000, Rate: 100, ETA: 5, Message: "agent registered"}
-	if diff := cmp.Diff(want1, d.Nodes[1]); diff != "" {
+	if diff := cmp.Diff(want1, d.Nodes[2]); diff != "" {
 		t.Errorf("d1 (-want +got):\n%s", diff)
 	}
-	if n := d.Nodes[4]; n.Straggler != stragglerSlow || n.ETA != 25 {
+	if n := d.Nodes[1]; n.Straggler != stragglerSlow || n.ETA != 25 {
 		t.Errorf("d4: straggler %q eta %v, want slow, 25", n.Straggler, n.ETA)
 	}
 	if n := d.Nodes[0]; n.Reason != "<script>alert(1)</script>" || n.ETA != -1 || n.StepSecs != 30 {

@@ -173,9 +173,10 @@ type dashView struct {
 }
 
 type dashViewRow struct {
-	Name   string `json:"name"`
-	State  string `json:"state"`
-	Reason string `json:"reason"`
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	Straggler string `json:"straggler"`
+	Reason    string `json:"reason"`
 }
 
 const dashViewJS = `(() => {
@@ -187,7 +188,7 @@ const dashViewJS = `(() => {
   const bg = r => r ? getComputedStyle(r.querySelector('td')).backgroundColor : '';
   return {
     counts, rows: rows.length,
-    first: rows.slice(0, 6).map(r => ({name: r.dataset.name || '', state: r.dataset.state || '', reason: r.querySelector('td.reason').textContent})),
+    first: rows.slice(0, 6).map(r => ({name: r.dataset.name || '', state: r.dataset.state || '', straggler: r.dataset.straggler || '', reason: r.querySelector('td.reason').textContent})),
     stragglers: strag.map(r => r.dataset.name + ':' + r.dataset.straggler),
     stragBG: bg(strag[0]), plainBG: bg(plain),
     pwned: window.pwned === 1,
@@ -305,8 +306,8 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("row %d: %+v, want a failed node with its reason (failed first)", k, r)
 		}
 	}
-	if view.First[dashFailed].State == "failed" {
-		t.Errorf("row %d failed too: %+v", dashFailed, view.First[dashFailed])
+	if r := view.First[dashFailed]; r.State == "failed" || r.Straggler == "" {
+		t.Errorf("row %d: %+v, want a straggler (after the failed nodes)", dashFailed, r)
 	}
 	if r := view.First[dashFailed-1]; r.Name != dashName(dashNodes-1) || r.Reason != dashScriptReason {
 		t.Errorf("the <script> reason: row %+v, want %s showing %q as text", r, dashName(dashNodes-1), dashScriptReason)

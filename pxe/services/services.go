@@ -169,6 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { seen.run(ctx); return nil })
+	g.Go(func() error { h.RecordRates(ctx); return nil })
 	g.Go(func() error {
 		cfg.Log.Debug(fmt.Sprintf("http: serving %s (boot scripts, files, API, status page)", cfg.BaseURL()))
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
