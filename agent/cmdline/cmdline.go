@@ -507,7 +507,9 @@ func normalizeServer(v string) (string, error) {
 				return "", err
 			}
 		}
-		return strings.TrimRight(v, "/"), nil
+		// The scheme as url.Parse reads it: lower case ("HTTP://h" is
+		// http://h).
+		return strings.TrimRight(u.Scheme+v[strings.Index(v, ":"):], "/"), nil
 	}
 	if a, err := netip.ParseAddr(v); err == nil && a.Is6() {
 		return "http://" + net.JoinHostPort(a.String(), strconv.Itoa(DefaultPort)), nil

@@ -102,6 +102,11 @@ func TestParse(t *testing.T) {
 			want:    defaults(Settings{Server: "https://mgmt.example/herd"}),
 		},
 		{
+			name:    "server URL with an upper-case scheme (found by FuzzParse)",
+			cmdline: "herd.server=HTTPS://Mgmt.example:8443/Herd",
+			want:    defaults(Settings{Server: "https://Mgmt.example:8443/Herd"}),
+		},
+		{
 			name:    "server bare IPv6",
 			cmdline: "herd.server=fd00::1",
 			want:    defaults(Settings{Server: "http://[fd00::1]:8080"}),
