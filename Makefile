@@ -17,12 +17,17 @@ FUZZTIME ?= 3s
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
 	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf openssh-client systemd openipmi ipmitool prometheus chromium
 
-.PHONY: all build deps test unit fuzz ring-test net-test chaos boot-test qemu-test lint bench bench-quick bench-go demo clean
+.PHONY: all build docs deps test unit fuzz ring-test net-test chaos boot-test qemu-test lint bench bench-quick bench-go demo clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Man pages (bin/man/NAME.SECTION) and bash and zsh completions
+# (bin/completion/herd.bash, _herd), made from the commands' --help.
+docs:
+	$(GO) run ./cmd/herd-docs --man $(BIN)/man --completion $(BIN)/completion
 
 # deps installs the system packages once (skipped when all are present).
 deps:

@@ -34,9 +34,6 @@ import (
 	"golang.org/x/term"
 )
 
-// Version is herd's version, printed by -V.
-var Version = "0.1.0"
-
 // Env is what a command sees of its process.
 type Env struct {
 	Stdin          io.Reader

@@ -74,8 +74,7 @@ func Herd(ctx context.Context, args []string, env Env) int {
 	case "plan":
 		return status(env, "herd plan", herdPlan(ctx, args[1:], env))
 	case "version", "--version", "-V":
-		fmt.Fprintf(env.Stdout, "herd %s\n", Version)
-		return ExitOK
+		return status(env, "herd version", herdVersion(ctx, args[1:], env))
 	case "help", "--help", "-h":
 		fmt.Fprint(env.Stdout, herdUsage)
 		return ExitOK

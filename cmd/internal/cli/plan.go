@@ -30,6 +30,7 @@ func herdPlan(_ context.Context, args []string, env Env) error {
 		return usagef("unknown plan command %q: want check (see herd plan --help)", args[0])
 	}
 	fs := pflag.NewFlagSet("herd plan check", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
 	ka := fs.Bool("ka", false, "FILE is a ka-deploy partition description")
 	if err := parseArgs(fs, env, planUsage, args[1:], 1, "a plan FILE", " (see herd plan --help)"); err != nil {
 		return err
