@@ -354,6 +354,29 @@ func TestZshCompletion(t *testing.T) {
 	if out, err := exec.Command(zsh, "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("zsh -n: %v\n%s", err, out)
 	}
+	// The completion system's functions, stubbed: they print what the
+	// script asked for.
+	const stubs = `_describe() { local -a a; a=("${(@P)4}"); print -r -- "$3: ${a[@]%%:*}"; }
+_files() { print -r -- "files $*"; }
+_message() { print -r -- "message"; }
+compset() { :; }
+`
+	for _, tc := range []struct{ line, want string }{
+		{"herd image ", "command: build golden capture info"},
+		{"herd image info --j", "option: --help --json"},
+		{"herd serve --boot-dir ", "files -/"},
+		{"herd send --failed ", "files"},
+		{"herd send -H ", "message"},
+		{"herd power bootdev ", "command: pxe disk"},
+		{"dollyC --listen 127.0.0.2 -", "option: --help --cntlport --dataport --listen -P --portbase --report -a --timeout -v --verbose"},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			out, err := exec.Command(zsh, "-fc", stubs+`words=(${=2}); [[ $2 == *" " ]] && words+=(""); CURRENT=${#words}; source "$1"`, "zsh", script, tc.line).CombinedOutput()
+			if got := strings.TrimSpace(string(out)); err != nil || got != tc.want {
+				t.Errorf("completes %q (%v), want %q", got, err, tc.want)
+			}
+		})
+	}
 }
 
 // TestWrite writes the files herd-docs and the packages expect.
