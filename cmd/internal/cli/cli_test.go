@@ -22,10 +22,17 @@ func run(m Main, args ...string) (int, string, string) {
 	return runEnv(m, func(string) string { return "" }, args...)
 }
 
-// runEnv is run with an environment.
+// runEnv is run with an environment; without $HERD_CONFIG in it, herd
+// serve and herd pxe read no herd.conf (not the host's).
 func runEnv(m Main, getenv func(string) string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := m(context.Background(), args, Env{Stdout: &out, Stderr: &errb, Getenv: getenv})
+	env := func(k string) string {
+		if v := getenv(k); v != "" || k != confPathEnv {
+			return v
+		}
+		return confNone
+	}
+	code := m(context.Background(), args, Env{Stdout: &out, Stderr: &errb, Getenv: env})
 	return code, out.String(), errb.String()
 }
 
@@ -156,17 +163,21 @@ func TestSecondsFlag(t *testing.T) {
 }
 
 // herd serve takes a dolly configuration's files (the Mandriva guide's
-// "infile stage2.img outfile /dev/ram3") but its hosts from the inventory;
-// herd send keeps refusing --config with --hosts.
+// "infile stage2.img outfile /dev/ram3", -f or --session-config) but its
+// hosts from the inventory; herd send keeps refusing --config with
+// --hosts.
 func TestServeConfigHosts(t *testing.T) {
 	cfg := t.TempDir() + "/stage2.conf"
 	if err := os.WriteFile(cfg, []byte("infile stage2.img outfile /dev/ram3 server servernode firstclient 12.12.12.1 lastclient 12.12.12.3 clients 3 12.12.12.1 12.12.12.2 12.12.12.3 endconfig\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	fs := pflag.NewFlagSet("herd serve", pflag.ContinueOnError)
-	f := addSendFlags(fs)
-	if err := fs.Parse([]string{"--config", cfg}); err != nil {
+	f := addServeFlags(fs).send
+	if err := fs.Parse([]string{"--session-config", cfg}); err != nil {
 		t.Fatal(err)
+	}
+	if fl := fs.ShorthandLookup("f"); fl == nil || fl.Name != "session-config" {
+		t.Errorf("herd serve -f is %v, want --session-config", fl)
 	}
 	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
 	o0, err := f.options(env, fs, "herd serve", "")
@@ -184,7 +195,12 @@ func TestServeConfigHosts(t *testing.T) {
 	if len(o.cfg.Plan.Files) != 1 || o.cfg.Plan.Files[0].Output != "/dev/ram3" {
 		t.Errorf("files %+v", o.cfg.Plan.Files)
 	}
-	if _, err := f.options(env, fs, "herd send", "10.0.0.11"); err == nil || !strings.Contains(err.Error(), "cannot be combined") {
+	sfs := pflag.NewFlagSet("herd send", pflag.ContinueOnError)
+	sf := addSendFlags(sfs)
+	if err := sfs.Parse([]string{"--config", cfg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.options(env, sfs, "herd send", "10.0.0.11"); err == nil || !strings.Contains(err.Error(), "cannot be combined") {
 		t.Errorf("herd send --config with hosts: %v", err)
 	}
 }

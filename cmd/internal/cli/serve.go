@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/herdproject/herd/agent"
 	"github.com/herdproject/herd/bmc"
@@ -119,6 +120,14 @@ page (/) and Prometheus metrics (/metrics).
 A node whose install reported done boots from its disk at the next reset;
 'herd nodes reinstall NAME|all' switches it back.
 
+Configuration file: the options can be kept in herd.conf, TOML with the
+options' long names as keys (interface = "br0", power = true,
+register-timeout = "10m", file = ["disk.img.zst >> /dev/sda"]): the file
+--config names, else /etc/herd/herd.conf when it exists ($HERD_CONFIG
+names another; --config none reads none). The command line wins over the
+file; herd serve and herd pxe share it (herd pxe skips herd serve's keys).
+--print-config prints the merged options as a herd.conf and exits.
+
 Options:
 `
 
@@ -126,10 +135,14 @@ func herdPXE(ctx context.Context, args []string, env Env) error {
 	fs := pflag.NewFlagSet("herd pxe", pflag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
+	conf := addConfFlags(fs)
 	b := addBootFlags(fs)
 	ports := addPortFlags(fs)
 	verbose := fs.BoolP("verbose", "v", false, "log every request")
 	if err := parseFlags(fs, env, pxeUsage, args, " (see herd pxe --help)"); err != nil {
+		return err
+	}
+	if printed, err := conf.apply(env, fs, "herd pxe", serveFlagSet()); err != nil || printed {
 		return err
 	}
 	// Registering agents are told these ports: give herd send the same.
@@ -150,7 +163,7 @@ func herdPXE(ctx context.Context, args []string, env Env) error {
 	return services.Run(ctx, cfg)
 }
 
-const serveUsage = `Usage: herd serve --interface IF (--input IMAGE --output DEVICE | --file 'IN > OUT'... | --config FILE) [OPTIONS]
+const serveUsage = `Usage: herd serve --interface IF (--input IMAGE --output DEVICE | --file 'IN > OUT'... | -f DOLLY-CONFIG) [OPTIONS]
 
 The one command to run before pressing reset on the rack. It runs the
 boot services (see herd pxe), waits until the inventory's nodes have
@@ -177,60 +190,120 @@ other cooked files ('>>') unpack inside the new system at their output
 path (--file 'root.tar.zst >> /'). Then fstab by UUID, the bootloader and
 %post. Every plan is checked before anything is served.
 
+The files to send can also come from a dolly, openSUSE dolly or dolly+
+configuration file: -f FILE (--session-config FILE; herd send's --config),
+whose hosts are ignored (the nodes are the inventory's).
+
+Configuration file: the options can be kept in herd.conf, TOML with the
+options' long names as keys (interface = "br0", power = true,
+register-timeout = "10m", file = ["disk.img.zst >> /dev/sda"]): the file
+--config names, else /etc/herd/herd.conf when it exists ($HERD_CONFIG
+names another; --config none reads none). The command line wins over the
+file; herd serve and herd pxe share it, each taking its own keys.
+--print-config prints the merged options as a herd.conf and exits.
+
 Exit status: 0 every expected node installed and verified; 1 otherwise;
-2 bad usage, a bad inventory or a bad plan.
+2 bad usage, a bad herd.conf, a bad inventory or a bad plan.
 
 Options:
 `
+
+// serveFlags are herd serve's options.
+type serveFlags struct {
+	boot                                              *bootFlags
+	send                                              *sendFlags
+	conf                                              *confFlags
+	minNodes, powerCycles                             *int
+	waitTimeout, reportWait, stage2Wait, registerWait *time.Duration
+	once, power                                       *bool
+	stage2, stage2Out, stage2Mount, pwFile, bmcCA     *string
+}
+
+func addServeFlags(fs *pflag.FlagSet) *serveFlags {
+	s := &serveFlags{conf: addConfFlags(fs), boot: addBootFlags(fs)}
+	s.minNodes = fs.Int("min", 0, "start when `N` nodes registered (default: every inventory node)")
+	s.waitTimeout = secondsFlag(fs, "wait-timeout", "", "wait at most this `DURATION` for the nodes to register (default 30m)")
+	s.once = fs.Bool("once", false, "exit after the session (and the agents' reports) instead of serving on")
+	s.reportWait = secondsFlag(fs, "report-wait", "", "with --once, wait at most this `DURATION` for the agents' final reports (default 2m)")
+	s.stage2 = fs.String("stage2", "", "first send this filesystem `IMAGE` (squashfs, ext4, ISO 9660) into every node's RAM; the agents mount it and use its tools")
+	s.stage2Out = fs.String("stage2-output", "/dev/ram0", "where the nodes keep the stage2: a brd ramdisk /dev/ramN or a `PATH` on tmpfs")
+	s.stage2Mount = fs.String("stage2-mount", agent.DefaultStage2Mount, "where the agents mount the stage2 (`DIR`)")
+	s.stage2Wait = secondsFlag(fs, "stage2-wait", "", "wait at most this `DURATION` for the agents to mount the stage2 and run its hook (default 35m)")
+	s.power = fs.Bool("power", false, "drive the nodes' BMCs (the inventory's bmc=): set them to boot from the network and power them on at the start, power-cycle a node that has not registered within --register-timeout, set verified nodes to boot from disk")
+	s.pwFile = fs.String("bmc-password-file", "", "with --power: `FILE` holding the BMCs' password (else $HERD_BMC_PASSWORD)")
+	s.registerWait = secondsFlag(fs, "register-timeout", "", "with --power: power-cycle a node that has not registered within this `DURATION` (default 10m)")
+	s.powerCycles = fs.Int("power-cycles", 2, "with --power: power cycles before giving up on a node that does not register")
+	s.bmcCA = fs.String("bmc-ca-file", "", "with --power: verify Redfish BMCs' certificates against the authorities in this PEM `FILE` (without it, any certificate is taken)")
+	s.send = addSessionFlags(fs)
+	return s
+}
+
+// addSessionFlags is addSendFlags with the dolly session file's --config
+// named --session-config (-f still): herd serve's --config is herd.conf.
+func addSessionFlags(fs *pflag.FlagSet) *sendFlags {
+	tmp := pflag.NewFlagSet(fs.Name(), pflag.ContinueOnError)
+	tmp.SortFlags = false
+	f := addSendFlags(tmp)
+	tmp.VisitAll(func(fl *pflag.Flag) {
+		if fl.Name == "config" {
+			fl.Name = "session-config"
+			fl.Usage = "dolly/dolly+ configuration `FILE`: the files to send (its hosts are not used: the nodes are the inventory's)"
+		}
+		fs.AddFlag(fl)
+	})
+	return f
+}
+
+// serveFlagSet is a flag set of herd serve's options, parsing nothing:
+// herd pxe checks herd serve's keys of herd.conf in it.
+func serveFlagSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("herd serve", pflag.ContinueOnError)
+	fs.SortFlags = false
+	addServeFlags(fs)
+	return fs
+}
 
 func herdServe(ctx context.Context, args []string, env Env) error {
 	fs := pflag.NewFlagSet("herd serve", pflag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
-	b := addBootFlags(fs)
-	minNodes := fs.Int("min", 0, "start when `N` nodes registered (default: every inventory node)")
-	waitTimeout := secondsFlag(fs, "wait-timeout", "", "wait at most this `DURATION` for the nodes to register (default 30m)")
-	once := fs.Bool("once", false, "exit after the session (and the agents' reports) instead of serving on")
-	reportWait := secondsFlag(fs, "report-wait", "", "with --once, wait at most this `DURATION` for the agents' final reports (default 2m)")
-	stage2 := fs.String("stage2", "", "first send this filesystem `IMAGE` (squashfs, ext4, ISO 9660) into every node's RAM; the agents mount it and use its tools")
-	stage2Out := fs.String("stage2-output", "/dev/ram0", "where the nodes keep the stage2: a brd ramdisk /dev/ramN or a `PATH` on tmpfs")
-	stage2Mount := fs.String("stage2-mount", agent.DefaultStage2Mount, "where the agents mount the stage2 (`DIR`)")
-	stage2Wait := secondsFlag(fs, "stage2-wait", "", "wait at most this `DURATION` for the agents to mount the stage2 and run its hook (default 35m)")
-	power := fs.Bool("power", false, "drive the nodes' BMCs (the inventory's bmc=): set them to boot from the network and power them on at the start, power-cycle a node that has not registered within --register-timeout, set verified nodes to boot from disk")
-	pwFile := fs.String("bmc-password-file", "", "with --power: `FILE` holding the BMCs' password (else $HERD_BMC_PASSWORD)")
-	registerTimeout := secondsFlag(fs, "register-timeout", "", "with --power: power-cycle a node that has not registered within this `DURATION` (default 10m)")
-	powerCycles := fs.Int("power-cycles", 2, "with --power: power cycles before giving up on a node that does not register")
-	bmcCA := fs.String("bmc-ca-file", "", "with --power: verify Redfish BMCs' certificates against the authorities in this PEM `FILE` (without it, any certificate is taken)")
-	f := addSendFlags(fs)
+	sf := addServeFlags(fs)
+	b, f := sf.boot, sf.send
 	if err := refusePasswordArgs(args, false); err != nil {
 		return err
 	}
 	if err := parseFlags(fs, env, serveUsage, args, " (see herd serve --help)"); err != nil {
 		return err
 	}
-	if *powerCycles < 1 {
-		return usagef("--power-cycles %d: want at least 1", *powerCycles)
+	if printed, err := sf.conf.apply(env, fs, "herd serve", nil); err != nil || printed {
+		return err
+	}
+	if *f.config != "" && (*f.input != "" || len(*f.files) > 0 || *f.dirs != "") {
+		return usagef("--session-config cannot be combined with --input, --file or --dirs")
+	}
+	if *sf.powerCycles < 1 {
+		return usagef("--power-cycles %d: want at least 1", *sf.powerCycles)
 	}
 	var bmcPw string
 	var bmcOpts bmc.Options
-	if *power {
+	if *sf.power {
 		var err error
-		if bmcPw, err = bmcPassword(env, *pwFile); err != nil {
+		if bmcPw, err = bmcPassword(env, *sf.pwFile); err != nil {
 			return err
 		}
-		if bmcOpts.TLSRoots, err = bmcRoots(*bmcCA); err != nil {
+		if bmcOpts.TLSRoots, err = bmcRoots(*sf.bmcCA); err != nil {
 			return err
 		}
 	}
 	// Unset durations are 0: the campaign's defaults.
 	var stage2File *plan.File
-	if *stage2 != "" {
-		stage2File = &plan.File{Input: *stage2, Output: *stage2Out, Mount: *stage2Mount}
+	if *sf.stage2 != "" {
+		stage2File = &plan.File{Input: *sf.stage2, Output: *sf.stage2Out, Mount: *sf.stage2Mount}
 		p := plan.Session{Files: []plan.File{*stage2File}, Hosts: []string{"placeholder"}}
 		if err := p.Validate(); err != nil {
 			return usagef("--stage2: %v", err)
 		}
-		if _, err := os.Stat(*stage2); err != nil {
+		if _, err := os.Stat(*sf.stage2); err != nil {
 			return usagef("--stage2: %v", err)
 		}
 	}
@@ -245,8 +318,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	// install and step durations of /metrics.
 	m := metrics.New(fileStore, nil)
 	st := m.Store()
-	if *minNodes < 0 || *minNodes > len(inv.Nodes) {
-		return usagef("--min %d: the inventory has %d node(s)", *minNodes, len(inv.Nodes))
+	if *sf.minNodes < 0 || *sf.minNodes > len(inv.Nodes) {
+		return usagef("--min %d: the inventory has %d node(s)", *sf.minNodes, len(inv.Nodes))
 	}
 	// The session's options, parsed once: each session gets a copy with
 	// its nodes as the hosts.
@@ -287,8 +360,8 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	}
 
 	cc := campaign.Config{
-		Inventory: inv, Store: st, Want: *minNodes, WaitTimeout: *waitTimeout,
-		Stage2: stage2File, Stage2Wait: *stage2Wait, Once: *once, ReportWait: *reportWait,
+		Inventory: inv, Store: st, Want: *sf.minNodes, WaitTimeout: *sf.waitTimeout,
+		Stage2: stage2File, Stage2Wait: *sf.stage2Wait, Once: *sf.once, ReportWait: *sf.reportWait,
 		Fresh: *f.fresh, Stopped: stopped, Out: env.Stdout,
 		Log: o0.log,
 		Send: func(ctx context.Context, s campaign.Session) (*sender.Report, error) {
@@ -300,9 +373,9 @@ func herdServe(ctx context.Context, args []string, env Env) error {
 	if *f.state != "none" {
 		cc.SessionsDir = filepath.Join(*b.stateDir, "sessions")
 	}
-	if *power {
+	if *sf.power {
 		cc.Power = &bmcPower{password: bmcPw, opts: bmcOpts, store: st}
-		cc.RegisterTimeout, cc.PowerCycles = *registerTimeout, *powerCycles
+		cc.RegisterTimeout, cc.PowerCycles = *sf.registerWait, *sf.powerCycles
 	}
 	if *b.plan == "" {
 		// Why UEFI nodes without a plan could not boot the session's
