@@ -39,6 +39,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	herdBin = bins.Path("herd")
+	// The tests give their options; no host herd.conf adds any.
+	os.Setenv("HERD_CONFIG", "none")
 	code := m.Run()
 	bins.Remove()
 	os.Exit(code)
