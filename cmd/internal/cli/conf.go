@@ -73,9 +73,8 @@ type confResult struct {
 // apply reads herd.conf after fs parsed the command line and sets every
 // flag the command line did not set. Keys that are not flags of fs but
 // are flags of other (nil: none) are the other command's: checked by
-// setting them there, and left. With
-// --print-config it prints the result on env.Stdout and returns
-// printed true: the command stops there.
+// setting them there, and left. With --print-config it prints the result
+// on env.Stdout and returns printed true: the command stops there.
 func (c *confFlags) apply(env Env, fs *pflag.FlagSet, prog string, other *pflag.FlagSet) (printed bool, err error) {
 	path, explicit := c.file(env, fs)
 	res := &confResult{from: map[string]string{}}
@@ -84,8 +83,10 @@ func (c *confFlags) apply(env Env, fs *pflag.FlagSet, prog string, other *pflag.
 		data, err := os.ReadFile(path)
 		switch {
 		case errors.Is(err, os.ErrNotExist) && !explicit:
-		case err != nil:
+		case err != nil && explicit:
 			return false, usagef("--config: %v", err)
+		case err != nil:
+			return false, usagef("herd.conf: %v (--config none reads no file)", err)
 		default:
 			res.file = path
 			entries, err := parseConf(path, data)
