@@ -21,8 +21,17 @@ DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstool
 
 all: build
 
-build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+# build: herd carries u-root's init and rescue commands (a busybox made by
+# initramfs/internal/mkbb, rebuilt when its inputs change) and is static
+# and stripped (it is the agent every node downloads in the initramfs),
+# so that `herd build boot` needs no Go toolchain and no source tree.
+PREBUILT_BB := initramfs/prebuilt/bb.zst
+LDFLAGS     ?= -s -w
+build: $(PREBUILT_BB)
+	CGO_ENABLED=0 $(GO) build -tags herd_embed -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+$(PREBUILT_BB): go.mod go.sum $(filter-out %_test.go,$(wildcard initramfs/*.go initramfs/internal/mkbb/*.go))
+	$(GO) run ./initramfs/internal/mkbb -o $(@D)
 
 # Man pages (bin/man/NAME.SECTION) and bash and zsh completions
 # (bin/completion/herd.bash, _herd), made from the commands' --help.

@@ -24,9 +24,13 @@
 // /proc/cmdline. Arguments given with uroot.uinitargs= would come before
 // "agent" and are not supported.
 //
-// Building compiles Go: the u-root commands come from the herd module's
-// dependency graph (see tools.go), so Build needs the Go toolchain and the
-// herd source tree (Config.SourceDir).
+// Build needs no Go toolchain when herd was built by `make build`: the
+// u-root commands (init and the rescue shell, one busybox binary) are
+// built into herd (see busybox.go), and /bin/herd is the running herd,
+// a static executable. Otherwise, or when Config.SourceDir is given, it
+// compiles them with the Go toolchain from the herd source tree: the
+// u-root commands come from the herd module's dependency graph (see
+// tools.go).
 package initramfs
 
 import (
@@ -38,6 +42,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -49,7 +54,6 @@ import (
 	"github.com/herdproject/herd/internal/iocount"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
-	"github.com/u-root/gobusybox/src/pkg/golang"
 	"github.com/u-root/mkuimage/cpio"
 	"github.com/u-root/mkuimage/ldd"
 	"github.com/u-root/mkuimage/uimage"
@@ -177,11 +181,15 @@ type Config struct {
 	// Compression: "" = Gzip.
 	Compression Compression
 	// HerdBinary is a herd binary to embed as /bin/herd; it should be
-	// static. "" = build SourceDir's ./cmd/herd with CGO_ENABLED=0.
+	// static. "" = the running herd when it is a static executable
+	// (Self) and SourceDir is "", else SourceDir's ./cmd/herd built with
+	// CGO_ENABLED=0.
 	HerdBinary string
-	// SourceDir is the herd module's source tree, where the u-root
-	// commands (and herd) are compiled; "" = the module containing the
-	// working directory.
+	// SourceDir is a herd source tree to compile the u-root commands
+	// (and herd, without HerdBinary) from, with the Go toolchain. "" =
+	// the busybox built into this herd (HasBuiltinBusybox) and the
+	// running herd; what this herd does not have is compiled from the
+	// module containing the working directory.
 	SourceDir string
 	// Extra are more host programs or files (names looked up as Tools'
 	// are, or absolute paths), copied at their host paths with their
@@ -214,6 +222,10 @@ type Result struct {
 	// Tools are the host files added for Tools and Extra; Libraries the
 	// shared libraries (and their symlinks) added for them.
 	Tools, Libraries []string
+	// Busybox says where the u-root commands came from ("built into
+	// herd" or "compiled from DIR"); Herd where /bin/herd did ("this
+	// herd, PATH", "compiled from DIR" or the HerdBinary given).
+	Busybox, Herd string
 }
 
 func (c *Config) setDefaults() error {
@@ -248,14 +260,10 @@ func (c *Config) setDefaults() error {
 	if c.Modules == nil {
 		c.Modules = DefaultModules()
 	}
-	if c.SourceDir == "" {
-		dir, err := ModuleRoot("")
-		if err != nil {
-			return err
-		}
-		c.SourceDir = dir
+	if c.SourceDir != "" {
+		return checkModule(c.SourceDir)
 	}
-	return checkModule(c.SourceDir)
+	return nil
 }
 
 // ModuleRoot returns the root of the Go module containing dir ("" = the
@@ -274,7 +282,45 @@ func ModuleRoot(dir string) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-var errNotInSource = fmt.Errorf("building the initramfs compiles Go programs from herd's source: run it inside the herd source tree (module %s) or name the tree", ModulePath)
+var errNotInSource = fmt.Errorf("not in herd's source tree (module %s)", ModulePath)
+
+// chooseSources picks the busybox and herd to use (see Config.SourceDir
+// and HerdBinary): it sets cfg.SourceDir when something must be compiled,
+// and returns the herd binary ("" = compile it) and whether the busybox
+// is the built-in one.
+func chooseSources(cfg *Config) (herd string, builtin bool, err error) {
+	herd = cfg.HerdBinary
+	if cfg.SourceDir != "" {
+		return herd, false, nil
+	}
+	builtin = HasBuiltinBusybox()
+	var selfErr error
+	if herd == "" {
+		herd, selfErr = Self()
+	}
+	if builtin && herd != "" {
+		return herd, true, nil
+	}
+	dir, err := ModuleRoot("")
+	if err == nil {
+		err = checkModule(dir)
+	}
+	if err != nil {
+		why := fmt.Sprintf("there is no herd source tree to compile them from (%v)", err)
+		switch {
+		case errors.Is(err, exec.ErrNotFound):
+			why = "there is no Go toolchain (go) on PATH to compile them"
+		case errors.Is(err, errNotInSource):
+			why = fmt.Sprintf("the working directory is not in herd's source tree (module %s) to compile them from", ModulePath)
+		}
+		if !builtin {
+			return "", false, fmt.Errorf("%w, and %s: build herd with make build in herd's source tree, or give the source tree with --source DIR (and install Go)", ErrNoBusybox, why)
+		}
+		return "", false, fmt.Errorf("initramfs: the running herd cannot be the agent (%v), and %s: use a herd built by make build (static), or give a static herd with --herd-binary FILE", selfErr, strings.Replace(why, "compile them", "build one", 1))
+	}
+	cfg.SourceDir = dir
+	return herd, builtin, nil
+}
 
 func checkModule(dir string) error {
 	f, err := os.Open(filepath.Join(dir, "go.mod"))
@@ -310,6 +356,12 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		tmp = d
 	}
 
+	// Where the busybox of u-root commands and the herd binary come from.
+	herd, builtin, err := chooseSources(&cfg)
+	if err != nil {
+		return res, err
+	}
+
 	// Kernel modules: select, stage, depmod.
 	stage := filepath.Join(tmp, "modules")
 	if len(cfg.Modules) > 0 {
@@ -330,15 +382,37 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 			len(sel.Modules), cfg.ModulesDir, len(cfg.Modules), len(sel.Builtin), len(sel.Missing), time.Since(start).Round(time.Millisecond)))
 	}
 
-	// The herd binary.
-	herd := cfg.HerdBinary
-	if herd == "" {
+	// The busybox and the herd binary.
+	bb := filepath.Join(tmp, "bb")
+	start := time.Now()
+	if builtin {
+		m, err := extractBuiltin(embedded, bb)
+		if err != nil {
+			return res, err
+		}
+		res.Busybox = "built into herd"
+		cfg.Log.Info(fmt.Sprintf("busybox: %d u-root commands built into herd (%.1f MiB)", len(m.Commands), float64(m.Size)/(1<<20)))
+	} else {
+		if _, err := BuildBusybox(cfg.SourceDir, bb, "", filepath.Join(tmp, "bbsrc"), logger(cfg)); err != nil {
+			return res, err
+		}
+		res.Busybox = "compiled from " + cfg.SourceDir
+		cfg.Log.Info(fmt.Sprintf("busybox: compiled %d u-root commands from %s in %v", len(Commands), cfg.SourceDir, time.Since(start).Round(time.Millisecond)))
+	}
+	switch {
+	case herd == "":
 		start := time.Now()
 		herd = filepath.Join(tmp, "herd")
 		if err := buildHerd(ctx, cfg.SourceDir, herd); err != nil {
 			return res, err
 		}
+		res.Herd = "compiled from " + cfg.SourceDir
 		cfg.Log.Info(fmt.Sprintf("herd: built ./cmd/herd (static) in %v", time.Since(start).Round(time.Millisecond)))
+	case herd == cfg.HerdBinary:
+		res.Herd = herd
+	default:
+		res.Herd = "this herd, " + herd
+		cfg.Log.Info(fmt.Sprintf("herd: this herd, %s (static)", herd))
 	}
 	if st, err := os.Stat(herd); err != nil {
 		return res, fmt.Errorf("herd binary: %w", err)
@@ -370,14 +444,14 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	out := &archiveOut{w: cfg.Out, comp: cfg.Compression}
-	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithWorkingDir(cfg.SourceDir))
+	// The busybox as u-root's busybox builder lays it out: /bbin/bb and
+	// a link to it per command; init and the shell are links to those.
 	mods := []uimage.Modifier{
-		uimage.WithReplaceEnv(env),
 		uimage.WithBaseArchive(uimage.DefaultRamfs()),
 		uimage.WithTempDir(bbTmp),
-		uimage.WithBusyboxCommands(Commands...),
-		uimage.WithInit("init"),
-		uimage.WithShell("gosh"),
+		uimage.WithFiles(bb + ":" + bbinDir + "/bb"),
+		uimage.WithInit("/" + bbinDir + "/init"),
+		uimage.WithShell("/" + bbinDir + "/gosh"),
 		uimage.WithFiles(herd + ":bin/herd"),
 		uimage.WithUinit("/bin/herd", "agent"),
 		uimage.WithOutput(out),
@@ -388,14 +462,17 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	for _, f := range files {
 		mods = append(mods, uimage.WithFiles(f))
 	}
+	for _, c := range Commands {
+		mods = append(mods, uimage.WithSymlink(bbinDir+"/"+path.Base(c), "/"+bbinDir+"/bb"))
+	}
 	for link, target := range links {
 		mods = append(mods, uimage.WithSymlink(link, target))
 	}
-	start := time.Now()
+	start = time.Now()
 	if err := uimage.Create(logger(cfg), mods...); err != nil {
 		return res, fmt.Errorf("mkuimage: %w", err)
 	}
-	cfg.Log.Info(fmt.Sprintf("initramfs: busybox of %d u-root commands and the archive in %v", len(Commands), time.Since(start).Round(time.Millisecond)))
+	cfg.Log.Info(fmt.Sprintf("initramfs: the archive in %v", time.Since(start).Round(time.Millisecond)))
 
 	// Every library a tool needs must be in.
 	for _, l := range libs {
@@ -406,6 +483,9 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	res.Size, res.RawSize, res.Files = out.size.N, out.raw.N, len(out.names)
 	return res, nil
 }
+
+// bbinDir is the busybox's directory in the archive.
+const bbinDir = "bbin"
 
 func logger(cfg Config) *llog.Logger {
 	level := slog.LevelWarn

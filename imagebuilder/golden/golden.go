@@ -113,12 +113,13 @@ type Config struct {
 	// Hostname of the golden system; "" = DefaultHostname.
 	Hostname string
 	// HerdBinary is the static herd executable that becomes /init and
-	// /sbin/init; "" = the running program when it is a static x86-64
-	// executable (herd built with CGO_ENABLED=0), else ./cmd/herd built
-	// from SourceDir.
+	// /sbin/init; "" = the running herd when it is a static x86-64
+	// executable (herd built by make build, with CGO_ENABLED=0) and
+	// SourceDir is "", else ./cmd/herd built from SourceDir.
 	HerdBinary string
-	// SourceDir is the herd source tree to build from; "" = the module
-	// containing the working directory.
+	// SourceDir is a herd source tree to build herd from (Go toolchain
+	// needed); "" = the module containing the working directory, when
+	// the running herd will not do.
 	SourceDir string
 	// TempDir is where the build works; "" = a new directory under
 	// os.TempDir(), removed afterwards.
@@ -488,15 +489,21 @@ func herdBinary(ctx context.Context, cfg *Config, tmp string) (string, error) {
 		}
 		return cfg.HerdBinary, nil
 	}
-	exe, err := os.Executable()
-	if err == nil && CheckStatic(exe) == nil && strings.HasPrefix(filepath.Base(exe), "herd") {
-		return exe, nil
-	}
 	src := cfg.SourceDir
 	if src == "" {
-		dir, err := initramfs.ModuleRoot("")
-		if err != nil {
-			return "", fmt.Errorf("golden: this herd (%s) is not a static executable, and there is no herd source tree here to build one: run inside herd's source tree, give --source DIR, or give --herd-binary FILE (built with CGO_ENABLED=0 go build ./cmd/herd): %w", exe, err)
+		// This herd, when it is a static x86-64 executable (as make
+		// build makes it): no Go toolchain needed.
+		exe, err := initramfs.Self()
+		if err == nil {
+			err = CheckStatic(exe)
+		}
+		if err == nil {
+			cfg.Log.Info(fmt.Sprintf("herd: this herd, %s (static)", exe))
+			return exe, nil
+		}
+		dir, serr := initramfs.ModuleRoot("")
+		if serr != nil {
+			return "", fmt.Errorf("golden: the running herd cannot go into the image (%v), and there is no herd source tree here to build one (%v): use a herd built by make build (static), give --herd-binary FILE (a static herd), or give the source tree with --source DIR and install Go", err, serr)
 		}
 		src = dir
 	}

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 
 	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
+	"github.com/herdproject/herd/initramfs"
 	"github.com/herdproject/herd/internal/gobuild"
 )
 
@@ -75,8 +75,9 @@ func run(ctx context.Context, stdin []byte, name string, args ...string) error {
 }
 
 // ErrNotStatic is wrapped by the error for a herd binary that needs
-// shared libraries, which the golden system does not have.
-var ErrNotStatic = errors.New("not a static x86-64 executable")
+// shared libraries, which the golden system does not have, or is not for
+// x86-64.
+var ErrNotStatic = initramfs.ErrNotStatic
 
 // CheckStatic makes sure path is a statically linked x86-64 ELF
 // executable: no program interpreter, no shared libraries.
@@ -85,17 +86,13 @@ func CheckStatic(path string) error {
 	if err != nil {
 		return fmt.Errorf("herd binary %s: %w: %w", path, ErrNotStatic, err)
 	}
-	defer f.Close()
-	if f.Machine != elf.EM_X86_64 {
-		return fmt.Errorf("herd binary %s is for %v: %w (the golden image boots an x86 kernel)", path, f.Machine, ErrNotStatic)
+	machine := f.Machine
+	f.Close()
+	if machine != elf.EM_X86_64 {
+		return fmt.Errorf("herd binary %s is for %v: %w (the golden image boots an x86 kernel)", path, machine, ErrNotStatic)
 	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("herd binary %s is dynamically linked: %w: build it with CGO_ENABLED=0 go build ./cmd/herd", path, ErrNotStatic)
-		}
-	}
-	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
-		return fmt.Errorf("herd binary %s needs %s: %w: build it with CGO_ENABLED=0 go build ./cmd/herd", path, strings.Join(libs, " "), ErrNotStatic)
+	if err := initramfs.CheckStatic(path); err != nil {
+		return fmt.Errorf("herd binary %w", err)
 	}
 	return nil
 }

@@ -28,9 +28,13 @@ and mke2fs, mkswap, sfdisk, mkfs.vfat, extlinux (with mbr.bin) and blkid
 with their shared libraries, taken from this host. Modules the kernel lacks
 are warnings.
 
-Building compiles Go: run it inside herd's source tree (or give --source)
-with the Go toolchain installed; it needs depmod (kmod) and the tools
-above (e2fsprogs, util-linux, fdisk, dosfstools, extlinux, syslinux-common).
+A herd built by 'make build' needs nothing else: u-root's init and the
+rescue commands are built into it, and the agent is this herd itself (a
+static executable). A herd built otherwise (go build, go run) compiles
+them, and a static herd, from herd's source tree with the Go toolchain:
+run it inside the tree or give --source DIR (which always compiles).
+Either way it needs depmod (kmod) and the tools above (e2fsprogs,
+util-linux, fdisk, dosfstools, extlinux, syslinux-common).
 
 Compression: gzip (the default) boots everywhere; zstd (Linux >= 5.9 with
 CONFIG_RD_ZSTD=y; auto checks the kernel's config-<release>) is smaller and
@@ -58,8 +62,8 @@ func herdBuild(ctx context.Context, args []string, env Env) error {
 	out := fs.StringP("output", "o", "", "boot tree `DIR` to write")
 	compress := fs.String("compress", "gzip", "initramfs compression: gzip, zstd or auto (zstd when the kernel's config-<release> has CONFIG_RD_ZSTD=y)")
 	maxSize := fs.String("max-size", "40M", "fail when the compressed initramfs is larger than `SIZE` (k, M, G); 0 = no limit")
-	herdBin := fs.String("herd-binary", "", "embed this herd `FILE` (static) instead of building ./cmd/herd")
-	source := fs.String("source", "", "herd source tree `DIR` to compile from (default: the one containing the working directory)")
+	herdBin := fs.String("herd-binary", "", "embed this herd `FILE` (static) as the agent instead of this herd")
+	source := fs.String("source", "", "compile the u-root commands and herd from this herd source tree `DIR` instead of using this herd's")
 	extra := fs.StringSlice("extra", nil, "more host programs or files to include with their libraries (`NAME,...`)")
 	verbose := fs.BoolP("verbose", "v", false, "show mkuimage's build messages")
 	fs.Usage = func() {
@@ -117,6 +121,7 @@ func herdBuild(ctx context.Context, args []string, env Env) error {
 	if len(b.MissingModules) > 0 {
 		fmt.Fprintf(env.Stdout, " (%d not in this kernel)", len(b.MissingModules))
 	}
-	fmt.Fprintf(env.Stdout, "\nbuilt in %v\n", res.Duration.Round(100*time.Millisecond))
+	fmt.Fprintf(env.Stdout, "\n  u-root commands %s; agent %s\n", b.Busybox, b.Herd)
+	fmt.Fprintf(env.Stdout, "built in %v\n", res.Duration.Round(100*time.Millisecond))
 	return nil
 }

@@ -106,9 +106,9 @@ entry is root's, stamped with the build's time.
 
 The kernel is the host's (default: the newest /boot/vmlinuz-*; its
 release, read from the image, names the modules directory). The herd
-binary must be static: this herd when built with CGO_ENABLED=0, else
-./cmd/herd is compiled from the source tree (Go toolchain needed), or
-give --herd-binary.
+binary must be static: this herd when built by 'make build' (or with
+CGO_ENABLED=0), else ./cmd/herd is compiled from the source tree (Go
+toolchain needed; --source DIR always compiles), or give --herd-binary.
 
 Needs: sfdisk (fdisk), mkfs.vfat (dosfstools), mcopy (mtools), syslinux
 and mbr.bin (syslinux, syslinux-common), mke2fs and debugfs (e2fsprogs),
@@ -136,7 +136,7 @@ func imageGolden(ctx context.Context, args []string, env Env) error {
 	bootSize := fs.String("boot-size", "64M", "boot partition `SIZE`")
 	hostname := fs.String("hostname", golden.DefaultHostname, "the golden system's host `NAME`")
 	herdBin := fs.String("herd-binary", "", "static herd `FILE` for /init and /sbin/init (default: this one if static, else built)")
-	source := fs.String("source", "", "herd source tree `DIR` to build herd from")
+	source := fs.String("source", "", "build herd from this source tree `DIR` instead of using this herd")
 	force := fs.BoolP("force", "f", false, "replace an existing output")
 	quiet := fs.BoolP("quiet", "q", false, "no progress messages")
 	if err := parseArgs(fs, env, imageGoldenUsage, args, 0, "", " (see herd image golden --help)"); err != nil {
