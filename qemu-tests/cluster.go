@@ -397,6 +397,8 @@ func (c *Cluster) startServer(sub string, args []string) *Server {
 		t.Fatalf("qemutests: %v", err)
 	}
 	s.Cmd = c.NS.Command(c.Herd, full...)
+	// The cluster's flags only: never a herd.conf of the host's.
+	s.Cmd.Env = append(os.Environ(), "HERD_CONFIG=none")
 	s.Cmd.Stdout, s.Cmd.Stderr = out, errf
 	if c.opts.Echo != nil {
 		s.Cmd.Stdout, s.Cmd.Stderr = io.MultiWriter(out, c.opts.Echo), io.MultiWriter(errf, c.opts.Echo)
