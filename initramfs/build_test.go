@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
 	}
+	if standalone.dir != "" {
+		os.RemoveAll(standalone.dir)
+	}
 	os.Exit(code)
 }
 

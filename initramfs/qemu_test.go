@@ -90,6 +90,48 @@ func (c *console) tail(n int) string {
 	return tail(c.buf.String(), n)
 }
 
+// netTimeout bounds DHCP and registration under TCG.
+const netTimeout = 3 * time.Minute
+
+// startQEMU starts cmd (QEMU with the serial console on its standard
+// output), logs the console to dir/console.log and kills QEMU when the
+// test ends.
+func startQEMU(t *testing.T, cmd *exec.Cmd, dir string) *console {
+	t.Helper()
+	// Keep stdin open (an EOF on the serial mux is not wanted) and read
+	// stdout and stderr together.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	logFile, err := os.Create(filepath.Join(dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start qemu: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		pw.Close()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill() // by PID; a no-op when it already exited
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			t.Errorf("qemu (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
+		}
+		stdin.Close()
+		logFile.Close()
+	})
+	return newConsole(pr, logFile)
+}
+
 // TestQEMUBoot boots the installed kernel with the built initramfs in
 // QEMU (TCG, virtio-net on a user network that lets nothing out,
 // virtio-blk) and reads the serial console: u-root's init runs, starts
@@ -105,9 +147,6 @@ func (c *console) tail(n int) string {
 // boot half without it: /bin/uinit ran herd (which says "unknown
 // command"), and u-root's init loaded virtio_net itself (modules_load=)
 // through kmodule, from the depmod-generated modules.dep.
-// netTimeout bounds DHCP and registration under TCG.
-const netTimeout = 3 * time.Minute
-
 func TestQEMUBoot(t *testing.T) {
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
@@ -173,38 +212,7 @@ func TestQEMUBoot(t *testing.T) {
 		"-device", "virtio-net-pci,netdev=n0,mac="+vmMAC, "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
 		"-drive", "if=virtio,file="+disk+",format=raw",
 	)
-	// Keep stdin open (an EOF on the serial mux is not wanted) and read
-	// stdout and stderr together.
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	logFile, err := os.Create(filepath.Join(dir, "console.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start qemu: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		pw.Close()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill() // by PID; a no-op when it already exited
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			t.Errorf("qemu (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
-		}
-		stdin.Close()
-		logFile.Close()
-	})
-	con := newConsole(pr, logFile)
+	con := startQEMU(t, cmd, dir)
 	start := time.Now()
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -277,4 +285,35 @@ func userLines(s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestQEMUStandaloneBoot boots the standalone boot tree (see
+// TestStandaloneBootTree: built by a copy of a make-build herd, without
+// Go) in QEMU, without a network: u-root's init (the built-in busybox)
+// starts, and runs the agent, the herd that built the tree.
+func TestQEMUStandaloneBoot(t *testing.T) {
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("no qemu-system-x86_64: apt-get install qemu-system-x86 ipxe-qemu")
+	}
+	buildStandalone(t)
+	s := &standalone
+	dir := t.TempDir()
+	cmd := exec.Command(qemu,
+		"-accel", "tcg", "-cpu", "max", "-m", "1024", "-nographic", "-no-reboot", "-nic", "none",
+		"-kernel", filepath.Join(s.tree, "vmlinuz"), "-initrd", filepath.Join(s.tree, "initramfs.cpio.gz"),
+		"-append", "console=ttyS0 panic=-1 herd.timeout=5 herd.retries=1",
+	)
+	con := startQEMU(t, cmd, dir)
+	start := time.Now()
+	at := con.waitFor(regexp.MustCompile(`Welcome to u-root!`), 0, bootTimeout)
+	if at < 0 {
+		t.Fatalf("u-root's init did not start within %v\nlast console lines:\n%s", bootTimeout, con.tail(60))
+	}
+	t.Logf("%5.1fs u-root init runs", time.Since(start).Seconds())
+	if con.waitFor(regexp.MustCompile(`== herd: \w`), at, agentTimeout) < 0 {
+		t.Fatalf("the herd agent printed no step header within %v of init\nlast console lines:\n%s", agentTimeout, con.tail(60))
+	}
+	t.Logf("%5.1fs herd agent started (/bin/uinit)", time.Since(start).Seconds())
+	t.Logf("console after init, without the kernel's lines:\n%s", userLines(con.tail(100)))
 }
