@@ -17,7 +17,7 @@ FUZZTIME ?= 3s
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
 	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf openssh-client systemd openipmi ipmitool prometheus chromium
 
-.PHONY: all build docs deps test unit fuzz ring-test net-test chaos boot-test qemu-test lint bench bench-quick bench-go demo clean
+.PHONY: all build docs packages deps test unit fuzz ring-test net-test chaos boot-test qemu-test lint bench bench-quick bench-go demo clean
 
 all: build
 
@@ -26,7 +26,12 @@ all: build
 # and stripped (it is the agent every node downloads in the initramfs),
 # so that `herd build boot` needs no Go toolchain and no source tree.
 PREBUILT_BB := initramfs/prebuilt/bb.zst
-LDFLAGS     ?= -s -w
+# herd version's commit and build date (its version is the code's, or
+# VERSION=X.Y.Z on make's command line); the packages carry that version.
+CLI         := github.com/herdproject/herd/cmd/internal/cli
+COMMIT      ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+BUILD_DATE  ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS     ?= -s -w -X $(CLI).Commit=$(COMMIT) -X $(CLI).BuildDate=$(BUILD_DATE) $(if $(VERSION),-X $(CLI).Version=$(VERSION))
 build: $(PREBUILT_BB)
 	CGO_ENABLED=0 $(GO) build -tags herd_embed -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
@@ -37,6 +42,16 @@ $(PREBUILT_BB): go.mod go.sum $(filter-out %_test.go,$(wildcard initramfs/*.go i
 # (bin/completion/herd.bash, _herd), made from the commands' --help.
 docs:
 	$(GO) run ./cmd/herd-docs --man $(BIN)/man --completion $(BIN)/completion
+
+# Packages (nfpm, cmd/herd-package) in bin/packages: a .deb and an .rpm of
+# make build's herd with its dolly links, make docs' man pages and
+# completions, the systemd units and example inventory of packaging/, and
+# docs/herd.conf.example as /etc/herd/herd.conf; version: herd version's.
+packages: build docs
+	rm -rf $(BIN)/packages
+	$(BIN)/herd-package --herd $(BIN)/herd --version "$$($(BIN)/herd version | awk '{print $$2}')" \
+		--man $(BIN)/man --bash-completion $(BIN)/completion/herd.bash --zsh-completion $(BIN)/completion/_herd \
+		--out $(BIN)/packages
 
 # deps installs the system packages once (skipped when all are present).
 deps:
@@ -85,7 +100,7 @@ boot-test:
 qemu-test:
 	$(GO) test -count=1 -tags qemu -timeout 60m -v ./qemu-tests/
 
-test: deps lint unit fuzz ring-test net-test boot-test qemu-test
+test: deps lint unit fuzz ring-test net-test boot-test packages qemu-test
 
 # The ring against a star on a lab network of namespaces (root): writes
 # docs/bench/ (CSV, markdown, SVG). About 45 minutes; BENCH_ARGS=--quick
@@ -109,4 +124,4 @@ demo: deps build
 	@scripts/demo.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) initramfs/prebuilt

@@ -42,16 +42,16 @@ import (
 var (
 	debDepends = []string{
 		"ipxe", "pxelinux", "syslinux-common", // the boot tree's iPXE and pxelinux files
-		"e2fsprogs", "dosfstools", "fdisk", "util-linux", "kmod", "mtools", // the initramfs's tools, the agent's file systems
+		"e2fsprogs", "dosfstools", "fdisk", "util-linux", "kmod", "mtools", "extlinux", // the initramfs's tools, the agent's file systems and boot loader
 	}
 	debRecommends = []string{
-		"mmdebstrap", "grub-pc-bin", "grub-efi-amd64-bin", "extlinux", "syslinux", // herd image build / golden
+		"mmdebstrap", "grub-pc-bin", "grub-efi-amd64-bin", "syslinux", // herd image build / golden
 		"xfsprogs", "btrfs-progs", "zstd", "xz-utils",
 	}
 	debSuggests = []string{"ipmitool", "qemu-system-x86", "ovmf"}
 	rpmDepends  = []string{
 		"ipxe-bootimgs-x86", "syslinux-tftpboot", "syslinux-nonlinux",
-		"e2fsprogs", "dosfstools", "util-linux", "kmod", "mtools",
+		"e2fsprogs", "dosfstools", "util-linux", "kmod", "mtools", "syslinux-extlinux",
 	}
 	rpmRecommends = []string{"xfsprogs", "btrfs-progs", "zstd", "xz"}
 )
