@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -83,6 +84,13 @@ func Parse(s string) (Target, error) {
 	t.User, t.Host = u.User.Username(), u.Hostname()
 	if t.Host == "" {
 		return Target{}, fmt.Errorf("BMC %q: no host", s)
+	}
+	if strings.Contains(t.Host, ":") {
+		// An IPv6 address, which goes in brackets ("::3" would be host
+		// ":" port 3).
+		if a, err := netip.ParseAddr(t.Host); err != nil || !strings.HasPrefix(u.Host, "[") || !a.Is6() {
+			return Target{}, fmt.Errorf("BMC %q: host %q: write an IPv6 address in brackets, %s://USER@[ADDRESS]:PORT", s, u.Host, u.Scheme)
+		}
 	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)

@@ -21,6 +21,10 @@ func TestParse(t *testing.T) {
 		{in: "ipmi://admin@10.0.0.101:99999", err: "port"},
 		{in: "redfish://admin@10.0.0.101/redfish/v1", err: "want only redfish://USER@HOST[:PORT]"},
 		{in: "ipmi://admin@", err: "no host"},
+		// IPv6 without brackets: "::3" would be host ":" port 3 (FuzzParse).
+		{in: "redfish://root@::3", err: "write an IPv6 address in brackets"},
+		{in: "ipmi://admin@fd00::1", err: "write an IPv6 address in brackets"},
+		{in: "ipmi://admin@[fd00::1]:6230", want: Target{"ipmi", "admin", "fd00::1", 6230}},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.in)
