@@ -13,9 +13,10 @@ FUZZTIME ?= 3s
 # systemd-socket-activate (dolly -d against openSUSE's dolly.socket);
 # openipmi's ipmi_sim is a real BMC for the power tests, ipmitool checks it;
 # prometheus scrapes herd serve in pxetest (promtool lints /metrics);
-# chromium is the real browser the dashboard test drives (chromedp).
+# chromium is the real browser the dashboard test drives (chromedp); rpm
+# reads back the .rpm that make packages writes.
 DEB_PKGS := ncompress xz-utils zstd cpio util-linux iproute2 e2fsprogs dosfstools xfsprogs btrfs-progs ipxe pxelinux syslinux-common tftp-hpa atftp curl \
-	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf openssh-client systemd openipmi ipmitool prometheus chromium
+	linux-image-amd64 kmod fdisk extlinux qemu-system-x86 ipxe-qemu syslinux mtools busybox mmdebstrap grub-pc-bin grub-efi-amd64-bin ovmf openssh-client systemd openipmi ipmitool prometheus chromium rpm
 
 .PHONY: all build docs packages deps test unit fuzz ring-test net-test chaos boot-test qemu-test lint bench bench-quick bench-go demo clean
 

@@ -99,6 +99,13 @@ func build(c config, now time.Time) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	formats := strings.Split(c.formats, ",")
+	for i, f := range formats {
+		formats[i] = strings.TrimSpace(f)
+		if _, err := nfpm.Get(formats[i]); err != nil {
+			return nil, fmt.Errorf("--formats %s: %w (deb, rpm)", c.formats, err)
+		}
+	}
 	tmp, err := os.MkdirTemp("", "herd-package")
 	if err != nil {
 		return nil, err
@@ -112,8 +119,8 @@ func build(c config, now time.Time) ([]string, error) {
 		return nil, err
 	}
 	var paths []string
-	for _, format := range strings.Split(c.formats, ",") {
-		p, err := packageFormat(c, strings.TrimSpace(format), version, contents, now)
+	for _, format := range formats {
+		p, err := packageFormat(c, format, version, contents, now)
 		if err != nil {
 			return nil, err
 		}
