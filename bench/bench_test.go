@@ -235,3 +235,73 @@ func TestPlanFilter(t *testing.T) {
 		}
 	}
 }
+
+func TestVsBare(t *testing.T) {
+	rs := []*Result{
+		result("ring-unlimited", "ring", 1, 0, 2*time.Second, time.Second, 1),
+		result("bare-unlimited", "bare", 1, 0, time.Second, time.Second, 1),
+		result("ring-unlimited", "ring", 4, 0, 5*time.Second, time.Second, 4),
+		result("bare-unlimited", "bare", 4, 0, 4*time.Second, time.Second, 4),
+		result("ring-100M", "ring", 1, 100*Mbit, 20*time.Second, time.Second, 1),
+		result("ring-100M", "ring", 64, 100*Mbit, 20*time.Second+900*time.Millisecond, time.Second, 64),
+	}
+	rows := Summarize(rs)
+	if rows[0].VsBare != 0.5 || rows[1].VsBare != 0 || rows[2].VsBare != 0.8 {
+		t.Errorf("vs bare: ring N=1 %.3f, bare %.3f, ring N=4 %.3f; want 0.5, 0 and 0.8", rows[0].VsBare, rows[1].VsBare, rows[2].VsBare)
+	}
+	want := map[string]string{
+		"unlimited ring, N=1 and 4": "missed",
+		"time(64)/time(1) <= 1.05":  "met",
+		"loopback":                  "n/a",
+		"time(16)/time(1) <= 1.03":  "n/a",
+	}
+	for _, g := range Goals(rows) {
+		for k, v := range want {
+			if !strings.Contains(g.What, k) {
+				continue
+			}
+			got := "n/a"
+			if g.Measured && g.Met {
+				got = "met"
+			} else if g.Measured {
+				got = "missed"
+			}
+			if got != v {
+				t.Errorf("goal %q: %s (%s), want %s", g.What, got, g.Figure, v)
+			}
+			delete(want, k)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("goals missing: %v", want)
+	}
+	md := string(Markdown(rows, nil))
+	if !strings.Contains(md, "| 1 | 1 | 2.00 | 1.000 | 134.2 | 50% |") {
+		t.Errorf("markdown lacks the ring's vs-bare column:\n%s", md)
+	}
+	if svg := string(Plot(rows)); !strings.Contains(svg, "bare relay (floor)") {
+		t.Error("plot lacks the bare relay's line")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"128M": 128 << 20, "1G": 1 << 30, "4096K": 4 << 20, "2097152": 2 << 20, "256MB": 256 << 20} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "-1M", "12K", "1000001", "100G"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+	p := DefaultScenario(false, 1, 1).Resize(128 << 20)
+	for k, im := range p.Images {
+		if im.Size != 128<<20 {
+			t.Errorf("Resize: image %s is %d bytes", k, im.Size)
+		}
+	}
+	if p.Images["sparse"].Fraction != 0.10 {
+		t.Error("Resize lost the sparse image's fraction")
+	}
+}

@@ -1,6 +1,8 @@
 // Package bench measures herd's ring against a star (herd's own HTTP
 // server and N parallel curl clients, which is what HTTP provisioning
-// does) on a switched network built from network namespaces.
+// does) on a switched network built from network namespaces, and against
+// a floor: the bare relay of bench/bare through the same chain of nodes
+// (mode "bare"), which only reads, stores and forwards.
 //
 // The lab (Lab) is one namespace per host — the sender and N nodes —
 // each joined by a veth pair to a bridge in a "switch" namespace, with an

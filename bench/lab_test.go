@@ -32,9 +32,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// TestLabRuns builds a lab of three hosts, runs the ring and the star
-// with two nodes on shaped links, checks the figures and verdicts, shows
-// that a wrong copy is caught, and that Close leaves nothing behind.
+// TestLabRuns builds a lab of three hosts, runs the ring, the bare relay
+// and the star with two nodes on shaped links, checks the figures and
+// verdicts, shows that a wrong copy is caught, and that Close leaves
+// nothing behind.
 func TestLabRuns(t *testing.T) {
 	if err := Available(); err != nil {
 		t.Skip(err)
@@ -64,7 +65,7 @@ func TestLabRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{Lab: lab, Herd: bins.Path("herd"), Self: bins.Path("herd-bench"), Work: work, Mnt: mnt, CG: cg}
-	for _, mode := range []string{"ring", "star"} {
+	for _, mode := range []string{"ring", "bare", "star"} {
 		res, err := r.Run(ctx, Spec{Suite: mode + "-400M", Mode: mode, N: 2, Rate: 400 * Mbit, Image: im, Rep: 1})
 		if err != nil {
 			t.Fatalf("%s: %v", mode, err)

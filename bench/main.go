@@ -33,6 +33,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	sendArgs := fs.String("send-args", "", "extra herd send `OPTIONS` for every ring run (a lever: \"-b 256K --chunks 16\")")
 	gro := fs.Bool("gro", false, "turn on generic receive offload on every port (ethtool)")
 	nList := fs.String("n", "", "run these `N,N,...` instead of each suite's")
+	sizeArg := fs.String("size", "", "give every image of the plan this `SIZE` (128M, 1G; a sparse one keeps its share of data): N=64 at 100 Mbit/s wants --size 128M")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herd-bench [OPTIONS]\n\nMeasure herd's ring against a star of HTTP clients on a lab network of\nnamespaces (root), and write the figures to --out.\n\nOptions:\n")
 		fs.PrintDefaults()
@@ -56,7 +57,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	plan := DefaultScenario(*quick, *reps, *starReps).Filter(re)
+	var size int64
+	if *sizeArg != "" {
+		var err error
+		if size, err = ParseSize(*sizeArg); err != nil {
+			fmt.Fprintf(stderr, "herd-bench: --size: %v\n", err)
+			return 2
+		}
+	}
+	plan := DefaultScenario(*quick, *reps, *starReps).Filter(re).Resize(size)
 	if *nList != "" {
 		var ns []int
 		for _, f := range strings.Split(*nList, ",") {
@@ -90,6 +99,31 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code := b.run(ctx)
 	b.teardown()
 	return code
+}
+
+// ParseSize reads a size in bytes with an optional K, M or G suffix
+// (powers of 1024), at least 1 MiB and a multiple of 4 KiB.
+func ParseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B")
+	if k := len(num); k > 0 {
+		switch num[k-1] {
+		case 'K':
+			mult, num = 1<<10, num[:k-1]
+		case 'M':
+			mult, num = 1<<20, num[:k-1]
+		case 'G':
+			mult, num = 1<<30, num[:k-1]
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (64<<30)/mult {
+		return 0, fmt.Errorf("%q is not a size such as 128M or 1G", s)
+	}
+	if n*mult < 1<<20 || n*mult%4096 != 0 {
+		return 0, fmt.Errorf("%q: want at least 1M, a multiple of 4K", s)
+	}
+	return n * mult, nil
 }
 
 type bencher struct {

@@ -7,20 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/herdproject/herd/bench/bare"
 )
 
 // Spec is one benchmark run.
 type Spec struct {
 	// Suite names the set of runs it belongs to ("ring-400M").
 	Suite string
-	// Mode is "ring" (herd send through a chain of herd recv) or "star"
-	// (herd's HTTP server, N curl clients at once).
+	// Mode is "ring" (herd send through a chain of herd recv), "bare"
+	// (the same chain of bench/bare's relay: the floor) or "star" (herd's
+	// HTTP server, N curl clients at once).
 	Mode string
 	// N is the number of nodes.
 	N int
@@ -148,6 +152,8 @@ func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
 	switch s.Mode {
 	case "ring":
 		err = rr.ring(ctx)
+	case "bare":
+		err = rr.bare(ctx)
 	case "star":
 		err = rr.star(ctx)
 	default:
@@ -201,13 +207,14 @@ func (rr *run1) tmpfsSize() string {
 	return fmt.Sprintf("%dm", rr.s.Image.Size>>20+64)
 }
 
-// startNodes starts a wrapper of w in each node's host (name1, name2,
-// ...): each on a tmpfs of its own, holding after its program to hash
-// what it wrote to outPath.
-func (rr *run1) startNodes(ctx context.Context, name string, w Wrap) ([]*proc, error) {
-	w.Tmpfs, w.TmpfsSize, w.Hash, w.Hold = rr.r.Mnt, rr.tmpfsSize(), rr.outPath(), true
+// startNodes starts a wrapper of wrap(k) in each node's host k (name1,
+// name2, ...): each on a tmpfs of its own, holding after its program to
+// hash what it wrote to outPath.
+func (rr *run1) startNodes(ctx context.Context, name string, wrap func(k int) Wrap) ([]*proc, error) {
 	var nodes []*proc
 	for k := 1; k <= rr.s.N; k++ {
+		w := wrap(k)
+		w.Tmpfs, w.TmpfsSize, w.Hash, w.Hold = rr.r.Mnt, rr.tmpfsSize(), rr.outPath(), true
 		p, err := rr.start(ctx, k, "nodes", fmt.Sprintf("%s%d", name, k), w)
 		if err != nil {
 			return nil, err
@@ -217,22 +224,68 @@ func (rr *run1) startNodes(ctx context.Context, name string, w Wrap) ([]*proc, e
 	return nodes, nil
 }
 
+// same is a wrap func that gives every node w.
+func same(w Wrap) func(int) Wrap { return func(int) Wrap { return w } }
+
+// nodeAddrs are the lab addresses of nodes 1..N.
+func (rr *run1) nodeAddrs() []string {
+	var addrs []string
+	for k := 1; k <= rr.s.N; k++ {
+		addrs = append(addrs, rr.r.Lab.Addr(k))
+	}
+	return addrs
+}
+
 func (rr *run1) ring(ctx context.Context) error {
 	s := rr.s
-	nodes, err := rr.startNodes(ctx, "node", Wrap{Ready: "127.0.0.1:9996", Argv: []string{rr.r.Herd, "recv"}})
+	nodes, err := rr.startNodes(ctx, "node", same(Wrap{Ready: "127.0.0.1:9996", Argv: []string{rr.r.Herd, "recv"}}))
 	if err != nil {
 		return err
 	}
-	var addrs []string
-	for k := 1; k <= s.N; k++ {
-		addrs = append(addrs, rr.r.Lab.Addr(k))
-	}
+	addrs := rr.nodeAddrs()
 	file := fmt.Sprintf("%s > %s", s.Image.Path, rr.outPath())
 	if s.Image.Cooked() {
 		file = fmt.Sprintf("%s >> %s", s.Image.Path, rr.outPath())
 	}
 	args := append([]string{rr.r.Herd, "send", "-q", "-H", strings.Join(addrs, ","), "--file", file}, s.SendArgs...)
-	sender, err := rr.start(ctx, 0, "sender", "sender", Wrap{Gate: true, Argv: args})
+	return rr.chain(ctx, nodes, args, func(v *Verdict, summary map[string]string) {
+		v.Herd = summary[v.Node]
+		if v.OK && !strings.Contains(v.Herd, " done ") {
+			v.OK, v.Reason = false, "herd send did not report it done: "+v.Herd
+		}
+	})
+}
+
+// bare runs bench/bare's relay (herd-bench bare) through the same chain
+// as the ring: the floor herd is compared with. Its copies are verified
+// by the wrappers as the ring's are; nothing else checks them.
+func (rr *run1) bare(ctx context.Context) error {
+	s := rr.s
+	if s.Image.Cooked() {
+		return errors.New("the bare relay carries raw images only")
+	}
+	addrs := rr.nodeAddrs()
+	port := fmt.Sprint(bare.Port)
+	nodes, err := rr.startNodes(ctx, "bare", func(k int) Wrap {
+		argv := []string{rr.r.Self, "bare", "node", "--listen", ":" + port}
+		if k < s.N {
+			argv = append(argv, "--next", net.JoinHostPort(addrs[k], port))
+		}
+		return Wrap{Ready: "127.0.0.1:" + port, Argv: append(argv, rr.outPath())}
+	})
+	if err != nil {
+		return err
+	}
+	return rr.chain(ctx, nodes, []string{rr.r.Self, "bare", "send", s.Image.Path, net.JoinHostPort(addrs[0], port)}, nil)
+}
+
+// chain measures a sender (argv, in host 0) that sends through the
+// started nodes: from the sender's start to its end, which comes after
+// the last node has stored the image. check, when set, looks at each
+// node's verdict with the per-node lines of the sender's log
+// (herdSummary).
+func (rr *run1) chain(ctx context.Context, nodes []*proc, argv []string, check func(v *Verdict, summary map[string]string)) error {
+	sender, err := rr.start(ctx, 0, "sender", "sender", Wrap{Gate: true, Argv: argv})
 	if err != nil {
 		return err
 	}
@@ -258,17 +311,17 @@ func (rr *run1) ring(ctx context.Context) error {
 	if err := rr.settle(ctx, nodes, base); err != nil {
 		return err
 	}
+	addrs := rr.nodeAddrs()
 	summary := herdSummary(sender.logPath, addrs)
 	for i, p := range nodes {
 		v := rr.verdict(ctx, p, addrs[i])
-		v.Herd = summary[addrs[i]]
-		if v.OK && !strings.Contains(v.Herd, " done ") {
-			v.OK, v.Reason = false, "herd send did not report it done: "+v.Herd
+		if check != nil {
+			check(&v, summary)
 		}
 		rr.res.Nodes = append(rr.res.Nodes, v)
 	}
 	if sev.Exit != 0 {
-		return fmt.Errorf("herd send exited %d (log %s)", sev.Exit, sender.logPath)
+		return fmt.Errorf("%s exited %d (log %s)", strings.Join(argv[:min(len(argv), 2)], " "), sev.Exit, sender.logPath)
 	}
 	return nil
 }
@@ -303,7 +356,7 @@ func (rr *run1) star(ctx context.Context) error {
 		return err
 	}
 	url := fmt.Sprintf("http://%s/files/%s", srvAddr, name)
-	clients, err := rr.startNodes(ctx, "client", Wrap{Gate: true, Argv: []string{"curl", "-sS", "--fail", "-o", rr.outPath(), url}})
+	clients, err := rr.startNodes(ctx, "client", same(Wrap{Gate: true, Argv: []string{"curl", "-sS", "--fail", "-o", rr.outPath(), url}}))
 	if err != nil {
 		return err
 	}

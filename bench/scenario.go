@@ -8,7 +8,8 @@ import (
 // Suite is a set of runs that belong on one line of the plot or table:
 // one mode, rate and image over a range of N.
 type Suite struct {
-	// Name is "ring-400M", "star-unlimited", "sparse-400M", ...
+	// Name is "ring-400M", "bare-unlimited", "star-unlimited",
+	// "sparse-400M", ...
 	Name  string
 	Mode  string
 	Rate  int64
@@ -63,6 +64,7 @@ func DefaultScenario(quick bool, reps, starReps int) Scenario {
 				{Name: "ring-400M", Mode: "ring", Rate: 400 * Mbit, Image: "random", Ns: []int{1, 4}, Reps: reps},
 				{Name: "star-400M", Mode: "star", Rate: 400 * Mbit, Image: "random", Ns: []int{1, 4}, Reps: starReps},
 				{Name: "ring-unlimited", Mode: "ring", Image: "random", Ns: []int{1, 4}, Reps: reps},
+				{Name: "bare-unlimited", Mode: "bare", Image: "random", Ns: []int{1, 4}, Reps: reps},
 				{Name: "star-unlimited", Mode: "star", Image: "random", Ns: []int{1, 4}, Reps: reps},
 				{Name: "dense-unlimited", Mode: "ring", Image: "dense", Ns: []int{1}, Reps: reps},
 				{Name: "sparse-unlimited", Mode: "ring", Image: "sparse", Ns: []int{1}, Reps: reps},
@@ -84,8 +86,12 @@ func DefaultScenario(quick bool, reps, starReps int) Scenario {
 		// The goals' runs first; the long link-bound star last.
 		Suites: []Suite{
 			{Name: "ring-400M", Mode: "ring", Rate: 400 * Mbit, Image: "random", Ns: ns, Reps: reps},
+			// The floor: bench/bare's relay through the same chain, beside
+			// the ring on the same images (issue 21).
+			{Name: "bare-400M", Mode: "bare", Rate: 400 * Mbit, Image: "random", Ns: []int{1, 4}, Reps: reps},
 			{Name: "ring-100M", Mode: "ring", Rate: 100 * Mbit, Image: "random", Ns: append(ns[:len(ns):len(ns)], 32), Reps: reps},
 			{Name: "ring-unlimited", Mode: "ring", Image: "random5", Ns: ns, Reps: reps},
+			{Name: "bare-unlimited", Mode: "bare", Image: "random5", Ns: []int{1, 4}, Reps: reps},
 			{Name: "sparse-400M", Mode: "ring", Rate: 400 * Mbit, Image: "sparse", Ns: []int{1, 8}, Reps: reps},
 			// 90 s a run, link-bound: repeatable as the shaped star.
 			{Name: "dense-400M", Mode: "ring", Rate: 400 * Mbit, Image: "dense", Ns: []int{1}, Reps: starReps},
@@ -98,6 +104,20 @@ func DefaultScenario(quick bool, reps, starReps int) Scenario {
 			{Name: "star-100M", Mode: "star", Rate: 100 * Mbit, Image: "random", Ns: starNs, Reps: starReps},
 		},
 	}
+}
+
+// Resize gives every image of the plan size bytes (a sparse image keeps
+// its fraction of data); size 0 leaves them.
+func (p Scenario) Resize(size int64) Scenario {
+	if size <= 0 {
+		return p
+	}
+	out := Scenario{Images: map[string]ImageSpec{}, Suites: p.Suites}
+	for k, im := range p.Images {
+		im.Size = size
+		out.Images[k] = im
+	}
+	return out
 }
 
 // Filter keeps the suites whose names match re, and the images they use.

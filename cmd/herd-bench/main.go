@@ -4,7 +4,10 @@
 //
 //	herd-bench [--quick] [--reps N] [--only REGEXP] [--out DIR]
 //
-// It needs root. See bench/ for what is measured and how.
+// It needs root. See bench/ for what is measured and how. Two hidden
+// commands are the harness's own: "wrap" (around every measured
+// program) and "bare send|node" (the bare relay of bench/bare, the floor
+// the ring is compared with).
 package main
 
 import (
@@ -15,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/herdproject/herd/bench"
+	"github.com/herdproject/herd/bench/bare"
 )
 
 func main() {
@@ -31,6 +35,9 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "bare" {
+		os.Exit(bare.Main(ctx, os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(bench.Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
