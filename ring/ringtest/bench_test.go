@@ -19,7 +19,9 @@ import (
 // Metrics: MB/s is 10^6 bytes per second of the sender's run as every node
 // gets the whole file (so per node); dolly-MB/s is the sender's own
 // MBytes/s total; sender-CPU-s/GiB and node-CPU-s/GiB are user+system CPU
-// seconds per GiB, the node figure the mean over the nodes.
+// seconds per GiB, the node figure the mean over the nodes; pct-of-bare
+// is MB/s as a percentage of BenchmarkBare's at the same N, when that ran
+// before in the same process (go test -bench 'Bare|Ring').
 func BenchmarkRing(b *testing.B) {
 	const size = 1 << 30
 	in := randomFile(b, size, 11)
@@ -63,7 +65,9 @@ func BenchmarkRing(b *testing.B) {
 			}
 			b.StopTimer()
 			gib := float64(b.N) * size / (1 << 30)
-			b.ReportMetric(float64(b.N)*size/1e6/wall.Seconds(), "MB/s")
+			mbs := float64(b.N) * size / 1e6 / wall.Seconds()
+			b.ReportMetric(mbs, "MB/s")
+			reportPctOfBare(b, n, mbs)
 			b.ReportMetric(dollyRate/float64(b.N), "dolly-MB/s")
 			b.ReportMetric(senderCPU.Seconds()/gib, "sender-CPU-s/GiB")
 			b.ReportMetric(nodeCPU.Seconds()/gib/float64(n), "node-CPU-s/GiB")
