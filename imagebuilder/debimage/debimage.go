@@ -52,6 +52,7 @@ import (
 	"github.com/herdproject/herd/imagebuilder/diskimage"
 	"github.com/herdproject/herd/imagebuilder/internal/buildutil"
 	"github.com/herdproject/herd/internal/uuid"
+	"github.com/herdproject/herd/ring/source"
 )
 
 // Defaults.
@@ -426,6 +427,9 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		res.Image = cfg.Output
 		cfg.Log.Info(fmt.Sprintf("image: %s (from the cache in %v)", cfg.Output, time.Since(t).Round(time.Millisecond)))
+		if err := copyDigestCache(res.CachedImage, cfg.Output); err != nil {
+			cfg.Log.Debug(fmt.Sprintf("no digest cache for %s (herd send hashes it itself): %v", cfg.Output, err))
+		}
 	}
 	if cfg.RootTar != "" {
 		if err := CloneFile(res.CachedRootTar, cfg.RootTar); err != nil {
@@ -435,6 +439,27 @@ func Build(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Took = time.Since(start)
 	return res, nil
+}
+
+// copyDigestCache gives dst, a copy of src, src's digest cache when that
+// still describes src.
+func copyDigestCache(src, dst string) error {
+	sfi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	d, err := source.ReadDigestCache(src, sfi)
+	if err != nil {
+		return err
+	}
+	dfi, err := os.Stat(dst)
+	if err != nil {
+		return err
+	}
+	if d, err = d.WithIdentity(dfi); err != nil {
+		return err
+	}
+	return d.Write(dst)
 }
 
 // checkMirrors asks each HTTP(S) source for its suite's InRelease file
@@ -618,6 +643,9 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("debimage: %w", err)
 	}
 	res.Size, res.DataSize, res.SHA256 = info.Size, info.DataSize, info.SHA256
+	if _, err := info.SaveDigestCache(); err != nil {
+		cfg.Log.Warn(fmt.Sprintf("digest cache of the image not written (herd send hashes it itself): %v", err))
+	}
 	b.phase("sha256", t)
 
 	res.Duration = time.Since(start)

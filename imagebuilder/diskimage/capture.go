@@ -2,9 +2,11 @@ package diskimage
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/herdproject/herd/internal/iocount"
 	"github.com/herdproject/herd/ring/blockdev"
+	"github.com/herdproject/herd/ring/source"
 	"github.com/herdproject/herd/ring/stream"
 	"github.com/klauspost/compress/zstd"
 )
@@ -54,8 +57,12 @@ type CaptureResult struct {
 	// Size is the image's length; DataSize the bytes in blocks that are
 	// not all zeros (Info.DataSize); CompressedSize the output's length.
 	Size, DataSize, CompressedSize int64
-	// SHA256 of the uncompressed image, in hex.
-	SHA256 string
+	// SHA256 of the uncompressed image, in hex; FileSHA256 of the
+	// output file (the compressed bytes).
+	SHA256, FileSHA256 string
+	// DigestCache is the digest cache written beside Output (see
+	// Info.SaveDigestCache), "" when it could not be (Warnings say why).
+	DigestCache string
 	// Table is the image's MBR partition table (nil: none; NoTable says
 	// why).
 	Table   *Table
@@ -130,7 +137,8 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	cw := &iocount.Writer{W: tmp}
+	fh := sha256.New()
+	cw := &iocount.Writer{W: io.MultiWriter(tmp, fh)}
 	level := opts.Level
 	if level == 0 {
 		level = zstd.SpeedDefault
@@ -160,6 +168,10 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 	if err := tmp.Chmod(0o644); err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
+	written, err := tmp.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("capture: stat %s: %w", tmp.Name(), err)
+	}
 	if err := tmp.Close(); err != nil {
 		return nil, fmt.Errorf("capture: close %s: %w", tmp.Name(), err)
 	}
@@ -183,6 +195,10 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 
 	r, _ := sc.Close()
 	res.DataSize, res.SHA256, res.CompressedSize = sc.data, hex.EncodeToString(r.SHA256), cw.N
+	res.FileSHA256 = hex.EncodeToString(fh.Sum(nil))
+	if err := res.saveDigestCache(written); err != nil {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("digest cache not written (herd send hashes the image itself): %v", err))
+	}
 	if t, err := sc.table(); err != nil {
 		res.NoTable = strings.TrimPrefix(err.Error(), ErrNoMBR.Error()+": ")
 	} else {
@@ -190,6 +206,30 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// saveDigestCache writes the digest cache of the output, written is the
+// output file's stat before it was put in place (renaming and linking
+// change its ctime, so the output is stat'ed again: it must be the same
+// file).
+func (res *CaptureResult) saveDigestCache(written os.FileInfo) error {
+	now, err := os.Stat(res.Output)
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(written, now) {
+		return fmt.Errorf("%s was replaced meanwhile", res.Output)
+	}
+	d, err := source.NewDigestCache(now, res.FileSHA256)
+	if err != nil {
+		return err
+	}
+	d.Decoded = &source.DecodedDigest{Compression: compressions[FormatZstd], Size: res.Size, SHA256: res.SHA256}
+	if err := d.Write(res.Output); err != nil {
+		return err
+	}
+	res.DigestCache = res.Output + source.DigestCacheSuffix
+	return nil
 }
 
 // checkOutput refuses an existing output (without Force) and one that is

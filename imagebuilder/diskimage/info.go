@@ -17,6 +17,7 @@ package diskimage
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/herdproject/herd/ring/blockdev"
 	"github.com/herdproject/herd/ring/cook"
 	"github.com/herdproject/herd/ring/sink"
+	"github.com/herdproject/herd/ring/source"
 )
 
 // Formats Inspect reports.
@@ -73,6 +75,10 @@ type Info struct {
 	DataSize int64 `json:"data_size"`
 	// SHA256 is the hex SHA-256 of the decoded image.
 	SHA256 string `json:"sha256"`
+	// FileSHA256 is the hex SHA-256 of a compressed image's file (what a
+	// raw send of the file compares); empty for a raw image, whose file
+	// digest is SHA256.
+	FileSHA256 string `json:"file_sha256,omitempty"`
 	// Table is the MBR partition table; nil when there is none.
 	Table *Table `json:"partition_table,omitempty"`
 	// NoTable says why Table is nil ("" when it is not).
@@ -86,6 +92,36 @@ type Info struct {
 	NoGPT string `json:"no_gpt,omitempty"`
 	// Duration of the inspection.
 	Duration time.Duration `json:"-"`
+
+	// cache is the image's digest cache when it was read whole and was
+	// a regular file that did not change while it was read.
+	cache *source.DigestCache
+}
+
+// DigestCache returns the digest cache Inspect found for the image (see
+// package ring/source): the digests with the identity of the file they
+// describe; false when the image is no regular file, was only partly read
+// (InspectHead) or changed while it was read.
+func (i *Info) DigestCache() (source.DigestCache, bool) {
+	if i.cache == nil {
+		return source.DigestCache{}, false
+	}
+	return *i.cache, true
+}
+
+// SaveDigestCache writes the image's digest cache beside it (IMAGE +
+// source.DigestCacheSuffix), atomically, for the sender: an input whose
+// digest cache matches it is not hashed again. It returns the file
+// written.
+func (i *Info) SaveDigestCache() (string, error) {
+	d, ok := i.DigestCache()
+	if !ok {
+		return "", fmt.Errorf("%s: no digest cache: not a regular file, or it changed while it was read", i.Path)
+	}
+	if err := d.Write(i.Path); err != nil {
+		return "", err
+	}
+	return i.Path + source.DigestCacheSuffix, nil
 }
 
 // Detect returns the format of the image at path: by its first bytes,
@@ -171,6 +207,7 @@ func inspect(ctx context.Context, path string, limit int64) (*Info, error) {
 	sc := newScanner(format == FormatRaw && limit == 0)
 	sc.limit = limit
 	var res sink.Result
+	var fileSum []byte
 	if format == FormatRaw {
 		size := info.FileSize
 		if limit > 0 {
@@ -181,7 +218,7 @@ func inspect(ctx context.Context, path string, limit int64) (*Info, error) {
 		}
 		res, _ = sc.Close()
 	} else {
-		res, err = decode(ctx, f, format, path, sc)
+		res, fileSum, err = decode(ctx, f, format, path, sc)
 		if err != nil && !errors.Is(err, errHeadRead) {
 			return nil, err
 		}
@@ -189,12 +226,42 @@ func inspect(ctx context.Context, path string, limit int64) (*Info, error) {
 	switch {
 	case limit == 0:
 		info.Size, info.DataSize, info.SHA256 = res.Bytes, sc.data, hex.EncodeToString(res.SHA256)
+		if fileSum != nil {
+			info.FileSHA256 = hex.EncodeToString(fileSum)
+		}
+		info.cache = digestCache(f, st, info)
 	case sc.pos < limit:
 		info.Size = sc.pos
 	}
 	info.tables(sc)
 	info.Duration = time.Since(start)
 	return info, nil
+}
+
+// digestCache is the digest cache of the image f that was read whole,
+// before as st (a regular file), described by info; nil when f changed
+// while it was read (it may change within one tick of the file system's
+// clock unseen: see package ring/source for why that is safe).
+func digestCache(f *os.File, st os.FileInfo, info *Info) *source.DigestCache {
+	if !st.Mode().IsRegular() {
+		return nil
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	sum := info.SHA256
+	if info.Format != FormatRaw {
+		sum = info.FileSHA256
+	}
+	d, err := source.NewDigestCache(st, sum)
+	if err != nil || d.Matches(after) != nil {
+		return nil
+	}
+	if info.Format != FormatRaw {
+		d.Decoded = &source.DecodedDigest{Compression: compressions[info.Format], Size: info.Size, SHA256: info.SHA256}
+	}
+	return &d
 }
 
 // tables fills in the MBR and GPT the scanner saw.
@@ -243,26 +310,30 @@ func (i *Info) HasESP() bool {
 }
 
 // decode pushes the compressed file through the ring's cooked decoder
-// into the scanner, as a ring node would push it into its output.
-func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (sink.Result, error) {
+// into the scanner, as a ring node would push it into its output, and
+// hashes the file's own bytes as they are read: fileSum, the SHA-256 of
+// the file when it was read to its end.
+func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (res sink.Result, fileSum []byte, err error) {
 	k := cook.Kind{Compression: compressions[format]}
 	s, err := cook.NewSink(k, "the decoded image", cook.Options{
 		OpenRaw: func(string) (sink.Sink, error) { return sc, nil },
 	})
 	if err != nil {
-		return sink.Result{}, err
+		return sink.Result{}, nil, err
 	}
+	fh := sha256.New()
 	buf := make([]byte, readBuf)
 	for {
 		if err := ctx.Err(); err != nil {
 			s.Abort()
-			return sink.Result{}, err
+			return sink.Result{}, nil, err
 		}
 		n, rerr := f.Read(buf)
 		if n > 0 {
+			fh.Write(buf[:n])
 			if _, err := s.Write(buf[:n]); err != nil {
 				s.Abort()
-				return sink.Result{}, fmt.Errorf("decode %s: %w", path, err)
+				return sink.Result{}, nil, fmt.Errorf("decode %s: %w", path, err)
 			}
 		}
 		if rerr == io.EOF {
@@ -270,12 +341,12 @@ func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (
 		}
 		if rerr != nil {
 			s.Abort()
-			return sink.Result{}, fmt.Errorf("read %s: %w", path, rerr)
+			return sink.Result{}, nil, fmt.Errorf("read %s: %w", path, rerr)
 		}
 	}
-	res, err := s.Close()
+	res, err = s.Close()
 	if err != nil {
-		return sink.Result{}, fmt.Errorf("decode %s: %w (a truncated or damaged file?)", path, err)
+		return sink.Result{}, nil, fmt.Errorf("decode %s: %w (a truncated or damaged file?)", path, err)
 	}
-	return res, nil
+	return res, fh.Sum(nil), nil
 }

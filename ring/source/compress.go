@@ -23,6 +23,7 @@ func (s *Source) compress() {
 	s.name += " (gzip on the fly)"
 	s.size, s.dataSize = -1, -1
 	s.r, s.ra = pr, nil
+	s.file, s.fi = nil, nil // the stream is no longer the file's bytes
 	s.close = func() error {
 		pr.CloseWithError(ErrClosed) // unblocks a pending write
 		err := innerClose()          // unblocks a pending read

@@ -47,6 +47,11 @@ type Source struct {
 	r        io.Reader
 	ra       io.ReaderAt // nil unless the stream can be re-read at any offset
 	close    func() error
+	// file and fi are the input when the stream is one regular file's
+	// bytes as they are (nil otherwise): its holes can be found
+	// (Sparse) and it may have a digest cache (DigestCache).
+	file *os.File
+	fi   fs.FileInfo
 
 	warnFn    func(string)
 	warnMu    sync.Mutex
@@ -163,7 +168,8 @@ func (s *Source) warn(format string, args ...any) {
 // input is one opened file or device.
 type input struct {
 	f        *os.File
-	size     int64 // -1 for pipes and character devices
+	fi       fs.FileInfo // the open file's stat
+	size     int64       // -1 for pipes and character devices
 	dataSize int64
 }
 
@@ -190,7 +196,7 @@ func openInput(path string, measure bool) (*input, error) {
 		f.Close()
 		return nil, inputError(path, err)
 	}
-	in := &input{f: f, size: -1, dataSize: -1}
+	in := &input{f: f, fi: fi, size: -1, dataSize: -1}
 	switch m := fi.Mode(); {
 	case m.IsDir():
 		f.Close()
@@ -238,6 +244,21 @@ func (s *Source) openFile(path string) error {
 	if in.size >= 0 {
 		s.ra = in.f
 	}
+	if in.fi.Mode().IsRegular() && path != "-" {
+		s.file, s.fi = in.f, in.fi
+	}
 	s.close = in.f.Close
 	return nil
+}
+
+// DigestCache returns the digest cache of the input (IMAGE.herd-digest,
+// see ReadDigestCache) when the stream is a regular file's bytes as they
+// are and the cache describes the file as it was opened. The error wraps
+// ErrNoDigestCache when there is none or the input cannot have one,
+// ErrStaleDigestCache when it no longer matches the file.
+func (s *Source) DigestCache() (DigestCache, error) {
+	if s.fi == nil {
+		return DigestCache{}, fmt.Errorf("%s: %w: not a regular file sent as it is", s.name, ErrNoDigestCache)
+	}
+	return ReadDigestCache(s.name, s.fi)
 }

@@ -314,6 +314,12 @@ Output: size, data size (bytes the ring sends as data: 4 KiB blocks that
 are not all zeros), SHA-256 of the uncompressed image (what every node
 reports after writing it), compressed size and time.
 
+Beside IMAGE.zst goes its digest cache, IMAGE.zst.herd-digest: the
+SHA-256 of the file and of the decoded image with the file's size, times
+and inode. herd send and serve take the digest from there instead of
+hashing (or decoding) the image again while they send it, as long as the
+file is unchanged (--no-digest-cache hashes anyway).
+
 Options:
 `
 
@@ -353,6 +359,9 @@ func imageCapture(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "  data        %s\n", sizeText(res.DataSize))
 	fmt.Fprintf(env.Stdout, "  sha256      %s\n", res.SHA256)
 	fmt.Fprintf(env.Stdout, "  compressed  %s, %.1f:1\n", sizeText(res.CompressedSize), ratio)
+	if res.DigestCache != "" {
+		fmt.Fprintf(env.Stdout, "  digests     %s\n", res.DigestCache)
+	}
 	fmt.Fprintf(env.Stdout, "  time        %v\n", res.Duration.Round(10*time.Millisecond))
 	if res.Table != nil {
 		printTable(env, res.Table, "  ")
@@ -378,7 +387,13 @@ name). A compressed image is decoded as ring nodes decode it ('>>').
               sectors, size, type, name) and then the protective MBR
 
 --json prints the same as one JSON object (sizes in bytes, sectors of 512
-bytes).
+bytes), with file_sha256, the SHA-256 of a compressed image's file.
+
+The digests go into a digest cache beside the image, IMAGE.herd-digest
+(with the file's size, times and inode): herd send and serve take an
+image's digest from there instead of hashing it again while they send it,
+as long as the file is unchanged (--no-digest-cache hashes anyway). A
+directory that cannot take the file only gets a warning.
 
 Options:
 `
@@ -394,6 +409,11 @@ func imageInfo(ctx context.Context, args []string, env Env) error {
 	info, err := diskimage.Inspect(ctx, fs.Arg(0))
 	if err != nil {
 		return err
+	}
+	if _, isCache := info.DigestCache(); isCache {
+		if _, err := info.SaveDigestCache(); err != nil {
+			fmt.Fprintf(env.Stderr, "herd image info: warning: digest cache not written (herd send hashes the image itself): %v\n", err)
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/herdproject/herd/imagebuilder/golden"
+	"github.com/herdproject/herd/ring/source"
 )
 
 func TestImageUsageErrors(t *testing.T) {
@@ -272,4 +275,71 @@ type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name="root"
 	if code != ExitOK || !strings.Contains(stdout, "gpt         not read: damaged GPT: the header's CRC32") || !strings.Contains(stdout, "only the MBR's entries") {
 		t.Errorf("info of a damaged GPT: exit %d\n%s", code, stdout)
 	}
+}
+
+// TestImageDigestCache: herd image info and capture leave a digest cache
+// beside the image that describes it (the file's digest, and for the
+// capture's zstd file the decoded image's too); info of a changed image
+// rewrites it.
+func TestImageDigestCache(t *testing.T) {
+	dir := t.TempDir()
+	img := smallImage(t, dir)
+	out := filepath.Join(dir, "small.img.zst")
+	load := func(p string) source.DigestCache {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := source.ReadDigestCache(p, fi)
+		if err != nil {
+			t.Fatalf("digest cache of %s: %v", p, err)
+		}
+		return d
+	}
+	if code, _, stderr := run(Herd, "image", "capture", img, "-o", out); code != ExitOK {
+		t.Fatalf("capture: exit %d: %s", code, stderr)
+	}
+	raw, _ := os.ReadFile(img)
+	packed, _ := os.ReadFile(out)
+	zd := load(out)
+	if zd.SHA256 != sha256Hex(packed) || zd.Decoded == nil || zd.Decoded.Compression != "zst" || zd.Decoded.SHA256 != sha256Hex(raw) || zd.Decoded.Size != int64(len(raw)) {
+		t.Errorf("capture's digest cache %+v (decoded %+v)", zd, zd.Decoded)
+	}
+	if _, err := os.Stat(img + source.DigestCacheSuffix); err == nil {
+		t.Error("capture wrote a digest cache beside its source")
+	}
+	if code, _, stderr := run(Herd, "image", "info", img); code != ExitOK {
+		t.Fatalf("info: exit %d: %s", code, stderr)
+	}
+	if d := load(img); d.SHA256 != sha256Hex(raw) || d.Decoded != nil {
+		t.Errorf("info's digest cache of a raw image: %+v", d)
+	}
+	os.Remove(out + source.DigestCacheSuffix)
+	code, stdout, stderr := run(Herd, "image", "info", "--json", out)
+	if code != ExitOK {
+		t.Fatalf("info: exit %d: %s", code, stderr)
+	}
+	if d := load(out); d.SHA256 != zd.SHA256 || *d.Decoded != *zd.Decoded {
+		t.Errorf("info's digest cache of the zstd image %+v, capture's %+v", d, zd)
+	}
+	if !strings.Contains(stdout, `"file_sha256": "`+sha256Hex(packed)+`"`) {
+		t.Errorf("info --json lacks the file's digest:\n%s", stdout)
+	}
+	// Changed: info describes the new content.
+	raw[5000] = 1
+	if err := os.WriteFile(img, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(Herd, "image", "info", img); code != ExitOK {
+		t.Fatalf("info: exit %d: %s", code, stderr)
+	}
+	if d := load(img); d.SHA256 != sha256Hex(raw) {
+		t.Errorf("info of a changed image: %+v", d)
+	}
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
