@@ -11,6 +11,7 @@ import (
 
 	"github.com/herdproject/herd/ring/bypass"
 	"github.com/herdproject/herd/ring/relay"
+	"github.com/herdproject/herd/ring/source"
 	"github.com/herdproject/herd/ring/stream"
 	"github.com/herdproject/herd/ring/wire"
 )
@@ -211,12 +212,24 @@ func (s *session) readAt(f uint32, off uint64, to wire.Position, m *wire.FrameMA
 	if ra == nil {
 		return nil, fmt.Errorf("input %s is a stream and cannot be re-read from offset %d (the nodes' windows no longer hold it); use a larger --window", src.Name(), off)
 	}
-	n := uint64(s.cfg.ChunkSize)
+	n, limit := uint64(s.cfg.ChunkSize), uint64(source.MaxHole)
 	if to.File == f && to.Started {
 		n = min(n, to.Offset-off)
+		limit = min(limit, to.Offset-off)
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("file %d: nothing to read at %d", f+1, off)
+	}
+	// A regular file's holes are not read (as produce does); a file
+	// system that cannot tell is read.
+	if hole, length, err := src.Extent(int64(off)); err == nil && length > 0 {
+		if hole {
+			c := stream.Chunk{}
+			c.Add(wire.Header{Type: wire.THole, File: f, Offset: off, Length: uint32(min(uint64(length), limit))}, 0, 0)
+			c.Seal(m)
+			return bypass.FromChunk(&c), nil
+		}
+		n = min(n, uint64(length))
 	}
 	c := stream.Chunk{Buf: make([]byte, n)}
 	got, err := ra.ReadAt(c.Buf, int64(off))

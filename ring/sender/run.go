@@ -631,36 +631,71 @@ func short(h string) string {
 }
 
 // stream reads every input once and sends it through the ring, hashing as
-// it goes (and decoding cooked files to know their decoded digest).
+// it goes (and decoding cooked files to know their decoded digest). A file
+// whose digest came from its digest cache (s.cached) is neither hashed
+// nor decoded: its chunks go to the forwarders and the window only.
 func (s *session) stream(ctx context.Context, conns []*wire.Conn, firsts []int) error {
 	depth := s.cfg.PoolChunks
 	// The window keeps chunks of the pool besides those in the stages.
 	pool := stream.NewPool(depth+bypass.ChunkWindow(s.cfg.Window, s.cfg.ChunkSize), s.cfg.ChunkSize)
-	var stages []stream.Stage
+	var fwdStages []stream.Stage
 	var fwds []*stream.Forwarder
 	for j, c := range conns {
 		f := stream.NewForwarder(c.RemoteAddr().String(), c, depth, s.cfg.Bypass, s.cfg.Bypass/4)
 		k := firsts[j]
 		f.OnFail = func(err error) { s.rescuer.Bypass(k, err) }
 		fwds = append(fwds, f)
-		stages = append(stages, f)
+		fwdStages = append(fwdStages, f)
 	}
-	hs := stream.NewHasher(depth)
-	stages = append(stages, hs)
-	// Only cooked files need decoding to know their digest: without them
-	// the digester would only pass the chunks on.
+	// Raw files are hashed as they go out; only cooked files need
+	// decoding to know their digest (the nodes report the digest of the
+	// decoded bytes for those: hashing their stream would be wasted).
+	nfiles := len(s.cfg.Plan.Files)
+	hashing := make([]bool, nfiles)
+	decodeKinds := make([]*cook.Kind, nfiles)
+	var hs *stream.Hasher
 	var dg *digester
-	if slices.ContainsFunc(s.kinds, func(k *cook.Kind) bool { return k != nil }) {
-		dg = newDigester(s.kinds, depth)
-		stages = append(stages, dg)
+	for i := range nfiles {
+		switch {
+		case s.cached[i] != "":
+		case s.kinds[i] != nil:
+			decodeKinds[i] = s.kinds[i]
+		default:
+			hashing[i] = true
+		}
+	}
+	if slices.Contains(hashing, true) {
+		hs = stream.NewHasher(depth)
+	}
+	if slices.ContainsFunc(decodeKinds, func(k *cook.Kind) bool { return k != nil }) {
+		dg = newDigester(decodeKinds, depth)
+	}
+	perFile := make([][]stream.Stage, nfiles)
+	for i := range nfiles {
+		st := slices.Clone(fwdStages)
+		switch {
+		case hashing[i]:
+			st = append(st, hs)
+		case decodeKinds[i] != nil:
+			st = append(st, dg)
+		}
+		perFile[i] = st
+	}
+	stagesOf := func(f uint32) []stream.Stage {
+		if int(f) < nfiles {
+			return perFile[f]
+		}
+		return fwdStages // End
 	}
 
-	err := s.produce(ctx, pool, stages)
+	err := s.produce(ctx, pool, stagesOf)
 	s.win.Close()
 	for _, f := range fwds {
 		_ = f.Close() // a first node that failed is bypassed
 	}
-	hs.Close()
+	if hs != nil {
+		hs.Close()
+	}
 	var dsums map[int]string
 	if dg != nil {
 		dsums = dg.close()
@@ -668,25 +703,40 @@ func (s *session) stream(ctx context.Context, conns []*wire.Conn, firsts []int) 
 	if err != nil {
 		return err
 	}
-	digests := make([]string, len(s.cfg.Plan.Files))
+	digests := make([]string, nfiles)
+	var hashed int64
 	for i := range digests {
-		if d, ok := dsums[i]; ok {
+		if hashing[i] || decodeKinds[i] != nil {
+			s.mu.Lock()
+			hashed += s.lens[uint32(i)]
+			s.mu.Unlock()
+		}
+		if s.cached[i] != "" {
+			digests[i] = s.cached[i]
+		} else if d, ok := dsums[i]; ok {
 			digests[i] = d
-		} else if sum, ok := hs.Sum(uint32(i)); ok {
-			digests[i] = sum.Hex()
+		} else if hs != nil {
+			if sum, ok := hs.Sum(uint32(i)); ok {
+				digests[i] = sum.Hex()
+			}
 		}
 	}
 	s.mu.Lock()
 	s.rep.Digests = digests
+	s.rep.Hashed = hashed
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []stream.Stage) error {
+// produce reads every file and dispatches its chunks to stagesOf(file)
+// (End to stagesOf(number of files)). A regular file's holes are found
+// with SEEK_DATA/SEEK_HOLE and sent as Hole frames without being read;
+// what is read is still segmented, blocks of zeros becoming holes.
+func (s *session) produce(ctx context.Context, pool *stream.Pool, stagesOf func(file uint32) []stream.Stage) error {
 	mac := wire.NewFrameMAC(s.cfg.Key.SessionKey(s.id))
 	var werr error
 	var onWire int64
-	send := func(c *stream.Chunk) {
+	send := func(c *stream.Chunk, stages []stream.Stage) {
 		c.Seal(mac)
 		onWire += wireSize(c)
 		if werr == nil {
@@ -704,20 +754,23 @@ func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []strea
 			return err
 		}
 		c.Add(h, 0, 0)
-		send(c)
+		send(c, stagesOf(h.File))
 		return nil
 	}
 	var total int64
 	for i := range s.cfg.Plan.Files {
 		var r io.Reader
+		var sp *source.SparseReader
 		var name string
 		if s.cfg.Dummy > 0 {
 			r, name = source.Dummy(-1), "dummy data"
 			r = &deadlineReader{r: r, end: time.Now().Add(s.cfg.Dummy)}
 		} else {
 			r, name = s.sources[i], s.sources[i].Name()
+			sp = s.sources[i].Sparse()
 		}
 		f := uint32(i)
+		stages := stagesOf(f)
 		if err := ctrl(wire.Header{Type: wire.TFileStart, File: f}); err != nil {
 			return err
 		}
@@ -727,12 +780,24 @@ func (s *session) produce(ctx context.Context, pool *stream.Pool, stages []strea
 			if err != nil {
 				return err
 			}
-			n, rerr := io.ReadFull(r, c.Buf)
-			if n > 0 {
+			var n int
+			var hole int64
+			var rerr error
+			if sp != nil {
+				n, hole, rerr = sp.Next(c.Buf)
+			} else {
+				n, rerr = io.ReadFull(r, c.Buf)
+			}
+			switch {
+			case hole > 0:
+				c.Add(wire.Header{Type: wire.THole, File: f, Offset: off, Length: uint32(hole)}, 0, 0)
+				off += uint64(hole)
+				send(c, stages)
+			case n > 0:
 				c.Segment(f, off, n)
 				off += uint64(n)
-				send(c)
-			} else {
+				send(c, stages)
+			default:
 				stream.Dispatch(c, nil) // nothing read: back to the pool
 			}
 			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {

@@ -70,6 +70,14 @@ type Config struct {
 	// the stream as it arrived, wire.VerifyReadback by re-reading their
 	// outputs after the stream (Setup.Verify).
 	Verify string
+	// NoDigestCache makes the sender hash every input itself. By default
+	// a regular file sent as it is, with a digest cache beside it
+	// (IMAGE.herd-digest, written by herd image info and capture; see
+	// source.DigestCache) that still matches the file's size, times,
+	// device and inode, is not hashed: its digest is the cached one. The
+	// nodes still hash what they receive and the sender compares: a stale
+	// cache fails the nodes, it cannot pass them.
+	NoDigestCache bool
 	// RequireAll aborts the session before anything is written when any
 	// node fails set-up; by default the others go on and the failed ones
 	// are reported.
@@ -245,7 +253,11 @@ type Report struct {
 	// Digests are the sender's SHA-256 per file (hex): of the stream for
 	// raw files, of the decoded bytes for cooked ones.
 	Digests []string
-	Done    bool
+	// Hashed is how many stream bytes the sender hashed (raw files) or
+	// decoded (cooked files) for its digests: the files whose digest came
+	// from a digest cache (Config.NoDigestCache) count nothing.
+	Hashed int64
+	Done   bool
 	// Session is the session's ID; Restarts is how often the sender
 	// was restarted during it and resumed it (Config.StateFile).
 	Session  string
@@ -280,6 +292,9 @@ type session struct {
 	hosts   []hostlist.Resolved
 	sources []*source.Source
 	kinds   []*cook.Kind // non-nil for cooked files
+	// cached are the digests found in the inputs' digest caches: what a
+	// node must report for each file, "" where the sender hashes.
+	cached []string
 
 	mu    sync.Mutex
 	rep   Report
@@ -387,6 +402,7 @@ func (s *session) prepare(ctx context.Context) error {
 		return &SetupError{fmt.Errorf("block size %d: must be between 4096 and %d bytes", s.cfg.ChunkSize, wire.MaxData)}
 	}
 	s.kinds = make([]*cook.Kind, len(p.Files))
+	s.cached = make([]string, len(p.Files))
 	for i, f := range p.Files {
 		if s.cfg.Dummy > 0 {
 			continue
@@ -401,6 +417,9 @@ func (s *session) prepare(ctx context.Context) error {
 			return &SetupError{err}
 		}
 		s.sources = append(s.sources, src)
+		if !s.cfg.NoDigestCache {
+			s.cached[i] = s.cachedDigest(i, src)
+		}
 	}
 	hosts, err := hostlist.Resolve(ctx, s.cfg.Resolver, p.Hosts, s.cfg.Network)
 	if err != nil {
@@ -421,6 +440,37 @@ func (s *session) prepare(ctx context.Context) error {
 		s.rep.Outputs = append(s.rep.Outputs, f.Output)
 	}
 	return nil
+}
+
+// cachedDigest is the digest that file i's digest cache gives for what
+// the nodes report: the file's own for a raw file, the decoded one for a
+// compressed file sent cooked; "" when there is none that applies (then
+// the sender hashes or decodes the file as it goes out).
+//
+// Using it is safe whatever the file holds now: the nodes hash what they
+// receive and judge compares their digests with this one, so a cache that
+// no longer describes the bytes sent fails every node; it cannot make a
+// node pass.
+func (s *session) cachedDigest(i int, src *source.Source) string {
+	dc, err := src.DigestCache()
+	switch {
+	case errors.Is(err, source.ErrNoDigestCache):
+		return ""
+	case err != nil:
+		s.logf("file %d (%s): digest cache ignored, hashing the file: %v", i+1, src.Name(), err)
+		return ""
+	}
+	k := s.kinds[i]
+	switch {
+	case k == nil:
+		s.logf("file %d (%s): SHA-256 %s from %s%s (not hashed)", i+1, src.Name(), short(dc.SHA256), src.Name(), source.DigestCacheSuffix)
+		return dc.SHA256
+	case k.Archive == "" && dc.Decoded != nil && dc.Decoded.Compression == k.Compression:
+		s.logf("file %d (%s): decoded SHA-256 %s from %s%s (not decoded)", i+1, src.Name(), short(dc.Decoded.SHA256), src.Name(), source.DigestCacheSuffix)
+		return dc.Decoded.SHA256
+	}
+	s.logf("file %d (%s): the digest cache has no digest of the file decoded as %s: decoding it", i+1, src.Name(), k)
+	return ""
 }
 
 // cookKind says how nodes decode file f, if at all: dolly+'s ">>" by the

@@ -15,6 +15,7 @@ import (
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/sender"
+	"github.com/herdproject/herd/ring/source"
 	"github.com/herdproject/herd/ring/wire"
 	"github.com/spf13/pflag"
 )
@@ -156,11 +157,12 @@ type sendFlags struct {
 	fanout, retries, chunks                                                *int
 	timeout, dummy, bypass, senderWait                                     *time.Duration
 	requireAll, noSync, ipv6, activate, verbose, quiet, noLateJoin, fresh  *bool
+	noDigestCache                                                          *bool
 	ports                                                                  portFlags
 }
 
 func addSendFlags(fs *pflag.FlagSet) *sendFlags {
-	return &sendFlags{
+	f := &sendFlags{
 		config:     fs.StringP("config", "f", "", "dolly/dolly+ configuration `FILE`"),
 		input:      fs.StringP("input", "I", "", "input `FILE` or device"),
 		output:     fs.StringP("output", "O", "", "output `PATH` on the nodes (default: same as --input); - for standard output"),
@@ -192,6 +194,8 @@ func addSendFlags(fs *pflag.FlagSet) *sendFlags {
 		quiet:      fs.BoolP("quiet", "q", false, "no progress display"),
 		ports:      addPortFlags(fs),
 	}
+	f.noDigestCache = fs.Bool("no-digest-cache", false, "hash every input: by default an input whose digest cache (IMAGE"+source.DigestCacheSuffix+", written by herd image info and capture) still matches its size, times and inode is not hashed by the sender (the nodes still hash what they receive, so a stale cache fails them)")
+	return f
 }
 
 // options turns the flags into a session; hosts is the -H list ("" when
@@ -267,6 +271,7 @@ func (f *sendFlags) options(env Env, fs *pflag.FlagSet, prog, hosts string) (*se
 		c.SenderWait = -1 // no wait at all (0 is the default's)
 	}
 	c.NoSync = *f.noSync
+	c.NoDigestCache = *f.noDigestCache
 	if c.Verify, err = parseVerify(prog, *f.verify); err != nil {
 		return nil, err
 	}
