@@ -730,8 +730,11 @@ func (s *session) stream(ctx context.Context, conns []*wire.Conn, firsts []int) 
 
 // produce reads every file and dispatches its chunks to stagesOf(file)
 // (End to stagesOf(number of files)). A regular file's holes are found
-// with SEEK_DATA/SEEK_HOLE and sent as Hole frames without being read;
-// what is read is still segmented, blocks of zeros becoming holes.
+// with SEEK_DATA/SEEK_HOLE (source.SparseReader): one at least a chunk
+// long goes out as a Hole frame without being read, shorter ones are
+// cleared in the chunk, not read. Every chunk is still segmented, blocks
+// of zeros becoming holes, so the frames' bytes and the digests are those
+// of a plain read.
 func (s *session) produce(ctx context.Context, pool *stream.Pool, stagesOf func(file uint32) []stream.Stage) error {
 	mac := wire.NewFrameMAC(s.cfg.Key.SessionKey(s.id))
 	var werr error

@@ -28,7 +28,8 @@ import (
 // upstream. The same command started again finds the file, checks that
 // the inputs did not change, greets every node that was still in the
 // session (wire.Hello.Resume), and feeds the first ones from where they
-// are, re-reading the inputs: it hashes them whole again for its digests.
+// are, re-reading the inputs: it hashes them whole again for its digests
+// (unless their digest caches give them).
 // A node's verdict sent while the sender was away comes again on the new
 // connection. The file is removed when the session ends.
 

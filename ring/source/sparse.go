@@ -76,42 +76,63 @@ type SparseReader struct {
 	dataEnd int64 // the end of the data extent off is in (off < dataEnd)
 }
 
-// Next reads the file at the reader's offset: n bytes of data into p (as
-// many as fit, up to the end of the data extent), or, where a hole
-// starts, no data and its length hole (up to MaxHole), and moves on. It
-// returns io.EOF at the end of the file, with n == 0 and hole == 0. Data
-// extents may still hold blocks of zeros: the caller looks at what it
-// reads as before.
+// Next reads the file at the reader's offset and moves on. Where a hole
+// starts that is at least as long as p, or runs to the end of the file,
+// it returns no data and the hole's length (up to MaxHole): the caller
+// sends it without reading it. Otherwise it fills p with the file's bytes
+// as a plain read would (n bytes, fewer only at the end): data extents
+// read with pread, shorter holes between them cleared, not read, so that
+// a file of many small extents still goes in whole chunks. It returns
+// io.EOF at the end of the file, with n == 0 and hole == 0. The caller
+// still looks for zeros in what it gets (data extents may hold zero
+// blocks too).
 func (r *SparseReader) Next(p []byte) (n int, hole int64, err error) {
-	if len(p) == 0 {
-		return 0, 0, nil
-	}
-	if r.off >= r.dataEnd {
-		isHole, length, err := r.src.Extent(r.off)
-		switch {
-		case err != nil:
-			return 0, 0, err
-		case length == 0:
-			return 0, 0, io.EOF
-		case isHole:
-			hole = min(length, MaxHole)
-			r.off += hole
-			return 0, hole, nil
+	for n < len(p) {
+		if r.off >= r.dataEnd {
+			isHole, length, err := r.src.Extent(r.off)
+			switch {
+			case err != nil:
+				return n, 0, err
+			case length == 0:
+				if n == 0 {
+					return 0, 0, io.EOF
+				}
+				return n, 0, nil
+			case isHole && n == 0 && (length >= int64(len(p)) || r.atEnd(r.off+length)):
+				hole = min(length, MaxHole)
+				r.off += hole
+				return 0, hole, nil
+			case isHole:
+				k := int(min(int64(len(p)-n), length))
+				clear(p[n : n+k])
+				n += k
+				r.off += int64(k)
+				continue
+			}
+			r.dataEnd = r.off + length
 		}
-		r.dataEnd = r.off + length
-	}
-	k := int(min(int64(len(p)), r.dataEnd-r.off))
-	n, err = r.src.ra.ReadAt(p[:k], r.off)
-	r.off += int64(n)
-	if errors.Is(err, io.EOF) {
-		// The file shrank while it was read: the next call finds the
-		// end (n == 0: this is the end).
-		r.dataEnd = r.off
-		if n > 0 {
-			err = nil
+		k := int(min(int64(len(p)-n), r.dataEnd-r.off))
+		got, err := r.src.ra.ReadAt(p[n:n+k], r.off)
+		n += got
+		r.off += int64(got)
+		if errors.Is(err, io.EOF) {
+			// The file shrank while it was read: the next Extent
+			// finds the end.
+			r.dataEnd = r.off
+			continue
+		}
+		if err != nil {
+			return n, 0, err
 		}
 	}
-	return n, 0, err
+	return n, 0, nil
+}
+
+// atEnd reports whether off is the end of the file (Extent reports
+// nothing there).
+func (r *SparseReader) atEnd(off int64) bool {
+	_, length, err := r.src.Extent(off)
+	return err == nil && length == 0
 }
 
 // Offset is where the next Next reads.

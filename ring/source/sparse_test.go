@@ -34,7 +34,8 @@ var sparseCases = []sparseCase{
 	{name: "all hole", size: 3<<20 + 5, holeFirst: true},
 	{name: "hole at start", size: 2 << 20, data: []sparseExtent{{1 << 20, pattern(300<<10, 1)}}, holeFirst: true},
 	{name: "hole at end", size: 4 << 20, data: []sparseExtent{{0, pattern(1<<20+17, 2)}}},
-	{name: "zero blocks in data", size: 1 << 20, data: []sparseExtent{{4096, append(append(pattern(8192, 3), make([]byte, 64<<10)...), pattern(5000, 4)...)}}, holeFirst: true},
+	{name: "zero blocks in data", size: 1 << 20, data: []sparseExtent{{4096, append(append(pattern(8192, 3), make([]byte, 64<<10)...), pattern(5000, 4)...)}}},
+	{name: "many small extents", size: 1 << 20, data: []sparseExtent{{0, pattern(4096, 7)}, {8192, pattern(4096, 8)}, {5 * 4096, pattern(100, 9)}, {600 << 10, pattern(4096, 10)}}},
 	{name: "dense", size: 700 << 10, data: []sparseExtent{{0, pattern(700<<10, 5)}}},
 	{name: "unaligned tail", size: 5<<20 + 3, data: []sparseExtent{{0, pattern(10, 6)}, {5 << 20, []byte{1, 2, 3}}}},
 }
@@ -62,8 +63,9 @@ func makeSparse(t *testing.T, dir string, c sparseCase) (string, []byte) {
 }
 
 // TestSparseReader reads sparse files with SparseReader: the bytes are the
-// file's, holes are reported without reading (a leading hole comes first
-// as a hole), and no hole is longer than MaxHole.
+// file's; holes at least as long as the buffer are reported without
+// reading (a leading one comes first as a hole), none longer than
+// MaxHole; shorter ones are filled in, so data comes in full buffers.
 func TestSparseReader(t *testing.T) {
 	for _, c := range sparseCases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,6 +81,7 @@ func TestSparseReader(t *testing.T) {
 			}
 			var got []byte
 			buf := make([]byte, 64<<10)
+			short := false // a read shorter than buf: the end must follow
 			for i := 0; ; i++ {
 				n, hole, err := sp.Next(buf)
 				if errors.Is(err, io.EOF) {
@@ -89,6 +92,13 @@ func TestSparseReader(t *testing.T) {
 				}
 				if err != nil {
 					t.Fatal(err)
+				}
+				if short {
+					t.Errorf("Next %d: a short read (%d bytes) before the end", i, len(got))
+				}
+				short = n > 0 && n < len(buf)
+				if hole > 0 && hole < int64(len(buf)) && sp.Offset() != c.size {
+					t.Errorf("Next %d: a hole of %d bytes, shorter than the buffer, was not read as zeros", i, hole)
 				}
 				if (n > 0) == (hole > 0) {
 					t.Fatalf("Next: n %d, hole %d: want one of them", n, hole)
