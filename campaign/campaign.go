@@ -453,9 +453,20 @@ func (c *campaign) session(ctx context.Context, nodes []inventory.Node, files []
 }
 
 // transition moves a node's boot state (nodestate.Transition's rules).
+// It is not the node's report: LastReport stays its agent's (waitReports
+// waits for the agent's final report after the ring's verdict), so the
+// time passed is zero, and a step it begins is dated on the campaign's
+// clock.
 func (c *campaign) transition(name string, to contract.State, reason string) {
 	_ = c.Store.Update(name, func(s *inventory.Status) error {
-		return nodestate.Transition(s, to, reason, c.Clock.Now())
+		since := s.StepSince
+		if err := nodestate.Transition(s, to, reason, time.Time{}); err != nil {
+			return err
+		}
+		if !s.StepSince.Equal(since) {
+			s.StepSince = c.Clock.Now()
+		}
+		return nil
 	})
 }
 

@@ -711,4 +711,9 @@ func TestWatchSteps(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(seen{})); diff != "" {
 		t.Errorf("the store during the session (-want +got):\n%s", diff)
 	}
+	// The ring's verdict is not the agents' report: the campaign waited
+	// for their reports, a second after it.
+	if d := clock.since(); d < t0+11*time.Second {
+		t.Errorf("the campaign ended at %v, before the agents' reports at %v: its own transition counted as their report", d, t0+11*time.Second)
+	}
 }
