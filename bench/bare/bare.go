@@ -18,10 +18,14 @@
 // send's does. A connection that ends before its 8 bytes (a readiness
 // probe) is ignored.
 //
-// Every data connection uses the congestion control herd uses (CUBIC by
-// default), so that a system default such as BBR does not make the two
-// differ in more than the code. The source reads and writes; it does not
-// use sendfile, because herd's sender must read its input.
+// The relay works as a C program would (dolly, socat): blocking
+// sockets, one recv(MSG_WAITALL) per block, write and pwrite system
+// calls, one goroutine on one P, so that Go's network poller and idle
+// Ps are not part of the floor. Every data connection uses the
+// congestion control herd uses (CUBIC by default), so that a system
+// default such as BBR does not make the two differ in more than the
+// code. The source reads and writes; it does not use sendfile, because
+// herd's sender must read its input.
 package bare
 
 import (
@@ -82,9 +86,77 @@ func (c Config) tune(conn net.Conn) {
 	}
 }
 
-// closeOnDone closes c when ctx ends; call the result to stop that.
-func closeOnDone(ctx context.Context, c io.Closer) func() bool {
-	return context.AfterFunc(ctx, func() { _ = c.Close() })
+// sock is a connection as a blocking file descriptor.
+type sock struct {
+	f    *os.File
+	fd   int
+	stop func() bool
+}
+
+// blocking turns c into a blocking descriptor (a dup of c's; c is closed)
+// that ctx's end shuts down, which wakes a blocked recv or write.
+func blocking(ctx context.Context, c net.Conn, cfg Config) (*sock, error) {
+	defer c.Close()
+	cfg.tune(c)
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil, fmt.Errorf("not a TCP connection: %T", c)
+	}
+	f, err := tc.File()
+	if err != nil {
+		return nil, err
+	}
+	s := &sock{f: f, fd: int(f.Fd())} // Fd makes it blocking
+	s.stop = context.AfterFunc(ctx, func() { _ = unix.Shutdown(s.fd, unix.SHUT_RDWR) })
+	return s, nil
+}
+
+func (s *sock) Close() error {
+	s.stop()
+	return s.f.Close()
+}
+
+// recv fills p (MSG_WAITALL: one system call, unless a signal cuts it
+// short).
+func (s *sock) recv(p []byte) error {
+	for len(p) > 0 {
+		n, _, err := unix.Recvfrom(s.fd, p, unix.MSG_WAITALL)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrUnexpectedEOF
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// write sends all of p.
+func (s *sock) write(p []byte) error {
+	for len(p) > 0 {
+		n, err := unix.Write(s.fd, p)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// dial connects to addr.
+func dial(ctx context.Context, addr string, cfg Config) (*sock, error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return blocking(ctx, c, cfg)
 }
 
 // Send sends the file at path to the node at addr, and returns the bytes
@@ -100,17 +172,14 @@ func Send(ctx context.Context, path, addr string, cfg Config) (int64, error) {
 		return 0, err
 	}
 	size := fi.Size()
-	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dial(ctx, addr, cfg)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	defer closeOnDone(ctx, conn)()
-	cfg.tune(conn)
 	var hdr [8]byte
 	binary.BigEndian.PutUint64(hdr[:], uint64(size))
-	if _, err := conn.Write(hdr[:]); err != nil {
+	if err := conn.write(hdr[:]); err != nil {
 		return 0, err
 	}
 	buf := make([]byte, cfg.block())
@@ -120,23 +189,15 @@ func Send(ctx context.Context, path, addr string, cfg Config) (int64, error) {
 		if err != nil {
 			return sent, fmt.Errorf("read %s: %w", path, err)
 		}
-		if _, err := conn.Write(buf[:n]); err != nil {
+		if err := conn.write(buf[:n]); err != nil {
 			return sent, fmt.Errorf("send to %s: %w", addr, err)
 		}
 		sent += int64(n)
 	}
-	if err := ack(conn); err != nil {
+	if err := conn.recv(hdr[:1]); err != nil {
 		return sent, fmt.Errorf("%s did not confirm: %w", addr, err)
 	}
 	return sent, nil
-}
-
-// ack waits for the one byte that says the rest of the chain stored the
-// stream.
-func ack(c net.Conn) error {
-	var b [1]byte
-	_, err := io.ReadFull(c, b[:])
-	return err
 }
 
 // ErrProbe is why a connection without a stream was dropped.
@@ -147,13 +208,17 @@ var ErrProbe = errors.New("connection closed before the stream's length (a probe
 // node at next. It returns the bytes stored once they are stored and the
 // rest of the chain confirmed its part. ln is left open.
 func Node(ctx context.Context, ln net.Listener, out, next string, cfg Config) (int64, error) {
-	defer closeOnDone(ctx, ln)()
+	defer context.AfterFunc(ctx, func() { _ = ln.Close() })()
 	for {
-		up, err := ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return 0, context.Cause(ctx)
 			}
+			return 0, err
+		}
+		up, err := blocking(ctx, c, cfg)
+		if err != nil {
 			return 0, err
 		}
 		n, err := relay(ctx, up, out, next, cfg)
@@ -161,30 +226,28 @@ func Node(ctx context.Context, ln net.Listener, out, next string, cfg Config) (i
 		if errors.Is(err, ErrProbe) {
 			continue
 		}
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		}
 		return n, err
 	}
 }
 
 // relay carries one stream from up.
-func relay(ctx context.Context, up net.Conn, out, next string, cfg Config) (int64, error) {
-	defer closeOnDone(ctx, up)()
+func relay(ctx context.Context, up *sock, out, next string, cfg Config) (int64, error) {
 	var hdr [8]byte
-	if _, err := io.ReadFull(up, hdr[:]); err != nil {
+	if err := up.recv(hdr[:]); err != nil {
 		return 0, ErrProbe
 	}
-	cfg.tune(up)
 	size := int64(binary.BigEndian.Uint64(hdr[:]))
-	var down net.Conn
+	var down *sock
 	if next != "" {
-		d := net.Dialer{Timeout: dialTimeout}
 		var err error
-		if down, err = d.DialContext(ctx, "tcp", next); err != nil {
+		if down, err = dial(ctx, next, cfg); err != nil {
 			return 0, err
 		}
 		defer down.Close()
-		defer closeOnDone(ctx, down)()
-		cfg.tune(down)
-		if _, err := down.Write(hdr[:]); err != nil {
+		if err := down.write(hdr[:]); err != nil {
 			return 0, fmt.Errorf("forward to %s: %w", next, err)
 		}
 	}
@@ -196,19 +259,19 @@ func relay(ctx context.Context, up net.Conn, out, next string, cfg Config) (int6
 	buf := make([]byte, cfg.block())
 	var off int64
 	for off < size {
-		n, err := io.ReadFull(up, buf[:min(int64(len(buf)), size-off)])
-		if err != nil {
+		b := buf[:min(int64(len(buf)), size-off)]
+		if err := up.recv(b); err != nil {
 			return off, fmt.Errorf("receive at byte %d of %d: %w", off, size, err)
 		}
 		if down != nil {
-			if _, err := down.Write(buf[:n]); err != nil {
+			if err := down.write(b); err != nil {
 				return off, fmt.Errorf("forward to %s: %w", next, err)
 			}
 		}
-		if _, err := f.WriteAt(buf[:n], off); err != nil {
+		if _, err := f.WriteAt(b, off); err != nil {
 			return off, fmt.Errorf("write %s: %w", out, err)
 		}
-		off += int64(n)
+		off += int64(len(b))
 	}
 	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
 		return off, fmt.Errorf("fsync %s: %w", out, err)
@@ -217,11 +280,11 @@ func relay(ctx context.Context, up net.Conn, out, next string, cfg Config) (int6
 		return off, fmt.Errorf("close %s: %w", out, err)
 	}
 	if down != nil {
-		if err := ack(down); err != nil {
+		if err := down.recv(hdr[:1]); err != nil {
 			return off, fmt.Errorf("%s did not confirm: %w", next, err)
 		}
 	}
-	if _, err := up.Write([]byte{1}); err != nil {
+	if err := up.write([]byte{1}); err != nil {
 		return off, fmt.Errorf("confirm upstream: %w", err)
 	}
 	return off, nil

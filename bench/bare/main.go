@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -32,6 +34,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	next := fs.String("next", "", "node: forward to the node at `ADDR` (none: the last node)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	// One goroutine: one P, unless the environment says otherwise.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 	start := time.Now()
 	var n int64
