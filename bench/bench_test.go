@@ -305,3 +305,26 @@ func TestParseSize(t *testing.T) {
 		t.Error("Resize lost the sparse image's fraction")
 	}
 }
+
+func TestPaired(t *testing.T) {
+	p := Scenario{Suites: []Suite{
+		{Name: "ring-400M", Mode: "ring", Rate: 400 * Mbit, Image: "random", Reps: 3},
+		{Name: "zstd-400M", Mode: "ring", Rate: 400 * Mbit, Image: "zstd", Reps: 3},
+		{Name: "ring-unlimited", Mode: "ring", Image: "random5", Reps: 3},
+		{Name: "bare-unlimited", Mode: "bare", Image: "random5", Reps: 3},
+		{Name: "bare-400M", Mode: "bare", Rate: 400 * Mbit, Image: "random", Reps: 3},
+		{Name: "bare-100M", Mode: "bare", Rate: 100 * Mbit, Image: "random", Reps: 1},
+	}}
+	var got []string
+	for _, g := range p.Paired() {
+		var names []string
+		for _, s := range g {
+			names = append(names, s.Name)
+		}
+		got = append(got, strings.Join(names, "+"))
+	}
+	want := []string{"ring-400M+bare-400M", "zstd-400M", "ring-unlimited+bare-unlimited", "bare-100M"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Paired: %q, want %q", got, want)
+	}
+}

@@ -238,12 +238,21 @@ func (b *bencher) run(ctx context.Context) int {
 	var specs []Spec
 	var keys []string        // specs[i]'s image
 	last := map[string]int{} // the last spec that needs each image
-	for _, s := range b.plan.Suites {
-		for rep := 1; rep <= s.Reps; rep++ {
-			for _, n := range s.Ns {
-				last[s.Image] = len(specs)
-				specs = append(specs, Spec{Suite: s.Name, Mode: s.Mode, N: n, Rate: s.Rate, Rep: rep, SendArgs: b.sendArgs})
-				keys = append(keys, s.Image)
+	for _, group := range b.plan.Paired() {
+		reps := 0
+		for _, s := range group {
+			reps = max(reps, s.Reps)
+		}
+		for rep := 1; rep <= reps; rep++ {
+			for _, s := range group {
+				for _, n := range s.Ns {
+					if rep > s.Reps {
+						continue
+					}
+					last[s.Image] = len(specs)
+					specs = append(specs, Spec{Suite: s.Name, Mode: s.Mode, N: n, Rate: s.Rate, Rep: rep, SendArgs: b.sendArgs})
+					keys = append(keys, s.Image)
+				}
 			}
 		}
 	}

@@ -132,6 +132,37 @@ func (p Scenario) Filter(re *regexp.Regexp) Scenario {
 	return out
 }
 
+// Paired groups the plan's suites in order, a bare suite with the first
+// ring suite of its rate and image (its floor), so that the two run
+// repetition by repetition in turn and drift on the machine hits both
+// alike.
+func (p Scenario) Paired() [][]Suite {
+	var groups [][]Suite
+	at := map[string]int{} // rate/image of a ring suite -> its group
+	var bare []Suite
+	for _, s := range p.Suites {
+		k := fmt.Sprintf("%d/%s", s.Rate, s.Image)
+		switch s.Mode {
+		case "ring":
+			if _, ok := at[k]; !ok {
+				at[k] = len(groups)
+			}
+		case "bare":
+			bare = append(bare, s)
+			continue
+		}
+		groups = append(groups, []Suite{s})
+	}
+	for _, s := range bare {
+		if g, ok := at[fmt.Sprintf("%d/%s", s.Rate, s.Image)]; ok {
+			groups[g] = append(groups[g], s)
+			continue
+		}
+		groups = append(groups, []Suite{s})
+	}
+	return groups
+}
+
 // MaxN is the largest N of the plan.
 func (p Scenario) MaxN() int {
 	m := 1
