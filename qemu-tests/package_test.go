@@ -28,6 +28,9 @@ const (
 // tree for that root's own kernel, herd serve --help answers, and the
 // package's files are where Debian wants them.
 func TestPackageInstall(t *testing.T) {
+	// No VM: it runs beside the one-VM scenarios, after the Debian ones
+	// (whose image build it takes from the cache).
+	t.Parallel()
 	deb := packagedDeb(t)
 	c := NewCluster(t, Options{Nodes: 1})
 	tar := debianRootTar(t, c)

@@ -69,12 +69,14 @@ func uefiRegisters(t *testing.T, fw Firmware, uefiFile string, args ...string) f
 // firmware's SNP, gets the node's script over HTTP and boots herd's agent,
 // which registers.
 func TestUEFIPXESnponly(t *testing.T) {
+	t.Parallel() // one VM: two such scenarios share the two cores
 	uefiRegisters(t, UEFIPXE, "snponly.efi")
 }
 
 // TestUEFIPXEIpxeEFI is TestUEFIPXESnponly with ipxe.efi, iPXE with its
 // own virtio-net driver.
 func TestUEFIPXEIpxeEFI(t *testing.T) {
+	t.Parallel() // one VM: two such scenarios share the two cores
 	uefiRegisters(t, UEFIPXE, "ipxe.efi", "--uefi-file", "ipxe.efi")
 }
 
@@ -82,6 +84,7 @@ func TestUEFIPXEIpxeEFI(t *testing.T) {
 // iPXE runs as the firmware's network boot option, gets the node's script
 // from herd's DHCP answer to iPXE and boots the agent, which registers.
 func TestUEFIiPXEROM(t *testing.T) {
+	t.Parallel() // one VM: two such scenarios share the two cores
 	uefiRegisters(t, UEFIiPXE, "")
 }
 
@@ -95,7 +98,10 @@ func TestUEFIiPXEROM(t *testing.T) {
 // next reset boots the installer again.
 func TestUEFILocalBootExit(t *testing.T) {
 	for _, fw := range []Firmware{UEFIPXE, UEFIiPXE} {
-		t.Run(fw.String(), func(t *testing.T) { uefiLocalBoot(t, fw) })
+		t.Run(fw.String(), func(t *testing.T) {
+			t.Parallel() // one VM each: side by side on the two cores
+			uefiLocalBoot(t, fw)
+		})
 	}
 }
 
