@@ -191,7 +191,7 @@ func checkReport(t *testing.T, n Node, r report, golden string) {
 	}
 }
 
-// TestDebianMixedRack: two BIOS and two UEFI nodes (one through OVMF's
+// TestDebianMixedRack: a BIOS node and two UEFI nodes (one through OVMF's
 // own PXE, one through iPXE's EFI ROM) clone a Debian 12 image made by
 // herd image build (GPT: BIOS boot partition, ESP, root; GRUB for both)
 // through the ring, and boot it from their own disks to a running system.
@@ -200,7 +200,10 @@ func checkReport(t *testing.T, n Node, r report, golden string) {
 // is reset: herd's script exits to the disk, and the node boots Debian
 // again with the same identity.
 func TestDebianMixedRack(t *testing.T) {
-	fw := []Firmware{BIOS, UEFIPXE, BIOS, UEFIiPXE}
+	// One node per way to boot (a second BIOS node cost a quarter of the
+	// scenario's time under TCG and showed nothing the first does not:
+	// TestCloneWholeDisk rings BIOS nodes together).
+	fw := []Firmware{BIOS, UEFIPXE, UEFIiPXE}
 	c := NewCluster(t, Options{Nodes: len(fw), DiskSize: 3 << 30, MemoryMiB: 1024,
 		Firmware: func(i int) Firmware { return fw[i] }})
 	img := debianImage(t, c)
