@@ -90,6 +90,9 @@ func DefaultScenario(quick bool, reps, starReps int) Scenario {
 			// the ring on the same images (issue 21).
 			{Name: "bare-400M", Mode: "bare", Rate: 400 * Mbit, Image: "random", Ns: []int{1, 4}, Reps: reps},
 			{Name: "ring-100M", Mode: "ring", Rate: 100 * Mbit, Image: "random", Ns: append(ns[:len(ns):len(ns)], 32), Reps: reps},
+			// Link-bound: repeatable as the shaped star. With -n 1,64 it is
+			// the floor of issue 21's N=64 goal.
+			{Name: "bare-100M", Mode: "bare", Rate: 100 * Mbit, Image: "random", Ns: []int{1, 4}, Reps: starReps},
 			{Name: "ring-unlimited", Mode: "ring", Image: "random5", Ns: ns, Reps: reps},
 			{Name: "bare-unlimited", Mode: "bare", Image: "random5", Ns: []int{1, 4}, Reps: reps},
 			{Name: "sparse-400M", Mode: "ring", Rate: 400 * Mbit, Image: "sparse", Ns: []int{1, 8}, Reps: reps},
