@@ -148,13 +148,11 @@ func (c *Cluster) RestartVM(v *VM) *VM {
 	if !v.Exited() {
 		c.t.Fatalf("qemutests: restart %s: its QEMU (pid %d) still runs; Kill it first", v.Node.Name, v.PID())
 	}
-	for i, n := range c.Nodes {
-		if n.Name == v.Node.Name {
-			return c.StartVM(i)
-		}
+	i := c.nodeIndex(v.Node.Name)
+	if i < 0 {
+		c.t.Fatalf("qemutests: restart %s: not a node of this cluster", v.Node.Name)
 	}
-	c.t.Fatalf("qemutests: restart %s: not a node of this cluster", v.Node.Name)
-	return nil
+	return c.StartVM(i)
 }
 
 // PID is QEMU's process ID.
