@@ -824,8 +824,9 @@ func parseF(s string) float64 {
 // relative and exists only in the server's directory: the clients do not
 // look for it. Clients say dolly 0.72's "I am a dolly client, waiting for
 // a server..." once they listen and its "Total Transferred MB: 8, MB/s:
-// R" at the end, and the server "Transfert to all client nodes done."
-// once every client verified its data. A client the file
+// R" then "All data Transmitted." at the end, and the server "Transfert
+// to all client nodes done." once every client verified its data, then
+// "All data Transmitted.", as side-by-side runs of dolly 0.72 print them. A client the file
 // does not list refuses to start (exit 2), naming the file.
 func TestSameConfigEverywhere(t *testing.T) {
 	in := randomFile(t, 8<<20, 9)
@@ -860,11 +861,11 @@ func TestSameConfigEverywhere(t *testing.T) {
 			waitExit(t, nodes, 0)
 			for _, nd := range nodes {
 				sameFile(t, in, filepath.Join(nd.dir, "out.img"))
-				if !regexp.MustCompile(`\nTotal Transferred MB: 8, MB/s: [0-9]+\.[0-9]{3} \n\n$`).MatchString(nd.stderr()) {
+				if !regexp.MustCompile(`\nTotal Transferred MB: 8, MB/s: [0-9]+\.[0-9]{3} \n\nAll data Transmitted\.\n$`).MatchString(nd.stderr()) {
 					t.Errorf("node %s has not ended with dolly's totals line:\n%s", nd.addr, nd.stderr())
 				}
 			}
-			if !strings.Contains(r.stderr, "\nTransfert to all client nodes done.\n") {
+			if !strings.Contains(r.stderr, "\nTransfert to all client nodes done.\nAll data Transmitted.\n") {
 				t.Errorf("the server has not said dolly's last line:\n%s", r.stderr)
 			}
 		})

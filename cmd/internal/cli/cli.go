@@ -221,16 +221,21 @@ func runSendReport(ctx context.Context, env Env, o *sendOpts) (*sender.Report, e
 				}
 			}
 		}
+		if o.prog == "dolly" && err == nil && len(rep.Failed()) == 0 {
+			fmt.Fprintln(env.Stderr, dollyAllSent)
+		}
 	}
 	return rep, err
 }
 
 // dolly 0.72's messages on standard error that scripts wait for: the
 // client's when it is ready for a server, the server's when every client
-// has its data (herd: verified it).
+// has its data (herd: verified it), and the last line of a server and of
+// a client that succeeded.
 const (
 	dollyClientWaiting = "I am a dolly client, waiting for a server..."
 	dollyServerDone    = "Transfert to all client nodes done."
+	dollyAllSent       = "All data Transmitted."
 )
 
 func appendLog(path string, rep *sender.Report, server string, childs int, verbose bool) error {
@@ -300,6 +305,7 @@ func runRecv(ctx context.Context, env Env, prog string, cfg relay.Config) error 
 	if err == nil && prog == "dolly" {
 		if t, ok := totals.get(); ok {
 			fmt.Fprint(env.Stderr, t)
+			fmt.Fprintln(env.Stderr, dollyAllSent)
 		}
 	}
 	if !errors.Is(err, relay.ErrKilled) {

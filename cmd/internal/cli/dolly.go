@@ -62,8 +62,8 @@ differs on purpose:
     dolly 0.72 exits 0; a client with nothing running is no failure;
   - the summary table and Time/MBytes/s lines go to standard output;
     dolly 0.72's messages ("I am a dolly client, waiting for a server...",
-    "Transfert to all client nodes done.", "Dolly version ...") go to
-    standard error, as there.
+    "Transfert to all client nodes done.", "All data Transmitted.",
+    "Dolly version ...") go to standard error, as there.
 
 Options:
 `
