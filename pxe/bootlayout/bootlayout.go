@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/herdproject/herd/internal/atomicfile"
 )
@@ -99,4 +100,34 @@ func Initramfs(dir string) string {
 		}
 	}
 	return InitramfsGz
+}
+
+// Errors of Rel.
+var (
+	// ErrOutside is a request with a ".." element.
+	ErrOutside = errors.New("outside the boot tree")
+	// ErrEmpty is a request that names no file (only "/" and ".").
+	ErrEmpty = errors.New("no file named")
+)
+
+// Rel maps a path a client asked for (over TFTP or HTTP) to one relative
+// to the boot tree: empty and "." elements are skipped, and a ".."
+// element is refused (ErrOutside) even when it would stay inside. The
+// servers open the result through an os.Root of the tree, which confines
+// the rest, symlinks included.
+func Rel(p string) (string, error) {
+	var elems []string
+	for _, e := range strings.Split(p, "/") {
+		switch e {
+		case "", ".":
+		case "..":
+			return "", ErrOutside
+		default:
+			elems = append(elems, e)
+		}
+	}
+	if len(elems) == 0 {
+		return "", ErrEmpty
+	}
+	return strings.Join(elems, "/"), nil
 }

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"strings"
 	"syscall"
+
+	"github.com/herdproject/herd/pxe/bootlayout"
 )
 
 var (
@@ -14,25 +15,17 @@ var (
 	errNotFound = errors.New("no such file")
 )
 
-// cleanPath maps a requested path to one relative to the boot tree: empty
-// and "." elements are skipped, a ".." element is refused (errOutside)
-// even when it would stay inside, and os.Root confines the rest,
-// symlinks included.
+// cleanPath maps a requested path to one relative to the boot tree
+// (bootlayout.Rel) with this package's errors.
 func cleanPath(p string) (string, error) {
-	var elems []string
-	for _, e := range strings.Split(p, "/") {
-		switch e {
-		case "", ".":
-		case "..":
-			return "", errOutside
-		default:
-			elems = append(elems, e)
-		}
-	}
-	if len(elems) == 0 {
+	rel, err := bootlayout.Rel(p)
+	switch {
+	case errors.Is(err, bootlayout.ErrOutside):
+		return "", errOutside
+	case err != nil:
 		return "", errNotFound
 	}
-	return strings.Join(elems, "/"), nil
+	return rel, nil
 }
 
 // serveFile answers GET /files/<path> with http.ServeContent: Range,

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herdproject/herd/pxe/bootlayout"
 	"github.com/pin/tftp/v3"
 )
 
@@ -28,29 +29,22 @@ var (
 )
 
 // cleanName maps a requested name to a path relative to the boot tree.
-// One leading "/" is dropped (clients often ask for "/pxelinux.0"), and
-// empty and "." elements are skipped; a name that is then still
-// absolute, or has a ".." element, is refused with errAccess. os.Root
-// confines what is left, symlinks included.
+// One leading "/" is dropped (clients often ask for "/pxelinux.0"); a
+// name that is then still absolute, or has a ".." element, is refused
+// with errAccess (bootlayout.Rel does the rest).
 func cleanName(name string) (string, error) {
 	name = strings.TrimPrefix(name, "/")
 	if strings.HasPrefix(name, "/") {
 		return "", errAccess
 	}
-	var elems []string
-	for _, e := range strings.Split(name, "/") {
-		switch e {
-		case "", ".":
-		case "..":
-			return "", errAccess
-		default:
-			elems = append(elems, e)
-		}
-	}
-	if len(elems) == 0 {
+	rel, err := bootlayout.Rel(name)
+	switch {
+	case errors.Is(err, bootlayout.ErrOutside):
+		return "", errAccess
+	case err != nil:
 		return "", errNotFound
 	}
-	return strings.Join(elems, "/"), nil
+	return rel, nil
 }
 
 // transfer is what the library hands a read handler: its sender.
