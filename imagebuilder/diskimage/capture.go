@@ -2,7 +2,6 @@ package diskimage
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/herdproject/herd/internal/iocount"
 	"github.com/herdproject/herd/ring/blockdev"
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/source"
 	"github.com/herdproject/herd/ring/stream"
 	"github.com/klauspost/compress/zstd"
@@ -60,6 +60,8 @@ type CaptureResult struct {
 	// SHA256 of the uncompressed image, in hex; FileSHA256 of the
 	// output file (the compressed bytes).
 	SHA256, FileSHA256 string
+	// Tree and FileTree are their tree digests (package ring/digest).
+	Tree, FileTree string
 	// DigestCache is the digest cache written beside Output (see
 	// Info.SaveDigestCache), "" when it could not be (Warnings say why).
 	DigestCache string
@@ -137,8 +139,8 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	fh := sha256.New()
-	cw := &iocount.Writer{W: io.MultiWriter(tmp, fh)}
+	fh, ft := digest.New(digest.SHA256), digest.New(digest.Tree)
+	cw := &iocount.Writer{W: io.MultiWriter(tmp, fh, ft)}
 	level := opts.Level
 	if level == 0 {
 		level = zstd.SpeedDefault
@@ -154,7 +156,7 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 	// The decoded size in the frame header lets a reader check a target
 	// is large enough before writing.
 	enc.ResetContentSize(cw, res.Size)
-	sc := newScanner(true)
+	sc := newScanner(true, true)
 	if err := scanRaw(ctx, in, res.Size, &captureSink{enc: enc, sc: sc}); err != nil {
 		enc.Close()
 		return nil, fmt.Errorf("capture %s: %w", opts.Source, err)
@@ -194,8 +196,9 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 	syncDir(dir)
 
 	r, _ := sc.Close()
-	res.DataSize, res.SHA256, res.CompressedSize = sc.data, hex.EncodeToString(r.SHA256), cw.N
+	res.DataSize, res.SHA256, res.CompressedSize = sc.data, hex.EncodeToString(r.Digest), cw.N
 	res.FileSHA256 = hex.EncodeToString(fh.Sum(nil))
+	res.Tree, res.FileTree = sc.treeHex(), hex.EncodeToString(ft.Sum(nil))
 	if err := res.saveDigestCache(written); err != nil {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("digest cache not written (herd send hashes the image itself): %v", err))
 	}
@@ -224,7 +227,8 @@ func (res *CaptureResult) saveDigestCache(written os.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	d.Decoded = &source.DecodedDigest{Compression: compressions[FormatZstd], Size: res.Size, SHA256: res.SHA256}
+	d.Tree = res.FileTree
+	d.Decoded = &source.DecodedDigest{Compression: compressions[FormatZstd], Size: res.Size, SHA256: res.SHA256, Tree: res.Tree}
 	if err := d.Write(res.Output); err != nil {
 		return err
 	}

@@ -88,8 +88,8 @@ func TestCookedCaptureOntoFile(t *testing.T) {
 	}
 	out := filepath.Join(dir, "copy.img")
 	res := cookOnto(t, zst, out)
-	if res.Bytes != c.Size || hex.EncodeToString(res.SHA256) != c.SHA256 {
-		t.Errorf("cooked sink reports %d bytes, %x; the capture %d, %s", res.Bytes, res.SHA256, c.Size, c.SHA256)
+	if res.Bytes != c.Size || hex.EncodeToString(res.Digest) != c.SHA256 {
+		t.Errorf("cooked sink reports %d bytes, %x; the capture %d, %s", res.Bytes, res.Digest, c.Size, c.SHA256)
 	}
 	info, err := Inspect(context.Background(), out)
 	if err != nil {
@@ -132,8 +132,8 @@ func TestCookedCaptureOntoBlockDevice(t *testing.T) {
 	dev := strings.TrimSpace(string(b))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
 	res := cookOnto(t, zst, dev)
-	if hex.EncodeToString(res.SHA256) != c.SHA256 {
-		t.Errorf("sink SHA-256 %x, want %s", res.SHA256, c.SHA256)
+	if hex.EncodeToString(res.Digest) != c.SHA256 {
+		t.Errorf("sink SHA-256 %x, want %s", res.Digest, c.SHA256)
 	}
 	if got := fileSHA(t, dev, c.Size); got != c.SHA256 {
 		t.Errorf("the device's first %d bytes hash to %s, want %s", c.Size, got, c.SHA256)

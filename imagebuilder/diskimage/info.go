@@ -17,7 +17,6 @@ package diskimage
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/herdproject/herd/ring/blockdev"
 	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/sink"
 	"github.com/herdproject/herd/ring/source"
 )
@@ -79,6 +79,10 @@ type Info struct {
 	// raw send of the file compares); empty for a raw image, whose file
 	// digest is SHA256.
 	FileSHA256 string `json:"file_sha256,omitempty"`
+	// Tree and FileTree are the same as the ring's tree digest (package
+	// ring/digest), what herd send verifies with by default.
+	Tree     string `json:"tree,omitempty"`
+	FileTree string `json:"file_tree,omitempty"`
 	// Table is the MBR partition table; nil when there is none.
 	Table *Table `json:"partition_table,omitempty"`
 	// NoTable says why Table is nil ("" when it is not).
@@ -204,10 +208,10 @@ func inspect(ctx context.Context, path string, limit int64) (*Info, error) {
 		return nil, fmt.Errorf("%s is not a regular file or block device", path)
 	}
 
-	sc := newScanner(format == FormatRaw && limit == 0)
+	sc := newScanner(format == FormatRaw && limit == 0, limit == 0)
 	sc.limit = limit
 	var res sink.Result
-	var fileSum []byte
+	var fileSum, fileTree []byte
 	if format == FormatRaw {
 		size := info.FileSize
 		if limit > 0 {
@@ -218,16 +222,17 @@ func inspect(ctx context.Context, path string, limit int64) (*Info, error) {
 		}
 		res, _ = sc.Close()
 	} else {
-		res, fileSum, err = decode(ctx, f, format, path, sc)
+		res, fileSum, fileTree, err = decode(ctx, f, format, path, sc)
 		if err != nil && !errors.Is(err, errHeadRead) {
 			return nil, err
 		}
 	}
 	switch {
 	case limit == 0:
-		info.Size, info.DataSize, info.SHA256 = res.Bytes, sc.data, hex.EncodeToString(res.SHA256)
+		info.Size, info.DataSize, info.SHA256 = res.Bytes, sc.data, hex.EncodeToString(res.Digest)
+		info.Tree = sc.treeHex()
 		if fileSum != nil {
-			info.FileSHA256 = hex.EncodeToString(fileSum)
+			info.FileSHA256, info.FileTree = hex.EncodeToString(fileSum), hex.EncodeToString(fileTree)
 		}
 		info.cache = digestCache(f, st, info)
 	case sc.pos < limit:
@@ -250,16 +255,17 @@ func digestCache(f *os.File, st os.FileInfo, info *Info) *source.DigestCache {
 	if err != nil {
 		return nil
 	}
-	sum := info.SHA256
+	sum, tree := info.SHA256, info.Tree
 	if info.Format != FormatRaw {
-		sum = info.FileSHA256
+		sum, tree = info.FileSHA256, info.FileTree
 	}
 	d, err := source.NewDigestCache(st, sum)
 	if err != nil || d.Matches(after) != nil {
 		return nil
 	}
+	d.Tree = tree
 	if info.Format != FormatRaw {
-		d.Decoded = &source.DecodedDigest{Compression: compressions[info.Format], Size: info.Size, SHA256: info.SHA256}
+		d.Decoded = &source.DecodedDigest{Compression: compressions[info.Format], Size: info.Size, SHA256: info.SHA256, Tree: info.Tree}
 	}
 	return &d
 }
@@ -311,29 +317,30 @@ func (i *Info) HasESP() bool {
 
 // decode pushes the compressed file through the ring's cooked decoder
 // into the scanner, as a ring node would push it into its output, and
-// hashes the file's own bytes as they are read: fileSum, the SHA-256 of
-// the file when it was read to its end.
-func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (res sink.Result, fileSum []byte, err error) {
+// hashes the file's own bytes as they are read: fileSum and fileTree, the
+// SHA-256 and tree digest of the file when it was read to its end.
+func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (res sink.Result, fileSum, fileTree []byte, err error) {
 	k := cook.Kind{Compression: compressions[format]}
 	s, err := cook.NewSink(k, "the decoded image", cook.Options{
 		OpenRaw: func(string) (sink.Sink, error) { return sc, nil },
 	})
 	if err != nil {
-		return sink.Result{}, nil, err
+		return sink.Result{}, nil, nil, err
 	}
-	fh := sha256.New()
+	fh, ft := digest.New(digest.SHA256), digest.New(digest.Tree)
 	buf := make([]byte, readBuf)
 	for {
 		if err := ctx.Err(); err != nil {
 			s.Abort()
-			return sink.Result{}, nil, err
+			return sink.Result{}, nil, nil, err
 		}
 		n, rerr := f.Read(buf)
 		if n > 0 {
 			fh.Write(buf[:n])
+			ft.Write(buf[:n])
 			if _, err := s.Write(buf[:n]); err != nil {
 				s.Abort()
-				return sink.Result{}, nil, fmt.Errorf("decode %s: %w", path, err)
+				return sink.Result{}, nil, nil, fmt.Errorf("decode %s: %w", path, err)
 			}
 		}
 		if rerr == io.EOF {
@@ -341,12 +348,12 @@ func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (
 		}
 		if rerr != nil {
 			s.Abort()
-			return sink.Result{}, nil, fmt.Errorf("read %s: %w", path, rerr)
+			return sink.Result{}, nil, nil, fmt.Errorf("read %s: %w", path, rerr)
 		}
 	}
 	res, err = s.Close()
 	if err != nil {
-		return sink.Result{}, nil, fmt.Errorf("decode %s: %w (a truncated or damaged file?)", path, err)
+		return sink.Result{}, nil, nil, fmt.Errorf("decode %s: %w (a truncated or damaged file?)", path, err)
 	}
-	return res, fh.Sum(nil), nil
+	return res, fh.Sum(nil), ft.Sum(nil), nil
 }

@@ -251,7 +251,7 @@ func TestReadTableLogical(t *testing.T) {
 					t.Skip("the chain goes backwards: a stream cannot follow it")
 				}
 				img := tt.d.bytes(20000)
-				sc := newScanner(false)
+				sc := newScanner(false, false)
 				if err := segment(img, sc); err != nil {
 					t.Fatal(err)
 				}
@@ -384,7 +384,7 @@ func FuzzParseMBR(f *testing.F) {
 			seen[p.Number] = true
 		}
 		// The same disk as a stream: sectors in order, zeros between.
-		sc := newScanner(false)
+		sc := newScanner(false, false)
 		gap := int64(0)
 		for lba := uint64(0); lba < 256; lba++ {
 			s, ok := d[lba]

@@ -2,14 +2,14 @@ package diskimage
 
 import (
 	"context"
-	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"syscall"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/sink"
 	"github.com/herdproject/herd/ring/stream"
 )
@@ -139,7 +139,8 @@ func segment(p []byte, dst blockSink) error {
 // feed it exactly as it feeds a ring node's output.
 type scanner struct {
 	pos, data int64
-	h         hash.Hash // nil: the decoder hashes
+	h         digest.Hash // SHA-256; nil: the decoder hashes
+	tree      digest.Hash // the tree digest; nil: not wanted
 
 	head     []byte // the image's first HeadBytes (fewer if it is shorter)
 	limit    int64  // > 0: Write and Zero return errHeadRead from this offset on
@@ -147,10 +148,15 @@ type scanner struct {
 	tableErr error
 }
 
-func newScanner(hashing bool) *scanner {
+// newScanner returns a scanner that computes the SHA-256 of what it is
+// given when sha, its tree digest (package ring/digest) when tree.
+func newScanner(sha, tree bool) *scanner {
 	s := &scanner{head: make([]byte, 0, SectorSize)}
-	if hashing {
-		s.h = sha256.New()
+	if sha {
+		s.h = digest.New(digest.SHA256)
+	}
+	if tree {
+		s.tree = digest.New(digest.Tree)
 	}
 	return s
 }
@@ -159,6 +165,9 @@ func newScanner(hashing bool) *scanner {
 func (s *scanner) Write(p []byte) (int, error) {
 	if s.h != nil {
 		s.h.Write(p)
+	}
+	if s.tree != nil {
+		s.tree.Write(p)
 	}
 	s.observe(p, int64(len(p)))
 	s.data += int64(len(p))
@@ -183,11 +192,10 @@ func (s *scanner) Zero(n int64) error {
 		return fmt.Errorf("negative hole length %d", n)
 	}
 	if s.h != nil {
-		for m := n; m > 0; {
-			k := min(m, int64(len(stream.Zeros)))
-			s.h.Write(stream.Zeros[:k])
-			m -= k
-		}
+		s.h.Zeros(n)
+	}
+	if s.tree != nil {
+		s.tree.Zeros(n)
 	}
 	s.observe(nil, n)
 	s.pos += n
@@ -283,9 +291,18 @@ func (s *scanner) gpt(t *Table) (*GPT, error) {
 func (s *scanner) Close() (sink.Result, error) {
 	r := sink.Result{Bytes: s.pos}
 	if s.h != nil {
-		r.SHA256 = s.h.Sum(nil)
+		r.Digest = s.h.Sum(nil)
 	}
 	return r, nil
+}
+
+// treeHex is the tree digest of what the scanner was given, in hex; ""
+// when it computes none.
+func (s *scanner) treeHex() string {
+	if s.tree == nil {
+		return ""
+	}
+	return hex.EncodeToString(s.tree.Sum(nil))
 }
 
 // Abort does nothing: the scanner holds no resources.

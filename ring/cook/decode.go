@@ -3,10 +3,8 @@ package cook
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 
 	"github.com/klauspost/compress/gzip"
@@ -14,15 +12,16 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/herdproject/herd/ring/cook/unixz"
+	"github.com/herdproject/herd/ring/digest"
 )
 
 // Digest decodes r as k says, without writing anything, and returns the
-// length and SHA-256 of the decoded bytes: for an archive kind, of the
+// length and digest (algorithm alg) of the decoded bytes: for an archive kind, of the
 // decompressed archive stream (the tar bytes of a .tar.gz). A Sink fed the
 // same input reports the same values in its Result. Digest checks the
 // compression (a corrupt or truncated .gz fails) but not the archive's
 // structure, which only unpacking does.
-func Digest(k Kind, r io.Reader) (n int64, sum []byte, err error) {
+func Digest(k Kind, r io.Reader, alg digest.Alg) (n int64, sum []byte, err error) {
 	if err := k.check(); err != nil {
 		return 0, nil, fmt.Errorf("cook digest: %w", err)
 	}
@@ -31,7 +30,7 @@ func Digest(k Kind, r io.Reader) (n int64, sum []byte, err error) {
 		return 0, nil, fmt.Errorf("cook digest %s: %w", k, err)
 	}
 	defer closeDec()
-	h := newCounter()
+	h := newCounter(alg)
 	if _, err := io.CopyBuffer(h, dec, make([]byte, 256<<10)); err != nil {
 		return h.n, nil, fmt.Errorf("cook digest %s: %w", k, err)
 	}
@@ -182,11 +181,11 @@ func (g *gzipStream) nextMember() error {
 
 // counter hashes and counts what is written to it.
 type counter struct {
-	h hash.Hash
+	h digest.Hash
 	n int64
 }
 
-func newCounter() *counter { return &counter{h: sha256.New()} }
+func newCounter(alg digest.Alg) *counter { return &counter{h: digest.New(alg)} }
 
 func (c *counter) Write(p []byte) (int, error) {
 	c.h.Write(p)
@@ -194,7 +193,13 @@ func (c *counter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Sum returns the SHA-256 of everything written.
+// Zeros counts n zero bytes (a hole of the decoded output).
+func (c *counter) Zeros(n int64) {
+	c.h.Zeros(n)
+	c.n += n
+}
+
+// Sum returns the digest of everything written.
 func (c *counter) Sum() []byte { return c.h.Sum(nil) }
 
 // zeros is a read-only block of zero bytes for comparisons and Zero.

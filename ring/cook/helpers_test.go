@@ -123,12 +123,12 @@ func cook(t *testing.T, k Kind, in []byte, output string, opts Options) (sink.Re
 	if err != nil {
 		return res, err
 	}
-	n, sum, err := Digest(k, bytes.NewReader(in))
+	n, sum, err := Digest(k, bytes.NewReader(in), opts.Digest)
 	if err != nil {
 		t.Fatalf("Digest: %v", err)
 	}
-	if n != res.Bytes || !bytes.Equal(sum, res.SHA256) {
-		t.Fatalf("Result %d %x, Digest %d %x", res.Bytes, res.SHA256, n, sum)
+	if n != res.Bytes || !bytes.Equal(sum, res.Digest) {
+		t.Fatalf("Result %d %x, Digest %d %x", res.Bytes, res.Digest, n, sum)
 	}
 	return res, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/sink"
 )
 
@@ -22,6 +23,8 @@ type Options struct {
 	// Logf receives warnings (trailing garbage, skipped entries). Nil is
 	// silent.
 	Logf func(format string, args ...any)
+	// Digest is the algorithm of Result.Digest; "" is digest.SHA256.
+	Digest digest.Alg
 }
 
 // rawBlock is the unit of hole detection in raw outputs: an aligned block
@@ -133,7 +136,7 @@ func (s *Sink) decode(pr io.Reader) error {
 		return err
 	}
 	defer closeDec()
-	c := newCounter()
+	c := newCounter(s.opts.Digest)
 	if s.raw != nil {
 		if err := copyRaw(s.raw, dec, c); err != nil {
 			return err
@@ -244,7 +247,7 @@ func (s *Sink) Close() (sink.Result, error) {
 			return sink.Result{}, fmt.Errorf("cook %s into %s: %w", s.kind, s.output, err)
 		}
 	}
-	return sink.Result{Bytes: s.n, SHA256: s.sum}, nil
+	return sink.Result{Bytes: s.n, Digest: s.sum}, nil
 }
 
 // Abort stops the decoder, waits for it to return and aborts the raw
@@ -272,7 +275,8 @@ func (s *Sink) Abort() {
 var _ sink.Sink = (*Sink)(nil)
 
 // copyRaw copies decoded bytes to dst, hashing them into c, and sends
-// aligned all-zero blocks through dst.Zero so that images stay sparse.
+// aligned all-zero blocks through dst.Zero so that images stay sparse
+// (and c hashes them as a hole).
 func copyRaw(dst sink.Sink, src io.Reader, c *counter) error {
 	buf := make([]byte, 64*rawBlock)
 	var pendingZero int64
@@ -282,12 +286,12 @@ func copyRaw(dst sink.Sink, src io.Reader, c *counter) error {
 		n, rerr := fill(src, buf)
 		chunk := buf[:n]
 		start := c.n
-		c.Write(chunk)
 		dataFrom := -1 // start of the pending run of data blocks
 		writeData := func(end int) error {
 			if dataFrom < 0 {
 				return nil
 			}
+			c.Write(chunk[dataFrom:end])
 			if _, err := dst.Write(chunk[dataFrom:end]); err != nil {
 				return fmt.Errorf("write at offset %d: %w", start+int64(dataFrom), err)
 			}
@@ -300,6 +304,7 @@ func copyRaw(dst sink.Sink, src io.Reader, c *counter) error {
 				if err := writeData(off); err != nil {
 					return err
 				}
+				c.Zeros(int64(end - off))
 				pendingZero += int64(end - off)
 				continue
 			}

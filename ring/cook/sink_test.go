@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/sink"
 )
 
@@ -83,8 +84,8 @@ func TestRawRoundTrip(t *testing.T) {
 				t.Fatalf("output differs: %d bytes, want %d", len(got), len(tc.want))
 			}
 			sum := sha256.Sum256(tc.want)
-			if res.Bytes != int64(len(tc.want)) || !bytes.Equal(res.SHA256, sum[:]) {
-				t.Fatalf("Result %d %x, want %d %x", res.Bytes, res.SHA256, len(tc.want), sum)
+			if res.Bytes != int64(len(tc.want)) || !bytes.Equal(res.Digest, sum[:]) {
+				t.Fatalf("Result %d %x, want %d %x", res.Bytes, res.Digest, len(tc.want), sum)
 			}
 			fs := last()
 			if !fs.closed || fs.aborted {
@@ -396,8 +397,8 @@ func TestZeroFeeding(t *testing.T) {
 		t.Fatalf("only %d bytes went through Zero", zeroed)
 	}
 	sum := sha256.Sum256(in)
-	if res.Bytes != int64(len(in)) || !bytes.Equal(res.SHA256, sum[:]) {
-		t.Fatalf("Result %d %x, want %d %x", res.Bytes, res.SHA256, len(in), sum)
+	if res.Bytes != int64(len(in)) || !bytes.Equal(res.Digest, sum[:]) {
+		t.Fatalf("Result %d %x, want %d %x", res.Bytes, res.Digest, len(in), sum)
 	}
 	checkTree(t, out, nodes)
 }
@@ -584,7 +585,7 @@ func TestDecodeError(t *testing.T) {
 				t.Fatal("raw sink not aborted")
 			}
 			// Digest checks the compression only, not the archive.
-			if _, _, derr := Digest(tc.kind, bytes.NewReader(tc.in(t))); derr == nil && tc.kind.Archive == "" {
+			if _, _, derr := Digest(tc.kind, bytes.NewReader(tc.in(t)), digest.SHA256); derr == nil && tc.kind.Archive == "" {
 				t.Fatal("Digest accepted what the sink refused")
 			}
 		})
@@ -606,7 +607,7 @@ func TestNewSinkErrors(t *testing.T) {
 	if _, err := NewSink(Kind{Archive: "tar"}, filepath.Join(dir, "file"), Options{}); err == nil {
 		t.Error("archive into a regular file accepted")
 	}
-	if _, _, err := Digest(Kind{Archive: "zip"}, bytes.NewReader(nil)); !errors.Is(err, ErrUnknownKind) {
+	if _, _, err := Digest(Kind{Archive: "zip"}, bytes.NewReader(nil), digest.SHA256); !errors.Is(err, ErrUnknownKind) {
 		t.Errorf("Digest zip: %v", err)
 	}
 }
@@ -688,3 +689,34 @@ func unlock(dir string) {
 }
 
 var _ io.Writer = (*Sink)(nil)
+
+// TestRawDigests: a raw image decoded through a Sink has, in each
+// algorithm, the digest of its decoded bytes, whether they went through
+// as data or as holes (zero blocks, leaves of zeros, an unaligned tail).
+func TestRawDigests(t *testing.T) {
+	img := make([]byte, 5<<20+4097)
+	fillPattern := func(off, n int) {
+		for i := off; i < off+n; i++ {
+			img[i] = byte(i*31 + 7)
+		}
+	}
+	fillPattern(1000, 5000)   // data in the first leaf, zeros around it
+	fillPattern(3<<20, 1<<20) // one whole leaf of data
+	fillPattern(5<<20+4000, 97)
+	in := compress(t, "zst", img)
+	for _, alg := range digest.Algs {
+		t.Run(string(alg), func(t *testing.T) {
+			opts, _ := rawOpts(t)
+			opts.Digest = alg
+			res, err := cook(t, Kind{Compression: "zst"}, in, filepath.Join(t.TempDir(), "disk.img"), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := digest.New(alg)
+			h.Write(img)
+			if w := h.Sum(nil); res.Bytes != int64(len(img)) || !bytes.Equal(res.Digest, w) {
+				t.Fatalf("Result %d %x, want %d %x", res.Bytes, res.Digest, len(img), w)
+			}
+		})
+	}
+}

@@ -215,7 +215,7 @@ func TestLoopBackingChanged(t *testing.T) {
 	if res.Method != MethodDirect {
 		t.Errorf("Method %q, want %q", res.Method, MethodDirect)
 	}
-	if w := sha256.Sum256(written); bytes.Equal(res.SHA256, w[:]) {
+	if w := sha256.Sum256(written); bytes.Equal(res.Digest, w[:]) {
 		t.Fatal("read-back digest is that of the bytes written: the change under the loop device was not seen")
 	}
 	checkDigest(t, res, changed)
@@ -249,11 +249,11 @@ func TestFlakeyCorrupt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if w := sha256.Sum256(written); bytes.Equal(res.SHA256, w[:]) {
+			if w := sha256.Sum256(written); bytes.Equal(res.Digest, w[:]) {
 				t.Fatal("read-back digest is that of the bytes written: the corruption was not seen")
 			}
 			w := sha256.Sum256(written)
-			t.Logf("%s: read back %x…, written %x…", dev, res.SHA256[:6], w[:6])
+			t.Logf("%s: read back %x…, written %x…", dev, res.Digest[:6], w[:6])
 		})
 	}
 }

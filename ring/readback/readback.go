@@ -6,7 +6,10 @@
 // another digest than the stream's, or an error naming the offset.
 //
 // Reads use O_DIRECT, in large chunks aligned to the device's logical
-// block size, so that every byte comes from the device. A file system
+// block size, so that every byte comes from the device. The holes of a
+// regular file (SEEK_HOLE) are not read: no device holds them, they read
+// as zeros, and the digest (package ring/digest) takes them as zeros,
+// which costs nothing with the tree digest. A file system
 // that refuses O_DIRECT gets the next best thing, said so in
 // Result.Method: fsync, POSIX_FADV_DONTNEED over the file (the kernel
 // drops its clean cached pages) and a buffered read.
@@ -14,16 +17,15 @@ package readback
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"os"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/herdproject/herd/ring/blockdev"
+	"github.com/herdproject/herd/ring/digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,14 +64,18 @@ type Options struct {
 	// Progress, when set, is called from Digest's goroutine after each
 	// chunk with the number of bytes hashed so far (all parts together).
 	Progress func(done int64)
+	// Digest is the algorithm; "" is digest.SHA256.
+	Digest digest.Alg
 }
 
 // Result is what Digest read.
 type Result struct {
-	// SHA256 is the digest of the size bytes read.
-	SHA256 []byte
+	// Digest is the digest (Options.Digest) of the size bytes read.
+	Digest []byte
 	// Bytes is the number of bytes hashed: size.
 	Bytes int64
+	// Holes is how many of them were holes of a regular file, not read.
+	Holes int64
 	// Method is MethodDirect, or MethodDropCache when any file (any part
 	// of a split output) had to be read through the page cache.
 	Method string
@@ -101,7 +107,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Digest re-reads the first size bytes of path (a regular file or a block
 // device, or with opts.Split the parts of a split output) from offset 0,
-// with O_DIRECT, and returns their SHA-256. It fsyncs the file first, so
+// with O_DIRECT, and returns their digest (opts.Digest). It fsyncs the file first, so
 // that bytes still in the page cache (an output written without fsync,
 // dolly's -n) reach the device before they are read back from it.
 //
@@ -113,7 +119,7 @@ func Digest(ctx context.Context, path string, size int64, opts Options) (Result,
 		return Result{}, &Error{Path: path, Offset: -1, Err: fmt.Errorf("length %d unknown", size)}
 	}
 	start := time.Now()
-	d := &digester{h: sha256.New(), chunk: opts.ChunkSize, progress: opts.Progress, method: MethodDirect}
+	d := &digester{h: digest.New(opts.Digest), chunk: opts.ChunkSize, progress: opts.Progress, method: MethodDirect}
 	if d.chunk <= 0 {
 		d.chunk = DefaultChunkSize
 	}
@@ -128,15 +134,16 @@ func Digest(ctx context.Context, path string, size int64, opts Options) (Result,
 			}
 		}
 	}
-	return Result{SHA256: d.h.Sum(nil), Bytes: size, Method: d.method, Elapsed: time.Since(start)}, nil
+	return Result{Digest: d.h.Sum(nil), Bytes: size, Holes: d.holes, Method: d.method, Elapsed: time.Since(start)}, nil
 }
 
 // digester hashes the files of one Digest call in order.
 type digester struct {
-	h        hash.Hash
+	h        digest.Hash
 	chunk    int
 	progress func(int64)
 	done     int64 // bytes hashed, all files
+	holes    int64 // of which holes, not read
 	method   string
 	bufs     [2][]byte // allocated on first use, kept across files
 }
@@ -154,7 +161,7 @@ func (d *digester) file(ctx context.Context, path string, n int64, direct bool) 
 		return &Error{Path: path, Offset: -1, Err: err}
 	}
 	defer f.Close()
-	align, err := check(f, n)
+	align, regular, err := check(f, n)
 	if err != nil {
 		return &Error{Path: path, Offset: -1, Err: err}
 	}
@@ -170,13 +177,13 @@ func (d *digester) file(ctx context.Context, path string, n int64, direct bool) 
 			return &Error{Path: path, Offset: -1, Err: err}
 		}
 	}
-	err = d.read(ctx, f, path, n, align, direct)
+	err = d.read(ctx, f, path, n, align, direct, regular)
 	if errors.Is(err, errDirectRefused) {
 		if err := buffered(f, true); err != nil {
 			return &Error{Path: path, Offset: -1, Err: err}
 		}
 		direct = false
-		err = d.read(ctx, f, path, n, align, false)
+		err = d.read(ctx, f, path, n, align, false, regular)
 	}
 	if !direct {
 		d.method = MethodDropCache
@@ -207,37 +214,38 @@ func open(path string, direct bool) (*os.File, bool, error) {
 
 // check returns the alignment of f's reads: the logical block size of a
 // block device (which must hold n bytes), 4096 for a regular file (which
-// must be n bytes long at least; every file system's O_DIRECT takes it).
-func check(f *os.File, n int64) (int64, error) {
+// must be n bytes long at least; every file system's O_DIRECT takes it);
+// and whether f is a regular file.
+func check(f *os.File, n int64) (int64, bool, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		if st.Size < n {
-			return 0, fmt.Errorf("the file has %d bytes, %d were written", st.Size, n)
+			return 0, false, fmt.Errorf("the file has %d bytes, %d were written", st.Size, n)
 		}
-		return 4096, nil
+		return 4096, true, nil
 	case unix.S_IFBLK:
 		size, err := blockdev.Size(f)
 		if err != nil {
-			return 0, fmt.Errorf("BLKGETSIZE64: %w", err)
+			return 0, false, fmt.Errorf("BLKGETSIZE64: %w", err)
 		}
 		if size < n {
-			return 0, fmt.Errorf("the device has %d bytes, %d were written", size, n)
+			return 0, false, fmt.Errorf("the device has %d bytes, %d were written", size, n)
 		}
 		lbs, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
 		if err != nil || lbs < 512 || lbs&(lbs-1) != 0 {
 			lbs = 512
 		}
-		return int64(lbs), nil
+		return int64(lbs), false, nil
 	default:
 		what := typeNames[st.Mode&unix.S_IFMT]
 		if what == "" {
 			what = fmt.Sprintf("file type %#o", st.Mode&unix.S_IFMT)
 		}
-		return 0, fmt.Errorf("%s: %w", what, ErrUnsupported)
+		return 0, false, fmt.Errorf("%s: %w", what, ErrUnsupported)
 	}
 }
 
@@ -269,16 +277,20 @@ func buffered(f *os.File, clear bool) error {
 	return nil
 }
 
-// piece is a chunk read at off, or the error that stopped the reader.
+// piece is a chunk read at off, a hole, or the error that stopped the
+// reader.
 type piece struct {
-	buf []byte // the bytes to hash
-	err error
+	buf  []byte // the bytes to hash
+	hole int64  // or the length of a hole
+	err  error
 }
 
 // read hashes the first n bytes of f: a goroutine reads chunk after chunk
 // (aligned offsets and lengths, the last one rounded up to align and cut
-// after the read) while this one hashes the one before.
-func (d *digester) read(ctx context.Context, f *os.File, path string, n, align int64, direct bool) error {
+// after the read) while this one hashes the one before. In a regular
+// file (sparse), the holes SEEK_DATA finds are not read but hashed as
+// zeros.
+func (d *digester) read(ctx context.Context, f *os.File, path string, n, align int64, direct, sparse bool) error {
 	if n == 0 {
 		return nil
 	}
@@ -294,7 +306,18 @@ func (d *digester) read(ctx context.Context, f *os.File, path string, n, align i
 	go func() {
 		defer close(full)
 		fd := int(f.Fd())
-		for off := int64(0); off < n; off += chunk {
+		for off := int64(0); off < n; {
+			if sparse {
+				if h := holeAt(fd, off, n, align); h > 0 {
+					select {
+					case full <- piece{hole: h}:
+					case <-stop:
+						return
+					}
+					off += h
+					continue
+				}
+			}
 			var buf []byte
 			select {
 			case buf = <-free:
@@ -302,6 +325,9 @@ func (d *digester) read(ctx context.Context, f *os.File, path string, n, align i
 				return
 			}
 			want := min(chunk, n-off)
+			if sparse {
+				want = dataAt(fd, off, want, align)
+			}
 			got, err := readAt(fd, buf[:(want+align-1)/align*align], off)
 			switch {
 			case err != nil && direct && off == 0 && errors.Is(err, syscall.EINVAL):
@@ -315,6 +341,7 @@ func (d *digester) read(ctx context.Context, f *os.File, path string, n, align i
 				return
 			}
 			full <- piece{buf: buf[:want]}
+			off += want
 		}
 	}()
 	defer func() {
@@ -333,14 +360,48 @@ func (d *digester) read(ctx context.Context, f *os.File, path string, n, align i
 			if p.err != nil {
 				return p.err
 			}
-			d.h.Write(p.buf)
-			d.done += int64(len(p.buf))
+			if p.hole > 0 {
+				d.h.Zeros(p.hole)
+				d.done += p.hole
+				d.holes += p.hole
+			} else {
+				d.h.Write(p.buf)
+				d.done += int64(len(p.buf))
+				free <- p.buf[:cap(p.buf)]
+			}
 			if d.progress != nil {
 				d.progress(d.done)
 			}
-			free <- p.buf[:cap(p.buf)]
 		}
 	}
+}
+
+// holeAt returns the length of the hole of fd at off, up to n and cut to a
+// multiple of align (so that the reads after it stay aligned); 0 when off
+// is in data, or when the file system cannot say (then it is read).
+func holeAt(fd int, off, n, align int64) int64 {
+	data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+	switch {
+	case err == unix.ENXIO: // no data after off: a hole to the end
+		data = n
+	case err != nil:
+		return 0
+	}
+	h := min(data, n) - off
+	if min(data, n) < n {
+		h = h / align * align
+	}
+	return max(h, 0)
+}
+
+// dataAt cuts a read of want bytes at off, in data, where the next hole
+// begins (rounded up to align), so that the hole is skipped, not read.
+func dataAt(fd int, off, want, align int64) int64 {
+	hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+	if err != nil || hole <= off || hole-off >= want {
+		return want
+	}
+	return min((hole-off+align-1)/align*align, want)
 }
 
 // readAt fills buf from off, as pread does in a loop; a short count with a

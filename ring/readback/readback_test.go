@@ -11,7 +11,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/sink"
+	"golang.org/x/sys/unix"
 )
 
 // randomBytes returns n bytes of a fixed pseudo-random sequence.
@@ -34,8 +36,8 @@ func writeFile(t *testing.T, name string, b []byte) string {
 func checkDigest(t *testing.T, res Result, want []byte) {
 	t.Helper()
 	sum := sha256.Sum256(want)
-	if !bytes.Equal(res.SHA256, sum[:]) {
-		t.Errorf("SHA-256 %x, want %x", res.SHA256, sum)
+	if !bytes.Equal(res.Digest, sum[:]) {
+		t.Errorf("SHA-256 %x, want %x", res.Digest, sum)
 	}
 	if res.Bytes != int64(len(want)) {
 		t.Errorf("Bytes %d, want %d", res.Bytes, len(want))
@@ -108,16 +110,68 @@ func TestDigestSparse(t *testing.T) {
 	checkDigest(t, res, want)
 }
 
+// TestDigestHoles: the holes of a sparse file are not read (Result.Holes)
+// and the digest, in either algorithm, is that of the file's bytes: a
+// hole first, data at an offset no block boundary has, a hole in the
+// middle, data again, a hole to the end.
+func TestDigestHoles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sparse")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 12<<20 + 4097
+	parts := []struct {
+		off int64
+		n   int
+	}{{3<<20 + 100, 5000}, {7 << 20, 1<<20 + 3}}
+	want := make([]byte, size)
+	for i, p := range parts {
+		b := randomBytes(p.n, uint64(i+7))
+		if _, err := f.WriteAt(b, p.off); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[p.off:], b)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	// Does this file system say where the holes are?
+	first, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_DATA)
+	f.Close()
+	holey := err == nil && first > 0
+	for _, alg := range digest.Algs {
+		res, err := Digest(context.Background(), path, size, Options{Digest: alg, ChunkSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := digest.New(alg)
+		h.Write(want)
+		if w := h.Sum(nil); !bytes.Equal(res.Digest, w) {
+			t.Errorf("%s: %x, want %x", alg, res.Digest, w)
+		}
+		if res.Bytes != size {
+			t.Errorf("%s: Bytes %d, want %d", alg, res.Bytes, size)
+		}
+		switch {
+		case holey && res.Holes < 10<<20:
+			t.Errorf("%s: %d bytes of holes skipped, want 10 MiB at least", alg, res.Holes)
+		case !holey:
+			t.Logf("this file system reports no holes (SEEK_DATA at 0: %d, %v): all read", first, err)
+		}
+	}
+}
+
 // The fallback (a file system that refuses O_DIRECT) hashes the same bytes
 // and says how it read them.
 func TestDigestBuffered(t *testing.T) {
 	b := randomBytes(5<<20+3, 3)
 	path := writeFile(t, "out", b)
-	d := &digester{h: sha256.New(), chunk: DefaultChunkSize, method: MethodDirect}
+	d := &digester{h: digest.New(digest.SHA256), chunk: DefaultChunkSize, method: MethodDirect}
 	if err := d.file(context.Background(), path, int64(len(b)), false); err != nil {
 		t.Fatal(err)
 	}
-	checkDigest(t, Result{SHA256: d.h.Sum(nil), Bytes: int64(len(b))}, b)
+	checkDigest(t, Result{Digest: d.h.Sum(nil), Bytes: int64(len(b))}, b)
 	if d.method != MethodDropCache {
 		t.Errorf("method %q, want %q", d.method, MethodDropCache)
 	}

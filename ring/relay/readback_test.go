@@ -150,8 +150,8 @@ func TestReadBack(t *testing.T) {
 				if r.err != "" || f.ReadbackError != "" {
 					t.Errorf("file %d: error %q, read-back error %q", i+1, r.err, f.ReadbackError)
 				}
-				if f.ReadbackSHA256 != want.sha || f.ReadbackMethod != want.method {
-					t.Errorf("file %d: read back %q (%s), want %q (%s)", i+1, f.ReadbackSHA256, f.ReadbackMethod, want.sha, want.method)
+				if f.ReadbackDigest != want.sha || f.ReadbackMethod != want.method {
+					t.Errorf("file %d: read back %q (%s), want %q (%s)", i+1, f.ReadbackDigest, f.ReadbackMethod, want.sha, want.method)
 				}
 				if want.sha != "" && f.ReadbackSeconds <= 0 {
 					t.Errorf("file %d: read back in %v s", i+1, f.ReadbackSeconds)
@@ -190,10 +190,10 @@ func TestReadBackChanged(t *testing.T) {
 		}
 	})
 	r := w.results[0]
-	if r.readbackMethod != readMethod(r.readbackMethod) || len(r.readbackSHA) == 0 {
-		t.Fatalf("read back %x (%q, error %q)", r.readbackSHA, r.readbackMethod, r.readbackErr)
+	if r.readbackMethod != readMethod(r.readbackMethod) || len(r.readbackSum) == 0 {
+		t.Fatalf("read back %x (%q, error %q)", r.readbackSum, r.readbackMethod, r.readbackErr)
 	}
-	if got := hex.EncodeToString(r.readbackSHA); got == hexSHA(data) {
+	if got := hex.EncodeToString(r.readbackSum); got == hexSHA(data) {
 		t.Error("the read-back digest is the stream's: the change was not seen")
 	}
 }
@@ -207,8 +207,8 @@ func TestReadBackFails(t *testing.T) {
 	w := writeStream(t, s, false, [][]piece{{{data: randomData(5000, 5)}}, {{data: randomData(10, 6)}}}, func() {
 		os.Remove(filepath.Join(dir, "gone"))
 	})
-	if r := w.results[0]; len(r.readbackSHA) != 0 || !strings.HasPrefix(r.readbackErr, "read-back of "+filepath.Join(dir, "gone")+": no such file") {
-		t.Errorf("removed output: read back %x, error %q", r.readbackSHA, r.readbackErr)
+	if r := w.results[0]; len(r.readbackSum) != 0 || !strings.HasPrefix(r.readbackErr, "read-back of "+filepath.Join(dir, "gone")+": no such file") {
+		t.Errorf("removed output: read back %x, error %q", r.readbackSum, r.readbackErr)
 	}
 	// A file that failed to be written is not read back.
 	if r := w.results[1]; r.err == "" || r.readbackMethod != "" || r.readbackErr != "" {
@@ -234,7 +234,7 @@ func TestReadBackBroken(t *testing.T) {
 func TestReadBackOff(t *testing.T) {
 	s := &wire.Setup{Files: []wire.SetupFile{{Output: filepath.Join(t.TempDir(), "out"), InputName: "x.img"}}}
 	w := writeStream(t, s, false, [][]piece{{{data: randomData(5000, 7)}}}, nil)
-	if r := w.results[0]; r.readbackMethod != "" || r.readbackSHA != nil || w.readBackBytes.Load() != 0 {
+	if r := w.results[0]; r.readbackMethod != "" || r.readbackSum != nil || w.readBackBytes.Load() != 0 {
 		t.Errorf("read back without Verify: %+v", r)
 	}
 }

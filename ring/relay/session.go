@@ -21,6 +21,7 @@ import (
 
 	"github.com/herdproject/herd/ring/bypass"
 	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/hostlist"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/sink"
@@ -147,7 +148,8 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 		_ = ctl.send(wire.TFail, wire.Fail{Reason: err.Error()})
 		return err
 	}
-	if err := ctl.send(wire.TReady, wire.Ready{Name: fmt.Sprintf("%s (%s)", setup.Hosts[me], how)}); err != nil {
+	alg, _ := digest.Parse(setup.Digest) // checked
+	if err := ctl.send(wire.TReady, wire.Ready{Name: fmt.Sprintf("%s (%s)", setup.Hosts[me], how), Digest: string(alg)}); err != nil {
 		return fmt.Errorf("send ready: %w", err)
 	}
 
@@ -435,6 +437,9 @@ func (n *Node) check(s *wire.Setup) error {
 	if s.ChunkSize <= 0 || s.ChunkSize > wire.MaxData {
 		return fmt.Errorf("chunk size %d out of range (1..%d)", s.ChunkSize, wire.MaxData)
 	}
+	if _, err := digest.Parse(s.Digest); err != nil {
+		return fmt.Errorf("the sender asks for a digest this node does not compute: %w; run the same herd on both, or send with --digest sha256", err)
+	}
 	for i, f := range s.Files {
 		if f.Discard {
 			continue
@@ -709,7 +714,8 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 		stages = append(stages, f)
 	}
 	w := newWriter(s, depth, n.cfg.Stdout, n.cfg.NoSync || s.NoSync, n.cfg.Log)
-	hs := stream.NewHasher(depth)
+	alg, _ := digest.Parse(s.Digest) // checked at the set-up
+	hs := stream.NewHasher(depth, alg)
 	stages = append(stages, w, hs)
 
 	stop := make(chan struct{})
@@ -757,12 +763,12 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 			}
 			continue
 		}
-		r.Bytes, r.StreamSHA256 = sum.Bytes, sum.Hex()
+		r.Bytes, r.StreamDigest = sum.Bytes, sum.Hex()
 		wr := w.results[i]
 		r.Error = wr.err
-		r.Written, r.SHA256 = sum.Bytes, sum.Hex()
-		if wr.sha != nil {
-			r.Written, r.SHA256 = wr.written, hex.EncodeToString(wr.sha)
+		r.Written, r.Digest = sum.Bytes, sum.Hex()
+		if wr.sum != nil {
+			r.Written, r.Digest = wr.written, hex.EncodeToString(wr.sum)
 		}
 		wr.putReadback(r)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/readback"
 	"github.com/herdproject/herd/ring/sink"
 	"github.com/herdproject/herd/ring/stream"
@@ -26,7 +27,8 @@ type writer struct {
 	files   []wire.SetupFile
 	stdout  io.Writer
 	noSync  bool
-	verify  string // Setup.Verify
+	verify  string     // Setup.Verify
+	digest  digest.Alg // Setup.Digest
 	log     *slog.Logger
 	written atomic.Int64
 	file    atomic.Int32
@@ -41,22 +43,24 @@ type writer struct {
 type writeResult struct {
 	err     string
 	written int64
-	sha     []byte // set for cooked files: the digest of the decoded bytes
+	sum     []byte // set for cooked files: the digest of the decoded bytes
 	closed  bool   // the output was closed (synced) whole, at the file's end
 
 	// Set by readBack (wire.FileResult's Readback* fields): the digest
 	// of the written bytes as re-read from the output, how they were
 	// read (or "not applicable: WHY"), why the read-back failed, how
 	// long it took.
-	readbackSHA     []byte
+	readbackSum     []byte
 	readbackMethod  string
 	readbackErr     string
 	readbackSeconds float64
 }
 
 func newWriter(s *wire.Setup, depth int, stdout io.Writer, noSync bool, log *slog.Logger) *writer {
+	alg, _ := digest.Parse(s.Digest) // checked at the set-up
 	w := &writer{
-		in: make(chan *stream.Chunk, depth), done: make(chan struct{}),
+		digest: alg,
+		in:     make(chan *stream.Chunk, depth), done: make(chan struct{}),
 		files: s.Files, stdout: stdout, noSync: noSync, verify: s.Verify, log: log,
 		results: make([]writeResult, len(s.Files)),
 	}
@@ -126,7 +130,7 @@ func (w *writer) seg(s stream.Seg, p []byte) {
 			w.fail(f, err)
 			return
 		}
-		w.results[f].written, w.results[f].sha, w.results[f].closed = res.Bytes, res.SHA256, true
+		w.results[f].written, w.results[f].sum, w.results[f].closed = res.Bytes, res.Digest, true
 	}
 }
 
@@ -146,6 +150,7 @@ func (w *writer) open(f wire.SetupFile) (sink.Sink, error) {
 			OpenRaw:   func(path string) (sink.Sink, error) { return sink.Open(path, raw) },
 			SameOwner: isRoot(),
 			Logf:      func(format string, args ...any) { w.log.Info(fmt.Sprintf(format, args...)) },
+			Digest:    w.digest,
 		})
 	default:
 		return sink.Open(f.Output, opts)
@@ -193,6 +198,7 @@ func (w *writer) readBack(ctx context.Context) {
 		res, err := readback.Digest(ctx, f.Output, r.written, readback.Options{
 			Split:    f.Split,
 			Progress: func(n int64) { w.readBackBytes.Store(base + n) },
+			Digest:   w.digest,
 		})
 		r.readbackSeconds = time.Since(start).Seconds()
 		switch {
@@ -202,15 +208,19 @@ func (w *writer) readBack(ctx context.Context) {
 			r.readbackErr = err.Error()
 			w.log.Warn(fmt.Sprintf("file %d: %v", i+1, err))
 		default:
-			r.readbackSHA, r.readbackMethod = res.SHA256, res.Method
-			w.log.Info(fmt.Sprintf("file %d: read back %d bytes of %s in %.1fs (%s)", i+1, res.Bytes, f.Output, r.readbackSeconds, res.Method))
+			r.readbackSum, r.readbackMethod = res.Digest, res.Method
+			holes := ""
+			if res.Holes > 0 {
+				holes = fmt.Sprintf(", %d of them holes, not read", res.Holes)
+			}
+			w.log.Info(fmt.Sprintf("file %d: read back %d bytes of %s in %.1fs (%s%s)", i+1, res.Bytes, f.Output, r.readbackSeconds, res.Method, holes))
 		}
 	}
 }
 
 // putReadback sets the read-back fields of the file's verdict.
 func (r *writeResult) putReadback(f *wire.FileResult) {
-	f.ReadbackSHA256 = hex.EncodeToString(r.readbackSHA)
+	f.ReadbackDigest = hex.EncodeToString(r.readbackSum)
 	f.ReadbackMethod, f.ReadbackError, f.ReadbackSeconds = r.readbackMethod, r.readbackErr, r.readbackSeconds
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/sender"
 	"github.com/herdproject/herd/ring/source"
@@ -64,7 +65,14 @@ func sendOne(t *testing.T, addr string, f plan.File, noCache bool) (*sender.Repo
 	return rep, log.String(), err
 }
 
+// hexSum is b's digest in the sender's default algorithm.
 func hexSum(b []byte) string {
+	h := digest.New(digest.Default)
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
@@ -78,20 +86,30 @@ func randomBytes(n int, seed byte) []byte {
 	return b
 }
 
-// cacheFor writes the digest cache of path as it is now, with the raw
-// digest raw and, when decoded is set, the decoded digest of a zstd file.
-func cacheFor(t *testing.T, path, raw, decoded string) {
+// cacheFor writes the digest cache of path as it is now, with the
+// digests of raw and, when decoded is set, the decoded digests of a zstd
+// file; old leaves the tree digests out, as caches written before them.
+func cacheFor(t *testing.T, path string, raw, decoded []byte, old ...bool) {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := source.NewDigestCache(fi, raw)
+	d, err := source.NewDigestCache(fi, sha256Hex(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if decoded != "" {
-		d.Decoded = &source.DecodedDigest{Compression: "zst", SHA256: decoded}
+	tree := func(b []byte) string {
+		if len(old) > 0 {
+			return ""
+		}
+		h := digest.New(digest.Tree)
+		h.Write(b)
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	d.Tree = tree(raw)
+	if decoded != nil {
+		d.Decoded = &source.DecodedDigest{Compression: "zst", SHA256: sha256Hex(decoded), Tree: tree(decoded)}
 	}
 	if err := d.Write(path); err != nil {
 		t.Fatal(err)
@@ -121,17 +139,19 @@ func TestDigestCacheSend(t *testing.T) {
 		log     string // in the sender's debug log
 		fail    string // the node's failure, "" = verified
 	}{
-		{name: "raw, valid cache", prepare: func(t *testing.T, in string) { cacheFor(t, in, hexSum(content), "") }, log: "(not hashed)"},
-		{name: "raw, --no-digest-cache", prepare: func(t *testing.T, in string) { cacheFor(t, in, hexSum(content), "") }, noCache: true, hashed: int64(len(content))},
+		{name: "raw, valid cache", prepare: func(t *testing.T, in string) { cacheFor(t, in, content, nil) }, log: "(not hashed)"},
+		{name: "raw, a cache older than the tree digest", prepare: func(t *testing.T, in string) { cacheFor(t, in, content, nil, true) }, hashed: int64(len(content)), log: "the digest cache has no tree digest: hashing the file"},
+		{name: "cooked, a cache older than the tree digest", cooked: true, prepare: func(t *testing.T, in string) { cacheFor(t, in, packed, dec, true) }, hashed: int64(len(packed)), log: "the digest cache has no decoded tree digest: decoding it"},
+		{name: "raw, --no-digest-cache", prepare: func(t *testing.T, in string) { cacheFor(t, in, content, nil) }, noCache: true, hashed: int64(len(content))},
 		{name: "raw, no cache", prepare: func(*testing.T, string) {}, hashed: int64(len(content))},
 		{name: "raw, touched", prepare: func(t *testing.T, in string) {
-			cacheFor(t, in, hexSum(content), "")
+			cacheFor(t, in, content, nil)
 			if err := os.Chtimes(in, time.Now(), time.Now().Add(-time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 		}, hashed: int64(len(content)), log: "digest cache ignored"},
 		{name: "raw, replaced", prepare: func(t *testing.T, in string) {
-			cacheFor(t, in, hexSum(content), "")
+			cacheFor(t, in, content, nil)
 			other := bytes.Clone(content)
 			other[1000] ^= 0xff
 			if err := os.WriteFile(in+".new", other, 0o644); err != nil {
@@ -141,10 +161,10 @@ func TestDigestCacheSend(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, hashed: int64(len(content)), log: "the file was replaced"},
-		{name: "raw, stale digest", prepare: func(t *testing.T, in string) { cacheFor(t, in, hexSum([]byte("other")), "") }, log: "(not hashed)", fail: "verify failed"},
-		{name: "cooked, valid cache", cooked: true, prepare: func(t *testing.T, in string) { cacheFor(t, in, hexSum(packed), hexSum(dec)) }, log: "(not decoded)"},
-		{name: "cooked, raw digest only", cooked: true, prepare: func(t *testing.T, in string) { cacheFor(t, in, hexSum(packed), "") }, hashed: int64(len(packed)), log: "no digest of the file decoded as zst"},
-		{name: "cooked, stale decoded digest", cooked: true, prepare: func(t *testing.T, in string) { cacheFor(t, in, hexSum(packed), hexSum(packed)) }, fail: "verify failed"},
+		{name: "raw, stale digest", prepare: func(t *testing.T, in string) { cacheFor(t, in, []byte("other"), nil) }, log: "(not hashed)", fail: "verify failed"},
+		{name: "cooked, valid cache", cooked: true, prepare: func(t *testing.T, in string) { cacheFor(t, in, packed, dec) }, log: "(not decoded)"},
+		{name: "cooked, raw digest only", cooked: true, prepare: func(t *testing.T, in string) { cacheFor(t, in, packed, nil) }, hashed: int64(len(packed)), log: "no digest of the file decoded as zst"},
+		{name: "cooked, stale decoded digest", cooked: true, prepare: func(t *testing.T, in string) { cacheFor(t, in, packed, packed) }, fail: "verify failed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -3,6 +3,7 @@ package sender
 import (
 	"strings"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/wire"
 )
 
@@ -16,7 +17,7 @@ import (
 // as the stream (an unpacked archive, standard output, dummy mode) come
 // with a "not applicable: ..." method and pass. A file that failed on its
 // own (f.Error) is judged by that, not here.
-func readbackProblem(verify string, f wire.FileResult, want string) string {
+func readbackProblem(verify string, f wire.FileResult, want string, alg digest.Alg) string {
 	switch {
 	case verify != wire.VerifyReadback, f.Error != "":
 		return ""
@@ -26,10 +27,10 @@ func readbackProblem(verify string, f wire.FileResult, want string) string {
 		return "read-back failed: " + f.ReadbackError
 	case f.ReadbackMethod == "":
 		return "read-back not done"
-	case f.ReadbackSHA256 == "":
+	case f.ReadbackDigest == "":
 		return "read-back failed: the node reported no digest (" + f.ReadbackMethod + ")"
-	case f.ReadbackSHA256 != want:
-		return "read-back mismatch: wrote SHA-256 " + short(want) + ", read back " + short(f.ReadbackSHA256) + " (" + f.ReadbackMethod + ")"
+	case f.ReadbackDigest != want:
+		return "read-back mismatch: wrote " + alg.Title() + " " + short(want) + ", read back " + short(f.ReadbackDigest) + " (" + f.ReadbackMethod + ")"
 	}
 	return ""
 }

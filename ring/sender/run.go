@@ -17,6 +17,7 @@ import (
 
 	"github.com/herdproject/herd/ring/bypass"
 	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/source"
@@ -298,6 +299,7 @@ func (s *session) setups() []wire.Setup {
 			SockBuf:    s.cfg.SockBuf,
 			Congestion: s.congestion(),
 			Verify:     s.cfg.Verify,
+			Digest:     string(s.cfg.Digest),
 		}
 		if s.stateFile != "" && s.cfg.SenderWait > 0 {
 			// The session can be resumed: the nodes wait for it.
@@ -373,7 +375,24 @@ func (s *session) ctlAddr(i int) string {
 func (s *session) handshakeNode(nc *nodeConn, setup wire.Setup, wait time.Duration) (wire.Ready, error) {
 	var r wire.Ready
 	err := s.exchange(nc, wire.Hello{Version: wire.Version, Session: s.id, Sender: s.cfg.Name}, setup, wait, wire.TReady, &r, "set-up")
+	if err == nil {
+		err = checkDigest(r, s.cfg.Digest)
+	}
 	return r, err
+}
+
+// checkDigest checks that a node computes the session's digest: it echoes
+// Setup.Digest in its Ready. A node that says nothing is older than
+// Setup.Digest and computes SHA-256 whatever it was asked.
+func checkDigest(r wire.Ready, alg digest.Alg) error {
+	got := digest.Alg(r.Digest)
+	if got == "" {
+		got = digest.SHA256
+	}
+	if got != alg {
+		return fmt.Errorf("set-up: the node computes %s, not the %s this session verifies with (an older herd?): boot it with this herd's boot tree, or send with --digest %s", got.Title(), alg.Title(), got)
+	}
+	return nil
 }
 
 // exchange greets a node on its control connection with hello (within
@@ -598,10 +617,10 @@ func (s *session) judge(i int, v wire.Verdict) {
 			problems = append(problems, fmt.Sprintf("file %d: %s", k+1, f.Error))
 		case want == "":
 			problems = append(problems, fmt.Sprintf("file %d: the sender has no digest to compare", k+1))
-		case f.SHA256 != want:
-			problems = append(problems, fmt.Sprintf("file %d: verify failed: SHA-256 %s, sender has %s", k+1, short(f.SHA256), short(want)))
+		case f.Digest != want:
+			problems = append(problems, fmt.Sprintf("file %d: verify failed: %s %s, sender has %s", k+1, s.cfg.Digest.Title(), short(f.Digest), short(want)))
 		default:
-			if p := readbackProblem(s.cfg.Verify, f, want); p != "" {
+			if p := readbackProblem(s.cfg.Verify, f, want, s.cfg.Digest); p != "" {
 				problems = append(problems, fmt.Sprintf("file %d: %s", k+1, p))
 			}
 		}
@@ -665,10 +684,10 @@ func (s *session) stream(ctx context.Context, conns []*wire.Conn, firsts []int) 
 		}
 	}
 	if slices.Contains(hashing, true) {
-		hs = stream.NewHasher(depth)
+		hs = stream.NewHasher(depth, s.cfg.Digest)
 	}
 	if slices.ContainsFunc(decodeKinds, func(k *cook.Kind) bool { return k != nil }) {
-		dg = newDigester(decodeKinds, depth)
+		dg = newDigester(decodeKinds, depth, s.cfg.Digest)
 	}
 	perFile := make([][]stream.Stage, nfiles)
 	for i := range nfiles {
@@ -859,9 +878,10 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	return d.r.Read(p)
 }
 
-// digester decodes cooked files as they go out, to know the SHA-256 of the
+// digester decodes cooked files as they go out, to know the digest of the
 // bytes the nodes will write.
 type digester struct {
+	alg   digest.Alg
 	in    chan *stream.Chunk
 	done  chan struct{}
 	kinds []*cook.Kind
@@ -869,8 +889,8 @@ type digester struct {
 	errs  map[int]error
 }
 
-func newDigester(kinds []*cook.Kind, depth int) *digester {
-	d := &digester{in: make(chan *stream.Chunk, depth), done: make(chan struct{}), kinds: kinds, sums: map[int]string{}, errs: map[int]error{}}
+func newDigester(kinds []*cook.Kind, depth int, alg digest.Alg) *digester {
+	d := &digester{alg: alg, in: make(chan *stream.Chunk, depth), done: make(chan struct{}), kinds: kinds, sums: map[int]string{}, errs: map[int]error{}}
 	go d.run()
 	return d
 }
@@ -891,9 +911,9 @@ func (d *digester) run() {
 					var pr *io.PipeReader
 					pr, pw = io.Pipe()
 					res, cur = make(chan string, 1), f
-					k := *d.kinds[f]
+					k, alg := *d.kinds[f], d.alg
 					go func() {
-						_, sum, err := cook.Digest(k, pr)
+						_, sum, err := cook.Digest(k, pr, alg)
 						if err != nil {
 							pr.CloseWithError(err)
 							res <- "error: " + err.Error()

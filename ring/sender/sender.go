@@ -19,6 +19,7 @@ import (
 
 	"github.com/herdproject/herd/ring/bypass"
 	"github.com/herdproject/herd/ring/cook"
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/hostlist"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
@@ -70,6 +71,11 @@ type Config struct {
 	// the stream as it arrived, wire.VerifyReadback by re-reading their
 	// outputs after the stream (Setup.Verify).
 	Verify string
+	// Digest is the algorithm by which nodes and sender verify every file
+	// (package ring/digest); "" is digest.Default, the tree digest. Every
+	// node must compute it: one that does not (an older herd, which
+	// computes SHA-256 only) fails at set-up, saying so.
+	Digest digest.Alg
 	// NoDigestCache makes the sender hash every input itself. By default
 	// a regular file sent as it is, with a digest cache beside it
 	// (IMAGE.herd-digest, written by herd image info and capture; see
@@ -162,6 +168,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = DefaultChunkSize(len(c.Plan.Hosts))
+	}
+	if c.Digest == "" {
+		c.Digest = digest.Default
 	}
 	if c.PoolChunks == 0 {
 		c.PoolChunks = 8
@@ -401,6 +410,11 @@ func (s *session) prepare(ctx context.Context) error {
 	if s.cfg.ChunkSize < 4096 || s.cfg.ChunkSize > wire.MaxData {
 		return &SetupError{fmt.Errorf("block size %d: must be between 4096 and %d bytes", s.cfg.ChunkSize, wire.MaxData)}
 	}
+	if alg, err := digest.Parse(string(s.cfg.Digest)); err != nil {
+		return &SetupError{fmt.Errorf("--digest: %w", err)}
+	} else {
+		s.cfg.Digest = alg
+	}
 	s.kinds = make([]*cook.Kind, len(p.Files))
 	s.cached = make([]string, len(p.Files))
 	for i, f := range p.Files {
@@ -460,14 +474,22 @@ func (s *session) cachedDigest(i int, src *source.Source) string {
 		s.logf("file %d (%s): digest cache ignored, hashing the file: %v", i+1, src.Name(), err)
 		return ""
 	}
-	k := s.kinds[i]
+	k, alg := s.kinds[i], s.cfg.Digest
 	switch {
 	case k == nil:
-		s.logf("file %d (%s): SHA-256 %s from %s%s (not hashed)", i+1, src.Name(), short(dc.SHA256), src.Name(), source.DigestCacheSuffix)
-		return dc.SHA256
+		if d := dc.Of(alg); d != "" {
+			s.logf("file %d (%s): %s %s from %s%s (not hashed)", i+1, src.Name(), alg.Title(), short(d), src.Name(), source.DigestCacheSuffix)
+			return d
+		}
+		s.logf("file %d (%s): the digest cache has no %s: hashing the file (herd image info IMAGE writes it)", i+1, src.Name(), alg.Title())
+		return ""
 	case k.Archive == "" && dc.Decoded != nil && dc.Decoded.Compression == k.Compression:
-		s.logf("file %d (%s): decoded SHA-256 %s from %s%s (not decoded)", i+1, src.Name(), short(dc.Decoded.SHA256), src.Name(), source.DigestCacheSuffix)
-		return dc.Decoded.SHA256
+		if d := dc.Decoded.Of(alg); d != "" {
+			s.logf("file %d (%s): decoded %s %s from %s%s (not decoded)", i+1, src.Name(), alg.Title(), short(d), src.Name(), source.DigestCacheSuffix)
+			return d
+		}
+		s.logf("file %d (%s): the digest cache has no decoded %s: decoding it (herd image info IMAGE writes it)", i+1, src.Name(), alg.Title())
+		return ""
 	}
 	s.logf("file %d (%s): the digest cache has no digest of the file decoded as %s: decoding it", i+1, src.Name(), k)
 	return ""

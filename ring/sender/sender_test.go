@@ -3,14 +3,18 @@ package sender_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/sender"
@@ -154,5 +158,48 @@ func TestDefaultChunkSize(t *testing.T) {
 		if got := sender.DefaultChunkSize(c.n); got != c.want {
 			t.Errorf("DefaultChunkSize(%d) = %d, want %d", c.n, got, c.want)
 		}
+	}
+}
+
+// TestSessionDigests: a session verifies with the algorithm it is given
+// (the tree digest by default): the sender's digest and the node's are
+// those of the input's bytes in that algorithm, holes included.
+func TestSessionDigests(t *testing.T) {
+	in, want := input(t)
+	for i, alg := range []digest.Alg{"", digest.Tree, digest.SHA256} {
+		t.Run(string(alg), func(t *testing.T) {
+			addr := fmt.Sprintf("127.0.4.%d", 40+i)
+			startNode(t, addr)
+			out := filepath.Join(t.TempDir(), "out.img")
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			rep, err := sender.Send(ctx, sender.Config{
+				Plan:     plan.Session{Files: []plan.File{{Input: in, Output: out}}, Hosts: []string{addr}},
+				DataPort: dataPort, ControlPort: controlPort, ReportPort: -1,
+				ChunkSize: 64 << 10, Retries: 2, NoSync: true, NoDigestCache: true, Digest: alg,
+			})
+			if err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			a := alg
+			if a == "" {
+				a = digest.Default
+			}
+			h := digest.New(a)
+			h.Write(want)
+			w := hex.EncodeToString(h.Sum(nil))
+			if rep.Digests[0] != w || rep.Nodes[0].Files[0].Digest != w || !rep.Nodes[0].Verified {
+				t.Errorf("%s: sender %s, node %s (verified %v), want %s", a, rep.Digests[0], rep.Nodes[0].Files[0].Digest, rep.Nodes[0].Verified, w)
+			}
+		})
+	}
+	// An algorithm nobody knows is refused before anything is sent.
+	_, err := sender.Send(context.Background(), sender.Config{
+		Plan:     plan.Session{Files: []plan.File{{Input: in, Output: "/nonexistent/out"}}, Hosts: []string{"127.0.4.49"}},
+		DataPort: dataPort, ControlPort: controlPort, ReportPort: -1, Digest: "md5",
+	})
+	var se *sender.SetupError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), `unknown digest "md5"`) {
+		t.Errorf("--digest md5: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/internal/atomicfile"
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/wire"
 )
 
@@ -56,8 +57,11 @@ type savedState struct {
 	Live      []int        `json:"live"`
 	Fanout    int          `json:"fanout"`
 	ChunkSize int          `json:"chunk_size"`
-	FetchPort int          `json:"fetch_port"`
-	Nodes     []savedNode  `json:"nodes"`
+	// Digest is the session's digest algorithm ("" in files older than
+	// it: SHA-256).
+	Digest    string      `json:"digest,omitempty"`
+	FetchPort int         `json:"fetch_port"`
+	Nodes     []savedNode `json:"nodes"`
 }
 
 // savedNode is one node's final state, or "receiving" while it has none.
@@ -187,6 +191,9 @@ func (s *session) differs(st *savedState, inputs []inputPrint) string {
 	case len(st.Nodes) != len(s.hosts):
 		return fmt.Sprintf("it had %d nodes, now %d", len(st.Nodes), len(s.hosts))
 	}
+	if was, _ := digest.Parse(st.Digest); was != s.cfg.Digest {
+		return fmt.Sprintf("it verifies with --digest %s, this command with %s", was, s.cfg.Digest)
+	}
 	for i, was := range st.Inputs {
 		now := inputs[i]
 		switch {
@@ -215,7 +222,7 @@ func (s *session) state() *savedState {
 	st := &savedState{
 		Version: stateVersion, Session: s.id, Sender: s.cfg.Name, Started: s.started, Transfer: s.transferStart, Restarts: s.restarts,
 		Inputs: s.inputs, Outputs: s.rep.Outputs, Live: s.live, Fanout: max(s.cfg.Plan.Fanout, 1),
-		ChunkSize: s.cfg.ChunkSize, FetchPort: s.fetchPort,
+		ChunkSize: s.cfg.ChunkSize, FetchPort: s.fetchPort, Digest: string(s.cfg.Digest),
 	}
 	for i, h := range s.hosts {
 		st.Hosts = append(st.Hosts, h.Name)

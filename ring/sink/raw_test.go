@@ -51,7 +51,7 @@ func mustClose(t *testing.T, s Sink, want int64) {
 	if err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if res.Bytes != want || res.SHA256 != nil {
+	if res.Bytes != want || res.Digest != nil {
 		t.Fatalf("Close = %+v, want Bytes %d and no digest", res, want)
 	}
 }

@@ -26,7 +26,8 @@ type Result struct {
 	// Bytes is the number of bytes written as the file's content: the
 	// stream's length for raw sinks, the decoded length for cooked ones.
 	Bytes int64
-	// SHA256 is the digest of those bytes, in order; nil when the sink does
-	// not hash (raw sinks: the node hashes the stream itself).
-	SHA256 []byte
+	// Digest is the digest of those bytes, in order, in the algorithm the
+	// sink was given; nil when the sink does not hash (raw sinks: the node
+	// hashes the stream itself).
+	Digest []byte
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herdproject/herd/internal/atomicfile"
+	"github.com/herdproject/herd/ring/digest"
 )
 
 // A digest cache is a small JSON file beside an image, IMAGE.herd-digest,
@@ -65,6 +66,10 @@ type DigestCache struct {
 	// SHA256 is the hex SHA-256 of the file's bytes: what a raw send
 	// ('IMAGE > OUT') compares every node's digest with.
 	SHA256 string `json:"sha256"`
+	// Tree is the hex tree digest (package ring/digest) of the file's
+	// bytes; empty in caches older than it (then a send with the tree
+	// digest hashes the file).
+	Tree string `json:"tree,omitempty"`
 	// Decoded is set for a compressed image: the digest of its decoded
 	// bytes, what a cooked send ('IMAGE.zst >> OUT') compares with.
 	Decoded *DecodedDigest `json:"decoded,omitempty"`
@@ -79,6 +84,26 @@ type DecodedDigest struct {
 	Size int64 `json:"size"`
 	// SHA256 is the hex SHA-256 of the decoded bytes.
 	SHA256 string `json:"sha256"`
+	// Tree is their hex tree digest; empty in older caches.
+	Tree string `json:"tree,omitempty"`
+}
+
+// Of returns the file's digest in algorithm alg; "" when the cache has
+// none.
+func (d DigestCache) Of(alg digest.Alg) string {
+	if alg == digest.Tree {
+		return d.Tree
+	}
+	return d.SHA256
+}
+
+// Of returns the decoded digest in algorithm alg; "" when the cache has
+// none.
+func (d *DecodedDigest) Of(alg digest.Alg) string {
+	if alg == digest.Tree {
+		return d.Tree
+	}
+	return d.SHA256
 }
 
 // NewDigestCache returns a digest cache for the file fi describes (a
@@ -171,6 +196,9 @@ func (d DigestCache) check() error {
 	if !isDigest(d.SHA256) {
 		return fmt.Errorf("digest cache: sha256 %q is not a SHA-256 in hex", d.SHA256)
 	}
+	if d.Tree != "" && !isDigest(d.Tree) {
+		return fmt.Errorf("digest cache: tree %q is not a digest in hex", d.Tree)
+	}
 	if dd := d.Decoded; dd != nil {
 		switch {
 		case dd.Compression == "":
@@ -179,6 +207,8 @@ func (d DigestCache) check() error {
 			return fmt.Errorf("digest cache: negative decoded size %d", dd.Size)
 		case !isDigest(dd.SHA256):
 			return fmt.Errorf("digest cache: decoded sha256 %q is not a SHA-256 in hex", dd.SHA256)
+		case dd.Tree != "" && !isDigest(dd.Tree):
+			return fmt.Errorf("digest cache: decoded tree %q is not a digest in hex", dd.Tree)
 		}
 	}
 	return nil

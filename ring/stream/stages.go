@@ -1,15 +1,14 @@
 package stream
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/wire"
 )
 
@@ -174,27 +173,26 @@ func (f *Forwarder) Close() error {
 // Sum is one file's digest as a stage computed it.
 type Sum struct {
 	Bytes  int64
-	SHA256 []byte
+	Digest []byte
 }
 
 // Hex is the digest in hex.
-func (s Sum) Hex() string { return hex.EncodeToString(s.SHA256) }
+func (s Sum) Hex() string { return hex.EncodeToString(s.Digest) }
 
-// Hasher computes the SHA-256 of every file's stream, holes hashed as
-// zeros, in a goroutine of its own.
+// Hasher computes the digest of every file's stream (package digest),
+// holes as zeros, in a goroutine of its own.
 type Hasher struct {
 	in   chan *Chunk
 	done chan struct{}
 
-	h    hash.Hash
-	n    int64
+	h    digest.Hash
 	mu   sync.Mutex
 	sums map[uint32]Sum
 }
 
-// NewHasher starts a hasher with a queue of depth chunks.
-func NewHasher(depth int) *Hasher {
-	h := &Hasher{in: make(chan *Chunk, depth), done: make(chan struct{}), h: sha256.New(), sums: map[uint32]Sum{}}
+// NewHasher starts a hasher computing alg with a queue of depth chunks.
+func NewHasher(depth int, alg digest.Alg) *Hasher {
+	h := &Hasher{in: make(chan *Chunk, depth), done: make(chan struct{}), h: digest.New(alg), sums: map[uint32]Sum{}}
 	go h.run()
 	return h
 }
@@ -209,20 +207,13 @@ func (h *Hasher) run() {
 			switch s.H.Type {
 			case wire.TFileStart:
 				h.h.Reset()
-				h.n = 0
 			case wire.TData:
 				h.h.Write(c.Payload(i))
-				h.n += int64(s.Len)
 			case wire.THole:
-				for left := int64(s.H.Length); left > 0; {
-					k := min(left, int64(len(Zeros)))
-					h.h.Write(Zeros[:k])
-					left -= k
-				}
-				h.n += int64(s.H.Length)
+				h.h.Zeros(int64(s.H.Length))
 			case wire.TFileEnd:
 				h.mu.Lock()
-				h.sums[s.H.File] = Sum{Bytes: h.n, SHA256: h.h.Sum(nil)}
+				h.sums[s.H.File] = Sum{Bytes: h.h.Len(), Digest: h.h.Sum(nil)}
 				h.mu.Unlock()
 			}
 		}

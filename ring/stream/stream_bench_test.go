@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/wire"
 )
 
@@ -47,8 +48,12 @@ func BenchmarkSHA256(b *testing.B) {
 // chunks that are one hole each, hand-offs and the sender's Segment
 // included.
 func BenchmarkHasher(b *testing.B) {
-	for _, kind := range []string{"dense", "zero"} {
-		b.Run(kind, func(b *testing.B) {
+	for _, run := range []struct {
+		alg  digest.Alg
+		kind string
+	}{{digest.SHA256, "dense"}, {digest.SHA256, "zero"}, {digest.Tree, "dense"}, {digest.Tree, "zero"}} {
+		alg, kind := run.alg, run.kind
+		b.Run(string(alg)+"/"+kind, func(b *testing.B) {
 			pool := NewPool(8, benchChunk)
 			var all []*Chunk
 			for range pool.Cap() {
@@ -59,7 +64,7 @@ func BenchmarkHasher(b *testing.B) {
 			for _, c := range all {
 				Dispatch(c, nil)
 			}
-			h := NewHasher(4)
+			h := NewHasher(4, alg)
 			b.SetBytes(benchChunk)
 			var off uint64
 			for b.Loop() {

@@ -82,6 +82,10 @@ type Setup struct {
 	// of the stream as it arrived; VerifyReadback also re-reads every
 	// output from its device once the stream ended (FileResult.Readback*).
 	Verify string `json:"verify,omitempty"`
+	// Digest is the algorithm of every digest the node reports (package
+	// ring/digest: "tree", "sha256"); "" is "sha256", what senders that
+	// name none mean. A node that does not compute it refuses the Setup.
+	Digest string `json:"digest,omitempty"`
 	// SenderWaitMilli is how long the node keeps the session when the
 	// sender's control connection breaks, waiting for the sender to
 	// come back (Hello.Resume); 0 ends the session at once.
@@ -90,7 +94,7 @@ type Setup struct {
 
 // VerifyReadback is Setup.Verify's read-back verification: after the
 // stream, each node re-reads its outputs with O_DIRECT (bypassing the
-// page cache) and reports their SHA-256 (package readback).
+// page cache) and reports their digest (package readback).
 const VerifyReadback = "readback"
 
 // Ready is a node's positive answer to Setup.
@@ -98,6 +102,11 @@ type Ready struct {
 	// Name is how the node found itself in the host list, e.g.
 	// "127.0.0.3 (listen address)".
 	Name string `json:"name"`
+	// Digest echoes Setup.Digest: the algorithm the node computes. Nodes
+	// older than the field leave it empty and compute SHA-256 whatever
+	// the Setup says; the sender fails them in a session of another
+	// digest rather than compare digests of two algorithms.
+	Digest string `json:"digest,omitempty"`
 }
 
 // Fail is a node's (or sender's) refusal, with a reason for humans.
@@ -174,23 +183,25 @@ type FileResult struct {
 	// Written is the length written: the stream's for raw files, the
 	// decoded length for cooked files.
 	Written int64 `json:"written"`
-	// StreamSHA256 is the SHA-256 of the stream as received, hex.
-	StreamSHA256 string `json:"stream_sha256"`
-	// SHA256 is the SHA-256 of what was written, hex (for raw files the
-	// same as StreamSHA256).
-	SHA256 string `json:"sha256"`
+	// StreamDigest is the digest (Setup.Digest) of the stream as
+	// received, hex. The JSON names keep "sha256", SHA-256 being what
+	// they held before Setup.Digest.
+	StreamDigest string `json:"stream_sha256"`
+	// Digest is the digest of what was written, hex (for raw files the
+	// same as StreamDigest).
+	Digest string `json:"sha256"`
 	// Error says why the file failed; empty when it did not.
 	Error string `json:"error,omitempty"`
-	// ReadbackSHA256 is the SHA-256, hex, of the Written bytes as read
+	// ReadbackDigest is the digest, hex, of the Written bytes as read
 	// back from the output after the stream (Setup.Verify ==
 	// VerifyReadback); empty when they were not read back.
-	ReadbackSHA256 string `json:"readback_sha256,omitempty"`
+	ReadbackDigest string `json:"readback_sha256,omitempty"`
 	// ReadbackMethod says how they were read: "O_DIRECT", a fallback
 	// when the file system refuses O_DIRECT, or "not applicable: WHY"
 	// for an output that cannot be read back (an unpacked archive,
 	// standard output, a pipe). Empty when no read-back was done.
 	ReadbackMethod string `json:"readback_method,omitempty"`
-	// ReadbackError says why the read-back failed (ReadbackSHA256 is
+	// ReadbackError says why the read-back failed (ReadbackDigest is
 	// then empty), e.g. "read-back of /dev/sda at offset 4096:
 	// input/output error".
 	ReadbackError string `json:"readback_error,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/dollyconf"
 	"github.com/herdproject/herd/ring/hostlist"
 	"github.com/herdproject/herd/ring/plan"
@@ -108,6 +109,7 @@ type dollyFlags struct {
 	requireAll *bool
 	state      *string
 	fresh      *bool
+	digest     *string
 	ports      portFlags
 }
 
@@ -147,6 +149,7 @@ func dollyFlagSet(env Env) (*pflag.FlagSet, *dollyFlags) {
 		requireAll: fs.Bool("require-all", false, "server: abort before writing when any client fails set-up"),
 		state:      fs.String("state", "", "server: keep what a restarted server needs to resume the session in `FILE` (default: one per command under "+stateDirHelp+"; none: keep nothing)"),
 		fresh:      fs.Bool("fresh", false, "server: start a new session even when the state file holds an unfinished one of other input data"),
+		digest:     fs.String("digest", string(digest.Default), "server: `ALG` the clients and the server verify every file with: tree (BLAKE3 over 1 MiB leaves, holes free) or sha256"),
 	}
 	// Options whose presence is all that counts (fs.Changed).
 	fs.BoolP("resolve", "R", false, "resolve host names (to IPv4 addresses unless -6; the default)")
@@ -271,6 +274,9 @@ func dolly(ctx context.Context, args []string, env Env) error {
 	c.Activate = *v.activate
 	c.RequireAll = *v.requireAll
 	c.Key = key
+	if c.Digest, err = parseDigest(*v.digest); err != nil {
+		return err
+	}
 	c.Network = "ip4"
 	if fs.Changed("ipv6") && !fs.Changed("ipv4") {
 		c.Network = "ip6"
@@ -290,6 +296,18 @@ func dolly(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	return runSend(ctx, env, o)
+}
+
+// parseDigest reads --digest.
+func parseDigest(s string) (digest.Alg, error) {
+	if s == "" {
+		return "", usagef("--digest: empty: want %s", digest.Names())
+	}
+	alg, err := digest.Parse(s)
+	if err != nil {
+		return "", usagef("--digest: %v", err)
+	}
+	return alg, nil
 }
 
 // dollyHostname is the server's own name as dolly 0.72 finds it without

@@ -358,6 +358,7 @@ func imageCapture(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "  size        %s\n", sizeText(res.Size))
 	fmt.Fprintf(env.Stdout, "  data        %s\n", sizeText(res.DataSize))
 	fmt.Fprintf(env.Stdout, "  sha256      %s\n", res.SHA256)
+	fmt.Fprintf(env.Stdout, "  tree        %s (herd's digest, --digest tree)\n", res.Tree)
 	fmt.Fprintf(env.Stdout, "  compressed  %s, %.1f:1\n", sizeText(res.CompressedSize), ratio)
 	if res.DigestCache != "" {
 		fmt.Fprintf(env.Stdout, "  digests     %s\n", res.DigestCache)
@@ -438,6 +439,9 @@ func imageInfo(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "  size        %s\n", sizeText(info.Size))
 	fmt.Fprintf(env.Stdout, "  data        %s\n", sizeText(info.DataSize))
 	fmt.Fprintf(env.Stdout, "  sha256      %s\n", info.SHA256)
+	if info.Tree != "" {
+		fmt.Fprintf(env.Stdout, "  tree        %s (herd's digest, --digest tree)\n", info.Tree)
+	}
 	switch {
 	case info.GPT != nil:
 		printGPT(env, info.GPT, "  ")

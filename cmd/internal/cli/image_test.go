@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/herdproject/herd/imagebuilder/golden"
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/source"
 )
 
@@ -278,9 +279,9 @@ type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name="root"
 }
 
 // TestImageDigestCache: herd image info and capture leave a digest cache
-// beside the image that describes it (the file's digest, and for the
-// capture's zstd file the decoded image's too); info of a changed image
-// rewrites it.
+// beside the image that describes it (the file's SHA-256 and tree
+// digest, and for the capture's zstd file the decoded image's too); info
+// of a changed image rewrites it.
 func TestImageDigestCache(t *testing.T) {
 	dir := t.TempDir()
 	img := smallImage(t, dir)
@@ -303,7 +304,8 @@ func TestImageDigestCache(t *testing.T) {
 	raw, _ := os.ReadFile(img)
 	packed, _ := os.ReadFile(out)
 	zd := load(out)
-	if zd.SHA256 != sha256Hex(packed) || zd.Decoded == nil || zd.Decoded.Compression != "zst" || zd.Decoded.SHA256 != sha256Hex(raw) || zd.Decoded.Size != int64(len(raw)) {
+	if zd.SHA256 != sha256Hex(packed) || zd.Tree != treeHex(packed) || zd.Decoded == nil || zd.Decoded.Compression != "zst" ||
+		zd.Decoded.SHA256 != sha256Hex(raw) || zd.Decoded.Tree != treeHex(raw) || zd.Decoded.Size != int64(len(raw)) {
 		t.Errorf("capture's digest cache %+v (decoded %+v)", zd, zd.Decoded)
 	}
 	if _, err := os.Stat(img + source.DigestCacheSuffix); err == nil {
@@ -312,7 +314,7 @@ func TestImageDigestCache(t *testing.T) {
 	if code, _, stderr := run(Herd, "image", "info", img); code != ExitOK {
 		t.Fatalf("info: exit %d: %s", code, stderr)
 	}
-	if d := load(img); d.SHA256 != sha256Hex(raw) || d.Decoded != nil {
+	if d := load(img); d.SHA256 != sha256Hex(raw) || d.Tree != treeHex(raw) || d.Decoded != nil {
 		t.Errorf("info's digest cache of a raw image: %+v", d)
 	}
 	os.Remove(out + source.DigestCacheSuffix)
@@ -334,9 +336,15 @@ func TestImageDigestCache(t *testing.T) {
 	if code, _, stderr := run(Herd, "image", "info", img); code != ExitOK {
 		t.Fatalf("info: exit %d: %s", code, stderr)
 	}
-	if d := load(img); d.SHA256 != sha256Hex(raw) {
+	if d := load(img); d.SHA256 != sha256Hex(raw) || d.Tree != treeHex(raw) {
 		t.Errorf("info of a changed image: %+v", d)
 	}
+}
+
+func treeHex(b []byte) string {
+	h := digest.New(digest.Tree)
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func sha256Hex(b []byte) string {
