@@ -59,6 +59,13 @@ func TestDigestCache(t *testing.T) {
 		wantExit(t, r, 0)
 		allDone(t, r, addrs(55, 56))
 		containsAll(t, "the sender's log", r.stderr, "(not hashed)", "(not decoded)")
+		containsAll(t, "the sender's log", r.stderr, "tree digest")
+	})
+	t.Run("cached, --digest sha256", func(t *testing.T) {
+		r := session(t, addrs(54), "--digest", "sha256")
+		wantExit(t, r, 0)
+		allDone(t, r, addrs(54))
+		containsAll(t, "the sender's log", r.stderr, "SHA-256", "(not hashed)", "(not decoded)")
 	})
 	t.Run("touched", func(t *testing.T) {
 		if err := os.Chtimes(img, time.Now(), time.Now().Add(-time.Hour)); err != nil {
@@ -69,7 +76,7 @@ func TestDigestCache(t *testing.T) {
 		allDone(t, r, addrs(57))
 		containsAll(t, "the sender's log", r.stderr, "digest cache ignored", "(not decoded)")
 	})
-	// A cache that matches the file but holds a wrong digest.
+	// A cache that matches the file but holds wrong digests.
 	fi, err := os.Stat(img)
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +85,7 @@ func TestDigestCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.Tree = strings.Repeat("1", 64) // what the default --digest tree takes
 	if err := d.Write(img); err != nil {
 		t.Fatal(err)
 	}
