@@ -13,11 +13,15 @@
 // seconds per GiB on the default GOMAXPROCS, 2.5 on one P.
 //
 // One P is not enough when Go code itself is the bottleneck: zstd
-// decompression, or hashing at several hundred MB/s. The governor samples
-// the process's user CPU time (getrusage) every Interval: user time above
-// Raise of one CPU means the P is busy with Go code, and GOMAXPROCS goes
-// back to the runtime's default; user time below Lower for LowerAfter
-// samples in a row brings it back to one.
+// decompression, or hashing at several hundred MB/s. Nor when the process
+// as a whole keeps a CPU busy: on an unshaped link a node's Go code (the
+// hash) and its system calls (the socket read, the disk write) take turns
+// on one thread, where two Ps would let them overlap. The governor samples
+// the process's CPU time (getrusage) every Interval: user time above Raise
+// of one CPU means the P is busy with Go code, user and system time
+// together above Saturate mean the process is CPU-bound; either gives
+// GOMAXPROCS back to the runtime's default. User and system time together
+// below Lower for LowerAfter samples in a row bring it back to one.
 //
 // A GOMAXPROCS environment variable turns the governor off: the
 // administrator's choice stands.
@@ -40,15 +44,19 @@ type Policy struct {
 	// Raise is the share of one CPU (0.7 = 70 %) of user time in one
 	// Interval above which the process gets the default GOMAXPROCS.
 	Raise float64
-	// Lower is the share of one CPU below which, LowerAfter samples in a
-	// row, the process goes back to one P.
+	// Saturate is the share of one CPU of user and system time together
+	// in one Interval above which the process gets the default
+	// GOMAXPROCS; 0 never raises on it.
+	Saturate float64
+	// Lower is the share of one CPU (user and system time) below which,
+	// LowerAfter samples in a row, the process goes back to one P.
 	Lower      float64
 	LowerAfter int
 }
 
-// DefaultPolicy samples every 200 ms, raises above 70 % of a CPU and
-// lowers after a second below 35 %.
-var DefaultPolicy = Policy{Interval: 200 * time.Millisecond, Raise: 0.7, Lower: 0.35, LowerAfter: 5}
+// DefaultPolicy samples every 200 ms, raises above 70 % of a CPU in user
+// time or 90 % in all, and lowers after a second below 35 %.
+var DefaultPolicy = Policy{Interval: 200 * time.Millisecond, Raise: 0.7, Saturate: 0.9, Lower: 0.35, LowerAfter: 5}
 
 // governor is the decision, apart from the clock and the runtime.
 type governor struct {
@@ -58,17 +66,17 @@ type governor struct {
 	low   int // samples in a row below Lower
 }
 
-// step takes one sample, user CPU time spent during wall, and returns the
-// GOMAXPROCS to run with.
-func (g *governor) step(user, wall time.Duration) int {
+// step takes one sample, the user and the whole (user and system) CPU
+// time spent during wall, and returns the GOMAXPROCS to run with.
+func (g *governor) step(user, all, wall time.Duration) int {
 	if wall <= 0 {
 		return g.procs
 	}
-	share := float64(user) / float64(wall)
+	share, busy := float64(user)/float64(wall), float64(all)/float64(wall)
 	switch {
-	case g.procs == 1 && share >= g.p.Raise:
+	case g.procs == 1 && (share >= g.p.Raise || g.p.Saturate > 0 && busy >= g.p.Saturate):
 		g.procs, g.low = g.def, 0
-	case g.procs > 1 && share < g.p.Lower:
+	case g.procs > 1 && busy < g.p.Lower:
 		if g.low++; g.low >= g.p.LowerAfter {
 			g.procs, g.low = 1, 0
 		}
@@ -102,18 +110,19 @@ func GovernWith(ctx context.Context, p Policy) (stop func()) {
 		defer close(done)
 		t := time.NewTicker(p.Interval)
 		defer t.Stop()
-		lastUser, lastWall := userTime(), time.Now()
+		lastUser, lastAll := cpuTime()
+		lastWall := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				user := userTime()
+				user, all := cpuTime()
 				prev := g.procs
-				if n := g.step(user-lastUser, now.Sub(lastWall)); n != prev {
+				if n := g.step(user-lastUser, all-lastAll, now.Sub(lastWall)); n != prev {
 					setProcs(n, def)
 				}
-				lastUser, lastWall = user, now
+				lastUser, lastAll, lastWall = user, all, now
 			}
 		}
 	}()
@@ -137,11 +146,12 @@ func setProcs(n, def int) {
 	runtime.GOMAXPROCS(n)
 }
 
-// userTime is the process's user CPU time so far.
-func userTime() time.Duration {
+// cpuTime is the process's user CPU time so far, and its user and system
+// CPU time together.
+func cpuTime() (user, all time.Duration) {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano())
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

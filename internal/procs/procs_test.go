@@ -10,35 +10,43 @@ import (
 )
 
 func TestStep(t *testing.T) {
-	p := Policy{Interval: time.Second, Raise: 0.7, Lower: 0.35, LowerAfter: 3}
+	p := Policy{Interval: time.Second, Raise: 0.7, Saturate: 0.9, Lower: 0.35, LowerAfter: 3}
 	ms := time.Millisecond
 	tests := []struct {
-		name  string
-		procs int
-		low   int
-		user  time.Duration // in 1 s
-		want  int
-		wlow  int
+		name      string
+		procs     int
+		low       int
+		user, all time.Duration // in 1 s
+		want      int
+		wlow      int
 	}{
-		{"idle on one P stays", 1, 0, 10 * ms, 1, 0},
-		{"busy P raises", 1, 0, 700 * ms, 8, 0},
-		{"just below Raise stays", 1, 0, 699 * ms, 1, 0},
-		{"raised and busy stays", 8, 2, 1500 * ms, 8, 0},
-		{"raised, between the thresholds: no countdown", 8, 2, 500 * ms, 8, 0},
-		{"raised and quiet counts down", 8, 0, 100 * ms, 8, 1},
-		{"raised and quiet long enough lowers", 8, 2, 100 * ms, 1, 0},
+		{"idle on one P stays", 1, 0, 10 * ms, 20 * ms, 1, 0},
+		{"busy P raises", 1, 0, 700 * ms, 750 * ms, 8, 0},
+		{"just below Raise stays", 1, 0, 699 * ms, 800 * ms, 1, 0},
+		{"a CPU-bound process raises, its Go code not busy", 1, 0, 400 * ms, 950 * ms, 8, 0},
+		{"just below Saturate stays", 1, 0, 400 * ms, 899 * ms, 1, 0},
+		{"raised and busy stays", 8, 2, 1500 * ms, 1700 * ms, 8, 0},
+		{"raised, between the thresholds: no countdown", 8, 2, 300 * ms, 500 * ms, 8, 0},
+		{"raised, little user time but busy in the kernel: no countdown", 8, 2, 100 * ms, 600 * ms, 8, 0},
+		{"raised and quiet counts down", 8, 0, 100 * ms, 200 * ms, 8, 1},
+		{"raised and quiet long enough lowers", 8, 2, 100 * ms, 200 * ms, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := &governor{p: p, def: 8, procs: tt.procs, low: tt.low}
-			if got := g.step(tt.user, time.Second); got != tt.want || g.low != tt.wlow {
-				t.Errorf("step(%v of 1s) from %d P, %d low = %d P, %d low; want %d, %d", tt.user, tt.procs, tt.low, got, g.low, tt.want, tt.wlow)
+			if got := g.step(tt.user, tt.all, time.Second); got != tt.want || g.low != tt.wlow {
+				t.Errorf("step(%v user, %v in all, of 1s) from %d P, %d low = %d P, %d low; want %d, %d", tt.user, tt.all, tt.procs, tt.low, got, g.low, tt.want, tt.wlow)
 			}
 		})
 	}
 	g := &governor{p: p, def: 8, procs: 1}
-	if got := g.step(time.Second, 0); got != 1 {
+	if got := g.step(time.Second, time.Second, 0); got != 1 {
 		t.Errorf("a sample over no time changed GOMAXPROCS to %d", got)
+	}
+	// Without Saturate, only user time raises.
+	g = &governor{p: Policy{Interval: time.Second, Raise: 0.7, Lower: 0.35, LowerAfter: 3}, def: 8, procs: 1}
+	if got := g.step(100*ms, 990*ms, time.Second); got != 1 {
+		t.Errorf("Saturate 0: raised to %d on system time", got)
 	}
 }
 
