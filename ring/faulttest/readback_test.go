@@ -5,7 +5,6 @@ package faulttest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/herdproject/herd/ring/digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,7 +95,13 @@ func TestReadbackMismatch(t *testing.T) {
 			r.check(s, in, map[string]string{nd.addr: "file 1: read-back mismatch"})
 			// The reason names both digests: the stream's, and that of
 			// what node 2's disk holds now, read with O_DIRECT.
-			wrote, readBack := sha256.Sum256(input), sha256.Sum256(res.image)
+			// herd send's default digest.
+			sum := func(b []byte) []byte {
+				h := digest.New(digest.Default)
+				h.Write(b)
+				return h.Sum(nil)
+			}
+			wrote, readBack := sum(input), sum(res.image)
 			reason := rbReason(s.out, nd.addr)
 			for _, want := range []string{"read-back mismatch", fmt.Sprintf("%x", wrote[:6]), fmt.Sprintf("%x", readBack[:6]), "O_DIRECT"} {
 				if !strings.Contains(reason, want) {
