@@ -15,26 +15,9 @@ TAG=${2:-$(basename "$(dirname "$DOLLY")")}
 [ -x "$DOLLY" ] || { echo "$0: $1: not an executable" >&2; exit 2; }
 BASE=/tmp/dolly-sbs
 W=$BASE/$TAG
-NS="sbs0 sbs1 sbs2 sbs3"
-cleanup() {
-	for n in $NS; do ip netns del "$n" 2>/dev/null; done
-	ip link del sbsbr 2>/dev/null
-}
-trap cleanup EXIT
-cleanup
+. "$(dirname "$0")/netns-lab.sh"
+lab_up sbsbr 10.77.0 sbs0 sbs1 sbs2 sbs3
 rm -rf "$W" && mkdir -p "$W" "$BASE/out"
-
-ip link add sbsbr type bridge && ip link set sbsbr up
-i=1
-for n in $NS; do
-	ip netns add "$n"
-	ip link add "v$n" type veth peer name eth0 netns "$n"
-	ip link set "v$n" master sbsbr up
-	ip -n "$n" addr add "10.77.0.$i/24" dev eth0
-	ip -n "$n" link set eth0 up
-	ip -n "$n" link set lo up
-	i=$((i + 1))
-done
 
 # The same input for every run (an odd size: the tail of the stream).
 [ -s "$BASE/in.img" ] || head -c 3000001 /dev/urandom >"$BASE/in.img"

@@ -16,24 +16,9 @@ shift 3
 BASE=/tmp/dolly-speed
 NS=(sp0)
 for i in $(seq 1 "$N"); do NS+=("sp$i"); done
-cleanup() {
-	for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
-	ip link del spbr 2>/dev/null
-}
-trap cleanup EXIT
-cleanup
+. "$(dirname "$0")/netns-lab.sh"
+lab_up spbr 10.78.0 "${NS[@]}"
 mkdir -p "$BASE/out"
-ip link add spbr type bridge && ip link set spbr up
-i=1
-for n in "${NS[@]}"; do
-	ip netns add "$n"
-	ip link add "v$n" type veth peer name eth0 netns "$n"
-	ip link set "v$n" master spbr up
-	ip -n "$n" addr add "10.78.0.$i/24" dev eth0
-	ip -n "$n" link set eth0 up
-	ip -n "$n" link set lo up
-	i=$((i + 1))
-done
 img=$BASE/in.img
 [ "$(stat -c %s "$img" 2>/dev/null)" = "$SIZE" ] || head -c "$SIZE" /dev/urandom >"$img"
 want=$(sha256sum "$img" | cut -c1-64)
