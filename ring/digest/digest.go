@@ -12,7 +12,7 @@
 //     of one level. A leaf's digest does not depend on where the leaf
 //     is, so a hole's whole leaves all have one constant digest
 //     (ZeroLeaf): holes cost nothing to verify. BLAKE3 is also about
-//     three times as fast as SHA-256 on one core.
+//     three times as fast as SHA-256 on one core (zeebo/blake3's AVX2 code).
 //   - SHA256 ("sha256"): the plain SHA-256 of the stream, holes hashed as
 //     zeros: what sha256sum prints, for people who compare.
 //
@@ -104,8 +104,7 @@ type Hash interface {
 // New returns a Hash computing a; an unknown a computes SHA256.
 func New(a Alg) Hash {
 	if a == Tree {
-		t := &tree{leaf: blake3.New(), root: blake3.NewDeriveKey(RootContext)}
-		return t
+		return &tree{leaf: blake3.New(), root: blake3.NewDeriveKey(RootContext)}
 	}
 	return &plain{h: sha256.New()}
 }
