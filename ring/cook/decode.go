@@ -30,11 +30,11 @@ func Digest(k Kind, r io.Reader, alg digest.Alg) (n int64, sum []byte, err error
 		return 0, nil, fmt.Errorf("cook digest %s: %w", k, err)
 	}
 	defer closeDec()
-	h := newCounter(alg)
+	h := digest.New(alg)
 	if _, err := io.CopyBuffer(h, dec, make([]byte, 256<<10)); err != nil {
-		return h.n, nil, fmt.Errorf("cook digest %s: %w", k, err)
+		return h.Len(), nil, fmt.Errorf("cook digest %s: %w", k, err)
 	}
-	return h.n, h.Sum(), nil
+	return h.Len(), h.Sum(nil), nil
 }
 
 // newDecoder returns a reader of r decompressed by compression c and a
@@ -178,29 +178,6 @@ func (g *gzipStream) nextMember() error {
 	g.done = true
 	return nil
 }
-
-// counter hashes and counts what is written to it.
-type counter struct {
-	h digest.Hash
-	n int64
-}
-
-func newCounter(alg digest.Alg) *counter { return &counter{h: digest.New(alg)} }
-
-func (c *counter) Write(p []byte) (int, error) {
-	c.h.Write(p)
-	c.n += int64(len(p))
-	return len(p), nil
-}
-
-// Zeros counts n zero bytes (a hole of the decoded output).
-func (c *counter) Zeros(n int64) {
-	c.h.Zeros(n)
-	c.n += n
-}
-
-// Sum returns the digest of everything written.
-func (c *counter) Sum() []byte { return c.h.Sum(nil) }
 
 // zeros is a read-only block of zero bytes for comparisons and Zero.
 var zeros = make([]byte, 256<<10)

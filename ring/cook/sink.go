@@ -136,7 +136,7 @@ func (s *Sink) decode(pr io.Reader) error {
 		return err
 	}
 	defer closeDec()
-	c := newCounter(s.opts.Digest)
+	c := digest.New(s.opts.Digest)
 	if s.raw != nil {
 		if err := copyRaw(s.raw, dec, c); err != nil {
 			return err
@@ -159,7 +159,7 @@ func (s *Sink) decode(pr io.Reader) error {
 			return fmt.Errorf("after the archive's end: %w", err)
 		}
 	}
-	s.n, s.sum = c.n, c.Sum()
+	s.n, s.sum = c.Len(), c.Sum(nil)
 	return nil
 }
 
@@ -277,7 +277,7 @@ var _ sink.Sink = (*Sink)(nil)
 // copyRaw copies decoded bytes to dst, hashing them into c, and sends
 // aligned all-zero blocks through dst.Zero so that images stay sparse
 // (and c hashes them as a hole).
-func copyRaw(dst sink.Sink, src io.Reader, c *counter) error {
+func copyRaw(dst sink.Sink, src io.Reader, c digest.Hash) error {
 	buf := make([]byte, 64*rawBlock)
 	var pendingZero int64
 	for {
@@ -285,7 +285,7 @@ func copyRaw(dst sink.Sink, src io.Reader, c *counter) error {
 		// output; only the last one may be short.
 		n, rerr := fill(src, buf)
 		chunk := buf[:n]
-		start := c.n
+		start := c.Len()
 		dataFrom := -1 // start of the pending run of data blocks
 		writeData := func(end int) error {
 			if dataFrom < 0 {
@@ -324,7 +324,7 @@ func copyRaw(dst sink.Sink, src io.Reader, c *counter) error {
 		if rerr == io.EOF {
 			if pendingZero > 0 {
 				if err := dst.Zero(pendingZero); err != nil {
-					return fmt.Errorf("write hole of %d bytes at offset %d: %w", pendingZero, c.n-pendingZero, err)
+					return fmt.Errorf("write hole of %d bytes at offset %d: %w", pendingZero, c.Len()-pendingZero, err)
 				}
 			}
 			return nil

@@ -148,8 +148,7 @@ func (n *Node) session(ctx context.Context, raw *wire.Conn, hello wire.Hello, se
 		_ = ctl.send(wire.TFail, wire.Fail{Reason: err.Error()})
 		return err
 	}
-	alg, _ := digest.Parse(setup.Digest) // checked
-	if err := ctl.send(wire.TReady, wire.Ready{Name: fmt.Sprintf("%s (%s)", setup.Hosts[me], how), Digest: string(alg)}); err != nil {
+	if err := ctl.send(wire.TReady, wire.Ready{Name: fmt.Sprintf("%s (%s)", setup.Hosts[me], how), Digest: setup.Digest}); err != nil {
 		return fmt.Errorf("send ready: %w", err)
 	}
 
@@ -432,14 +431,18 @@ func (n *Node) findSelf(c net.Conn, s *wire.Setup) (int, string) {
 	return i, how
 }
 
-// check makes sure every output can be written, without writing anything.
+// check makes sure every output can be written, without writing anything,
+// and that the node computes the session's digest, which it names in
+// s.Digest for the rest of the session ("sha256" for "").
 func (n *Node) check(s *wire.Setup) error {
 	if s.ChunkSize <= 0 || s.ChunkSize > wire.MaxData {
 		return fmt.Errorf("chunk size %d out of range (1..%d)", s.ChunkSize, wire.MaxData)
 	}
-	if _, err := digest.Parse(s.Digest); err != nil {
+	alg, err := digest.Parse(s.Digest)
+	if err != nil {
 		return fmt.Errorf("the sender asks for a digest this node does not compute: %w; run the same herd on both, or send with --digest sha256", err)
 	}
+	s.Digest = string(alg) // "" (a sender older than the field) is sha256
 	for i, f := range s.Files {
 		if f.Discard {
 			continue
@@ -714,8 +717,7 @@ func (n *Node) transfer(ctx context.Context, ctl *ctlConn, up *upstream, first d
 		stages = append(stages, f)
 	}
 	w := newWriter(s, depth, n.cfg.Stdout, n.cfg.NoSync || s.NoSync, n.cfg.Log)
-	alg, _ := digest.Parse(s.Digest) // checked at the set-up
-	hs := stream.NewHasher(depth, alg)
+	hs := stream.NewHasher(depth, digest.Alg(s.Digest)) // named by check
 	stages = append(stages, w, hs)
 
 	stop := make(chan struct{})

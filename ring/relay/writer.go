@@ -57,9 +57,8 @@ type writeResult struct {
 }
 
 func newWriter(s *wire.Setup, depth int, stdout io.Writer, noSync bool, log *slog.Logger) *writer {
-	alg, _ := digest.Parse(s.Digest) // checked at the set-up
 	w := &writer{
-		digest: alg,
+		digest: digest.Alg(s.Digest), // named by Node.check
 		in:     make(chan *stream.Chunk, depth), done: make(chan struct{}),
 		files: s.Files, stdout: stdout, noSync: noSync, verify: s.Verify, log: log,
 		results: make([]writeResult, len(s.Files)),
