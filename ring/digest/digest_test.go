@@ -58,16 +58,18 @@ func feed(h Hash, ops []op, rng *rand.Rand) []byte {
 	return data
 }
 
-// TestDigests: each algorithm's digest is that of the whole stream, however
-// it is cut into writes and holes: at leaf boundaries, across them, a hole
+// streamCase is a stream cut into writes and holes.
+type streamCase struct {
+	name string
+	ops  []op
+}
+
+// streamCases cut streams at leaf boundaries, across them, with a hole
 // that ends a leaf begun with data, a hole of whole leaves, a short last
-// leaf, the empty stream.
-func TestDigests(t *testing.T) {
+// leaf, and the empty stream.
+func streamCases() []streamCase {
 	L := LeafSize
-	cases := []struct {
-		name string
-		ops  []op
-	}{
+	return []streamCase{
 		{"empty", nil},
 		{"one byte", []op{{false, 1}}},
 		{"one leaf", []op{{false, L}}},
@@ -79,6 +81,12 @@ func TestDigests(t *testing.T) {
 		{"short hole at the end", []op{{false, L}, {true, 10}}},
 		{"zeros written as data equal a hole", []op{{false, 10}, {true, 2*L + 3}}},
 	}
+}
+
+// TestDigests: each algorithm's digest is that of the whole stream, however
+// it is cut into writes and holes (streamCases).
+func TestDigests(t *testing.T) {
+	cases := streamCases()
 	for _, a := range Algs {
 		for _, tc := range cases {
 			t.Run(string(a)+"/"+tc.name, func(t *testing.T) {

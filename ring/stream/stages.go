@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,19 +181,35 @@ type Sum struct {
 func (s Sum) Hex() string { return hex.EncodeToString(s.Digest) }
 
 // Hasher computes the digest of every file's stream (package digest),
-// holes as zeros, in a goroutine of its own.
+// holes as zeros, in a goroutine of its own. The tree digest's leaves are
+// hashed by up to HashWorkers goroutines besides (digest.Parallel): a
+// chunk goes back to its pool once they hashed it.
 type Hasher struct {
 	in   chan *Chunk
 	done chan struct{}
 
-	h    digest.Hash
+	h    digest.Hash      // SHA-256, or the tree on one core
+	p    *digest.Parallel // or the tree on several
 	mu   sync.Mutex
 	sums map[uint32]Sum
 }
 
+// HashWorkers is the number of goroutines that hash a tree digest's
+// leaves: one per core, up to four (about 14 GB/s, a 100 GbE link).
+func HashWorkers() int { return min(runtime.NumCPU(), 4) }
+
 // NewHasher starts a hasher computing alg with a queue of depth chunks.
 func NewHasher(depth int, alg digest.Alg) *Hasher {
-	h := &Hasher{in: make(chan *Chunk, depth), done: make(chan struct{}), h: digest.New(alg), sums: map[uint32]Sum{}}
+	return newHasher(depth, alg, HashWorkers())
+}
+
+func newHasher(depth int, alg digest.Alg, workers int) *Hasher {
+	h := &Hasher{in: make(chan *Chunk, depth), done: make(chan struct{}), sums: map[uint32]Sum{}}
+	if alg == digest.Tree && workers > 1 {
+		h.p = digest.NewParallel(workers)
+	} else {
+		h.h = digest.New(alg)
+	}
 	go h.run()
 	return h
 }
@@ -202,23 +219,52 @@ func (h *Hasher) In() chan<- *Chunk { return h.in }
 
 func (h *Hasher) run() {
 	defer close(h.done)
+	if h.p != nil {
+		defer h.p.Close()
+	}
 	for c := range h.in {
 		for i, s := range c.Segs {
 			switch s.H.Type {
 			case wire.TFileStart:
-				h.h.Reset()
+				h.reset()
 			case wire.TData:
-				h.h.Write(c.Payload(i))
+				if h.p != nil {
+					c.Hold() // until the leaf's worker hashed it
+					h.p.Write(c.Payload(i), c.Release)
+				} else {
+					h.h.Write(c.Payload(i))
+				}
 			case wire.THole:
-				h.h.Zeros(int64(s.H.Length))
+				if h.p != nil {
+					h.p.Zeros(int64(s.H.Length))
+				} else {
+					h.h.Zeros(int64(s.H.Length))
+				}
 			case wire.TFileEnd:
+				sum := h.sum()
 				h.mu.Lock()
-				h.sums[s.H.File] = Sum{Bytes: h.h.Len(), Digest: h.h.Sum(nil)}
+				h.sums[s.H.File] = sum
 				h.mu.Unlock()
 			}
 		}
 		c.Release()
 	}
+}
+
+func (h *Hasher) reset() {
+	if h.p != nil {
+		h.p.Reset()
+	} else {
+		h.h.Reset()
+	}
+}
+
+// sum is the digest of the file whose end came.
+func (h *Hasher) sum() Sum {
+	if h.p != nil {
+		return Sum{Bytes: h.p.Len(), Digest: h.p.Finish(nil)}
+	}
+	return Sum{Bytes: h.h.Len(), Digest: h.h.Sum(nil)}
 }
 
 // Close waits for the queued chunks to be hashed.

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -11,8 +12,7 @@ import (
 
 // The per-byte costs of a chunk on its way through a relay or the
 // sender, on herd's default chunk (-b 512K); MB/s is 10^6 bytes per
-// second. BLAKE3 (github.com/zeebo/blake3, issue 21's tree digest) is
-// not measured here: the module does not require it yet.
+// second.
 
 const benchChunk = 512 << 10
 
@@ -46,14 +46,19 @@ func BenchmarkSHA256(b *testing.B) {
 
 // BenchmarkHasher is the Hasher stage itself, on dense chunks and on
 // chunks that are one hole each, hand-offs and the sender's Segment
-// included.
+// included; the tree digest on one worker and on HashWorkers.
 func BenchmarkHasher(b *testing.B) {
 	for _, run := range []struct {
-		alg  digest.Alg
-		kind string
-	}{{digest.SHA256, "dense"}, {digest.SHA256, "zero"}, {digest.Tree, "dense"}, {digest.Tree, "zero"}} {
-		alg, kind := run.alg, run.kind
-		b.Run(string(alg)+"/"+kind, func(b *testing.B) {
+		alg     digest.Alg
+		kind    string
+		workers int
+	}{
+		{digest.SHA256, "dense", 1}, {digest.SHA256, "zero", 1},
+		{digest.Tree, "dense", 1}, {digest.Tree, "zero", 1},
+		{digest.Tree, "dense", HashWorkers()}, {digest.Tree, "zero", HashWorkers()},
+	} {
+		alg, kind, workers := run.alg, run.kind, run.workers
+		b.Run(fmt.Sprintf("%s/%s/workers=%d", alg, kind, workers), func(b *testing.B) {
 			pool := NewPool(8, benchChunk)
 			var all []*Chunk
 			for range pool.Cap() {
@@ -64,7 +69,7 @@ func BenchmarkHasher(b *testing.B) {
 			for _, c := range all {
 				Dispatch(c, nil)
 			}
-			h := NewHasher(4, alg)
+			h := newHasher(4, alg, workers)
 			b.SetBytes(benchChunk)
 			var off uint64
 			for b.Loop() {

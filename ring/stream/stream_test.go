@@ -1,10 +1,14 @@
 package stream
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
+	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/wire"
 )
 
@@ -80,5 +84,73 @@ func TestIsZero(t *testing.T) {
 	b[len(b)-1] = 1
 	if IsZero(b) {
 		t.Fatal("last byte missed")
+	}
+}
+
+// TestHasher: the Hasher stage gives each file the digest of its stream,
+// on one core or several (the tree's leaves hashed in parallel), with
+// chunks smaller and larger than a leaf that mix data and holes, and every
+// chunk is back in the pool once it is closed.
+func TestHasher(t *testing.T) {
+	for _, alg := range digest.Algs {
+		for _, workers := range []int{1, 2, 4} {
+			for _, chunk := range []int{64 << 10, 512 << 10, 3 << 20} {
+				t.Run(fmt.Sprintf("%s/workers=%d/chunk=%d", alg, workers, chunk), func(t *testing.T) {
+					testHasher(t, alg, workers, chunk)
+				})
+			}
+		}
+	}
+}
+
+func testHasher(t *testing.T, alg digest.Alg, workers, chunk int) {
+	ctx := context.Background()
+	pool := NewPool(4, chunk)
+	h := newHasher(2, alg, workers)
+	rng := rand.New(rand.NewPCG(uint64(chunk), 5))
+	// Three files: dense, with holes of whole leaves and blocks, and
+	// empty; sizes that end inside a leaf and a chunk.
+	sizes := []int{5*digest.LeafSize/2 + 123, 4*digest.LeafSize + 4096*3 + 1, 0}
+	var want [][]byte
+	for f, size := range sizes {
+		ctrl := func(typ wire.Type) {
+			c, _ := pool.Get(ctx)
+			c.Add(wire.Header{Type: typ, File: uint32(f)}, 0, 0)
+			Dispatch(c, []Stage{h})
+		}
+		ctrl(wire.TFileStart)
+		ref := digest.New(alg)
+		for off := 0; off < size; {
+			c, err := pool.Get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := min(chunk, size-off)
+			clear(c.Buf[:n])
+			if f == 0 || (off/digest.LeafSize)%3 == 0 {
+				for i := 0; i < n; i += 4096 * (1 + f) {
+					c.Buf[i] = byte(rng.Uint32() | 1)
+				}
+			}
+			c.Segment(uint32(f), uint64(off), n)
+			ref.Write(c.Buf[:n])
+			off += n
+			Dispatch(c, []Stage{h})
+		}
+		ctrl(wire.TFileEnd)
+		want = append(want, ref.Sum(nil))
+	}
+	h.Close()
+	for f, w := range want {
+		got, ok := h.Sum(uint32(f))
+		if !ok {
+			t.Fatalf("file %d: no digest", f)
+		}
+		if got.Bytes != int64(sizes[f]) || !bytes.Equal(got.Digest, w) {
+			t.Errorf("file %d: %d bytes %x, want %d bytes %x", f, got.Bytes, got.Digest, sizes[f], w)
+		}
+	}
+	if n := len(pool.free); n != pool.Cap() {
+		t.Errorf("%d of %d chunks back in the pool", n, pool.Cap())
 	}
 }

@@ -1,0 +1,232 @@
+package digest
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+
+	"github.com/zeebo/blake3"
+)
+
+// Parallel computes the tree digest of a stream with its leaves hashed
+// concurrently, each by one of its worker goroutines: leaf i by worker
+// i mod workers, in the order its bytes came. One core hashes BLAKE3 at
+// about 3.5 to 4 GB/s, as much as a 25 GbE link delivers and less than a
+// node also has to copy: several workers keep the hash off a node's
+// critical path on a machine with the cores to run them.
+//
+// The digest is Tree's, bit for bit. Unlike a Hash, Parallel does not
+// copy or finish with the bytes it is given before Write returns: it
+// calls Write's done once it has hashed them, and the caller must leave
+// them unchanged until then. Whole leaves of zeros are not handed to a
+// worker (their digest is ZeroLeaf). The methods are for one goroutine;
+// done runs on a worker's.
+type Parallel struct {
+	workers []chan piece
+	wg      sync.WaitGroup // the workers, until Close
+
+	leaf int64 // index of the current leaf
+	in   int64 // bytes of the current leaf so far
+	n    int64 // the stream's length so far
+
+	pending sync.WaitGroup // leaves sent to workers, not yet folded
+
+	mu   sync.Mutex
+	next int64                // the next leaf to fold into root
+	held map[int64][Size]byte // leaf digests that came before their turn
+	root *blake3.Hasher
+}
+
+// piece is part of one leaf for its worker: data (b), or zeros of a hole
+// (zeros), or neither; end says the leaf ends after it.
+type piece struct {
+	leaf  int64
+	b     []byte
+	zeros int64
+	end   bool
+	done  func()
+}
+
+// NewParallel starts a tree digest with workers goroutines (at least 1);
+// Close stops them.
+func NewParallel(workers int) *Parallel {
+	p := &Parallel{held: map[int64][Size]byte{}, root: blake3.NewDeriveKey(RootContext)}
+	for range max(workers, 1) {
+		ch := make(chan piece, 16)
+		p.workers = append(p.workers, ch)
+		p.wg.Add(1)
+		go p.work(ch)
+	}
+	return p
+}
+
+// Workers is the number of worker goroutines.
+func (p *Parallel) Workers() int { return len(p.workers) }
+
+// Write adds b to the stream and calls done (if not nil) once, after the
+// last of b was hashed. b must not change until then.
+func (p *Parallel) Write(b []byte, done func()) {
+	if len(b) == 0 {
+		if done != nil {
+			done()
+		}
+		return
+	}
+	// One call of done after every piece: a count when b spans leaves.
+	if done != nil && int64(len(b)) > LeafSize-p.in {
+		var left atomic.Int64
+		left.Store(1 + (int64(len(b))-(LeafSize-p.in)+LeafSize-1)/LeafSize)
+		d := done
+		done = func() {
+			if left.Add(-1) == 0 {
+				d()
+			}
+		}
+	}
+	for len(b) > 0 {
+		k := min(int64(len(b)), LeafSize-p.in)
+		p.in += k
+		p.n += k
+		p.send(piece{b: b[:k], end: p.in == LeafSize, done: done})
+		b = b[k:]
+	}
+}
+
+// Zeros adds n zero bytes (a hole) to the stream. A whole leaf of them
+// costs nothing.
+func (p *Parallel) Zeros(n int64) {
+	for n > 0 {
+		k := min(n, LeafSize-p.in)
+		n -= k
+		p.n += k
+		if p.in == 0 && k == LeafSize {
+			p.pending.Add(1)
+			p.fold(p.leaf, ZeroLeaf)
+			p.leaf++
+			continue
+		}
+		p.in += k
+		p.send(piece{zeros: k, end: p.in == LeafSize})
+	}
+}
+
+// send hands pc to the current leaf's worker, which is told about the
+// leaf when its first piece comes, and moves on to the next leaf after
+// the last.
+func (p *Parallel) send(pc piece) {
+	if p.in == int64(len(pc.b))+pc.zeros { // the leaf's first piece
+		p.pending.Add(1)
+	}
+	pc.leaf = p.leaf
+	p.workers[p.leaf%int64(len(p.workers))] <- pc
+	if pc.end {
+		p.leaf++
+		p.in = 0
+	}
+}
+
+// work hashes the pieces of its leaves, one leaf at a time.
+func (p *Parallel) work(ch <-chan piece) {
+	defer p.wg.Done()
+	h := blake3.New()
+	var in, zin int64
+	var buf [Size]byte
+	for pc := range ch {
+		switch {
+		case len(pc.b) > 0:
+			if zin > 0 {
+				writeZeros(h, zin)
+				zin = 0
+			}
+			h.Write(pc.b)
+			in += int64(len(pc.b))
+		case pc.zeros > 0 && zin == in:
+			zin += pc.zeros
+			in += pc.zeros
+		case pc.zeros > 0:
+			writeZeros(h, pc.zeros)
+			in += pc.zeros
+		}
+		if pc.done != nil {
+			pc.done()
+		}
+		if !pc.end {
+			continue
+		}
+		var d [Size]byte
+		switch {
+		case zin == LeafSize:
+			d = ZeroLeaf
+		default:
+			if zin > 0 {
+				writeZeros(h, zin)
+			}
+			h.Sum(buf[:0])
+			d = buf
+		}
+		p.fold(pc.leaf, d)
+		h.Reset()
+		in, zin = 0, 0
+	}
+}
+
+// fold adds leaf i's digest to the root in its turn: now, or once the
+// leaves before it are in.
+func (p *Parallel) fold(i int64, d [Size]byte) {
+	p.mu.Lock()
+	p.held[i] = d
+	for {
+		d, ok := p.held[p.next]
+		if !ok {
+			break
+		}
+		delete(p.held, p.next)
+		p.root.Write(d[:])
+		p.next++
+		p.pending.Done()
+	}
+	p.mu.Unlock()
+}
+
+// Finish ends the stream: it waits until every leaf is hashed and
+// appends the stream's digest to b. Call Reset before writing another
+// stream.
+func (p *Parallel) Finish(b []byte) []byte {
+	if p.in > 0 {
+		p.send(piece{end: true})
+	}
+	p.pending.Wait()
+	var l [8]byte
+	binary.LittleEndian.PutUint64(l[:], uint64(p.n))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.root.Clone()
+	r.Write(l[:])
+	return r.Sum(b)
+}
+
+// Reset starts a new stream once the current one's leaves are hashed.
+func (p *Parallel) Reset() {
+	if p.in > 0 {
+		p.send(piece{end: true})
+	}
+	p.pending.Wait()
+	p.mu.Lock()
+	p.root.Reset()
+	p.next = 0
+	clear(p.held)
+	p.mu.Unlock()
+	p.leaf, p.in, p.n = 0, 0, 0
+}
+
+// Len is the stream's length so far.
+func (p *Parallel) Len() int64 { return p.n }
+
+// Close waits for the workers to hash what they were given and stops
+// them.
+func (p *Parallel) Close() {
+	for _, ch := range p.workers {
+		close(ch)
+	}
+	p.wg.Wait()
+}
