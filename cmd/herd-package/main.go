@@ -276,7 +276,7 @@ func packageFormat(c config, format, version string, contents files.Contents, no
 		Description: "install and refresh Linux clusters over the network\n" +
 			"herd PXE-boots every node into its agent, streams stage2 or whole-disk\n" +
 			"images through a dolly-style TCP ring (chain or tree, dead nodes bypassed,\n" +
-			"SHA-256 verified per node), writes them to the nodes' disks, customizes\n" +
+			"verified per node), writes them to the nodes' disks, customizes\n" +
 			"each installed system and boots it. It drives the nodes' BMCs (IPMI,\n" +
 			"Redfish) and takes dolly's and dolly+'s command lines.",
 		MTime: now,

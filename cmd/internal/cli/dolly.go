@@ -49,7 +49,8 @@ differs on purpose:
   - a client that cannot be reached is reported failed (and taken back if
     it answers during the session), not left out of the ring silently;
   - a client that stops is bypassed, not waited for; every client hashes
-    what it wrote (SHA-256) and is done only once the server verified it;
+    what it wrote (the tree digest, or SHA-256 with --digest sha256) and is
+    done only once the server verified it;
   - a server killed and started again with the same command resumes the
     session (--state, --fresh);
   - -a 0 waits forever (dolly 0.72 refuses it); -O with a relative path is

@@ -114,7 +114,9 @@ every output -- it writes nothing yet. Nodes that cannot be reached or
 refuse are reported failed; the others are linked into a chain (or a tree
 with --fanout) and the inputs are read once and streamed through it. Every
 node writes the stream and forwards it at the same time, computes the
-SHA-256 of what it wrote and reports it; herd send compares it with its own.
+digest of what it wrote (--digest: the tree digest, BLAKE3 over 1 MiB
+leaves, by default; or SHA-256) and reports it; herd send compares it with
+its own.
 
 Failures: a node that resets or makes no progress for --bypass-timeout is
 bypassed (its upstream feeds the next node from where that one is) and
@@ -402,7 +404,8 @@ const recvUsage = `Usage: herd recv [OPTIONS]
 Be a ring node: wait for a sender (herd send, dolly -s, dollyS) on the
 control port, check the outputs it asks for, receive the stream on the data
 port from the previous node while writing it, hashing it and forwarding it
-to the next node(s), then report the SHA-256 of every file written.
+to the next node(s), then report the digest of every file written (the
+one the sender names: the tree digest or SHA-256).
 
 A node finds itself in the sender's host list by the address the sender
 reached it on (or --listen), then its interface addresses, then MYNODENAME,

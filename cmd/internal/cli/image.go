@@ -26,7 +26,7 @@ Build, capture and inspect whole-disk images.
   build    build a Debian 12 golden image (BIOS and UEFI) with mmdebstrap
   golden   build a small bootable golden image (no root, no loop devices)
   capture  read a golden node's disk (or an image file) into IMAGE.zst
-  info     print an image's size, data size, SHA-256 and partition table
+  info     print an image's size, data size, digests and partition table
 
 Send an image with 'herd send --file "golden.img.zst >> /dev/vda"' (cooked:
 each node decodes it while writing) or 'herd send -I golden.img -O /dev/vda'
@@ -311,12 +311,13 @@ herd's initramfs); --force captures anyway. An existing output is
 refused unless --force.
 
 Output: size, data size (bytes the ring sends as data: 4 KiB blocks that
-are not all zeros), SHA-256 of the uncompressed image (what every node
-reports after writing it), compressed size and time.
+are not all zeros), SHA-256 and tree digest of the uncompressed image
+(what every node reports after writing it, under --digest sha256 and
+tree), compressed size and time.
 
 Beside IMAGE.zst goes its digest cache, IMAGE.zst.herd-digest: the
-SHA-256 of the file and of the decoded image with the file's size, times
-and inode. herd send and serve take the digest from there instead of
+SHA-256 of the file, the SHA-256 and tree digest of the decoded image, and
+the file's size, times and inode. herd send and serve take the digest from there instead of
 hashing (or decoding) the image again while they send it, as long as the
 file is unchanged (--no-digest-cache hashes anyway).
 
@@ -381,7 +382,11 @@ name). A compressed image is decoded as ring nodes decode it ('>>').
   data        bytes the ring sends as data: 4 KiB blocks that are not all
               zeros (the rest travels as holes)
   sha256      of the decoded image: what every node reports after
-              writing it
+              writing it under --digest sha256, and what sha256sum
+              prints for a raw image
+  tree        herd's tree digest of the decoded image (BLAKE3 over
+              1 MiB leaves): what every node reports under --digest
+              tree, the default
   partitions  the MBR partition table (primary and logical): number,
               bootable flag, start sector, sectors, size, type; for a
               GPT disk, the GUID partition table (number, start sector,
