@@ -2,6 +2,7 @@ package digest
 
 import (
 	"encoding/binary"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -46,6 +47,14 @@ type piece struct {
 	end   bool
 	done  func()
 }
+
+// Workers is the number of goroutines a node gives a tree digest's
+// leaves: one for every two cores, the other half being for the copies
+// (socket reads, writes to the disk and downstream) and the kernel, and
+// up to four (about 14 GB/s, a 100 GbE link). On two cores one hasher
+// keeps up, and a second one only adds hand-offs (loopback, 1 GiB: node
+// 1.015 CPU-s/GiB with one, 1.050 with two).
+func Workers() int { return max(min(runtime.NumCPU()/2, 4), 1) }
 
 // NewParallel starts a tree digest with workers goroutines (at least 1);
 // Close stops them.

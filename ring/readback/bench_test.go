@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/herdproject/herd/ring/digest"
 )
 
 // Read-back throughput (docs/readback.md):
@@ -18,8 +20,11 @@ import (
 // HERD_READBACK_BENCH_DIR the directory of the "file" and "loop"
 // sub-benchmarks' file (default a temporary directory: /tmp). The "loop"
 // one (root) reads a loop device with direct I/O over that file, "tmpfs" a
-// file in /dev/shm, "sha256" hashes from memory: the CPU's ceiling.
+// file in /dev/shm, "sha256" hashes from memory: the CPU's ceiling. All
+// of them read back with SHA-256; "tmpfs-tree-N" reads the tmpfs file
+// with the tree digest on N workers.
 func BenchmarkDigest(b *testing.B) {
+	top := b
 	size := int64(256) << 20
 	if v := os.Getenv("HERD_READBACK_BENCH_SIZE"); v != "" {
 		mib, err := strconv.ParseInt(v, 10, 64)
@@ -43,29 +48,41 @@ func BenchmarkDigest(b *testing.B) {
 	})
 	b.Run("file", func(b *testing.B) {
 		path := benchFile(b, dir, size)
-		benchDigest(b, path, size)
+		benchDigest(b, path, size, Options{})
 	})
-	b.Run("tmpfs", func(b *testing.B) {
-		shm, err := os.MkdirTemp("/dev/shm", "readback-bench-")
-		if err != nil {
-			b.Skipf("no tmpfs at /dev/shm: %v", err)
+	var shmFile string // made by the first tmpfs sub-benchmark that runs
+	tmpfs := func(b *testing.B) string {
+		if shmFile == "" {
+			shm, err := os.MkdirTemp("/dev/shm", "readback-bench-")
+			if err != nil {
+				b.Skipf("no tmpfs at /dev/shm: %v", err)
+			}
+			top.Cleanup(func() { os.RemoveAll(shm) })
+			shmFile = benchFile(top, shm, size)
 		}
-		b.Cleanup(func() { os.RemoveAll(shm) })
-		benchDigest(b, benchFile(b, shm, size), size)
+		return shmFile
+	}
+	b.Run("tmpfs", func(b *testing.B) {
+		benchDigest(b, tmpfs(b), size, Options{})
 	})
+	for _, w := range []int{1, 2} {
+		b.Run("tmpfs-tree-"+strconv.Itoa(w), func(b *testing.B) {
+			benchDigest(b, tmpfs(b), size, Options{Digest: digest.Tree, Workers: w})
+		})
+	}
 	b.Run("loop", func(b *testing.B) {
 		if os.Geteuid() != 0 {
 			b.Skip("needs root")
 		}
-		benchDigest(b, attachLoop(b, benchFile(b, dir, size), "on"), size)
+		benchDigest(b, attachLoop(b, benchFile(b, dir, size), "on"), size, Options{})
 	})
 }
 
-func benchDigest(b *testing.B, path string, size int64) {
+func benchDigest(b *testing.B, path string, size int64, opts Options) {
 	b.SetBytes(size)
 	var method string
 	for b.Loop() {
-		res, err := Digest(context.Background(), path, size, Options{})
+		res, err := Digest(context.Background(), path, size, opts)
 		if err != nil {
 			b.Fatal(err)
 		}

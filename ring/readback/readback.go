@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -54,7 +55,8 @@ var ErrUnsupported = errors.New("neither a regular file nor a block device: noth
 type Options struct {
 	// ChunkSize is the size of each read in bytes, rounded up to a
 	// multiple of the block size; 0 means DefaultChunkSize. Two chunks are
-	// in memory at a time: one being read, one being hashed.
+	// in memory at a time, one being read, one being hashed; with
+	// workers, one more for each.
 	ChunkSize int
 	// Split, when > 0, reads dolly's split output ("outfile X split
 	// SIZE", sink.Options.Split): path_0, path_1, ... of Split bytes each
@@ -62,10 +64,17 @@ type Options struct {
 	// and hashes their concatenation.
 	Split int64
 	// Progress, when set, is called from Digest's goroutine after each
-	// chunk with the number of bytes hashed so far (all parts together).
+	// chunk with the number of bytes read back so far (all parts
+	// together), holes included: bytes hashed, or handed to the workers.
 	Progress func(done int64)
 	// Digest is the algorithm; "" is digest.SHA256.
 	Digest digest.Alg
+	// Workers is the number of goroutines that hash the tree digest's
+	// leaves (digest.Parallel) while the next chunks are read: 0 means
+	// digest.Workers(). A disk that reads faster than one core hashes
+	// (NVMe: several GB/s) is then read back at its own speed. SHA-256
+	// is hashed by one.
+	Workers int
 }
 
 // Result is what Digest read.
@@ -119,9 +128,19 @@ func Digest(ctx context.Context, path string, size int64, opts Options) (Result,
 		return Result{}, &Error{Path: path, Offset: -1, Err: fmt.Errorf("length %d unknown", size)}
 	}
 	start := time.Now()
-	d := &digester{h: digest.New(opts.Digest), chunk: opts.ChunkSize, progress: opts.Progress, method: MethodDirect}
+	d := &digester{chunk: opts.ChunkSize, progress: opts.Progress, method: MethodDirect}
 	if d.chunk <= 0 {
 		d.chunk = DefaultChunkSize
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = digest.Workers()
+	}
+	if opts.Digest == digest.Tree && workers > 1 {
+		d.p = digest.NewParallel(workers)
+		defer d.p.Close()
+	} else {
+		d.h = digest.New(opts.Digest)
 	}
 	if opts.Split <= 0 {
 		if err := d.file(ctx, path, size, true); err != nil {
@@ -134,18 +153,25 @@ func Digest(ctx context.Context, path string, size int64, opts Options) (Result,
 			}
 		}
 	}
-	return Result{Digest: d.h.Sum(nil), Bytes: size, Holes: d.holes, Method: d.method, Elapsed: time.Since(start)}, nil
+	var sum []byte
+	if d.p != nil {
+		sum = d.p.Finish(nil)
+	} else {
+		sum = d.h.Sum(nil)
+	}
+	return Result{Digest: sum, Bytes: size, Holes: d.holes, Method: d.method, Elapsed: time.Since(start)}, nil
 }
 
 // digester hashes the files of one Digest call in order.
 type digester struct {
-	h        digest.Hash
+	h        digest.Hash      // SHA-256, or the tree on one goroutine
+	p        *digest.Parallel // or the tree on several
 	chunk    int
 	progress func(int64)
 	done     int64 // bytes hashed, all files
 	holes    int64 // of which holes, not read
 	method   string
-	bufs     [2][]byte // allocated on first use, kept across files
+	bufs     [][]byte // allocated on first use, kept across files
 }
 
 // errDirectRefused is read's report that the first O_DIRECT read failed
@@ -295,12 +321,24 @@ func (d *digester) read(ctx context.Context, f *os.File, path string, n, align i
 		return nil
 	}
 	chunk := (int64(d.chunk) + align - 1) / align * align
-	if len(d.bufs[0]) < int(chunk) {
-		d.bufs = [2][]byte{alignedBuf(int(chunk)), alignedBuf(int(chunk))}
+	nbuf := 2
+	if d.p != nil {
+		nbuf += d.p.Workers()
 	}
-	free := make(chan []byte, 2)
-	free <- d.bufs[0][:chunk]
-	free <- d.bufs[1][:chunk]
+	if len(d.bufs) < nbuf || len(d.bufs[0]) < int(chunk) {
+		d.bufs = make([][]byte, nbuf)
+		for i := range d.bufs {
+			d.bufs[i] = alignedBuf(int(chunk))
+		}
+	}
+	free := make(chan []byte, nbuf)
+	for _, b := range d.bufs {
+		free <- b[:chunk]
+	}
+	// hashing counts the buffers the workers still hash: the next file's
+	// reads must not overwrite them.
+	var hashing sync.WaitGroup
+	defer hashing.Wait()
 	full := make(chan piece, 2)
 	stop := make(chan struct{})
 	go func() {
@@ -360,14 +398,25 @@ func (d *digester) read(ctx context.Context, f *os.File, path string, n, align i
 			if p.err != nil {
 				return p.err
 			}
-			if p.hole > 0 {
+			switch {
+			case p.hole > 0 && d.p != nil:
+				d.p.Zeros(p.hole)
+			case p.hole > 0:
 				d.h.Zeros(p.hole)
-				d.done += p.hole
-				d.holes += p.hole
-			} else {
+			case d.p != nil:
+				buf := p.buf
+				hashing.Add(1)
+				d.p.Write(buf, func() {
+					free <- buf[:cap(buf)]
+					hashing.Done()
+				})
+			default:
 				d.h.Write(p.buf)
-				d.done += int64(len(p.buf))
 				free <- p.buf[:cap(p.buf)]
+			}
+			d.done += p.hole + int64(len(p.buf))
+			if p.hole > 0 {
+				d.holes += p.hole
 			}
 			if d.progress != nil {
 				d.progress(d.done)

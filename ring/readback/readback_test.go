@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,15 +141,19 @@ func TestDigestHoles(t *testing.T) {
 	first, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_DATA)
 	f.Close()
 	holey := err == nil && first > 0
-	for _, alg := range digest.Algs {
-		res, err := Digest(context.Background(), path, size, Options{Digest: alg, ChunkSize: 1 << 20})
+	for _, run := range []struct {
+		alg     digest.Alg
+		workers int
+	}{{digest.SHA256, 1}, {digest.Tree, 1}, {digest.Tree, 3}} {
+		alg := run.alg
+		res, err := Digest(context.Background(), path, size, Options{Digest: alg, ChunkSize: 1 << 20, Workers: run.workers})
 		if err != nil {
 			t.Fatal(err)
 		}
 		h := digest.New(alg)
 		h.Write(want)
 		if w := h.Sum(nil); !bytes.Equal(res.Digest, w) {
-			t.Errorf("%s: %x, want %x", alg, res.Digest, w)
+			t.Errorf("%s on %d workers: %x, want %x", alg, run.workers, res.Digest, w)
 		}
 		if res.Bytes != size {
 			t.Errorf("%s: Bytes %d, want %d", alg, res.Bytes, size)
@@ -226,6 +231,42 @@ func TestDigestSplit(t *testing.T) {
 			t.Fatalf("%d bytes: %v", n, err)
 		}
 		checkDigest(t, res, b)
+	}
+}
+
+// TestDigestParallel: the tree digest hashed by several workers while the
+// next chunks are read is the file's, with chunks smaller and larger than
+// a leaf, and across the parts of a split output (a part's buffers are
+// hashed before the next part's reads reuse them).
+func TestDigestParallel(t *testing.T) {
+	tree := func(b []byte) []byte {
+		h := digest.New(digest.Tree)
+		h.Write(b)
+		return h.Sum(nil)
+	}
+	for _, n := range []int{0, 1, 4097, 5<<20 + 3} {
+		b := randomBytes(n, uint64(n)+20)
+		path := writeFile(t, "out", b)
+		for _, chunk := range []int{4096, 10000, 3 << 20} {
+			for _, split := range []int64{0, 1 << 20, 1<<20 + 512} {
+				base := path
+				if split > 0 {
+					base = filepath.Join(t.TempDir(), "img")
+					for i, off := 0, 0; i == 0 || off < n; i, off = i+1, off+int(split) {
+						if err := os.WriteFile(fmt.Sprintf("%s_%d", base, i), b[off:min(off+int(split), n)], 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				res, err := Digest(context.Background(), base, int64(n), Options{Digest: digest.Tree, ChunkSize: chunk, Split: split, Workers: 3})
+				if err != nil {
+					t.Fatalf("%d bytes, chunk %d, split %d: %v", n, chunk, split, err)
+				}
+				if w := tree(b); !bytes.Equal(res.Digest, w) || res.Bytes != int64(n) {
+					t.Errorf("%d bytes, chunk %d, split %d: %d bytes %x, want %x", n, chunk, split, res.Bytes, res.Digest, w)
+				}
+			}
+		}
 	}
 }
 

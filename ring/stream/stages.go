@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,7 +181,8 @@ func (s Sum) Hex() string { return hex.EncodeToString(s.Digest) }
 
 // Hasher computes the digest of every file's stream (package digest),
 // holes as zeros, in a goroutine of its own. The tree digest's leaves are
-// hashed by up to HashWorkers goroutines besides (digest.Parallel): a
+// hashed by digest.Workers goroutines besides (digest.Parallel) on a
+// machine of four cores or more: a
 // chunk goes back to its pool once they hashed it.
 type Hasher struct {
 	in   chan *Chunk
@@ -194,17 +194,9 @@ type Hasher struct {
 	sums map[uint32]Sum
 }
 
-// HashWorkers is the number of goroutines that hash a tree digest's
-// leaves: one for every two cores, the other half being for the copies
-// (socket reads, writes to the disk and downstream) and the kernel, and
-// up to four (about 14 GB/s, a 100 GbE link). On two cores one hasher
-// keeps up, and a second one only adds hand-offs (loopback, 1 GiB: node
-// 1.015 CPU-s/GiB with one, 1.050 with two).
-func HashWorkers() int { return max(min(runtime.NumCPU()/2, 4), 1) }
-
 // NewHasher starts a hasher computing alg with a queue of depth chunks.
 func NewHasher(depth int, alg digest.Alg) *Hasher {
-	return newHasher(depth, alg, HashWorkers())
+	return newHasher(depth, alg, digest.Workers())
 }
 
 func newHasher(depth int, alg digest.Alg, workers int) *Hasher {
