@@ -140,7 +140,7 @@ func Capture(ctx context.Context, opts CaptureOptions) (*CaptureResult, error) {
 		}
 	}()
 	fh, ft := digest.New(digest.SHA256), digest.New(digest.Tree)
-	cw := &iocount.Writer{W: io.MultiWriter(tmp, fh, ft)}
+	cw := &iocount.Writer{W: io.MultiWriter(tmp, digest.Concurrent{fh, ft})}
 	level := opts.Level
 	if level == 0 {
 		level = zstd.SpeedDefault

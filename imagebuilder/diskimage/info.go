@@ -328,6 +328,7 @@ func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (
 		return sink.Result{}, nil, nil, err
 	}
 	fh, ft := digest.New(digest.SHA256), digest.New(digest.Tree)
+	both := digest.Concurrent{fh, ft}
 	buf := make([]byte, readBuf)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -336,8 +337,7 @@ func decode(ctx context.Context, f *os.File, format, path string, sc *scanner) (
 		}
 		n, rerr := f.Read(buf)
 		if n > 0 {
-			fh.Write(buf[:n])
-			ft.Write(buf[:n])
+			both.Write(buf[:n])
 			if _, err := s.Write(buf[:n]); err != nil {
 				s.Abort()
 				return sink.Result{}, nil, nil, fmt.Errorf("decode %s: %w", path, err)

@@ -139,8 +139,9 @@ func segment(p []byte, dst blockSink) error {
 // feed it exactly as it feeds a ring node's output.
 type scanner struct {
 	pos, data int64
-	h         digest.Hash // SHA-256; nil: the decoder hashes
-	tree      digest.Hash // the tree digest; nil: not wanted
+	h         digest.Hash       // SHA-256; nil: the decoder hashes
+	tree      digest.Hash       // the tree digest; nil: not wanted
+	hashes    digest.Concurrent // those of h and tree that are wanted
 
 	head     []byte // the image's first HeadBytes (fewer if it is shorter)
 	limit    int64  // > 0: Write and Zero return errHeadRead from this offset on
@@ -154,21 +155,18 @@ func newScanner(sha, tree bool) *scanner {
 	s := &scanner{head: make([]byte, 0, SectorSize)}
 	if sha {
 		s.h = digest.New(digest.SHA256)
+		s.hashes = append(s.hashes, s.h)
 	}
 	if tree {
 		s.tree = digest.New(digest.Tree)
+		s.hashes = append(s.hashes, s.tree)
 	}
 	return s
 }
 
 // Write takes data bytes.
 func (s *scanner) Write(p []byte) (int, error) {
-	if s.h != nil {
-		s.h.Write(p)
-	}
-	if s.tree != nil {
-		s.tree.Write(p)
-	}
+	s.hashes.Write(p)
 	s.observe(p, int64(len(p)))
 	s.data += int64(len(p))
 	s.pos += int64(len(p))
@@ -191,12 +189,7 @@ func (s *scanner) Zero(n int64) error {
 	if n < 0 {
 		return fmt.Errorf("negative hole length %d", n)
 	}
-	if s.h != nil {
-		s.h.Zeros(n)
-	}
-	if s.tree != nil {
-		s.tree.Zeros(n)
-	}
+	s.hashes.Zeros(n)
 	s.observe(nil, n)
 	s.pos += n
 	return s.enough()

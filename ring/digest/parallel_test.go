@@ -140,3 +140,26 @@ func BenchmarkParallel(b *testing.B) {
 		})
 	}
 }
+
+// TestConcurrent: every hash fed through Concurrent gets the whole stream,
+// writes large and small, holes included.
+func TestConcurrent(t *testing.T) {
+	data := pattern(3*LeafSize + 77)
+	clear(data[LeafSize : 2*LeafSize])
+	for _, n := range []int{0, 1, 2, 3} {
+		var c Concurrent
+		for i := range n {
+			c = append(c, New(Algs[i%len(Algs)]))
+		}
+		c.Write(data[:100])                      // small: one after the other
+		c.Write(data[100:LeafSize])              // large: side by side
+		c.Zeros(LeafSize)                        // the hole
+		c.Write(data[2*LeafSize : 2*LeafSize+5]) // small again
+		c.Write(data[2*LeafSize+5:])
+		for i, h := range c {
+			if got, w := h.Sum(nil), want(Algs[i%len(Algs)], data); !bytes.Equal(got, w) {
+				t.Errorf("%d hashes: hash %d (%s): %x, want %x", n, i, Algs[i%len(Algs)], got, w)
+			}
+		}
+	}
+}
