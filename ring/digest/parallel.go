@@ -30,12 +30,19 @@ type Parallel struct {
 	in   int64 // bytes of the current leaf so far
 	n    int64 // the stream's length so far
 
-	pending sync.WaitGroup // leaves sent to workers, not yet folded
+	pending sync.WaitGroup // leaves (runs of them) not yet folded
 
 	mu   sync.Mutex
-	next int64                // the next leaf to fold into root
-	held map[int64][Size]byte // leaf digests that came before their turn
+	next int64         // the next leaf to fold into root
+	held map[int64]run // leaf digests that came before their turn
 	root *blake3.Hasher
+}
+
+// run is n leaves in a row with digest d: one leaf, or a hole's zero
+// leaves, however many, in one entry.
+type run struct {
+	d [Size]byte
+	n int64
 }
 
 // piece is part of one leaf for its worker: data (b), or zeros of a hole
@@ -59,7 +66,7 @@ func Workers() int { return max(min(runtime.NumCPU()/2, 4), 1) }
 // NewParallel starts a tree digest with workers goroutines (at least 1);
 // Close stops them.
 func NewParallel(workers int) *Parallel {
-	p := &Parallel{held: map[int64][Size]byte{}, root: blake3.NewDeriveKey(RootContext)}
+	p := &Parallel{held: map[int64]run{}, root: blake3.NewDeriveKey(RootContext)}
 	for range max(workers, 1) {
 		ch := make(chan piece, 16)
 		p.workers = append(p.workers, ch)
@@ -101,19 +108,22 @@ func (p *Parallel) Write(b []byte, done func()) {
 	}
 }
 
-// Zeros adds n zero bytes (a hole) to the stream. A whole leaf of them
-// costs nothing.
+// Zeros adds n zero bytes (a hole) to the stream. Whole leaves of them
+// cost nothing, and take one entry of memory until their turn to be
+// folded comes, however many there are.
 func (p *Parallel) Zeros(n int64) {
 	for n > 0 {
+		if k := n / LeafSize; p.in == 0 && k > 0 {
+			p.pending.Add(1)
+			p.fold(p.leaf, run{ZeroLeaf, k})
+			p.leaf += k
+			p.n += k * LeafSize
+			n -= k * LeafSize
+			continue
+		}
 		k := min(n, LeafSize-p.in)
 		n -= k
 		p.n += k
-		if p.in == 0 && k == LeafSize {
-			p.pending.Add(1)
-			p.fold(p.leaf, ZeroLeaf)
-			p.leaf++
-			continue
-		}
 		p.in += k
 		p.send(piece{zeros: k, end: p.in == LeafSize})
 	}
@@ -173,25 +183,27 @@ func (p *Parallel) work(ch <-chan piece) {
 			h.Sum(buf[:0])
 			d = buf
 		}
-		p.fold(pc.leaf, d)
+		p.fold(pc.leaf, run{d, 1})
 		h.Reset()
 		in, zin = 0, 0
 	}
 }
 
-// fold adds leaf i's digest to the root in its turn: now, or once the
-// leaves before it are in.
-func (p *Parallel) fold(i int64, d [Size]byte) {
+// fold adds the digests of the leaves from i on (r) to the root in their
+// turn: now, or once the leaves before them are in.
+func (p *Parallel) fold(i int64, r run) {
 	p.mu.Lock()
-	p.held[i] = d
+	p.held[i] = r
 	for {
-		d, ok := p.held[p.next]
+		r, ok := p.held[p.next]
 		if !ok {
 			break
 		}
 		delete(p.held, p.next)
-		p.root.Write(d[:])
-		p.next++
+		for range r.n {
+			p.root.Write(r.d[:])
+		}
+		p.next += r.n
 		p.pending.Done()
 	}
 	p.mu.Unlock()

@@ -163,3 +163,28 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestParallelHugeHole: a terabyte hole behind a leaf still being hashed
+// waits for its turn as one entry, not a million, and gives Tree's digest.
+func TestParallelHugeHole(t *testing.T) {
+	p := NewParallel(2)
+	defer p.Close()
+	hold := make(chan struct{})
+	data := pattern(LeafSize)
+	p.Write(data, func() { <-hold }) // the worker waits here, its leaf not folded
+	const hole = 1 << 40
+	p.Zeros(hole)
+	p.mu.Lock()
+	held := len(p.held)
+	p.mu.Unlock()
+	close(hold)
+	if held > 1 {
+		t.Errorf("%d entries wait for the first leaf, want 1 (the hole's run)", held)
+	}
+	want := New(Tree)
+	want.Write(data)
+	want.Zeros(hole)
+	if got, w := p.Finish(nil), want.Sum(nil); !bytes.Equal(got, w) {
+		t.Fatalf("%x, want %x", got, w)
+	}
+}
