@@ -335,30 +335,60 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 	if s.cfg.Activate {
 		pokeReport(ctx, s.reportAddr(i))
 	}
-	conn, err := s.dialControl(ctx, i)
-	if err != nil {
-		s.setJoinable(i, true)
-		return err
-	}
-	nc := &nodeConn{i: i, conn: conn}
-	s.mu.Lock()
-	s.ctl[i] = nc
-	s.mu.Unlock()
-	// An interrupt during set-up must not wait out the read deadlines.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
 	wait := 60 * time.Second
 	if s.cfg.Timeout > 0 {
 		wait = s.cfg.Timeout
 	}
-	r, err := s.handshakeNode(nc, setup, wait)
-	if err != nil {
-		return err
+	busySince := time.Time{}
+	for {
+		conn, err := s.dialControl(ctx, i)
+		if err != nil {
+			s.setJoinable(i, true)
+			return err
+		}
+		nc := &nodeConn{i: i, conn: conn}
+		s.mu.Lock()
+		s.ctl[i] = nc
+		s.mu.Unlock()
+		// An interrupt during set-up must not wait out the read deadlines.
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		r, err := s.handshakeNode(nc, setup, wait)
+		stop()
+		if err == nil {
+			s.setState(i, StateReady, "")
+			s.logf("Host ready '%s' (%s).", h.Name, r.Name)
+			return nil
+		}
+		conn.Close()
+		// A node still ending its last session (the one just before,
+		// or one a --fresh sender dropped) is free within moments: ask
+		// again for a while before it counts as failed.
+		var pe *wire.PeerError
+		if !errors.As(err, &pe) || pe.Reason != relay.ReasonBusy || ctx.Err() != nil {
+			return err
+		}
+		if busySince.IsZero() {
+			busySince = time.Now()
+			s.logf("node %s: busy with another session; asking again for up to %v", h.Name, busyWait)
+		}
+		if time.Since(busySince) >= busyWait {
+			return fmt.Errorf("%w (still, after %v)", err, busyWait)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(busyEvery):
+		}
 	}
-	s.setState(i, StateReady, "")
-	s.logf("Host ready '%s' (%s).", h.Name, r.Name)
-	return nil
 }
+
+// A node that answers set-up with relay.ReasonBusy is asked again every
+// busyEvery for busyWait: one that is ending its last session is free
+// within moments, one in another sender's session stays busy.
+const (
+	busyWait  = 10 * time.Second
+	busyEvery = 250 * time.Millisecond
+)
 
 // reportAddr is node i's report address.
 func (s *session) reportAddr(i int) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/herdproject/herd/ring/plan"
 	"github.com/herdproject/herd/ring/relay"
 	"github.com/herdproject/herd/ring/sender"
+	"github.com/herdproject/herd/ring/wire"
 )
 
 // Ports of this package's nodes, on 127.0.4.x, apart from other packages'.
@@ -201,5 +202,66 @@ func TestSessionDigests(t *testing.T) {
 	var se *sender.SetupError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), `unknown digest "md5"`) {
 		t.Errorf("--digest md5: %v", err)
+	}
+}
+
+// TestBusyNode: a node that answers set-up with "busy" (still ending its
+// last session: the one just before, or one a --fresh sender dropped) is
+// asked again until it takes the session, instead of being failed at once.
+func TestBusyNode(t *testing.T) {
+	in, want := input(t)
+	const addr = "127.0.4.9"
+	ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", addr, controlPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node's last session holds its control port for two more
+	// set-ups: each is refused as relay's refuseBusy does.
+	refusals := make(chan struct{})
+	go func() {
+		defer close(refusals)
+		for range 2 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 4096)
+			_, _ = c.Read(buf) // the Hello
+			_ = wire.WriteMsg(c, wire.TFail, wire.Fail{Reason: relay.ReasonBusy})
+			c.Close()
+		}
+	}()
+	out := filepath.Join(t.TempDir(), "out.img")
+	type result struct {
+		rep *sender.Report
+		err error
+	}
+	sent := make(chan result, 1)
+	go func() {
+		rep, err := send(t, in, []string{out}, addr)
+		sent <- result{rep, err}
+	}()
+	select {
+	case <-refusals:
+	case r := <-sent:
+		t.Fatalf("the session ended before the node was free: %v", r.err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sender did not ask twice within 20s")
+	}
+	ln.Close()
+	done := startNode(t, addr) // the node is free now
+	r := <-sent
+	if r.err != nil {
+		t.Fatalf("send: %v (node: %+v)", r.err, r.rep.Nodes)
+	}
+	if n := r.rep.Nodes[0]; n.State != sender.StateDone || !n.Verified {
+		t.Errorf("node: %+v", n)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+		t.Error("output differs")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("node: %v", err)
 	}
 }
