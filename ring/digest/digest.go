@@ -106,7 +106,7 @@ type Hash interface {
 // New returns a Hash computing a; an unknown a computes SHA256.
 func New(a Alg) Hash {
 	if a == Tree {
-		return &tree{leaf: blake3.New(), root: blake3.NewDeriveKey(RootContext)}
+		return &tree{leaf: leaf{h: blake3.New()}, root: blake3.NewDeriveKey(RootContext)}
 	}
 	return &plain{h: sha256.New()}
 }
@@ -142,84 +142,120 @@ func (p *plain) Sum(b []byte) []byte { return p.h.Sum(b) }
 func (p *plain) Reset()              { p.h.Reset(); p.n = 0 }
 func (p *plain) Len() int64          { return p.n }
 
-// tree is Tree: leaf hashes the current leaf (in bytes of it so far),
-// root the digests of the leaves before it. While the current leaf holds
-// only zeros they are counted (zin == in), not hashed: a leaf that ends
-// so is ZeroLeaf, one that gets data hashes its zeros first.
+// leaf is the tree digest's current leaf: in bytes of it so far. While
+// it holds only zeros they are counted (zin == in), not hashed: a leaf
+// that ends so is ZeroLeaf, one that gets data hashes its zeros first.
+// So zin > 0 means no data came.
+type leaf struct {
+	h       *blake3.Hasher
+	in, zin int64
+}
+
+func (l *leaf) write(b []byte) {
+	if l.zin > 0 {
+		writeZeros(l.h, l.zin)
+		l.zin = 0
+	}
+	l.h.Write(b)
+	l.in += int64(len(b))
+}
+
+func (l *leaf) zeros(n int64) {
+	if l.zin == l.in {
+		l.zin += n
+	} else {
+		writeZeros(l.h, n)
+	}
+	l.in += n
+}
+
+// sum is the leaf's digest, the leaf unchanged.
+func (l *leaf) sum() (d [Size]byte) {
+	switch {
+	case l.zin == LeafSize:
+		return ZeroLeaf
+	case l.zin > 0: // a short leaf of zeros
+		z := blake3.New()
+		writeZeros(z, l.zin)
+		z.Sum(d[:0])
+	default:
+		l.h.Sum(d[:0])
+	}
+	return d
+}
+
+// reset starts the next leaf; the hasher is reset only if data went
+// into it, so that a hole's zero leaves stay free.
+func (l *leaf) reset() {
+	if l.in != l.zin {
+		l.h.Reset()
+	}
+	l.in, l.zin = 0, 0
+}
+
+// rootSum appends to b the digest of root r, which has the digest of every
+// leaf: the stream's length n, 8 bytes little-endian, ends it.
+func rootSum(r *blake3.Hasher, n int64, b []byte) []byte {
+	var l [8]byte
+	binary.LittleEndian.PutUint64(l[:], uint64(n))
+	r.Write(l[:])
+	return r.Sum(b)
+}
+
+// tree is Tree: leaf the current leaf, root the digests of the leaves
+// before it.
 type tree struct {
-	leaf *blake3.Hasher
-	in   int64
-	zin  int64
+	leaf leaf
 	root *blake3.Hasher
 	n    int64
-	buf  [Size]byte
 }
 
 func (t *tree) Write(b []byte) (int, error) {
 	l := len(b)
-	if len(b) > 0 && t.zin > 0 {
-		writeZeros(t.leaf, t.zin)
-		t.zin = 0
-	}
 	for len(b) > 0 {
-		k := min(int64(len(b)), LeafSize-t.in)
-		t.leaf.Write(b[:k])
-		t.in += k
+		k := min(int64(len(b)), LeafSize-t.leaf.in)
+		t.leaf.write(b[:k])
 		t.n += k
 		b = b[k:]
-		if t.in == LeafSize {
-			t.root.Write(t.leaf.Sum(t.buf[:0]))
-			t.leaf.Reset()
-			t.in = 0
-		}
+		t.endLeaf()
 	}
 	return l, nil
 }
 
 func (t *tree) Zeros(n int64) {
 	for n > 0 {
-		k := min(n, LeafSize-t.in)
-		if t.zin == t.in { // only zeros in this leaf so far
-			t.zin += k
-		} else {
-			writeZeros(t.leaf, k)
-		}
-		t.in += k
+		k := min(n, LeafSize-t.leaf.in)
+		t.leaf.zeros(k)
 		t.n += k
 		n -= k
-		if t.in < LeafSize {
-			continue
-		}
-		if t.zin == LeafSize {
-			t.root.Write(ZeroLeaf[:])
-		} else {
-			t.root.Write(t.leaf.Sum(t.buf[:0]))
-			t.leaf.Reset()
-		}
-		t.in, t.zin = 0, 0
+		t.endLeaf()
 	}
+}
+
+// endLeaf folds the current leaf into the root once it is whole.
+func (t *tree) endLeaf() {
+	if t.leaf.in < LeafSize {
+		return
+	}
+	d := t.leaf.sum()
+	t.root.Write(d[:])
+	t.leaf.reset()
 }
 
 func (t *tree) Sum(b []byte) []byte {
 	r := t.root.Clone()
-	switch {
-	case t.in > 0 && t.zin == t.in:
-		z := blake3.New()
-		writeZeros(z, t.zin)
-		r.Write(z.Sum(t.buf[:0]))
-	case t.in > 0:
-		r.Write(t.leaf.Sum(t.buf[:0]))
+	if t.leaf.in > 0 {
+		d := t.leaf.sum()
+		r.Write(d[:])
 	}
-	var l [8]byte
-	binary.LittleEndian.PutUint64(l[:], uint64(t.n))
-	r.Write(l[:])
-	return r.Sum(b)
+	return rootSum(r, t.n, b)
 }
 
 func (t *tree) Reset() {
-	t.leaf.Reset()
+	t.leaf.h.Reset()
+	t.leaf.in, t.leaf.zin = 0, 0
 	t.root.Reset()
-	t.in, t.zin, t.n = 0, 0, 0
+	t.n = 0
 }
 
 func (t *tree) Len() int64 { return t.n }

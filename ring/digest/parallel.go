@@ -1,7 +1,6 @@
 package digest
 
 import (
-	"encoding/binary"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -147,45 +146,21 @@ func (p *Parallel) send(pc piece) {
 // work hashes the pieces of its leaves, one leaf at a time.
 func (p *Parallel) work(ch <-chan piece) {
 	defer p.wg.Done()
-	h := blake3.New()
-	var in, zin int64
-	var buf [Size]byte
+	lf := leaf{h: blake3.New()}
 	for pc := range ch {
 		switch {
 		case len(pc.b) > 0:
-			if zin > 0 {
-				writeZeros(h, zin)
-				zin = 0
-			}
-			h.Write(pc.b)
-			in += int64(len(pc.b))
-		case pc.zeros > 0 && zin == in:
-			zin += pc.zeros
-			in += pc.zeros
+			lf.write(pc.b)
 		case pc.zeros > 0:
-			writeZeros(h, pc.zeros)
-			in += pc.zeros
+			lf.zeros(pc.zeros)
 		}
 		if pc.done != nil {
 			pc.done()
 		}
-		if !pc.end {
-			continue
+		if pc.end {
+			p.fold(pc.leaf, run{lf.sum(), 1})
+			lf.reset()
 		}
-		var d [Size]byte
-		switch {
-		case zin == LeafSize:
-			d = ZeroLeaf
-		default:
-			if zin > 0 {
-				writeZeros(h, zin)
-			}
-			h.Sum(buf[:0])
-			d = buf
-		}
-		p.fold(pc.leaf, run{d, 1})
-		h.Reset()
-		in, zin = 0, 0
 	}
 }
 
@@ -217,13 +192,9 @@ func (p *Parallel) Finish(b []byte) []byte {
 		p.send(piece{end: true})
 	}
 	p.pending.Wait()
-	var l [8]byte
-	binary.LittleEndian.PutUint64(l[:], uint64(p.n))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r := p.root.Clone()
-	r.Write(l[:])
-	return r.Sum(b)
+	return rootSum(p.root.Clone(), p.n, b)
 }
 
 // Reset starts a new stream once the current one's leaves are hashed.
