@@ -222,3 +222,42 @@ func (p *Parallel) Close() {
 	}
 	p.wg.Wait()
 }
+
+// Async is a stream digest whose Write may hash after it returns: it
+// calls done once it has (before it returns, when it hashes on the
+// caller's goroutine), and the bytes must not change until then. Finish
+// ends the stream, Reset starts the next, Close stops any goroutines.
+type Async interface {
+	Write(b []byte, done func())
+	Zeros(n int64)
+	Finish(b []byte) []byte
+	Reset()
+	Len() int64
+	Close()
+}
+
+// NewAsync returns a's digest: the tree's leaves hashed on workers
+// goroutines (Parallel) when a is Tree and workers > 1, else a Hash on
+// the caller's goroutine.
+func NewAsync(a Alg, workers int) Async {
+	if a == Tree && workers > 1 {
+		return NewParallel(workers)
+	}
+	return inline{New(a)}
+}
+
+// inline is a Hash as an Async.
+type inline struct{ h Hash }
+
+func (s inline) Write(b []byte, done func()) {
+	s.h.Write(b)
+	if done != nil {
+		done()
+	}
+}
+
+func (s inline) Zeros(n int64)          { s.h.Zeros(n) }
+func (s inline) Finish(b []byte) []byte { return s.h.Sum(b) }
+func (s inline) Reset()                 { s.h.Reset() }
+func (s inline) Len() int64             { return s.h.Len() }
+func (inline) Close()                   {}

@@ -136,12 +136,8 @@ func Digest(ctx context.Context, path string, size int64, opts Options) (Result,
 	if workers <= 0 {
 		workers = digest.Workers()
 	}
-	if opts.Digest == digest.Tree && workers > 1 {
-		d.p = digest.NewParallel(workers)
-		defer d.p.Close()
-	} else {
-		d.h = digest.New(opts.Digest)
-	}
+	d.h = digest.NewAsync(opts.Digest, workers)
+	defer d.h.Close()
 	if opts.Split <= 0 {
 		if err := d.file(ctx, path, size, true); err != nil {
 			return Result{}, err
@@ -153,19 +149,12 @@ func Digest(ctx context.Context, path string, size int64, opts Options) (Result,
 			}
 		}
 	}
-	var sum []byte
-	if d.p != nil {
-		sum = d.p.Finish(nil)
-	} else {
-		sum = d.h.Sum(nil)
-	}
-	return Result{Digest: sum, Bytes: size, Holes: d.holes, Method: d.method, Elapsed: time.Since(start)}, nil
+	return Result{Digest: d.h.Finish(nil), Bytes: size, Holes: d.holes, Method: d.method, Elapsed: time.Since(start)}, nil
 }
 
 // digester hashes the files of one Digest call in order.
 type digester struct {
-	h        digest.Hash      // SHA-256, or the tree on one goroutine
-	p        *digest.Parallel // or the tree on several
+	h        digest.Async
 	chunk    int
 	progress func(int64)
 	done     int64 // bytes hashed, all files
@@ -322,8 +311,8 @@ func (d *digester) read(ctx context.Context, f *os.File, path string, n, align i
 	}
 	chunk := (int64(d.chunk) + align - 1) / align * align
 	nbuf := 2
-	if d.p != nil {
-		nbuf += d.p.Workers()
+	if p, ok := d.h.(*digest.Parallel); ok {
+		nbuf += p.Workers() // one held by each
 	}
 	if len(d.bufs) < nbuf || len(d.bufs[0]) < int(chunk) {
 		d.bufs = make([][]byte, nbuf)
@@ -398,21 +387,15 @@ func (d *digester) read(ctx context.Context, f *os.File, path string, n, align i
 			if p.err != nil {
 				return p.err
 			}
-			switch {
-			case p.hole > 0 && d.p != nil:
-				d.p.Zeros(p.hole)
-			case p.hole > 0:
+			if p.hole > 0 {
 				d.h.Zeros(p.hole)
-			case d.p != nil:
+			} else {
 				buf := p.buf
 				hashing.Add(1)
-				d.p.Write(buf, func() {
+				d.h.Write(buf, func() {
 					free <- buf[:cap(buf)]
 					hashing.Done()
 				})
-			default:
-				d.h.Write(p.buf)
-				free <- p.buf[:cap(p.buf)]
 			}
 			d.done += p.hole + int64(len(p.buf))
 			if p.hole > 0 {

@@ -172,11 +172,11 @@ func TestDigestHoles(t *testing.T) {
 func TestDigestBuffered(t *testing.T) {
 	b := randomBytes(5<<20+3, 3)
 	path := writeFile(t, "out", b)
-	d := &digester{h: digest.New(digest.SHA256), chunk: DefaultChunkSize, method: MethodDirect}
+	d := &digester{h: digest.NewAsync(digest.SHA256, 1), chunk: DefaultChunkSize, method: MethodDirect}
 	if err := d.file(context.Background(), path, int64(len(b)), false); err != nil {
 		t.Fatal(err)
 	}
-	checkDigest(t, Result{Digest: d.h.Sum(nil), Bytes: int64(len(b))}, b)
+	checkDigest(t, Result{Digest: d.h.Finish(nil), Bytes: int64(len(b))}, b)
 	if d.method != MethodDropCache {
 		t.Errorf("method %q, want %q", d.method, MethodDropCache)
 	}

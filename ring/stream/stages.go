@@ -180,16 +180,15 @@ type Sum struct {
 func (s Sum) Hex() string { return hex.EncodeToString(s.Digest) }
 
 // Hasher computes the digest of every file's stream (package digest),
-// holes as zeros, in a goroutine of its own. The tree digest's leaves are
-// hashed by digest.Workers goroutines besides (digest.Parallel) on a
-// machine of four cores or more: a
-// chunk goes back to its pool once they hashed it.
+// holes as zeros, in a goroutine of its own (digest.NewAsync). On a
+// machine of four cores or more the tree digest's leaves are hashed by
+// digest.Workers goroutines besides: a chunk goes back to its pool once
+// they hashed it.
 type Hasher struct {
 	in   chan *Chunk
 	done chan struct{}
 
-	h    digest.Hash      // SHA-256, or the tree on one core
-	p    *digest.Parallel // or the tree on several
+	h    digest.Async
 	mu   sync.Mutex
 	sums map[uint32]Sum
 }
@@ -200,12 +199,7 @@ func NewHasher(depth int, alg digest.Alg) *Hasher {
 }
 
 func newHasher(depth int, alg digest.Alg, workers int) *Hasher {
-	h := &Hasher{in: make(chan *Chunk, depth), done: make(chan struct{}), sums: map[uint32]Sum{}}
-	if alg == digest.Tree && workers > 1 {
-		h.p = digest.NewParallel(workers)
-	} else {
-		h.h = digest.New(alg)
-	}
+	h := &Hasher{in: make(chan *Chunk, depth), done: make(chan struct{}), h: digest.NewAsync(alg, workers), sums: map[uint32]Sum{}}
 	go h.run()
 	return h
 }
@@ -215,29 +209,19 @@ func (h *Hasher) In() chan<- *Chunk { return h.in }
 
 func (h *Hasher) run() {
 	defer close(h.done)
-	if h.p != nil {
-		defer h.p.Close()
-	}
+	defer h.h.Close()
 	for c := range h.in {
 		for i, s := range c.Segs {
 			switch s.H.Type {
 			case wire.TFileStart:
-				h.reset()
+				h.h.Reset()
 			case wire.TData:
-				if h.p != nil {
-					c.Hold() // until the leaf's worker hashed it
-					h.p.Write(c.Payload(i), c.Release)
-				} else {
-					h.h.Write(c.Payload(i))
-				}
+				c.Hold() // until it is hashed
+				h.h.Write(c.Payload(i), c.Release)
 			case wire.THole:
-				if h.p != nil {
-					h.p.Zeros(int64(s.H.Length))
-				} else {
-					h.h.Zeros(int64(s.H.Length))
-				}
+				h.h.Zeros(int64(s.H.Length))
 			case wire.TFileEnd:
-				sum := h.sum()
+				sum := Sum{Bytes: h.h.Len(), Digest: h.h.Finish(nil)}
 				h.mu.Lock()
 				h.sums[s.H.File] = sum
 				h.mu.Unlock()
@@ -245,22 +229,6 @@ func (h *Hasher) run() {
 		}
 		c.Release()
 	}
-}
-
-func (h *Hasher) reset() {
-	if h.p != nil {
-		h.p.Reset()
-	} else {
-		h.h.Reset()
-	}
-}
-
-// sum is the digest of the file whose end came.
-func (h *Hasher) sum() Sum {
-	if h.p != nil {
-		return Sum{Bytes: h.p.Len(), Digest: h.p.Finish(nil)}
-	}
-	return Sum{Bytes: h.h.Len(), Digest: h.h.Sum(nil)}
 }
 
 // Close waits for the queued chunks to be hashed.
