@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/herdproject/herd/ring/digest"
 	"github.com/herdproject/herd/ring/sink"
@@ -338,4 +339,74 @@ func TestProgress(t *testing.T) {
 			t.Fatalf("progress %v, want %v", seen, want)
 		}
 	}
+}
+
+// slowHash hashes each write on a goroutine of its own a moment after
+// Write returned, in order, as a busy worker does: what the read-back
+// hands it must stay as it is until done.
+type slowHash struct {
+	h digest.Hash
+	q chan func()
+	n int64
+}
+
+func newSlowHash() *slowHash {
+	s := &slowHash{h: digest.New(digest.SHA256), q: make(chan func(), 64)}
+	go func() {
+		for f := range s.q {
+			f()
+		}
+	}()
+	return s
+}
+
+func (s *slowHash) Write(b []byte, done func()) {
+	s.n += int64(len(b))
+	s.q <- func() {
+		time.Sleep(5 * time.Millisecond)
+		s.h.Write(b)
+		done()
+	}
+}
+
+func (s *slowHash) Zeros(n int64) {
+	s.n += n
+	s.q <- func() { s.h.Zeros(n) }
+}
+
+// sync waits until everything queued was hashed.
+func (s *slowHash) sync() {
+	ok := make(chan struct{})
+	s.q <- func() { close(ok) }
+	<-ok
+}
+
+func (s *slowHash) Finish(b []byte) []byte { s.sync(); return s.h.Sum(b) }
+func (s *slowHash) Reset()                 { s.sync(); s.h.Reset(); s.n = 0 }
+func (s *slowHash) Len() int64             { return s.n }
+func (s *slowHash) Close()                 { close(s.q) }
+
+// TestDigestLateHash: a hash that takes the buffers after Write returned
+// (the tree's workers) gets each part of a split output whole: the next
+// part's reads wait until the buffers are hashed.
+func TestDigestLateHash(t *testing.T) {
+	b := randomBytes(3*20000+123, 9)
+	dir := t.TempDir()
+	var parts []string
+	for i, off := 0, 0; off < len(b); i, off = i+1, off+20000 {
+		p := filepath.Join(dir, fmt.Sprintf("img_%d", i))
+		if err := os.WriteFile(p, b[off:min(off+20000, len(b))], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, p)
+	}
+	h := newSlowHash()
+	defer h.Close()
+	d := &digester{h: h, chunk: 8192, method: MethodDirect}
+	for i, p := range parts {
+		if err := d.file(context.Background(), p, int64(min(20000, len(b)-20000*i)), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkDigest(t, Result{Digest: d.h.Finish(nil), Bytes: d.h.Len()}, b)
 }
