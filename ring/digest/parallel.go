@@ -184,14 +184,20 @@ func (p *Parallel) fold(i int64, r run) {
 	p.mu.Unlock()
 }
 
-// Finish ends the stream: it waits until every leaf is hashed and
-// appends the stream's digest to b. Call Reset before writing another
-// stream.
-func (p *Parallel) Finish(b []byte) []byte {
+// flush ends the current leaf, if it has begun, and waits until every
+// leaf is folded into the root.
+func (p *Parallel) flush() {
 	if p.in > 0 {
 		p.send(piece{end: true})
 	}
 	p.pending.Wait()
+}
+
+// Finish ends the stream: it waits until every leaf is hashed and
+// appends the stream's digest to b. Call Reset before writing another
+// stream.
+func (p *Parallel) Finish(b []byte) []byte {
+	p.flush()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return rootSum(p.root.Clone(), p.n, b)
@@ -199,10 +205,7 @@ func (p *Parallel) Finish(b []byte) []byte {
 
 // Reset starts a new stream once the current one's leaves are hashed.
 func (p *Parallel) Reset() {
-	if p.in > 0 {
-		p.send(piece{end: true})
-	}
-	p.pending.Wait()
+	p.flush()
 	p.mu.Lock()
 	p.root.Reset()
 	p.next = 0

@@ -339,7 +339,7 @@ func (s *session) setupNode(ctx context.Context, i int, setup wire.Setup) error 
 	if s.cfg.Timeout > 0 {
 		wait = s.cfg.Timeout
 	}
-	busySince := time.Time{}
+	var busySince time.Time
 	for {
 		conn, err := s.dialControl(ctx, i)
 		if err != nil {
